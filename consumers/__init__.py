@@ -1,0 +1,1 @@
+"""The subscribers that run as services: each one decodes, applies, records its offset."""

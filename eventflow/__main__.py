@@ -1,0 +1,3 @@
+from eventflow.cli import main
+
+main()

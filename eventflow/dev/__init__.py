@@ -1,0 +1,1 @@
+"""Real services for development and tests, started from packages: Kafka and PostgreSQL."""

@@ -1,0 +1,90 @@
+"""Lifecycle events: what an event is, and where on the log each kind belongs.
+
+An event type is a dotted name, ``<family>.<verb>`` (``run.failed``,
+``model_version.alias_set``). The family decides the topic and which payload field is
+the partition key, so that all events of one entity share a key and stay in order.
+This module is the one place that knows that routing.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventflow import __version__
+
+TOPIC_PREFIX = "eventflow."
+DEAD_LETTER_TOPIC = TOPIC_PREFIX + "dead-letter"
+
+
+@dataclass(frozen=True)
+class Family:
+    """A group of event types about one kind of entity: one topic, one key field."""
+
+    topic: str
+    key_field: str
+
+
+FAMILIES: dict[str, Family] = {
+    "experiment": Family(TOPIC_PREFIX + "experiments", "experiment_id"),
+    "run": Family(TOPIC_PREFIX + "runs", "run_id"),
+    "registered_model": Family(TOPIC_PREFIX + "models", "name"),
+    "model_version": Family(TOPIC_PREFIX + "models", "name"),
+    "deployment": Family(TOPIC_PREFIX + "deployments", "target"),
+    "webhook": Family(TOPIC_PREFIX + "webhooks", "subscription_id"),
+}
+
+LIFECYCLE_TOPICS: tuple[str, ...] = tuple(sorted({f.topic for f in FAMILIES.values()}))
+
+
+def family_of(event_type: str) -> Family:
+    """The family of an event type, or a ValueError naming the unknown prefix."""
+    prefix, _, verb = event_type.partition(".")
+    if not verb or prefix not in FAMILIES:
+        known = ", ".join(sorted(FAMILIES))
+        raise ValueError(f"unknown event type {event_type!r}: it must be <family>.<verb> with a family among {known}")
+    return FAMILIES[prefix]
+
+
+def _default_actor() -> str:
+    try:
+        return os.environ.get("EVENTFLOW_ACTOR") or getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+def default_source() -> dict[str, str]:
+    """Where an event was produced: host, process and the SDK version."""
+    return {"host": socket.gethostname(), "process": str(os.getpid()), "sdk_version": __version__}
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class Event:
+    """One lifecycle event: the common envelope and its type's payload."""
+
+    type: str
+    payload: dict[str, Any]
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    time: int = field(default_factory=now_ms)
+    actor: str = field(default_factory=_default_actor)
+    source: dict[str, str] = field(default_factory=default_source)
+    correlation_id: str | None = None
+    causation_id: str | None = None
+
+    @property
+    def topic(self) -> str:
+        return family_of(self.type).topic
+
+    @property
+    def key(self) -> str:
+        """The partition key: the id (or name) of the entity the event is about."""
+        return str(self.payload[family_of(self.type).key_field])

@@ -1,0 +1,16 @@
+"""The log: one interface (``base``), two implementations (``kafka``, ``embedded``)."""
+
+from eventflow.log.base import Consumer, Log, LogError, Message, Position, Record, TopicPartition
+
+__all__ = ["Consumer", "Log", "LogError", "Message", "Position", "Record", "TopicPartition", "open_log"]
+
+
+def open_log(uri: str, **options: object) -> Log:
+    """Open a log by URI: ``kafka://host:port[,host:port]`` or a directory for the embedded log."""
+    if uri.startswith("kafka://"):
+        from eventflow.log.kafka import KafkaLog
+
+        return KafkaLog(uri.removeprefix("kafka://"), **options)  # type: ignore[arg-type]
+    from eventflow.log.embedded import EmbeddedLog
+
+    return EmbeddedLog(uri.removeprefix("file://"), **options)  # type: ignore[arg-type]

@@ -1,0 +1,395 @@
+"""The log on Apache Kafka (kafka-python), for real deployments.
+
+The producer is idempotent with ``acks=all``: a record is acknowledged once every in-sync
+replica has it, and retries never duplicate it. Topics are created on first use with the
+configured partition count and replication factor, since brokers here run with
+``auto.create.topics.enable=false`` (a mistyped topic should fail, not appear).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import TopicPartition as KafkaTopicPartition
+from kafka.admin import NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from eventflow.log.base import (
+    Consumer,
+    Headers,
+    Log,
+    LogError,
+    Message,
+    Position,
+    RebalanceCallback,
+    Record,
+    TopicPartition,
+)
+
+DEFAULT_PARTITIONS = 3
+
+
+def _ours(tps: Iterable[KafkaTopicPartition]) -> set[TopicPartition]:
+    return {TopicPartition(tp.topic, tp.partition) for tp in tps}
+
+
+def _theirs(tp: TopicPartition) -> KafkaTopicPartition:
+    return KafkaTopicPartition(tp.topic, tp.partition)
+
+
+class KafkaLog(Log):
+    """A log on a Kafka cluster reached through ``bootstrap`` (``host:port[,host:port]``)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        partitions: int = DEFAULT_PARTITIONS,
+        replication_factor: int = 1,
+        compression: str | None = "gzip",
+        linger_ms: int = 5,
+        timeout: float = 30.0,
+        client_id: str = "eventflow",
+    ):
+        self.bootstrap = [server.strip() for server in bootstrap.split(",") if server.strip()]
+        if not self.bootstrap:
+            raise LogError("no Kafka bootstrap server given: use host:port[,host:port]")
+        self.default_partitions = partitions
+        self.replication_factor = replication_factor
+        self.timeout = timeout
+        self.client_id = client_id
+        self._producer_options = {"compression_type": compression, "linger_ms": linger_ms}
+        self._producer: KafkaProducer | None = None
+        self._admin: KafkaAdminClient | None = None
+        self._metadata: KafkaConsumer | None = None
+        self._known_topics: set[str] = set()
+        self._lock = threading.RLock()
+        self._closed = False
+
+    # -- clients, made on first use ---------------------------------------------------
+
+    def _connect(self, make):  # type: ignore[no-untyped-def]
+        try:
+            return make()
+        except KafkaError as error:
+            raise LogError(f"cannot reach Kafka at {','.join(self.bootstrap)}: {error}") from error
+
+    @property
+    def producer(self) -> KafkaProducer:
+        with self._lock:
+            self._check_open()
+            if self._producer is None:
+                self._producer = self._connect(
+                    lambda: KafkaProducer(
+                        bootstrap_servers=self.bootstrap,
+                        client_id=self.client_id,
+                        acks="all",
+                        enable_idempotence=True,
+                        max_in_flight_requests_per_connection=5,
+                        request_timeout_ms=int(self.timeout * 1000),
+                        **self._producer_options,
+                    )
+                )
+            return self._producer
+
+    @property
+    def admin(self) -> KafkaAdminClient:
+        with self._lock:
+            self._check_open()
+            if self._admin is None:
+                self._admin = self._connect(
+                    lambda: KafkaAdminClient(
+                        bootstrap_servers=self.bootstrap,
+                        client_id=self.client_id + "-admin",
+                        request_timeout_ms=int(self.timeout * 1000),
+                    )
+                )
+            return self._admin
+
+    @property
+    def metadata(self) -> KafkaConsumer:
+        """A group-less consumer used only to ask for partitions and offsets."""
+        with self._lock:
+            self._check_open()
+            if self._metadata is None:
+                self._metadata = self._connect(
+                    lambda: KafkaConsumer(
+                        bootstrap_servers=self.bootstrap,
+                        client_id=self.client_id + "-metadata",
+                        enable_auto_commit=False,
+                        request_timeout_ms=int(self.timeout * 1000) + 1000,
+                    )
+                )
+            return self._metadata
+
+    # -- topics ---------------------------------------------------------------------
+
+    def create_topic(self, topic: str, partitions: int | None = None) -> None:
+        if topic in self._known_topics:
+            return
+        try:
+            self.admin.create_topics(
+                [
+                    NewTopic(
+                        topic,
+                        partitions or self.default_partitions,
+                        self.replication_factor,
+                        # The broker stamps records, as the embedded log does, so that
+                        # seeking by time means "appended at or after".
+                        topic_configs={"message.timestamp.type": "LogAppendTime"},
+                    )
+                ],
+                timeout_ms=int(self.timeout * 1000),
+            )
+        except TopicAlreadyExistsError:
+            pass
+        except KafkaError as error:
+            raise LogError(f"cannot create topic {topic!r}: {error}") from error
+        self._wait_for_partitions(topic)
+        self._known_topics.add(topic)
+
+    def _wait_for_partitions(self, topic: str) -> set[int]:
+        """Block until the cluster metadata knows the topic's partitions (just created)."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            found = self.metadata.partitions_for_topic(topic)
+            if found:
+                return found
+            if time.monotonic() > deadline:
+                raise LogError(f"topic {topic!r} has no partitions after {self.timeout:.0f} s")
+            time.sleep(0.05)
+
+    def topics(self) -> list[str]:
+        try:
+            names = self.admin.list_topics()
+        except KafkaError as error:
+            raise LogError(f"cannot list topics: {error}") from error
+        return sorted(name for name in names if not name.startswith("__"))
+
+    def partitions(self, topic: str) -> list[int]:
+        found = self.metadata.partitions_for_topic(topic)
+        if not found:
+            raise LogError(f"topic {topic!r} does not exist")
+        return sorted(found)
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        tps = [KafkaTopicPartition(topic, p) for p in self.partitions(topic)]
+        with self._lock:
+            ends = self.metadata.end_offsets(tps)
+        return {tp.partition: offset for tp, offset in ends.items()}
+
+    # -- appending ------------------------------------------------------------------
+
+    def append(self, topic: str, key: bytes | None, value: bytes, headers: Headers = ()) -> Position:
+        return self.append_batch([Message(topic, key, value, headers)])[0]
+
+    def append_batch(self, messages: Sequence[Message]) -> list[Position]:
+        for topic in {m.topic for m in messages}:
+            self.create_topic(topic)
+        producer = self.producer
+        try:
+            futures = [producer.send(m.topic, value=m.value, key=m.key, headers=list(m.headers)) for m in messages]
+            producer.flush(timeout=self.timeout)
+            results = [future.get(timeout=self.timeout) for future in futures]
+        except KafkaError as error:
+            raise LogError(f"append to Kafka failed: {error}") from error
+        return [Position(r.topic, r.partition, r.offset) for r in results]
+
+    # -- consuming ------------------------------------------------------------------
+
+    def consumer(
+        self,
+        topics: Sequence[str],
+        group: str | None = None,
+        *,
+        on_assign: RebalanceCallback | None = None,
+        on_revoke: RebalanceCallback | None = None,
+        from_beginning: bool = True,
+        session_timeout: float = 10.0,
+    ) -> "KafkaLogConsumer":
+        if isinstance(topics, str):
+            topics = [topics]
+        for topic in topics:
+            self.create_topic(topic)
+        return KafkaLogConsumer(
+            self,
+            list(topics),
+            group,
+            on_assign=on_assign,
+            on_revoke=on_revoke,
+            from_beginning=from_beginning,
+            session_timeout=session_timeout,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._producer is not None:
+                self._producer.flush(timeout=self.timeout)
+                self._producer.close(timeout=self.timeout)
+            for client in (self._admin, self._metadata):
+                if client is not None:
+                    client.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogError("the Kafka log is closed")
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, consumer: "KafkaLogConsumer"):
+        self.consumer = consumer
+
+    def on_partitions_revoked(self, revoked):  # type: ignore[no-untyped-def]
+        ours = _ours(revoked) & self.consumer._assigned
+        self.consumer._assigned -= ours
+        if ours and self.consumer._on_revoke:
+            self.consumer._on_revoke(ours)
+
+    def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
+        ours = _ours(assigned) - self.consumer._assigned
+        self.consumer._assigned |= ours
+        if ours and self.consumer._on_assign:
+            self.consumer._on_assign(ours)
+
+
+class KafkaLogConsumer(Consumer):
+    """A kafka-python consumer behind the log's consumer interface (manual commits)."""
+
+    def __init__(
+        self,
+        log: KafkaLog,
+        topics: list[str],
+        group: str | None,
+        *,
+        on_assign: RebalanceCallback | None,
+        on_revoke: RebalanceCallback | None,
+        from_beginning: bool,
+        session_timeout: float,
+    ):
+        self._group = group
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._assigned: set[TopicPartition] = set()
+        self._closed = False
+        session_ms = int(session_timeout * 1000)
+        try:
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=log.bootstrap,
+                client_id=log.client_id + "-consumer",
+                group_id=group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest" if from_beginning else "latest",
+                session_timeout_ms=session_ms,
+                heartbeat_interval_ms=max(100, session_ms // 3),
+                request_timeout_ms=max(int(log.timeout * 1000), session_ms + 5000),
+            )
+        except KafkaError as error:
+            raise LogError(f"cannot reach Kafka at {','.join(log.bootstrap)}: {error}") from error
+        if group is not None:
+            self._consumer.subscribe(topics, listener=_Listener(self))
+        else:
+            tps = [KafkaTopicPartition(topic, p) for topic in topics for p in log.partitions(topic)]
+            self._consumer.assign(tps)
+            if from_beginning:
+                self._consumer.seek_to_beginning(*tps)
+            else:
+                self._consumer.seek_to_end(*tps)
+            self._assigned = _ours(tps)
+            if on_assign:
+                on_assign(set(self._assigned))
+
+    def poll(self, timeout: float = 1.0, max_records: int = 500) -> list[Record]:
+        self._check_open()
+        try:
+            batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
+        except KafkaError as error:
+            raise LogError(f"poll from Kafka failed: {error}") from error
+        records: list[Record] = []
+        for tp in sorted(batches, key=lambda tp: (tp.topic, tp.partition)):
+            for r in batches[tp]:
+                records.append(
+                    Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, tuple(r.headers or ()))
+                )
+        return records
+
+    def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        self._check_open()
+        if self._group is None:
+            raise LogError("commit needs a consumer group: this consumer was opened without one")
+        if offsets is None:
+            offsets = {tp: self._consumer.position(_theirs(tp)) for tp in self._assigned}
+        if not offsets:
+            return
+        try:
+            self._consumer.commit({_theirs(tp): OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
+        except KafkaError as error:
+            raise LogError(f"commit to Kafka failed: {error}") from error
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        if self._group is None:
+            return None
+        return self._consumer.committed(_theirs(tp))
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._assigned)
+
+    def position(self, tp: TopicPartition) -> int:
+        self._require_assigned([tp])
+        return self._consumer.position(_theirs(tp))
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self._require_assigned([tp])
+        if offset < 0:
+            raise LogError(f"cannot seek to a negative offset ({offset})")
+        self._consumer.seek(_theirs(tp), offset)
+
+    def seek_to_beginning(self, tps: Iterable[TopicPartition] | None = None) -> None:
+        selected = self._selected(tps)
+        if selected:
+            self._consumer.seek_to_beginning(*map(_theirs, selected))
+
+    def seek_to_time(self, timestamp_ms: int, tps: Iterable[TopicPartition] | None = None) -> None:
+        selected = self._selected(tps)
+        if not selected:
+            return
+        found = self._consumer.offsets_for_times({_theirs(tp): timestamp_ms for tp in selected})
+        for tp in selected:
+            hit = found.get(_theirs(tp))
+            if hit is None:
+                self._consumer.seek_to_end(_theirs(tp))
+            else:
+                self._consumer.seek(_theirs(tp), hit.offset)
+
+    def _selected(self, tps: Iterable[TopicPartition] | None) -> list[TopicPartition]:
+        self._check_open()
+        if tps is None:
+            return sorted(self._assigned)
+        selected = list(tps)
+        self._require_assigned(selected)
+        return selected
+
+    def _require_assigned(self, tps: Iterable[TopicPartition]) -> None:
+        for tp in tps:
+            if tp not in self._assigned:
+                raise LogError(f"{tp.topic}[{tp.partition}] is not assigned to this consumer")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._group is not None and self._assigned and self._on_revoke:
+            self._on_revoke(set(self._assigned))
+        self._assigned = set()
+        self._consumer.close(autocommit=False)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogError("this consumer is closed")

@@ -1,0 +1,186 @@
+"""The schema files: names, envelope, keys, routing, and how they are loaded."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+
+import pytest
+
+from eventflow.codec import ENVELOPE_FIELDS, CodecError, registry
+from eventflow.codec.registry import SchemaRegistry
+from eventflow.events import FAMILIES, family_of
+
+EXPECTED_EVENT_TYPES = {
+    "experiment.created", "experiment.renamed", "experiment.deleted", "experiment.restored",
+    "experiment.tag_set", "experiment.tag_deleted",
+    "run.created", "run.finished", "run.failed", "run.killed", "run.renamed", "run.deleted",
+    "run.restored", "run.params_logged", "run.metrics_logged", "run.tags_set", "run.tag_deleted",
+    "run.artifact_logged", "run.inputs_logged",
+    "registered_model.created", "registered_model.updated", "registered_model.renamed",
+    "registered_model.deleted", "registered_model.tag_set", "registered_model.tag_deleted",
+    "model_version.created", "model_version.updated", "model_version.deleted",
+    "model_version.tag_set", "model_version.tag_deleted", "model_version.stage_transitioned",
+    "model_version.alias_set", "model_version.alias_deleted",
+    "deployment.started", "deployment.succeeded", "deployment.failed", "deployment.rolled_back",
+    "webhook.created", "webhook.updated", "webhook.deleted", "webhook.disabled",
+}  # fmt: skip
+
+SCHEMA_FILES = sorted(p.name for p in resources.files("eventflow.schemas").iterdir() if p.name.endswith(".avsc"))
+
+
+def _load(filename: str) -> dict:
+    return json.loads((resources.files("eventflow.schemas") / filename).read_text(encoding="utf-8"))
+
+
+def _camel(event_type: str, version: int) -> str:
+    return "".join(p.capitalize() for p in re.split(r"[._]", event_type)) + f"V{version}"
+
+
+def test_every_event_type_has_a_schema_and_no_other(reg):
+    assert set(reg.event_types()) == EXPECTED_EVENT_TYPES
+
+
+def test_metrics_logged_has_two_versions_and_the_rest_one(reg):
+    for event_type in reg.event_types():
+        versions = [s.version for s in reg.versions(event_type)]
+        assert versions == ([1, 2] if event_type == "run.metrics_logged" else [1])
+        assert reg.current(event_type).version == versions[-1]
+
+
+def test_every_family_is_routed_and_used(reg):
+    families = {t.split(".")[0] for t in reg.event_types()}
+    assert families == set(FAMILIES)
+    for event_type in reg.event_types():
+        assert family_of(event_type) is FAMILIES[event_type.split(".")[0]]
+
+
+def test_schema_files_are_shipped_in_the_installed_package():
+    assert len(SCHEMA_FILES) == 42
+    assert SchemaRegistry.load().event_types() == registry().event_types()
+
+
+@pytest.mark.parametrize("filename", SCHEMA_FILES)
+def test_file_name_matches_declared_type_and_version(filename):
+    raw = _load(filename)
+    m = re.fullmatch(r"(?P<type>[a-z_]+\.[a-z_]+)\.v(?P<v>\d+)\.avsc", filename)
+    assert m, filename
+    assert raw["eventflow.event_type"] == m["type"]
+    assert raw["eventflow.version"] == int(m["v"])
+    assert raw["type"] == "record"
+    assert raw["namespace"] == "eventflow.events"
+    assert raw["name"] == _camel(m["type"], int(m["v"]))
+    assert raw.get("doc")
+
+
+@pytest.mark.parametrize("filename", SCHEMA_FILES)
+def test_envelope_fields_in_order(filename):
+    raw = _load(filename)
+    fields = raw["fields"]
+    assert tuple(f["name"] for f in fields) == ENVELOPE_FIELDS
+    by_name = {f["name"]: f for f in fields}
+    assert by_name["event_id"]["type"] == {"type": "string", "logicalType": "uuid"}
+    assert by_name["event_type"]["type"] == "string"
+    assert by_name["time"]["type"] == {"type": "long", "logicalType": "timestamp-millis"}
+    assert by_name["actor"]["type"] == "string"
+    source = by_name["source"]["type"]
+    assert (source["type"], source["name"], source["namespace"]) == ("record", "Source", "eventflow")
+    assert [(f["name"], f["type"]) for f in source["fields"]] == [
+        ("host", "string"),
+        ("process", "string"),
+        ("sdk_version", "string"),
+    ]
+    for name in ("correlation_id", "causation_id"):
+        assert by_name[name]["type"] == ["null", "string"]
+        assert "default" in by_name[name] and by_name[name]["default"] is None
+    payload = by_name["payload"]["type"]
+    assert payload["type"] == "record"
+    assert payload["name"] == raw["name"] + "Payload"
+    assert payload.get("doc")
+
+
+@pytest.mark.parametrize("filename", SCHEMA_FILES)
+def test_payload_has_the_family_key_as_a_required_string(filename):
+    raw = _load(filename)
+    key_field = FAMILIES[raw["eventflow.event_type"].split(".")[0]].key_field
+    payload = raw["fields"][-1]["type"]
+    fields = {f["name"]: f for f in payload["fields"]}
+    assert key_field in fields
+    assert fields[key_field]["type"] == "string"
+    assert "default" not in fields[key_field]
+    assert payload["fields"][0]["name"] == key_field  # the key comes first
+
+
+def _walk_types(schema):
+    if isinstance(schema, list):
+        for s in schema:
+            yield from _walk_types(s)
+    elif isinstance(schema, dict):
+        yield schema
+        if schema.get("type") in ("record", "error"):
+            for f in schema["fields"]:
+                yield from _walk_types(f["type"])
+        elif schema.get("type") == "array":
+            yield from _walk_types(schema["items"])
+        elif schema.get("type") == "map":
+            yield from _walk_types(schema["values"])
+
+
+@pytest.mark.parametrize("filename", SCHEMA_FILES)
+def test_payload_conventions(filename):
+    raw = _load(filename)
+    for t in _walk_types(raw["fields"][-1]["type"]):
+        if t.get("type") != "record":
+            continue
+        for f in t["fields"]:
+            assert re.fullmatch(r"[a-z][a-z0-9_]*", f["name"]), f["name"]  # snake_case
+            assert f.get("doc"), f"{t['name']}.{f['name']} has no doc"
+            ftype = f["type"]
+            if isinstance(ftype, list):  # optional: ["null", T] with default null
+                assert len(ftype) == 2 and ftype[0] == "null", f["name"]
+                assert "default" in f and f["default"] is None, f["name"]
+            if f["name"].endswith("_time") or f["name"] == "timestamp":
+                assert ftype == {"type": "long", "logicalType": "timestamp-millis"}, f["name"]
+            assert f["name"] != "secret"  # secrets never go on the log
+
+
+@pytest.mark.parametrize("filename", SCHEMA_FILES)
+def test_tags_are_arrays_of_key_value_records(filename):
+    raw = _load(filename)
+    for t in _walk_types(raw["fields"][-1]["type"]):
+        for f in t.get("fields", []) if t.get("type") == "record" else []:
+            if f["name"] in ("tags", "params"):
+                assert f["type"]["type"] == "array"
+                items = f["type"]["items"]
+                if isinstance(items, dict):
+                    assert [(x["name"], x["type"]) for x in items["fields"]] == [("key", "string"), ("value", "string")]
+
+
+def test_registry_lookup_api(reg):
+    for s in reg.schemas():
+        assert reg.by_fingerprint(s.fingerprint) is s
+        assert len(s.fingerprint) == 8
+        assert s.name == f"eventflow.events.{_camel(s.event_type, s.version)}"
+        assert s.header == b"\xc3\x01" + s.fingerprint
+        assert reg.get(s.event_type, s.version) is s
+    assert registry() is registry()
+    with pytest.raises(CodecError, match="not known to this version of eventflow"):
+        reg.by_fingerprint(b"\x00" * 8)
+    with pytest.raises(CodecError, match="unknown event type 'run.exploded'"):
+        reg.current("run.exploded")
+    with pytest.raises(CodecError):
+        reg.versions("nope")
+
+
+def test_metrics_logged_v2_adds_mlflow3_links_to_points(reg):
+    v1, v2 = reg.versions("run.metrics_logged")
+
+    def point_fields(s):
+        return {f["name"]: f for f in s.payload_schema["fields"][1]["type"]["items"]["fields"]}
+
+    p1, p2 = point_fields(v1), point_fields(v2)
+    assert set(p2) - set(p1) == {"model_id", "dataset_name", "dataset_digest"}
+    for name in ("model_id", "dataset_name", "dataset_digest"):
+        assert p2[name]["type"] == ["null", "string"] and p2[name]["default"] is None
+    assert v2.raw["aliases"] == ["eventflow.events.RunMetricsLoggedV1"]

@@ -1,0 +1,71 @@
+"""The embedded log: the shared contract, plus what only a file shared by processes needs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from contract import LogContract, drain, unique
+from eventflow.log import Message, open_log
+from eventflow.log.embedded import EmbeddedLog
+
+
+class TestEmbeddedLog(LogContract):
+    @pytest.fixture
+    def log_uri(self, tmp_path) -> str:
+        return str(tmp_path / "log")
+
+
+def test_processes_appending_at_once_never_share_an_offset(tmp_path):
+    directory = str(tmp_path / "log")
+    topic = unique("shared")
+    writer = textwrap.dedent(
+        f"""
+        import sys
+        from eventflow.log import Message, open_log
+        log = open_log({directory!r})
+        for i in range(50):
+            log.append_batch([Message({topic!r}, b"same-key", f"{{sys.argv[1]}}-{{i}}-{{j}}".encode()) for j in range(4)])
+        """
+    )
+    writers = [subprocess.Popen([sys.executable, "-c", writer, name]) for name in ("a", "b", "c")]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0, 0]
+    with open_log(directory) as log, log.consumer([topic]) as consumer:
+        records = drain(consumer, 600)
+    offsets = [r.offset for r in records]
+    assert sorted(offsets) == list(range(600)), "one partition, offsets contiguous and unique"
+    for name in "abc":
+        mine = [r.value.decode() for r in records if r.value.startswith(name.encode())]
+        assert mine == [f"{name}-{i}-{j}" for i in range(50) for j in range(4)], "each writer's order is kept"
+
+
+def test_a_consumer_in_another_process_sees_appends_as_they_happen(tmp_path):
+    directory = str(tmp_path / "log")
+    topic = unique("live")
+    log = EmbeddedLog(directory)
+    log.create_topic(topic)
+    reader = textwrap.dedent(
+        f"""
+        from eventflow.log import open_log
+        log = open_log({directory!r})
+        with log.consumer([{topic!r}]) as consumer:
+            seen = 0
+            while seen < 5:
+                seen += len(consumer.poll(timeout=1.0))
+        print(seen)
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", reader], stdout=subprocess.PIPE, text=True)
+    for i in range(5):
+        log.append(topic, b"k", f"{i}".encode())
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0 and out.strip() == "5"
+    log.close()
+
+
+def test_sync_level_is_checked(tmp_path):
+    with pytest.raises(ValueError, match="FULL or NORMAL"):
+        EmbeddedLog(tmp_path, sync="sometimes")
