@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,10 @@ from eventflow.events import DEAD_LETTER_TOPIC, LIFECYCLE_TOPICS, Event
 from eventflow.log.base import Consumer, Log, Message, Record, TopicPartition
 
 logger = logging.getLogger(__name__)
+
+
+class StalePosition(Exception):
+    """Another instance applied these offsets first: re-read from the stored offsets."""
 
 
 @dataclass(frozen=True)
@@ -73,9 +78,22 @@ def dead_letter(record: Record, reason: str, group: str) -> Message:
 class ConsumerLoop:
     """Runs a subscriber against a log until stopped."""
 
-    def __init__(self, log: Log, subscriber: Subscriber, *, max_batch: int = 2000, poll_timeout: float = 0.5):
+    def __init__(
+        self,
+        log: Log,
+        subscriber: Subscriber,
+        *,
+        join_group: bool = True,
+        max_batch: int = 2000,
+        poll_timeout: float = 0.5,
+    ):
+        """``join_group=False`` reads every partition alone: for a subscriber that keeps
+        its own offsets and may run beside the group (a process catching up its views)."""
+        if not join_group and not subscriber.keeps_offsets:
+            raise ValueError("only a subscriber that keeps its own offsets can read outside its group")
         self.log = log
         self.subscriber = subscriber
+        self.join_group = join_group
         self.max_batch = max_batch
         self.poll_timeout = poll_timeout
         self.dead_letters = 0
@@ -84,9 +102,14 @@ class ConsumerLoop:
     @property
     def consumer(self) -> Consumer:
         if self._consumer is None:
-            self._consumer = self.log.consumer(
-                list(self.subscriber.topics), self.subscriber.group, on_assign=self._resume
-            )
+            topics = list(self.subscriber.topics)
+            if self.join_group:
+                self._consumer = self.log.consumer(topics, self.subscriber.group, on_assign=self._resume)
+            else:
+                # Alone, every partition is assigned at once, before a callback could
+                # reach this consumer: resume here instead.
+                self._consumer = self.log.consumer(topics)
+                self._resume(self._consumer.assignment())
         return self._consumer
 
     def _resume(self, assigned: set[TopicPartition]) -> None:
@@ -117,13 +140,33 @@ class ConsumerLoop:
             # Before the offsets move past them, so a crash never loses a poison record.
             self.log.append_batch(poison)
             self.dead_letters += len(poison)
-        rejected = self.subscriber.apply(deliveries, offsets) or []
+        try:
+            rejected = self.subscriber.apply(deliveries, offsets) or []
+        except StalePosition:
+            # Someone else (another instance, a process catching up) got there first;
+            # nothing of this batch was written. Go back to what the store says.
+            self._resume(self.consumer.assignment())
+            return 0
         if rejected:
             self.log.append_batch([dead_letter(d.record, reason, self.subscriber.group) for d, reason in rejected])
             self.dead_letters += len(rejected)
         if not self.subscriber.keeps_offsets:
             self.consumer.commit(offsets)
         return len(records)
+
+    def catch_up(self, timeout: float = 60.0) -> None:
+        """Step until every partition is read up to where the log ended when called."""
+        ends = {
+            TopicPartition(topic, partition): end
+            for topic in self.subscriber.topics
+            for partition, end in self.log.end_offsets(topic).items()
+        }
+        deadline = time.monotonic() + timeout
+        consumer = self.consumer
+        while any(consumer.position(tp) < end for tp, end in ends.items() if tp in consumer.assignment()) or not consumer.assignment():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.subscriber.group} did not catch up with the log within {timeout} s")
+            self.step(timeout=0.05)
 
     def run(self, stop: threading.Event) -> None:
         """Step until ``stop`` is set, then leave the group cleanly."""

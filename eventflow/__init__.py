@@ -1,3 +1,58 @@
-"""eventflow: the machine-learning lifecycle as a log of events."""
+"""eventflow: the machine-learning lifecycle as a log of events.
+
+The fluent tracking API lives here, under MLflow's names::
+
+    import eventflow
+    with eventflow.start_run():
+        eventflow.log_metric("loss", 0.1, step=1)
+"""
 
 __version__ = "0.1.0"
+
+from eventflow.sdk.fluent import (  # noqa: E402  (the version must exist first)
+    ActiveRun,
+    active_run,
+    delete_tag,
+    end_run,
+    flush,
+    get_tracking_uri,
+    log_artifact,
+    log_artifacts,
+    log_dict,
+    log_metric,
+    log_metrics,
+    log_param,
+    log_params,
+    log_text,
+    set_experiment,
+    set_tag,
+    set_tags,
+    set_tracking_uri,
+    start_run,
+)
+
+from eventflow.sdk.client import Client  # noqa: E402
+
+__all__ = [
+    "ActiveRun",
+    "Client",
+    "__version__",
+    "active_run",
+    "delete_tag",
+    "end_run",
+    "flush",
+    "get_tracking_uri",
+    "log_artifact",
+    "log_artifacts",
+    "log_dict",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "log_text",
+    "set_experiment",
+    "set_tag",
+    "set_tags",
+    "set_tracking_uri",
+    "start_run",
+]

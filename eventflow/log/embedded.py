@@ -327,7 +327,9 @@ class EmbeddedConsumer(Consumer):
         self._positions: dict[TopicPartition, int] = {}
         self._last_sync = 0.0
         self._closed = False
-        if group is not None:
+        if group is None:
+            self._sync(force=True)  # alone: every partition, at once (as Kafka's assign())
+        else:
             with _Transaction(self._conn) as conn:
                 conn.execute(
                     "INSERT OR REPLACE INTO group_members (grp, member, heartbeat) VALUES (?, ?, ?)",

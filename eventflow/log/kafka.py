@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.admin import NewTopic
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
@@ -243,21 +243,44 @@ class KafkaLog(Log):
             raise LogError("the Kafka log is closed")
 
 
-class _Listener(ConsumerRebalanceListener):
+class _Listener(AsyncConsumerRebalanceListener):
+    """Runs the user's rebalance callbacks on kafka-python's IO loop.
+
+    kafka-python 3 forbids blocking consumer calls from a rebalance callback, yet a
+    revoke callback must be able to commit before the partitions move on. So while a
+    callback runs, ``commit`` only collects the offsets, and the listener awaits the
+    commit itself before the rebalance continues.
+    """
+
     def __init__(self, consumer: "KafkaLogConsumer"):
         self.consumer = consumer
 
-    def on_partitions_revoked(self, revoked):  # type: ignore[no-untyped-def]
-        ours = _ours(revoked) & self.consumer._assigned
-        self.consumer._assigned -= ours
-        if ours and self.consumer._on_revoke:
-            self.consumer._on_revoke(ours)
+    async def on_partitions_revoked(self, revoked):  # type: ignore[no-untyped-def]
+        consumer = self.consumer
+        ours = _ours(revoked) & consumer._assigned
+        consumer._in_rebalance = True
+        try:
+            if ours and consumer._on_revoke:
+                consumer._on_revoke(ours)  # still assigned: it may read positions and commit
+        finally:
+            consumer._in_rebalance = False
+            consumer._assigned -= ours
+            for tp in ours:
+                consumer._positions.pop(tp, None)
+        offsets, consumer._deferred_commit = consumer._deferred_commit, {}
+        if offsets:
+            await consumer._consumer._coordinator._commit_offsets_sync_async(offsets)
 
-    def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
-        ours = _ours(assigned) - self.consumer._assigned
-        self.consumer._assigned |= ours
-        if ours and self.consumer._on_assign:
-            self.consumer._on_assign(ours)
+    async def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
+        consumer = self.consumer
+        ours = _ours(assigned) - consumer._assigned
+        consumer._assigned |= ours
+        if ours and consumer._on_assign:
+            consumer._in_rebalance = True
+            try:
+                consumer._on_assign(ours)
+            finally:
+                consumer._in_rebalance = False
 
 
 class KafkaLogConsumer(Consumer):
@@ -278,6 +301,11 @@ class KafkaLogConsumer(Consumer):
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._assigned: set[TopicPartition] = set()
+        # Next offsets as this consumer knows them (read or sought), so position() never
+        # has to ask the broker while a rebalance callback runs.
+        self._positions: dict[TopicPartition, int] = {}
+        self._in_rebalance = False
+        self._deferred_commit: dict[KafkaTopicPartition, OffsetAndMetadata] = {}
         self._closed = False
         session_ms = int(session_timeout * 1000)
         try:
@@ -318,6 +346,8 @@ class KafkaLogConsumer(Consumer):
                 records.append(
                     Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, tuple(r.headers or ()))
                 )
+            if batches[tp]:
+                self._positions[TopicPartition(tp.topic, tp.partition)] = batches[tp][-1].offset + 1
         return records
 
     def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
@@ -325,11 +355,15 @@ class KafkaLogConsumer(Consumer):
         if self._group is None:
             raise LogError("commit needs a consumer group: this consumer was opened without one")
         if offsets is None:
-            offsets = {tp: self._consumer.position(_theirs(tp)) for tp in self._assigned}
+            offsets = {tp: self.position(tp) for tp in self._assigned}
         if not offsets:
             return
+        theirs = {_theirs(tp): OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()}
+        if self._in_rebalance:
+            self._deferred_commit.update(theirs)  # the listener commits before going on
+            return
         try:
-            self._consumer.commit({_theirs(tp): OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
+            self._consumer.commit(theirs)
         except KafkaError as error:
             raise LogError(f"commit to Kafka failed: {error}") from error
 
@@ -343,6 +377,15 @@ class KafkaLogConsumer(Consumer):
 
     def position(self, tp: TopicPartition) -> int:
         self._require_assigned([tp])
+        known = self._positions.get(tp)
+        if known is not None:
+            return known
+        if self._in_rebalance:
+            consumed = self._consumer._subscription.all_consumed_offsets().get(_theirs(tp))
+            if consumed is not None:
+                return consumed.offset
+            committed = self._consumer._subscription.assignment[_theirs(tp)].committed
+            return committed.offset if committed else 0
         return self._consumer.position(_theirs(tp))
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
@@ -350,11 +393,14 @@ class KafkaLogConsumer(Consumer):
         if offset < 0:
             raise LogError(f"cannot seek to a negative offset ({offset})")
         self._consumer.seek(_theirs(tp), offset)
+        self._positions[tp] = offset
 
     def seek_to_beginning(self, tps: Iterable[TopicPartition] | None = None) -> None:
         selected = self._selected(tps)
         if selected:
             self._consumer.seek_to_beginning(*map(_theirs, selected))
+            for tp in selected:
+                self._positions.pop(tp, None)
 
     def seek_to_time(self, timestamp_ms: int, tps: Iterable[TopicPartition] | None = None) -> None:
         selected = self._selected(tps)
@@ -363,10 +409,12 @@ class KafkaLogConsumer(Consumer):
         found = self._consumer.offsets_for_times({_theirs(tp): timestamp_ms for tp in selected})
         for tp in selected:
             hit = found.get(_theirs(tp))
+            self._positions.pop(tp, None)
             if hit is None:
                 self._consumer.seek_to_end(_theirs(tp))
             else:
                 self._consumer.seek(_theirs(tp), hit.offset)
+                self._positions[tp] = hit.offset
 
     def _selected(self, tps: Iterable[TopicPartition] | None) -> list[TopicPartition]:
         self._check_open()
@@ -384,9 +432,9 @@ class KafkaLogConsumer(Consumer):
     def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
         if self._group is not None and self._assigned and self._on_revoke:
-            self._on_revoke(set(self._assigned))
+            self._on_revoke(set(self._assigned))  # still open: it may commit
+        self._closed = True
         self._assigned = set()
         self._consumer.close(autocommit=False)
 

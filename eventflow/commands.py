@@ -1,0 +1,210 @@
+"""Commands: validated user intent turned into events.
+
+Every write — from the SDK, the REST API or the CLI — goes through one of these
+functions, so the rules that need no state are checked once, here, before anything can
+reach the log. Rules that need state (does the run exist, was this param logged with
+another value) are checked by the caller against the views, and again by the projector.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from eventflow import validation as v
+from eventflow.events import Event, now_ms
+
+RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+END_EVENTS = {"FINISHED": "run.finished", "FAILED": "run.failed", "KILLED": "run.killed"}
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _tags(tags: dict[str, Any] | Iterable[tuple[str, Any]] | None, check=v.check_tag) -> list[dict[str, str]]:
+    items = tags.items() if isinstance(tags, dict) else (tags or [])
+    checked = [check(key, value) for key, value in items]
+    return [{"key": key, "value": value} for key, value in checked]
+
+
+def create_experiment(experiment_id: str, name: str, artifact_location: str, tags: dict[str, Any] | None = None) -> Event:
+    return Event(
+        "experiment.created",
+        {
+            "experiment_id": v.check_experiment_id(experiment_id),
+            "name": v.check_experiment_name(name),
+            "artifact_location": artifact_location,
+            "tags": _tags(tags, v.check_experiment_tag),
+            "creation_time": now_ms(),
+        },
+    )
+
+
+def rename_experiment(experiment_id: str, new_name: str) -> Event:
+    return Event("experiment.renamed", {"experiment_id": v.check_experiment_id(experiment_id), "new_name": v.check_experiment_name(new_name)})
+
+
+def delete_experiment(experiment_id: str) -> Event:
+    return Event("experiment.deleted", {"experiment_id": v.check_experiment_id(experiment_id)})
+
+
+def restore_experiment(experiment_id: str) -> Event:
+    return Event("experiment.restored", {"experiment_id": v.check_experiment_id(experiment_id)})
+
+
+def set_experiment_tag(experiment_id: str, key: str, value: Any) -> Event:
+    key, value = v.check_experiment_tag(key, value)
+    return Event("experiment.tag_set", {"experiment_id": v.check_experiment_id(experiment_id), "key": key, "value": value})
+
+
+def delete_experiment_tag(experiment_id: str, key: str) -> Event:
+    return Event("experiment.tag_deleted", {"experiment_id": v.check_experiment_id(experiment_id), "key": v.check_key(key)})
+
+
+def create_run(
+    run_id: str,
+    experiment_id: str,
+    *,
+    run_name: str,
+    user_id: str,
+    artifact_uri: str,
+    start_time: int | None = None,
+    tags: dict[str, Any] | None = None,
+    parent_run_id: str | None = None,
+) -> Event:
+    return Event(
+        "run.created",
+        {
+            "run_id": v.check_run_id(run_id),
+            "experiment_id": v.check_experiment_id(experiment_id),
+            "run_name": v.check_run_name(run_name),
+            "user_id": user_id,
+            "start_time": now_ms() if start_time is None else int(start_time),
+            "parent_run_id": None if parent_run_id is None else v.check_run_id(parent_run_id, "parent_run_id"),
+            "tags": _tags(tags),
+            "artifact_uri": artifact_uri,
+        },
+    )
+
+
+def end_run(run_id: str, status: str = "FINISHED", end_time: int | None = None, error_message: str | None = None) -> Event:
+    if status not in END_EVENTS:
+        raise v.InvalidInput(f"Invalid run status {status!r}: a run ends as one of {', '.join(END_EVENTS)}")
+    payload: dict[str, Any] = {"run_id": v.check_run_id(run_id), "end_time": now_ms() if end_time is None else int(end_time)}
+    if status == "FAILED":
+        payload["error_message"] = error_message
+    return Event(END_EVENTS[status], payload)
+
+
+def rename_run(run_id: str, run_name: str) -> Event:
+    return Event("run.renamed", {"run_id": v.check_run_id(run_id), "run_name": v.check_run_name(run_name)})
+
+
+def delete_run(run_id: str) -> Event:
+    return Event("run.deleted", {"run_id": v.check_run_id(run_id)})
+
+
+def restore_run(run_id: str) -> Event:
+    return Event("run.restored", {"run_id": v.check_run_id(run_id)})
+
+
+def metric_points(points: Iterable[tuple[str, Any, Any, Any]]) -> list[dict[str, Any]]:
+    """Checked points from (key, value, timestamp, step) tuples."""
+    out = []
+    for index, (key, value, timestamp, step) in enumerate(points):
+        key, value, timestamp, step = v.check_metric(key, value, timestamp, step, f"metrics[{index}]")
+        out.append({"key": key, "value": value, "step": step, "timestamp": timestamp})
+    return out
+
+
+def log_metrics(run_id: str, points: list[dict[str, Any]]) -> Event:
+    """Already-checked points (see ``metric_points``) as one event."""
+    return Event("run.metrics_logged", {"run_id": v.check_run_id(run_id), "points": points})
+
+
+def log_params(run_id: str, params: dict[str, Any] | Sequence[tuple[str, Any]]) -> Event:
+    items = list(params.items()) if isinstance(params, dict) else list(params)
+    checked = [v.check_param(key, value, f"params[{i}]") for i, (key, value) in enumerate(items)]
+    v.check_unique_param_keys([key for key, _ in checked])
+    return Event("run.params_logged", {"run_id": v.check_run_id(run_id), "params": [{"key": k, "value": val} for k, val in checked]})
+
+
+def set_tags(run_id: str, tags: dict[str, Any] | Sequence[tuple[str, Any]]) -> Event:
+    return Event("run.tags_set", {"run_id": v.check_run_id(run_id), "tags": _tags(tags)})
+
+
+def delete_tag(run_id: str, key: str) -> Event:
+    return Event("run.tag_deleted", {"run_id": v.check_run_id(run_id), "key": v.check_key(key)})
+
+
+def log_artifact(run_id: str, path: str, size: int, sha256: str) -> Event:
+    normal = path.replace("\\", "/")
+    if not normal or normal.startswith("/") or ".." in normal.split("/"):
+        raise v.InvalidInput(f"Invalid artifact path {path!r}: it must be relative and stay inside the run's artifacts")
+    return Event("run.artifact_logged", {"run_id": v.check_run_id(run_id), "path": normal, "size": int(size), "sha256": sha256})
+
+
+def log_batch(
+    run_id: str,
+    metrics: Sequence[tuple[str, Any, Any, Any]] = (),
+    params: dict[str, Any] | Sequence[tuple[str, Any]] = (),
+    tags: dict[str, Any] | Sequence[tuple[str, Any]] = (),
+) -> list[Event]:
+    """MLflow's log-batch: limits checked on the whole batch, then one event per kind."""
+    param_items = list(params.items()) if isinstance(params, dict) else list(params)
+    tag_items = list(tags.items()) if isinstance(tags, dict) else list(tags)
+    v.check_batch_sizes(metrics, param_items, tag_items)
+    events = []
+    if param_items:
+        events.append(log_params(run_id, param_items))
+    if tag_items:
+        events.append(set_tags(run_id, tag_items))
+    if metrics:
+        events.append(log_metrics(run_id, metric_points(metrics)))
+    return events
+
+
+def _pairs(items: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    return [(item["key"], item["value"]) for item in items]
+
+
+# How to re-check a ready-made event: rebuild it through its command (which checks).
+_RECHECK = {
+    "experiment.created": lambda p: create_experiment(p["experiment_id"], p["name"], p["artifact_location"], dict(_pairs(p["tags"]))),
+    "experiment.renamed": lambda p: rename_experiment(p["experiment_id"], p["new_name"]),
+    "experiment.deleted": lambda p: delete_experiment(p["experiment_id"]),
+    "experiment.restored": lambda p: restore_experiment(p["experiment_id"]),
+    "experiment.tag_set": lambda p: set_experiment_tag(p["experiment_id"], p["key"], p["value"]),
+    "experiment.tag_deleted": lambda p: delete_experiment_tag(p["experiment_id"], p["key"]),
+    "run.created": lambda p: create_run(
+        p["run_id"], p["experiment_id"], run_name=p["run_name"], user_id=p["user_id"], artifact_uri=p["artifact_uri"],
+        start_time=p["start_time"], tags=dict(_pairs(p["tags"])), parent_run_id=p["parent_run_id"],
+    ),
+    "run.finished": lambda p: end_run(p["run_id"], "FINISHED", p["end_time"]),
+    "run.failed": lambda p: end_run(p["run_id"], "FAILED", p["end_time"], p.get("error_message")),
+    "run.killed": lambda p: end_run(p["run_id"], "KILLED", p["end_time"]),
+    "run.renamed": lambda p: rename_run(p["run_id"], p["run_name"]),
+    "run.deleted": lambda p: delete_run(p["run_id"]),
+    "run.restored": lambda p: restore_run(p["run_id"]),
+    "run.params_logged": lambda p: log_params(p["run_id"], _pairs(p["params"])),
+    "run.tags_set": lambda p: set_tags(p["run_id"], _pairs(p["tags"])),
+    "run.tag_deleted": lambda p: delete_tag(p["run_id"], p["key"]),
+    "run.metrics_logged": lambda p: log_metrics(
+        p["run_id"], metric_points((x["key"], x["value"], x["timestamp"], x["step"]) for x in p["points"])
+    ),
+    "run.artifact_logged": lambda p: log_artifact(p["run_id"], p["path"], p["size"], p["sha256"]),
+}
+
+
+def recheck(event: Event) -> None:
+    """Check an event a client built itself by the rules its command applies.
+
+    Clients may send only the tracking events the SDK makes; anything else (registry,
+    deployment, webhook events) has its own API and is refused here.
+    """
+    rebuild = _RECHECK.get(event.type)
+    if rebuild is None:
+        raise v.InvalidInput(f"events of type {event.type!r} cannot be sent directly; use their API")
+    rebuild(event.payload)

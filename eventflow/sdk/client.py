@@ -1,0 +1,49 @@
+"""``eventflow.Client``: explicit reads (and the same store the fluent API uses)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventflow.config import tracking_uri_from_env
+from eventflow.sdk.stores import Store, open_store
+
+
+class Client:
+    """Reads experiments, runs and metric histories from a tracking URI.
+
+    ``Client()`` uses ``EVENTFLOW_TRACKING_URI`` or the embedded default; every read sees
+    what was logged before it (the local store catches its views up first; a server
+    answers writes only once applied).
+    """
+
+    def __init__(self, tracking_uri: str | None = None):
+        self.tracking_uri = tracking_uri or tracking_uri_from_env()
+        self.store: Store = open_store(self.tracking_uri)
+
+    def get_experiment(self, experiment_id: str) -> dict[str, Any] | None:
+        return self.store.get_experiment(str(experiment_id))
+
+    def get_experiment_by_name(self, name: str) -> dict[str, Any] | None:
+        return self.store.get_experiment_by_name(name)
+
+    def search_experiments(self, view_type: str = "ACTIVE_ONLY", max_results: int = 1000) -> list[dict[str, Any]]:
+        return self.store.search_experiments(view_type, max_results)
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        return self.store.get_run(run_id)
+
+    def search_runs(self, experiment_ids: Sequence[str], max_results: int = 1000, order_by: Sequence[str] = ()) -> list[dict[str, Any]]:
+        return self.store.search_runs([str(e) for e in experiment_ids], max_results, order_by)
+
+    def get_metric_history(self, run_id: str, key: str) -> list[dict[str, Any]]:
+        return self.store.metric_history(run_id, key)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

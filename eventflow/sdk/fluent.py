@@ -1,0 +1,399 @@
+"""The fluent API: MLflow's names, events underneath.
+
+    import eventflow
+    eventflow.set_experiment("churn")
+    with eventflow.start_run(run_name="baseline"):
+        eventflow.log_param("depth", 3)
+        for step in range(100):
+            eventflow.log_metric("loss", 1 / (step + 1), step=step)
+
+Every call is checked at once (a bad key or value raises here, and nothing of it is
+sent) and then only enqueued: the background sender appends it. A run that ends by an
+exception becomes ``run.failed``; by SIGTERM or Ctrl-C ``run.killed``; otherwise
+``run.finished``. Everything is flushed at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import secrets
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eventflow import commands
+from eventflow import validation as v
+from eventflow.config import tracking_uri_from_env
+from eventflow.sdk import environment
+from eventflow.sdk.sender import Sender
+from eventflow.sdk.stores import Store, open_store
+
+DEFAULT_EXPERIMENT_ID = "0"
+DEFAULT_EXPERIMENT_NAME = "Default"
+
+
+@dataclass
+class RunInfo:
+    run_id: str
+    experiment_id: str
+    run_name: str
+    artifact_uri: str
+    start_time: int
+    status: str = "RUNNING"
+
+    @property
+    def run_uuid(self) -> str:
+        return self.run_id
+
+
+@dataclass
+class ActiveRun:
+    """The run being logged to; a context manager that ends it."""
+
+    info: RunInfo
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.info.run_id
+
+    def __enter__(self) -> "ActiveRun":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None:
+            end_run("FINISHED")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            end_run("KILLED")
+        else:
+            end_run("FAILED", error_message=f"{exc_type.__name__}: {exc}")
+
+
+class _Session:
+    """This process's connection: one store, one sender, the stack of active runs."""
+
+    def __init__(self) -> None:
+        self.uri: str | None = None
+        self._store: Store | None = None
+        self._sender: Sender | None = None
+        self.experiment_id: str | None = None
+        self.runs: list[ActiveRun] = []
+        self.lock = threading.RLock()
+
+    @property
+    def store(self) -> Store:
+        with self.lock:
+            if self._store is None:
+                self._store = open_store(self.uri or tracking_uri_from_env())
+            return self._store
+
+    @property
+    def sender(self) -> Sender:
+        with self.lock:
+            if self._sender is None:
+                self._sender = Sender(self.store.append)
+            return self._sender
+
+    def reset(self) -> None:
+        with self.lock:
+            if self._sender is not None:
+                self._sender.close()
+            if self._store is not None:
+                self._store.close()
+            self._store = self._sender = None
+            self.experiment_id = None
+
+
+_session = _Session()
+
+
+# -- where to log --------------------------------------------------------------------
+
+
+def set_tracking_uri(uri: str | os.PathLike[str] | None) -> None:
+    """Log to ``uri``: a directory (embedded), ``kafka://host:port``, ``http://server:port``."""
+    if _session.runs:
+        raise RuntimeError("end the active run before changing the tracking URI")
+    _session.reset()
+    _session.uri = None if uri is None else str(uri)
+
+
+def get_tracking_uri() -> str:
+    from eventflow.config import Home
+
+    return _session.uri or tracking_uri_from_env() or str(Home.resolve().path)
+
+
+def _ensure_default_experiment(store: Store) -> None:
+    if store.get_experiment(DEFAULT_EXPERIMENT_ID) is None:
+        location = store.experiment_artifact_location(DEFAULT_EXPERIMENT_ID)
+        store.append([commands.create_experiment(DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, location)])
+
+
+def set_experiment(experiment_name: str | None = None, experiment_id: str | None = None) -> dict[str, Any]:
+    """Make an experiment the active one, creating it by name if it does not exist."""
+    if (experiment_name is None) == (experiment_id is None):
+        raise ValueError("set_experiment takes exactly one of experiment_name or experiment_id")
+    store = _session.store
+    _session.sender.flush()
+    if experiment_id is not None:
+        experiment = store.get_experiment(v.check_experiment_id(experiment_id))
+        if experiment is None:
+            raise v.InvalidInput(f"No Experiment with id={experiment_id} exists", "RESOURCE_DOES_NOT_EXIST")
+    else:
+        name = v.check_experiment_name(experiment_name)
+        experiment = store.get_experiment_by_name(name)
+        if experiment is None:
+            if name == DEFAULT_EXPERIMENT_NAME:
+                _ensure_default_experiment(store)
+            else:
+                new_id = str(secrets.randbelow(2**53 - 1) + 1)
+                location = store.experiment_artifact_location(new_id)
+                store.append([commands.create_experiment(new_id, name, location)])
+            experiment = store.get_experiment_by_name(name)
+            if experiment is None:
+                raise RuntimeError(f"experiment {name!r} was created but is not visible: is the projector failing?")
+    if experiment.get("lifecycle_stage") == "deleted":
+        raise v.InvalidInput(
+            f"Cannot set a deleted experiment {experiment['name']!r} as the active experiment. "
+            "Restore it first or choose another name."
+        )
+    _session.experiment_id = experiment["experiment_id"]
+    return experiment
+
+
+# -- runs -----------------------------------------------------------------------------
+
+
+def start_run(
+    run_id: str | None = None,
+    experiment_id: str | None = None,
+    run_name: str | None = None,
+    nested: bool = False,
+    tags: dict[str, Any] | None = None,
+    experiment: str | None = None,
+) -> ActiveRun:
+    """Start a run (or resume ``run_id``); use it as a context manager to end it."""
+    if _session.runs and not nested:
+        raise RuntimeError(
+            f"Run with UUID {_session.runs[-1].run_id} is already active. To start a nested run, "
+            "call start_run with nested=True; to start a new run, end the current one with end_run()."
+        )
+    if experiment is not None:
+        set_experiment(experiment)
+    store = _session.store
+    sender = _session.sender
+    if run_id is not None:
+        sender.flush()
+        found = store.get_run(v.check_run_id(run_id))
+        if found is None:
+            raise v.InvalidInput(f"Run with id={run_id} not found", "RESOURCE_DOES_NOT_EXIST")
+        info = found["info"]
+        active = ActiveRun(
+            RunInfo(info["run_id"], info["experiment_id"], info["run_name"], info["artifact_uri"], info["start_time"]),
+            params={p["key"]: p["value"] for p in found["data"].get("params", [])},
+        )
+        _session.runs.append(active)
+        _install_exit_handlers()
+        return active
+    experiment_id = experiment_id or _session.experiment_id or os.environ.get("EVENTFLOW_EXPERIMENT_ID")
+    if experiment_id is None:
+        sender.flush()
+        _ensure_default_experiment(store)
+        experiment_id = DEFAULT_EXPERIMENT_ID
+    new_id = commands.new_run_id()
+    name = run_name or f"run-{new_id[:8]}"
+    all_tags: dict[str, Any] = {}
+    if os.environ.get("EVENTFLOW_CAPTURE_ENV", "true").lower() not in ("0", "false", "no"):
+        all_tags.update(environment.capture())
+    all_tags["mlflow.runName"] = name
+    if _session.runs:
+        all_tags["mlflow.parentRunId"] = _session.runs[-1].run_id
+    all_tags.update(tags or {})
+    start = int(time.time() * 1000)
+    artifact_uri = store.artifact_root(experiment_id, new_id)
+    event = commands.create_run(
+        new_id,
+        experiment_id,
+        run_name=name,
+        user_id=all_tags.get("mlflow.user", environment.user()),
+        artifact_uri=artifact_uri,
+        start_time=start,
+        tags=all_tags,
+        parent_run_id=_session.runs[-1].run_id if _session.runs else None,
+    )
+    sender.event(event)
+    active = ActiveRun(RunInfo(new_id, experiment_id, name, artifact_uri, start))
+    _session.runs.append(active)
+    _install_exit_handlers()
+    if os.environ.get("EVENTFLOW_CAPTURE_ENV", "true").lower() not in ("0", "false", "no"):
+        log_text(environment.installed_packages(), "environment/requirements.txt")
+    return active
+
+
+def active_run() -> ActiveRun | None:
+    return _session.runs[-1] if _session.runs else None
+
+
+def _run() -> ActiveRun:
+    """The active run, started on first use as MLflow does."""
+    return _session.runs[-1] if _session.runs else start_run()
+
+
+def end_run(status: str = "FINISHED", error_message: str | None = None) -> None:
+    """End the active run with ``status`` (FINISHED, FAILED or KILLED)."""
+    if not _session.runs:
+        return
+    event = commands.end_run(_session.runs[-1].run_id, status, error_message=error_message)
+    active = _session.runs.pop()
+    active.info.status = status
+    _session.sender.event(event)
+    if not _session.runs:
+        _session.sender.flush()
+
+
+# -- logging --------------------------------------------------------------------------
+
+
+def log_metric(key: str, value: float, step: int | None = None, timestamp: int | None = None) -> None:
+    run_id = _run().info.run_id
+    if timestamp is None:
+        timestamp = time.time_ns() // 1_000_000
+    key, value, timestamp, step = v.check_metric(key, value, timestamp, 0 if step is None else step)
+    _session.sender.metric(run_id, key, value, timestamp, step)
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None, timestamp: int | None = None) -> None:
+    run_id = _run().info.run_id
+    if timestamp is None:
+        timestamp = time.time_ns() // 1_000_000
+    checked = [v.check_metric(key, value, timestamp, 0 if step is None else step) for key, value in metrics.items()]
+    sender = _session.sender
+    for key, value, ts, st in checked:
+        sender.metric(run_id, key, value, ts, st)
+
+
+def log_params(params: dict[str, Any]) -> None:
+    active = _run()
+    event = commands.log_params(active.info.run_id, params)
+    for item in event.payload["params"]:
+        before = active.params.get(item["key"])
+        if before is not None and before != item["value"]:
+            raise v.InvalidInput(
+                f"Changing param values is not allowed. Param with key='{item['key']}' was already logged "
+                f"with value='{before}' for run ID='{active.info.run_id}'. Attempted logging new value '{item['value']}'."
+            )
+    active.params.update({item["key"]: item["value"] for item in event.payload["params"]})
+    _session.sender.event(event)
+
+
+def log_param(key: str, value: Any) -> Any:
+    log_params({key: value})
+    return value
+
+
+def set_tags(tags: dict[str, Any]) -> None:
+    _session.sender.event(commands.set_tags(_run().info.run_id, tags))
+
+
+def set_tag(key: str, value: Any) -> None:
+    set_tags({key: value})
+
+
+def delete_tag(key: str) -> None:
+    _session.sender.event(commands.delete_tag(_run().info.run_id, key))
+
+
+def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+    """Copy a file into the run's artifacts; its size and sha256 go on the log."""
+    source = Path(local_path)
+    if not source.is_file():
+        raise v.InvalidInput(f"log_artifact needs an existing file, and {str(source)!r} is not one")
+    _store_file(source, "/".join(p for p in (artifact_path, source.name) if p))
+
+
+def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+    """Copy every file under a directory into the run's artifacts, keeping the layout."""
+    root = Path(local_dir)
+    if not root.is_dir():
+        raise v.InvalidInput(f"log_artifacts needs an existing directory, and {str(root)!r} is not one")
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = file.relative_to(root).as_posix()
+        _store_file(file, "/".join(p for p in (artifact_path, relative) if p))
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / Path(artifact_file).name
+        path.write_text(text, encoding="utf-8")
+        _store_file(path, artifact_file)
+
+
+def log_dict(dictionary: dict[str, Any], artifact_file: str) -> None:
+    if artifact_file.endswith((".yaml", ".yml")):
+        import yaml
+
+        text = yaml.safe_dump(dictionary, sort_keys=False)
+    else:
+        text = json.dumps(dictionary, indent=2)
+    log_text(text, artifact_file)
+
+
+def _store_file(source: Path, artifact_path: str) -> None:
+    active = _run()
+    commands.log_artifact(active.info.run_id, artifact_path, 0, "")  # check the path before copying
+    store = _session.store
+    if store.records_uploads:
+        _session.sender.flush()  # the server must know the run before it takes its files
+    size, sha256 = store.upload_artifact(active.info.artifact_uri, source, artifact_path)
+    if not store.records_uploads:
+        _session.sender.event(commands.log_artifact(active.info.run_id, artifact_path, size, sha256))
+
+
+def flush(timeout: float | None = None) -> None:
+    """Block until everything logged so far is durable on the log."""
+    if _session._sender is not None:
+        _session._sender.flush(timeout)
+
+
+# -- ending runs when the process ends -----------------------------------------------
+
+_handlers_installed = False
+
+
+def _install_exit_handlers() -> None:
+    """End open runs at exit: FAILED on an uncaught exception, KILLED on SIGTERM/Ctrl-C."""
+    global _handlers_installed
+    if _handlers_installed:
+        return
+    _handlers_installed = True
+    previous_hook = sys.excepthook
+
+    def on_uncaught(exc_type, exc, tb):  # type: ignore[no-untyped-def]
+        status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
+        _end_all(status, f"{exc_type.__name__}: {exc}")
+        previous_hook(exc_type, exc, tb)
+
+    sys.excepthook = on_uncaught
+    atexit.register(_end_all, "FINISHED", None)
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+
+        def on_sigterm(signum, frame):  # type: ignore[no-untyped-def]
+            _end_all("KILLED", "terminated by SIGTERM")
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _end_all(status: str, error_message: str | None) -> None:
+    while _session.runs:
+        end_run(status, error_message if status == "FAILED" else None)
+    flush()

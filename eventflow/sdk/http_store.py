@@ -1,0 +1,87 @@
+"""The SDK's store over an ``eventflow server``: events posted in Avro, reads over MLflow's API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from eventflow.codec import encode
+from eventflow.events import Event
+from eventflow.sdk.stores import Store, sha256_of
+from eventflow.server.events_api import CONTENT_TYPE, pack
+from eventflow.validation import InvalidInput
+
+
+class HttpStore(Store):
+    # The server appends the artifact event of each upload itself.
+    records_uploads = True
+
+    def __init__(self, url: str, timeout: float = 60.0):
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
+        """An API call; None on RESOURCE_DOES_NOT_EXIST, InvalidInput on other 4xx."""
+        response = self.http.request(method, path, **kwargs)
+        if response.status_code == 404 and response.headers.get("content-type", "").startswith("application/json"):
+            if response.json().get("error_code") == "RESOURCE_DOES_NOT_EXIST":
+                return None
+        if 400 <= response.status_code < 500:
+            body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+            raise InvalidInput(body.get("message") or response.text, body.get("error_code", "INVALID_PARAMETER_VALUE"))
+        response.raise_for_status()  # 5xx: the sender retries
+        return response.json()
+
+    def append(self, events: Sequence[Event]) -> None:
+        body = pack([encode(event) for event in events])
+        self._call("POST", "/api/2.0/eventflow/events", content=body, headers={"content-type": CONTENT_TYPE})
+
+    def experiment_artifact_location(self, experiment_id: str) -> str:
+        return f"mlflow-artifacts:/{experiment_id}"
+
+    def upload_artifact(self, artifact_uri: str, local_file: Path, artifact_path: str) -> tuple[int, str]:
+        relative = artifact_uri.removeprefix("mlflow-artifacts:/").strip("/")
+        with open(local_file, "rb") as handle:
+            self._call("PUT", f"/api/2.0/mlflow-artifacts/artifacts/{relative}/{artifact_path}", content=handle)
+        return local_file.stat().st_size, sha256_of(local_file)
+
+    def get_experiment(self, experiment_id: str) -> dict[str, Any] | None:
+        found = self._call("GET", "/api/2.0/mlflow/experiments/get", params={"experiment_id": experiment_id})
+        return found and found["experiment"]
+
+    def get_experiment_by_name(self, name: str) -> dict[str, Any] | None:
+        found = self._call("GET", "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name})
+        return found and found["experiment"]
+
+    def search_experiments(self, view_type: str = "ACTIVE_ONLY", max_results: int = 1000) -> list[dict[str, Any]]:
+        found = self._call("POST", "/api/2.0/mlflow/experiments/search", json={"view_type": view_type, "max_results": max_results})
+        return (found or {}).get("experiments", [])
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        found = self._call("GET", "/api/2.0/mlflow/runs/get", params={"run_id": run_id})
+        return found and found["run"]
+
+    def search_runs(self, experiment_ids: Sequence[str], max_results: int = 1000, order_by: Sequence[str] = ()) -> list[dict[str, Any]]:
+        found = self._call(
+            "POST",
+            "/api/2.0/mlflow/runs/search",
+            json={"experiment_ids": list(experiment_ids), "max_results": max_results, "order_by": list(order_by)},
+        )
+        return (found or {}).get("runs", [])
+
+    def metric_history(self, run_id: str, key: str) -> list[dict[str, Any]]:
+        points: list[dict[str, Any]] = []
+        token = None
+        while True:
+            params = {"run_id": run_id, "metric_key": key, **({"page_token": token} if token else {})}
+            found = self._call("GET", "/api/2.0/mlflow/metrics/get-history", params=params) or {}
+            points += found.get("metrics", [])
+            token = found.get("next_page_token")
+            if not token:
+                return points
+
+    def close(self) -> None:
+        self.http.close()

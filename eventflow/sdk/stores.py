@@ -1,0 +1,165 @@
+"""Where the SDK sends events and reads state: straight to a log, or through a server.
+
+``LocalStore`` talks to the log itself (the embedded log under the eventflow home, or a
+Kafka cluster) and reads SQL views it keeps current by running the projector in this
+process before a read — safe beside the server's own projector, because the projector
+fences its offsets. ``HttpStore`` talks to an ``eventflow server``.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import os
+import shutil
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+from eventflow.events import Event
+from eventflow.log import Log
+from eventflow.log.event_log import EventLog
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Store(abc.ABC):
+    """What the SDK needs from eventflow."""
+
+    # True when storing an artifact already puts its event on the log.
+    records_uploads = False
+
+    @abc.abstractmethod
+    def append(self, events: Sequence[Event]) -> None:
+        """Append events durably (raises on failure; the sender retries)."""
+
+    @abc.abstractmethod
+    def experiment_artifact_location(self, experiment_id: str) -> str:
+        """Where a new experiment's runs keep their artifacts."""
+
+    def artifact_root(self, experiment_id: str, run_id: str) -> str:
+        """The artifact URI of a new run."""
+        return f"{self.experiment_artifact_location(experiment_id)}/{run_id}/artifacts"
+
+    @abc.abstractmethod
+    def upload_artifact(self, artifact_uri: str, local_file: Path, artifact_path: str) -> tuple[int, str]:
+        """Store a file under a run's artifacts; returns its size and sha256."""
+
+    # Reads; each sees every event appended through this store before it.
+    @abc.abstractmethod
+    def get_experiment(self, experiment_id: str) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    def get_experiment_by_name(self, name: str) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    def search_experiments(self, view_type: str = "ACTIVE_ONLY", max_results: int = 1000) -> list[dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    def search_runs(self, experiment_ids: Sequence[str], max_results: int = 1000, order_by: Sequence[str] = ()) -> list[dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    def metric_history(self, run_id: str, key: str) -> list[dict[str, Any]]: ...
+
+    def close(self) -> None:
+        pass
+
+
+class LocalStore(Store):
+    def __init__(self, log: Log, views_url: str, artifacts: Path):
+        from eventflow.consumers.base import ConsumerLoop
+        from eventflow.consumers.projector import Projector
+        from eventflow.views.db import open_views
+
+        self.log = log
+        self.events = EventLog(log)
+        self.engine = open_views(views_url)
+        self.artifacts = Path(artifacts)
+        self._projector = ConsumerLoop(log, Projector(self.engine), join_group=False)
+        self._lock = threading.Lock()
+
+    def append(self, events: Sequence[Event]) -> None:
+        self.events.append_many(events)
+
+    def catch_up(self) -> None:
+        with self._lock:
+            self._projector.catch_up()
+
+    def experiment_artifact_location(self, experiment_id: str) -> str:
+        return (self.artifacts / experiment_id).as_uri()
+
+    def upload_artifact(self, artifact_uri: str, local_file: Path, artifact_path: str) -> tuple[int, str]:
+        root = Path(url2pathname(urlparse(artifact_uri).path))
+        target = root / artifact_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local_file, target)
+        return os.path.getsize(target), sha256_of(target)
+
+    def _read(self, query, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
+        self.catch_up()
+        with self.engine.connect() as connection:
+            return query(connection, *args, **kwargs)
+
+    def get_experiment(self, experiment_id: str) -> dict[str, Any] | None:
+        from eventflow.views import queries
+
+        return self._read(queries.get_experiment, experiment_id)
+
+    def get_experiment_by_name(self, name: str) -> dict[str, Any] | None:
+        from eventflow.views import queries
+
+        return self._read(queries.get_experiment_by_name, name)
+
+    def search_experiments(self, view_type: str = "ACTIVE_ONLY", max_results: int = 1000) -> list[dict[str, Any]]:
+        from eventflow.views import queries
+
+        return self._read(queries.search_experiments, view_type=view_type, max_results=max_results)[0]
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        from eventflow.views import queries
+
+        return self._read(queries.get_run, run_id)
+
+    def search_runs(self, experiment_ids: Sequence[str], max_results: int = 1000, order_by: Sequence[str] = ()) -> list[dict[str, Any]]:
+        from eventflow.views import queries
+
+        return self._read(queries.search_runs, list(experiment_ids), max_results=max_results, order_by=list(order_by))[0]
+
+    def metric_history(self, run_id: str, key: str) -> list[dict[str, Any]]:
+        from eventflow.views import queries
+
+        return self._read(queries.metric_history, run_id, key)[0]
+
+    def close(self) -> None:
+        self._projector.close()
+        self.engine.dispose()
+        self.log.close()
+
+
+def open_store(uri: str | None) -> Store:
+    """A store for a tracking URI: nothing or a path (embedded), ``kafka://``, ``http(s)://``."""
+    from eventflow.config import Home
+    from eventflow.log import open_log
+
+    if uri and uri.startswith(("http://", "https://")):
+        from eventflow.sdk.http_store import HttpStore
+
+        return HttpStore(uri)
+    if uri and uri.startswith("kafka://"):
+        home = Home.resolve()
+        views = os.environ.get("EVENTFLOW_DB") or f"sqlite:///{home.path / 'kafka-views.db'}"
+        return LocalStore(open_log(uri), views, home.artifacts_dir)
+    home = Home.resolve(uri.removeprefix("file://") if uri else None)
+    return LocalStore(open_log(str(home.log_dir)), home.views_url, home.artifacts_dir)

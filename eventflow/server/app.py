@@ -1,0 +1,57 @@
+"""The ASGI application: one REST surface (MLflow 2.0 + /api/2.0/eventflow/...), one runtime."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+from eventflow import __version__
+from eventflow.codec import CodecError
+from eventflow.server import artifacts, events_api, tracking
+from eventflow.server.errors import ApiError, error_response, handle_api_error
+from eventflow.server.runtime import Runtime
+from eventflow.validation import InvalidInput
+
+
+def create_app(runtime: Runtime) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime.start()
+        try:
+            yield
+        finally:
+            runtime.stop()
+
+    async def health(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("OK")
+
+    async def version(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(__version__)
+
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        return error_response("ENDPOINT_NOT_FOUND", f"No API endpoint {request.method} {request.url.path}", 404)
+
+    async def not_allowed(request: Request, exc: Exception) -> JSONResponse:
+        return error_response("BAD_REQUEST", f"{request.method} is not allowed on {request.url.path}", 405)
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/version", version, methods=["GET"]),
+        *tracking.routes(runtime),
+        *artifacts.routes(runtime),
+        *events_api.routes(runtime),
+    ]
+    handlers = {
+        ApiError: handle_api_error,
+        InvalidInput: handle_api_error,
+        CodecError: handle_api_error,
+        Exception: handle_api_error,
+        404: not_found,
+        405: not_allowed,
+    }
+    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)

@@ -1,0 +1,131 @@
+"""Artifacts: MLflow's proxied artifact service over a local store, recorded on the log.
+
+Paths are ``<experiment_id>/<run_id>/artifacts/<file>``, as MLflow's ``mlflow-artifacts:/``
+root lays them out. Every upload becomes a ``run.artifact_logged`` event with its size
+and sha256, so a download can be checked against what the log vouches for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from eventflow import commands
+from eventflow.server.errors import ApiError, not_found
+from eventflow.server.runtime import Runtime
+from eventflow.views import queries
+
+PREFIXES = ("/api/2.0/mlflow-artifacts/artifacts", "/ajax-api/2.0/mlflow-artifacts/artifacts")
+
+
+def _listing(runtime: Runtime, relative: str) -> list[dict[str, Any]]:
+    directory = runtime.artifact_file(relative)
+    if not directory.is_dir():
+        return []
+    files = []
+    for entry in sorted(directory.iterdir()):
+        path = f"{relative.strip('/')}/{entry.name}".strip("/") if relative.strip("/") else entry.name
+        item: dict[str, Any] = {"path": path, "is_dir": entry.is_dir()}
+        if entry.is_file():
+            item["file_size"] = entry.stat().st_size
+        files.append(item)
+    return files
+
+
+def _run_of(relative: str) -> tuple[str, str] | None:
+    """(run_id, path inside the run's artifacts) for ``<exp>/<run>/artifacts/<path>``."""
+    parts = relative.strip("/").split("/")
+    if len(parts) >= 4 and parts[2] == "artifacts":
+        return parts[1], "/".join(parts[3:])
+    return None
+
+
+async def upload(request: Request, runtime: Runtime) -> JSONResponse:
+    relative = request.path_params["path"]
+    target = runtime.artifact_file(relative)
+    owner = _run_of(relative)
+    if owner is not None and await run_in_threadpool(runtime.read, queries.get_run, owner[0]) is None:
+        raise not_found(f"Run with id={owner[0]} not found")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
+    # Write beside the target and rename: a reader never sees half a file.
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as partial:
+        async for chunk in request.stream():
+            partial.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+    os.replace(partial.name, target)
+    if owner is not None:
+        event = commands.log_artifact(owner[0], owner[1], size, digest.hexdigest())
+        await run_in_threadpool(runtime.write, [event])
+    return JSONResponse({})
+
+
+async def download(request: Request, runtime: Runtime) -> Response:
+    relative = request.path_params["path"]
+    target = runtime.artifact_file(relative)
+    if not target.is_file():
+        raise not_found(f"Artifact {relative!r} does not exist")
+    return FileResponse(target, filename=target.name)
+
+
+async def delete(request: Request, runtime: Runtime) -> JSONResponse:
+    target = runtime.artifact_file(request.path_params["path"])
+    if target.is_dir():
+        shutil.rmtree(target)
+    elif target.exists():
+        target.unlink()
+    return JSONResponse({})
+
+
+async def list_root(request: Request, runtime: Runtime) -> JSONResponse:
+    relative = request.query_params.get("path", "")
+    return JSONResponse({"files": await run_in_threadpool(_listing, runtime, relative)})
+
+
+async def list_run_artifacts(request: Request, runtime: Runtime) -> JSONResponse:
+    """``/api/2.0/mlflow/artifacts/list``: a run's files under ``path``."""
+    run_id = request.query_params.get("run_id") or request.query_params.get("run_uuid")
+    if not run_id:
+        raise ApiError("Missing value for required parameter 'run_id'.")
+    run = await run_in_threadpool(runtime.read, queries.get_run, run_id)
+    if run is None:
+        raise not_found(f"Run with id={run_id} not found")
+    root_uri = run["info"]["artifact_uri"]
+    inner = request.query_params.get("path", "").strip("/")
+    base = root_uri.removeprefix("mlflow-artifacts:/").strip("/")
+    files = await run_in_threadpool(_listing, runtime, f"{base}/{inner}".strip("/"))
+    for item in files:
+        item["path"] = item["path"][len(base) :].strip("/")
+    return JSONResponse({"root_uri": root_uri, "files": files})
+
+
+def _bind(handler, runtime: Runtime):  # type: ignore[no-untyped-def]
+    async def endpoint(request: Request) -> Response:
+        return await handler(request, runtime)
+
+    return endpoint
+
+
+def routes(runtime: Runtime) -> list[Route]:
+    out = []
+    for prefix in PREFIXES:
+        out += [
+            Route(prefix, _bind(list_root, runtime), methods=["GET"]),
+            Route(prefix + "/{path:path}", _bind(upload, runtime), methods=["PUT"]),
+            Route(prefix + "/{path:path}", _bind(download, runtime), methods=["GET"]),
+            Route(prefix + "/{path:path}", _bind(delete, runtime), methods=["DELETE"]),
+        ]
+    for prefix in ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow"):
+        out.append(Route(prefix + "/artifacts/list", _bind(list_run_artifacts, runtime), methods=["GET"]))
+    return out
+

@@ -1,0 +1,147 @@
+"""``/api/2.0/eventflow/events``: read the log as JSON, and append SDK events.
+
+Reading is the audit view: events from an offset or a time, filtered by type (``run.*``
+wildcards) and topic, paged with a token that holds the position in every partition.
+Appending takes Avro single-object events from the SDK, each re-checked by the rules
+of its command before any is appended.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import struct
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from eventflow import commands
+from eventflow.codec import decode
+from eventflow.events import Event, LIFECYCLE_TOPICS
+from eventflow.log import TopicPartition
+from eventflow.server.errors import ApiError
+from eventflow.server.requests import as_int
+from eventflow.server.runtime import Runtime
+
+CONTENT_TYPE = "application/vnd.eventflow.events"
+MAX_BODY = 64 * 1024 * 1024
+
+
+def pack(encoded: list[bytes]) -> bytes:
+    """Events for the wire: each one length-prefixed (4 bytes, big-endian)."""
+    return b"".join(struct.pack(">I", len(item)) + item for item in encoded)
+
+
+def unpack(body: bytes) -> list[bytes]:
+    items, at = [], 0
+    while at < len(body):
+        if at + 4 > len(body):
+            raise ApiError("truncated event batch: a length prefix is cut short")
+        (size,) = struct.unpack_from(">I", body, at)
+        at += 4
+        if at + size > len(body):
+            raise ApiError(f"truncated event batch: an event of {size} bytes is cut short")
+        items.append(body[at : at + size])
+        at += size
+    return items
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "type": event.type,
+        "time": event.time,
+        "actor": event.actor,
+        "source": event.source,
+        "correlation_id": event.correlation_id,
+        "causation_id": event.causation_id,
+        "payload": event.payload,
+    }
+
+
+def _token(positions: dict[TopicPartition, int]) -> str:
+    raw = json.dumps([[tp.topic, tp.partition, offset] for tp, offset in sorted(positions.items())])
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _positions(token: str) -> dict[TopicPartition, int]:
+    try:
+        return {TopicPartition(t, p): o for t, p, o in json.loads(base64.urlsafe_b64decode(token.encode()))}
+    except Exception:
+        raise ApiError(f"Invalid page_token {token!r}") from None
+
+
+def read_events(runtime: Runtime, query: dict[str, Any]) -> dict[str, Any]:
+    topics = query.get("topic") or list(LIFECYCLE_TOPICS)
+    types = query.get("type") or []
+    max_results = as_int(query, "max_results", 1000) or 1000
+    if not 0 < max_results <= 10000:
+        raise ApiError("max_results must be between 1 and 10000")
+    unknown = [t for t in topics if t not in runtime.log.topics()]
+    if unknown:
+        raise ApiError(f"unknown topic(s): {', '.join(unknown)}")
+    events: list[dict[str, Any]] = []
+    with runtime.log.consumer(topics) as consumer:
+        if query.get("page_token"):
+            for tp, offset in _positions(query["page_token"]).items():
+                if tp in consumer.assignment():
+                    consumer.seek(tp, offset)
+        elif query.get("from_time") is not None:
+            consumer.seek_to_time(as_int(query, "from_time") or 0)
+        elif query.get("from_offset") is not None:
+            for tp in consumer.assignment():
+                consumer.seek(tp, as_int(query, "from_offset") or 0)
+        else:
+            consumer.seek_to_beginning()
+        ends = {tp: runtime.log.end_offsets(tp.topic)[tp.partition] for tp in consumer.assignment()}
+        while len(events) < max_results and any(consumer.position(tp) < end for tp, end in ends.items()):
+            records = consumer.poll(timeout=0.5, max_records=max_results - len(events))
+            if not records:
+                break
+            for record in records:
+                try:
+                    event = decode(record.value)
+                except Exception as error:  # poison stays visible in the audit view
+                    events.append({"topic": record.topic, "partition": record.partition, "offset": record.offset, "error": str(error)})
+                    continue
+                if types and not any(fnmatch.fnmatchcase(event.type, pattern) for pattern in types):
+                    continue
+                events.append({"topic": record.topic, "partition": record.partition, "offset": record.offset, "event": event_json(event)})
+        positions = {tp: consumer.position(tp) for tp in consumer.assignment()}
+    more = any(positions[tp] < end for tp, end in ends.items())
+    return {"events": events, **({"next_page_token": _token(positions)} if more else {})}
+
+
+async def get_events(request: Request, runtime: Runtime) -> JSONResponse:
+    query: dict[str, Any] = {key: request.query_params.get(key) for key in request.query_params.keys()}
+    query["type"] = request.query_params.getlist("type")
+    query["topic"] = request.query_params.getlist("topic")
+    return JSONResponse(await run_in_threadpool(read_events, runtime, query))
+
+
+def append_events(runtime: Runtime, body: bytes) -> dict[str, Any]:
+    events = [decode(item) for item in unpack(body)]
+    for event in events:
+        commands.recheck(event)
+    positions = runtime.write(events) if events else []
+    return {"positions": [{"topic": p.topic, "partition": p.partition, "offset": p.offset} for p in positions]}
+
+
+async def post_events(request: Request, runtime: Runtime) -> JSONResponse:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise ApiError(f"an event batch may have at most {MAX_BODY} bytes, this one has {len(body)}")
+    return JSONResponse(await run_in_threadpool(append_events, runtime, body))
+
+
+def routes(runtime: Runtime) -> list[Route]:
+    async def events(request: Request) -> JSONResponse:
+        if request.method == "POST":
+            return await post_events(request, runtime)
+        return await get_events(request, runtime)
+
+    return [Route("/api/2.0/eventflow/events", events, methods=["GET", "POST"])]

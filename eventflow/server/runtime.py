@@ -1,0 +1,142 @@
+"""What a running server holds: the log, the views, the artifacts, and its consumers.
+
+Writes go ``validate → append → wait until the projector has applied them`` so a client
+that creates a run can read it at once (read your writes). The wait has a timeout that
+answers 503 rather than hanging when the projector is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from eventflow import commands
+from eventflow.events import Event
+from eventflow.log import Log, Position
+from eventflow.log.event_log import EventLog
+from eventflow.server.errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EXPERIMENT_ID = "0"
+DEFAULT_EXPERIMENT_NAME = "Default"
+
+T = TypeVar("T")
+
+
+class Runtime:
+    def __init__(
+        self,
+        log: Log,
+        views_url: str,
+        artifacts: Path,
+        *,
+        run_consumers: bool = True,
+        write_timeout: float = 30.0,
+    ):
+        from eventflow.views.db import open_views
+
+        self.log = log
+        self.events = EventLog(log)
+        self.engine = open_views(views_url)
+        self.artifacts = Path(artifacts)
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        self.run_consumers = run_consumers
+        self.write_timeout = write_timeout
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.run_consumers:
+            from eventflow.consumers.base import ConsumerLoop
+            from eventflow.consumers.projector import Projector
+
+            loop = ConsumerLoop(self.log, Projector(self.engine))
+            thread = threading.Thread(target=self._guard(loop.run), name="eventflow-projector", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._ensure_default_experiment()
+
+    def _guard(self, run: Callable[[threading.Event], None]) -> Callable[[], None]:
+        """Keep a consumer running through errors that are not the events' fault."""
+
+        def guarded() -> None:
+            while not self._stop.is_set():
+                try:
+                    run(self._stop)
+                except Exception:
+                    logger.exception("consumer crashed; restarting it in 1 s")
+                    self._stop.wait(1.0)
+
+        return guarded
+
+    def _ensure_default_experiment(self) -> None:
+        from eventflow.views import queries
+
+        if self.read(queries.get_experiment, DEFAULT_EXPERIMENT_ID) is None:
+            location = self.experiment_artifact_location(DEFAULT_EXPERIMENT_ID)
+            self.write([commands.create_experiment(DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, location)])
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.log.close()
+        self.engine.dispose()
+
+    # -- reads and writes -----------------------------------------------------------------
+
+    def read(self, query: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with self.engine.connect() as connection:
+            return query(connection, *args, **kwargs)
+
+    def write(self, events: Sequence[Event]) -> list[Position]:
+        """Append events and return once the views show them (503 if they don't in time)."""
+        from eventflow.views.positions import wait_for
+
+        positions = self.events.append_many(events)
+        if not wait_for(self.engine, positions, self.write_timeout):
+            raise ApiError(
+                f"the write was appended to the log (at {positions[-1].topic}[{positions[-1].partition}]@"
+                f"{positions[-1].offset}) but the views did not apply it within {self.write_timeout:.0f} s: "
+                "is the projector running?",
+                "TEMPORARILY_UNAVAILABLE",
+            )
+        return positions
+
+    # -- artifacts --------------------------------------------------------------------------
+
+    def experiment_artifact_location(self, experiment_id: str) -> str:
+        return f"mlflow-artifacts:/{experiment_id}"
+
+    def artifact_file(self, relative: str) -> Path:
+        """The local file behind an artifact path, refusing anything outside the store."""
+        root = self.artifacts.resolve()
+        target = (root / relative.lstrip("/")).resolve()
+        if target != root and root not in target.parents:
+            raise ApiError(f"Invalid artifact path {relative!r}: it leaves the artifact store", "INVALID_PARAMETER_VALUE")
+        return target
+
+
+def open_runtime(
+    *,
+    home: str | None = None,
+    kafka: str | None = None,
+    db: str | None = None,
+    artifacts: str | None = None,
+    run_consumers: bool = True,
+) -> Runtime:
+    """The runtime for the server's options: the embedded default, or Kafka and a database."""
+    from eventflow.config import Home
+    from eventflow.log import open_log
+
+    where = Home.resolve(home)
+    log = open_log(f"kafka://{kafka}" if kafka else str(where.log_dir))
+    views = db or (f"sqlite:///{where.path / 'kafka-views.db'}" if kafka else where.views_url)
+    store = Path(artifacts.removeprefix("file://")) if artifacts else where.artifacts_dir
+    return Runtime(log, views, store, run_consumers=run_consumers)

@@ -1,0 +1,299 @@
+"""MLflow's tracking API 2.0: experiments, runs, metrics — writes become events.
+
+Each handler reads the request, checks what needs state against the views, builds the
+events through ``eventflow.commands`` (which checks the rest), writes them and answers
+in MLflow's proto-JSON shape.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from eventflow import commands
+from eventflow import validation as v
+from eventflow.server.errors import ApiError, not_found
+from eventflow.server.requests import as_int, fields, required
+from eventflow.server.runtime import Runtime
+from eventflow.views import queries
+
+Handler = Callable[[Runtime, dict[str, Any]], dict[str, Any]]
+
+
+def _experiment(runtime: Runtime, experiment_id: Any) -> dict[str, Any]:
+    experiment = runtime.read(queries.get_experiment, str(experiment_id))
+    if experiment is None:
+        raise not_found(f"No Experiment with id={experiment_id} exists")
+    return experiment
+
+
+def _run(runtime: Runtime, data: dict[str, Any], *, active: bool = True) -> dict[str, Any]:
+    run_id = data.get("run_id") or data.get("run_uuid")
+    if not run_id:
+        raise ApiError("Missing value for required parameter 'run_id'.")
+    run = runtime.read(queries.get_run, str(run_id))
+    if run is None:
+        raise not_found(f"Run with id={run_id} not found")
+    if active and run["info"]["lifecycle_stage"] != "active":
+        raise ApiError(
+            f"The run {run_id} must be in the 'active' state. Current state is {run['info']['lifecycle_stage']}."
+        )
+    return run
+
+
+# -- experiments --------------------------------------------------------------------------
+
+
+def create_experiment(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    name = v.check_experiment_name(data.get("name"))
+    if runtime.read(queries.get_experiment_by_name, name) is not None:
+        raise ApiError(f"Experiment '{name}' already exists.", "RESOURCE_ALREADY_EXISTS")
+    experiment_id = str(secrets.randbelow(2**53 - 1) + 1)
+    location = data.get("artifact_location") or runtime.experiment_artifact_location(experiment_id)
+    tags = {t["key"]: t.get("value", "") for t in data.get("tags") or []}
+    runtime.write([commands.create_experiment(experiment_id, name, location, tags)])
+    return {"experiment_id": experiment_id}
+
+
+def get_experiment(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    return {"experiment": _experiment(runtime, required(data, "experiment_id"))}
+
+
+def get_experiment_by_name(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    name = required(data, "experiment_name")
+    experiment = runtime.read(queries.get_experiment_by_name, name)
+    if experiment is None:
+        raise not_found(f"Could not find experiment with name '{name}'")
+    return {"experiment": experiment}
+
+
+def search_experiments(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    experiments, token = runtime.read(
+        queries.search_experiments,
+        view_type=data.get("view_type") or "ACTIVE_ONLY",
+        max_results=as_int(data, "max_results", 1000),
+        page_token=data.get("page_token"),
+    )
+    return {"experiments": experiments, **({"next_page_token": token} if token else {})}
+
+
+def update_experiment(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    experiment = _experiment(runtime, required(data, "experiment_id"))
+    new_name = v.check_experiment_name(data.get("new_name"))
+    if new_name != experiment["name"] and runtime.read(queries.get_experiment_by_name, new_name) is not None:
+        raise ApiError(f"Experiment '{new_name}' already exists.", "RESOURCE_ALREADY_EXISTS")
+    runtime.write([commands.rename_experiment(experiment["experiment_id"], new_name)])
+    return {}
+
+
+def delete_experiment(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    experiment = _experiment(runtime, required(data, "experiment_id"))
+    runtime.write([commands.delete_experiment(experiment["experiment_id"])])
+    return {}
+
+
+def restore_experiment(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    experiment = _experiment(runtime, required(data, "experiment_id"))
+    runtime.write([commands.restore_experiment(experiment["experiment_id"])])
+    return {}
+
+
+def set_experiment_tag(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    experiment = _experiment(runtime, required(data, "experiment_id"))
+    runtime.write([commands.set_experiment_tag(experiment["experiment_id"], data.get("key"), data.get("value"))])
+    return {}
+
+
+def delete_experiment_tag(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    experiment = _experiment(runtime, required(data, "experiment_id"))
+    runtime.write([commands.delete_experiment_tag(experiment["experiment_id"], data.get("key"))])
+    return {}
+
+
+# -- runs -----------------------------------------------------------------------------------
+
+
+def create_run(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    experiment = _experiment(runtime, data.get("experiment_id") or "0")
+    if experiment["lifecycle_stage"] != "active":
+        raise ApiError(f"The experiment {experiment['experiment_id']} must be in the 'active' state. Current state is deleted.")
+    tags = {t["key"]: t.get("value", "") for t in data.get("tags") or []}
+    run_id = commands.new_run_id()
+    run_name = data.get("run_name") or tags.get("mlflow.runName") or f"run-{run_id[:8]}"
+    tags["mlflow.runName"] = run_name
+    user_id = data.get("user_id") or tags.get("mlflow.user") or "unknown"
+    location = experiment["artifact_location"].rstrip("/")
+    event = commands.create_run(
+        run_id,
+        experiment["experiment_id"],
+        run_name=run_name,
+        user_id=user_id,
+        artifact_uri=f"{location}/{run_id}/artifacts",
+        start_time=as_int(data, "start_time"),
+        tags=tags,
+        parent_run_id=tags.get("mlflow.parentRunId"),
+    )
+    runtime.write([event])
+    return {"run": runtime.read(queries.get_run, run_id)}
+
+
+def get_run(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    return {"run": _run(runtime, data, active=False)}
+
+
+def update_run(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    run = _run(runtime, data, active=False)
+    run_id = run["info"]["run_id"]
+    events = []
+    if data.get("run_name") and data["run_name"] != run["info"]["run_name"]:
+        events.append(commands.rename_run(run_id, data["run_name"]))
+    status = data.get("status")
+    if status in commands.END_EVENTS:
+        events.append(commands.end_run(run_id, status, as_int(data, "end_time")))
+    elif status not in (None, "", "RUNNING", "SCHEDULED"):
+        raise ApiError(f"Invalid run status {status!r}")
+    if events:
+        runtime.write(events)
+    return {"run_info": runtime.read(queries.get_run, run_id)["info"]}
+
+
+def delete_run(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    run = _run(runtime, data, active=False)
+    runtime.write([commands.delete_run(run["info"]["run_id"])])
+    return {}
+
+
+def restore_run(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    run = _run(runtime, data, active=False)
+    runtime.write([commands.restore_run(run["info"]["run_id"])])
+    return {}
+
+
+def _check_params_unchanged(run: dict[str, Any], params: list[tuple[str, Any]]) -> None:
+    logged = {p["key"]: p["value"] for p in run["data"].get("params", [])}
+    for key, value in params:
+        before = logged.get(key)
+        if before is not None and before != str(value):
+            raise ApiError(
+                f"Changing param values is not allowed. Param with key='{key}' was already logged with "
+                f"value='{before}' for run ID='{run['info']['run_id']}'. Attempted logging new value '{value}'."
+            )
+
+
+def log_batch(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    run = _run(runtime, data)
+    metrics = [
+        (m.get("key"), m.get("value"), as_int(m, "timestamp", int(time.time() * 1000)), as_int(m, "step", 0))
+        for m in data.get("metrics") or []
+    ]
+    params = [(p.get("key"), p.get("value")) for p in data.get("params") or []]
+    tags = [(t.get("key"), t.get("value")) for t in data.get("tags") or []]
+    events = commands.log_batch(run["info"]["run_id"], metrics, params, tags)
+    _check_params_unchanged(run, params)
+    if events:
+        runtime.write(events)
+    return {}
+
+
+def log_metric(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    return log_batch(runtime, {"run_id": data.get("run_id") or data.get("run_uuid"), "metrics": [data]})
+
+
+def log_param(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    return log_batch(runtime, {"run_id": data.get("run_id") or data.get("run_uuid"), "params": [data]})
+
+
+def set_tag(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    run = _run(runtime, data)
+    event = commands.set_tags(run["info"]["run_id"], [(data.get("key"), data.get("value"))])
+    if data.get("key") == "mlflow.runName":
+        runtime.write([event, commands.rename_run(run["info"]["run_id"], data.get("value"))])
+    else:
+        runtime.write([event])
+    return {}
+
+
+def delete_tag(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    run = _run(runtime, data)
+    if data.get("key") not in {t["key"] for t in run["data"].get("tags", [])}:
+        raise not_found(f"No tag with name: {data.get('key')} in run with id {run['info']['run_id']}")
+    runtime.write([commands.delete_tag(run["info"]["run_id"], data.get("key"))])
+    return {}
+
+
+def search_runs(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    experiment_ids = data.get("experiment_ids") or []
+    if isinstance(experiment_ids, str):
+        experiment_ids = [experiment_ids]
+    max_results = as_int(data, "max_results", 1000)
+    if max_results is not None and not 0 < max_results <= 50000:
+        raise ApiError(f"Invalid value {max_results} for parameter 'max_results' supplied. It must be at most 50000, but got value {max_results}")
+    runs, token = runtime.read(
+        queries.search_runs,
+        [str(e) for e in experiment_ids],
+        run_view_type=data.get("run_view_type") or "ACTIVE_ONLY",
+        max_results=max_results,
+        order_by=data.get("order_by") or [],
+        page_token=data.get("page_token"),
+    )
+    return {"runs": runs, **({"next_page_token": token} if token else {})}
+
+
+def get_metric_history(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    run = _run(runtime, data, active=False)
+    metrics, token = runtime.read(
+        queries.metric_history,
+        run["info"]["run_id"],
+        required(data, "metric_key"),
+        max_results=as_int(data, "max_results"),
+        page_token=data.get("page_token"),
+    )
+    return {"metrics": metrics, **({"next_page_token": token} if token else {})}
+
+
+ENDPOINTS: dict[str, tuple[Handler, tuple[str, ...]]] = {
+    "experiments/create": (create_experiment, ("POST",)),
+    "experiments/get": (get_experiment, ("GET",)),
+    "experiments/get-by-name": (get_experiment_by_name, ("GET",)),
+    "experiments/search": (search_experiments, ("GET", "POST")),
+    "experiments/update": (update_experiment, ("POST",)),
+    "experiments/delete": (delete_experiment, ("POST",)),
+    "experiments/restore": (restore_experiment, ("POST",)),
+    "experiments/set-experiment-tag": (set_experiment_tag, ("POST",)),
+    "experiments/delete-experiment-tag": (delete_experiment_tag, ("POST",)),
+    "runs/create": (create_run, ("POST",)),
+    "runs/get": (get_run, ("GET",)),
+    "runs/update": (update_run, ("POST",)),
+    "runs/delete": (delete_run, ("POST",)),
+    "runs/restore": (restore_run, ("POST",)),
+    "runs/log-metric": (log_metric, ("POST",)),
+    "runs/log-parameter": (log_param, ("POST",)),
+    "runs/set-tag": (set_tag, ("POST",)),
+    "runs/delete-tag": (delete_tag, ("POST",)),
+    "runs/log-batch": (log_batch, ("POST",)),
+    "runs/search": (search_runs, ("POST", "GET")),
+    "metrics/get-history": (get_metric_history, ("GET",)),
+}
+
+
+def _endpoint(runtime: Runtime, handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
+    async def endpoint(request: Request) -> JSONResponse:
+        data = await fields(request)
+        return JSONResponse(await run_in_threadpool(handler, runtime, data))
+
+    return endpoint
+
+
+def routes(runtime: Runtime) -> list[Route]:
+    out = []
+    for prefix in ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/"):
+        for path, (handler, methods) in ENDPOINTS.items():
+            out.append(Route(prefix + path, _endpoint(runtime, handler), methods=list(methods)))
+    return out
