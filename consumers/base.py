@@ -16,7 +16,7 @@ import abc
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from eventflow.codec import CodecError, decode
@@ -154,8 +154,9 @@ class ConsumerLoop:
             self.consumer.commit(offsets)
         return len(records)
 
-    def catch_up(self, timeout: float = 60.0) -> None:
-        """Step until every partition is read up to where the log ended when called."""
+    def catch_up(self, timeout: float = 60.0, on_step: Callable[[int], object] | None = None) -> None:
+        """Step until every partition is read up to where the log ended when called;
+        ``on_step`` hears how many records each step handled (for progress bars)."""
         ends = {
             TopicPartition(topic, partition): end
             for topic in self.subscriber.topics
@@ -166,7 +167,9 @@ class ConsumerLoop:
         while any(consumer.position(tp) < end for tp, end in ends.items() if tp in consumer.assignment()) or not consumer.assignment():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.subscriber.group} did not catch up with the log within {timeout} s")
-            self.step(timeout=0.05)
+            handled = self.step(timeout=0.05)
+            if on_step is not None and handled:
+                on_step(handled)
 
     def run(self, stop: threading.Event) -> None:
         """Step until ``stop`` is set, then leave the group cleanly."""

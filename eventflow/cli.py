@@ -150,3 +150,159 @@ def dev_postgres(port: int | None, data_dir: str | None) -> None:
         f"  eventflow server --db {postgres.url}",
         f"  EVENTFLOW_TEST_POSTGRES_URL={postgres.url} pytest",
     ])
+
+
+# -- the server and the consumers ------------------------------------------------------
+
+def backend_options(function):
+    """--home/--kafka/--db/--artifacts: where the log, the views and the artifacts are."""
+    options = [
+        click.option("--home", envvar="EVENTFLOW_HOME", type=click.Path(file_okay=False), default=None,
+                     help="Directory of the embedded default (log, SQLite views, artifacts). [env EVENTFLOW_HOME; default ~/.eventflow]"),
+        click.option("--kafka", envvar="EVENTFLOW_KAFKA", metavar="HOST:PORT[,HOST:PORT]", default=None,
+                     help="Use this Kafka cluster as the log instead of the embedded one. [env EVENTFLOW_KAFKA]"),
+        click.option("--db", envvar="EVENTFLOW_DB", metavar="URL", default=None,
+                     help="SQLAlchemy URL of the views, e.g. postgresql+psycopg://user@host/eventflow. [env EVENTFLOW_DB; default SQLite under --home]"),
+        click.option("--artifacts", envvar="EVENTFLOW_ARTIFACTS", metavar="DIR", default=None,
+                     help="Where artifact files are stored. [env EVENTFLOW_ARTIFACTS; default HOME/artifacts]"),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _export_backend(home, kafka, db, artifacts) -> None:
+    """Hand the options to uvicorn's workers, which build their app from the environment."""
+    import os
+
+    for name, value in (("EVENTFLOW_HOME", home), ("EVENTFLOW_KAFKA", kafka), ("EVENTFLOW_DB", db), ("EVENTFLOW_ARTIFACTS", artifacts)):
+        if value:
+            os.environ[name] = value
+        else:
+            os.environ.pop(name, None)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for every interface).")
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="Port to listen on.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Server processes (each runs the API; consumers share the work through their group).")
+@click.option("--no-consumers", is_flag=True, help="Run only the API: the projector and the other consumers run apart (eventflow consume NAME).")
+@backend_options
+def server(host, port, workers, no_consumers, home, kafka, db, artifacts) -> None:
+    """Run the tracking server: MLflow's REST API 2.0 and eventflow's extensions.
+
+    With no options everything runs in this one process on the embedded default: the
+    log, the SQLite views and the artifacts under ~/.eventflow. Point training code at it
+    with EVENTFLOW_TRACKING_URI=http://HOST:PORT, or MLflow code with MLFLOW_TRACKING_URI.
+
+    \b
+    Examples:
+      eventflow server
+      eventflow server --kafka 127.0.0.1:9092 --db postgresql+psycopg://postgres@127.0.0.1/eventflow
+    """
+    import os
+
+    import uvicorn
+
+    _export_backend(home, kafka, db, artifacts)
+    os.environ["EVENTFLOW_SERVER_CONSUMERS"] = "false" if no_consumers else "true"
+    where = f"Kafka {kafka}" if kafka else f"the embedded log in {home or '~/.eventflow'}"
+    click.echo(f"eventflow {__version__}: serving http://{host}:{port} on {where}", err=True)
+    uvicorn.run("eventflow.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers, log_level="warning")
+
+
+CONSUMERS = {
+    "projector": "builds the SQL views (the tracking database) from the log, exactly once",
+}
+
+
+@main.command()
+@click.argument("name", type=click.Choice(sorted(CONSUMERS)))
+@backend_options
+def consume(name, home, kafka, db, artifacts) -> None:
+    """Run one consumer on its own, as a member of its consumer group.
+
+    Run more instances to share the work: the log splits the partitions between them.
+    Stops cleanly (leaving the group) on Ctrl-C or SIGTERM.
+
+    \b
+    Consumers:
+      projector  builds the SQL views (the tracking database) from the log, exactly once
+    """
+    import signal
+    import threading
+
+    from eventflow.consumers.base import ConsumerLoop
+    from eventflow.consumers.projector import Projector
+    from eventflow.server.runtime import open_runtime
+
+    runtime = open_runtime(home=home, kafka=kafka, db=db, artifacts=artifacts, run_consumers=False)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    loop = ConsumerLoop(runtime.log, Projector(runtime.engine))
+    click.echo(f"{name}: consuming (Ctrl-C to stop)", err=True)
+    loop.run(stop)
+    runtime.stop()
+    click.echo(f"{name}: stopped", err=True)
+
+
+@main.group()
+def views() -> None:
+    """Manage the SQL views (the tracking database built from the log)."""
+
+
+@views.command("rebuild")
+@click.option("--into", metavar="URL", default=None,
+              help="Rebuild into this (empty) database instead; required when the views are not the default SQLite file.")
+@backend_options
+def views_rebuild(into, home, kafka, db, artifacts) -> None:
+    """Rebuild the views from offset zero into a fresh database, then swap it in.
+
+    The log is the source of truth: this replays every event through the projector
+    into a new database, showing progress and events/s. For the default SQLite views the
+    new file replaces the old one at the end (stop the server first); for another
+    database, give an empty one with --into and point the server at it afterwards.
+    """
+    import os
+    import time
+    from pathlib import Path
+
+    from eventflow.config import Home
+    from eventflow.consumers.base import ConsumerLoop
+    from eventflow.consumers.projector import Projector
+    from eventflow.events import LIFECYCLE_TOPICS
+    from eventflow.log import open_log
+    from eventflow.views.db import open_views
+
+    where = Home.resolve(home)
+    swap_file: Path | None = None
+    if into is None:
+        if db or kafka:
+            raise click.UsageError("give --into URL: an empty database to rebuild into")
+        current = where.path / "views.db"
+        swap_file = where.path / "views.rebuild.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{swap_file}{suffix}").unlink(missing_ok=True)
+        into = f"sqlite:///{swap_file}"
+    log = open_log(f"kafka://{kafka}" if kafka else str(where.log_dir))
+    existing = [t for t in LIFECYCLE_TOPICS if t in log.topics()]
+    total = sum(sum(log.end_offsets(t).values()) for t in existing)
+    engine = open_views(into)
+    loop = ConsumerLoop(log, Projector(engine), join_group=False)
+    started = time.perf_counter()
+    with click.progressbar(length=total, label="replaying", show_pos=True) as bar:
+        loop.catch_up(timeout=float("inf"), on_step=bar.update)
+        done = bar.pos
+    elapsed = time.perf_counter() - started
+    loop.close()
+    engine.dispose()
+    log.close()
+    click.echo(f"replayed {done:,} events in {elapsed:.1f} s ({done / elapsed if elapsed else 0:,.0f} events/s)")
+    if swap_file is not None:
+        for suffix in ("-wal", "-shm"):
+            Path(f"{current}{suffix}").unlink(missing_ok=True)
+        os.replace(swap_file, current)
+        click.echo(f"swapped the rebuilt views into {current}")
+    else:
+        click.echo(f"rebuilt into {into}: start the server with --db {into}")

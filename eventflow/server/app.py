@@ -55,3 +55,20 @@ def create_app(runtime: Runtime) -> Starlette:
         405: not_allowed,
     }
     return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+
+
+def app_from_environment() -> Starlette:
+    """The app for ``eventflow server``: options come through the environment, so that
+    every uvicorn worker process builds the same app."""
+    import os
+
+    from eventflow.server.runtime import open_runtime
+
+    runtime = open_runtime(
+        home=os.environ.get("EVENTFLOW_HOME"),
+        kafka=os.environ.get("EVENTFLOW_KAFKA"),
+        db=os.environ.get("EVENTFLOW_DB"),
+        artifacts=os.environ.get("EVENTFLOW_ARTIFACTS"),
+        run_consumers=os.environ.get("EVENTFLOW_SERVER_CONSUMERS", "true") != "false",
+    )
+    return create_app(runtime)
