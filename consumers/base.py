@@ -48,9 +48,10 @@ class Subscriber(abc.ABC):
     keeps_offsets: bool = False
 
     @abc.abstractmethod
-    def apply(self, deliveries: list[Delivery], offsets: dict[TopicPartition, int]) -> list[tuple[Delivery, str]] | None:
-        """Apply a batch. ``offsets`` are the next offsets once this batch is done
-        (poison records skipped included), for subscribers that store their own.
+    def apply(self, deliveries: list[Delivery], spans: dict[TopicPartition, tuple[int, int]]) -> list[tuple[Delivery, str]] | None:
+        """Apply a batch. ``spans`` give, per partition, the first offset of the batch and
+        the next offset after it (poison records included), for subscribers that store
+        their own offsets and fence them (start must be what they stored).
 
         Returns the deliveries it could not apply, each with the reason: the loop sends
         them to the dead-letter topic. Raise instead for a failure that is not the
@@ -128,9 +129,9 @@ class ConsumerLoop:
             return 0
         deliveries: list[Delivery] = []
         poison: list[Message] = []
-        offsets: dict[TopicPartition, int] = {}
+        spans: dict[TopicPartition, tuple[int, int]] = {}
         for record in records:
-            offsets[record.tp] = record.offset + 1
+            spans[record.tp] = (spans.get(record.tp, (record.offset, 0))[0], record.offset + 1)
             try:
                 deliveries.append(Delivery(decode(record.value), record))
             except CodecError as error:
@@ -141,7 +142,7 @@ class ConsumerLoop:
             self.log.append_batch(poison)
             self.dead_letters += len(poison)
         try:
-            rejected = self.subscriber.apply(deliveries, offsets) or []
+            rejected = self.subscriber.apply(deliveries, spans) or []
         except StalePosition:
             # Someone else (another instance, a process catching up) got there first;
             # nothing of this batch was written. Go back to what the store says.
@@ -151,19 +152,19 @@ class ConsumerLoop:
             self.log.append_batch([dead_letter(d.record, reason, self.subscriber.group) for d, reason in rejected])
             self.dead_letters += len(rejected)
         if not self.subscriber.keeps_offsets:
-            self.consumer.commit(offsets)
+            self.consumer.commit({tp: end for tp, (_, end) in spans.items()})
         return len(records)
 
     def catch_up(self, timeout: float = 60.0, on_step: Callable[[int], object] | None = None) -> None:
         """Step until every partition is read up to where the log ended when called;
         ``on_step`` hears how many records each step handled (for progress bars)."""
+        consumer = self.consumer  # first: opening it creates missing topics
         ends = {
             TopicPartition(topic, partition): end
             for topic in self.subscriber.topics
             for partition, end in self.log.end_offsets(topic).items()
         }
         deadline = time.monotonic() + timeout
-        consumer = self.consumer
         while any(consumer.position(tp) < end for tp, end in ends.items() if tp in consumer.assignment()) or not consumer.assignment():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.subscriber.group} did not catch up with the log within {timeout} s")

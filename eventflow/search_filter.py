@@ -21,6 +21,8 @@ ENTITY_ALIASES = {
 }
 STRING_ATTRIBUTES = {"run_id", "run_name", "status", "artifact_uri", "user_id", "lifecycle_stage"}
 NUMERIC_ATTRIBUTES = {"start_time", "end_time", "created"}
+RUN_ATTRIBUTES = {**{k: "string" for k in STRING_ATTRIBUTES}, **{k: "numeric" for k in NUMERIC_ATTRIBUTES}}
+EXPERIMENT_ATTRIBUTES = {"name": "string", "experiment_id": "string", "creation_time": "numeric", "last_update_time": "numeric"}
 NUMERIC_COMPARATORS = {"=", "!=", ">", ">=", "<", "<="}
 STRING_COMPARATORS = {"=", "!=", "LIKE", "ILIKE", "IN", "NOT IN"}
 
@@ -65,10 +67,11 @@ def _unquote(token: str) -> str:
 
 
 class _Parser:
-    def __init__(self, text: str):
+    def __init__(self, text: str, attributes: dict[str, str] = RUN_ATTRIBUTES):
         self.text = text
         self.tokens = _tokens(text)
         self.at = 0
+        self.attributes = attributes
 
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.at] if self.at < len(self.tokens) else None
@@ -96,6 +99,8 @@ class _Parser:
             entity, _, key = word.partition(".")
         elif kind == "word":
             entity = word
+            if self.peek() != ("dot", ".") and word in self.attributes:
+                return "attributes", word  # a bare attribute name: "name LIKE 'a%'"
             if self.peek() != ("dot", "."):
                 raise InvalidInput(
                     f"Invalid identifier '{word}' in filter '{self.text}': it must be <entity>.<key> "
@@ -117,8 +122,8 @@ class _Parser:
         normal = ENTITY_ALIASES.get(entity.lower())
         if normal is None:
             raise InvalidInput(f"Invalid entity type '{entity}'. Valid values are ['metric', 'parameter', 'tag', 'attribute']")
-        if normal == "attributes" and key not in STRING_ATTRIBUTES | NUMERIC_ATTRIBUTES:
-            valid = sorted(STRING_ATTRIBUTES | NUMERIC_ATTRIBUTES)
+        if normal == "attributes" and key not in self.attributes:
+            valid = sorted(self.attributes)
             raise InvalidInput(f"Invalid attribute key '{key}' specified. Valid keys are '{valid}'")
         return normal, key
 
@@ -137,7 +142,7 @@ class _Parser:
     def clause(self) -> Clause:
         entity, key = self.identifier()
         comparator = self.comparator()
-        numeric = entity == "metrics" or (entity == "attributes" and key in NUMERIC_ATTRIBUTES)
+        numeric = entity == "metrics" or (entity == "attributes" and self.attributes.get(key) == "numeric")
         allowed = NUMERIC_COMPARATORS if numeric else STRING_COMPARATORS
         if comparator not in allowed:
             raise InvalidInput(
@@ -170,11 +175,15 @@ class _Parser:
         return Clause(entity, key, comparator, _unquote(word))
 
 
-def parse(text: str | None) -> list[Clause]:
-    """The clauses of a filter (empty for none); ``InvalidInput`` naming what is wrong."""
+def parse(text: str | None, attributes: dict[str, str] = RUN_ATTRIBUTES) -> list[Clause]:
+    """The clauses of a filter (empty for none); ``InvalidInput`` naming what is wrong.
+
+    ``attributes`` names the entity's attributes and their kind (runs by default,
+    ``EXPERIMENT_ATTRIBUTES`` for experiments); they may be written bare.
+    """
     if text is None or not text.strip():
         return []
-    return _Parser(text).clauses()
+    return _Parser(text, attributes).clauses()
 
 
 @dataclass(frozen=True)
@@ -184,8 +193,8 @@ class OrderBy:
     ascending: bool
 
 
-def parse_order_by(text: str) -> OrderBy:
-    """``metrics.acc DESC``, ``attributes.start_time``, ``params.`lr` ASC``."""
+def parse_order_by(text: str, attributes: dict[str, str] = RUN_ATTRIBUTES) -> OrderBy:
+    """``metrics.acc DESC``, ``attributes.start_time``, ``params.`lr` ASC``, ``start_time``."""
     stripped = text.strip()
     ascending = True
     upper = stripped.upper()
@@ -193,13 +202,10 @@ def parse_order_by(text: str) -> OrderBy:
         ascending, stripped = False, stripped[:-5].rstrip()
     elif upper.endswith(" ASC"):
         stripped = stripped[:-4].rstrip()
-    parser = _Parser(stripped)
     try:
+        parser = _Parser(stripped, attributes)
         entity, key = parser.identifier()
     except InvalidInput:
-        # MLflow accepts bare attribute names in order_by: "start_time DESC".
-        if stripped in STRING_ATTRIBUTES | NUMERIC_ATTRIBUTES:
-            return OrderBy("attributes", stripped, ascending)
         raise InvalidInput(f"Invalid order_by clause '{text}'") from None
     if parser.peek() is not None:
         raise InvalidInput(f"Invalid order_by clause '{text}'")

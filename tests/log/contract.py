@@ -308,7 +308,7 @@ class LogContract:
             group = unique("collector")
             seen: list[str] = []
 
-            def apply(self, deliveries, offsets):
+            def apply(self, deliveries, spans):
                 self.seen += [d.event.payload["key"] for d in deliveries if d.event.payload.get("run_id") == run_id]
 
         collector = Collector()

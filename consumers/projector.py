@@ -1,0 +1,335 @@
+"""The projector: builds the SQL views from the log, exactly once in effect.
+
+Each batch is one transaction holding its rows *and* the next offset of every partition
+it read. Before writing, the transaction checks that each partition's stored offset is
+where this batch starts (a fence): if another instance, or another process catching up
+the same views, got there first, the transaction is refused with ``StalePosition`` and
+the loop re-reads from the stored offsets. So replays, crashes mid-batch and several
+instances never duplicate or lose a row.
+
+Metric points are the bulk: they are buffered over the batch and written in one
+executemany, and the latest value per key is settled once per batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, delete, insert, select, update
+
+from eventflow.consumers.base import Delivery, StalePosition, Subscriber
+from eventflow.events import Event
+from eventflow.log import TopicPartition
+from eventflow.views.db import upsert
+from eventflow.views.positions import PROJECTOR
+from eventflow.views.tables import (
+    artifacts,
+    datasets,
+    experiment_tags,
+    experiments,
+    inputs,
+    latest_metrics,
+    log_positions,
+    metrics,
+    params,
+    runs,
+    tags,
+)
+
+
+class Rejected(Exception):
+    """An event this view cannot apply (a rule it breaks): dead-lettered, the rest applies."""
+
+
+def _rank(point: dict[str, Any]) -> tuple[int, int, float]:
+    """MLflow's order for the latest value: step, then timestamp, then value (NaN lowest)."""
+    value = point["value"]
+    return (point["step"], point["timestamp"], -math.inf if math.isnan(value) else value)
+
+
+class _Batch:
+    """What one transaction writes in bulk: the metric points and latest candidates."""
+
+    def __init__(self) -> None:
+        self.points: list[dict[str, Any]] = []
+        self.latest: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def add_points(self, run_id: str, points: list[dict[str, Any]]) -> None:
+        for point in points:
+            value = point["value"]
+            nan = math.isnan(value)
+            row = {
+                "run_id": run_id,
+                "key": point["key"],
+                "value": 0.0 if nan else value,
+                "is_nan": nan,
+                "step": point["step"],
+                "timestamp": point["timestamp"],
+            }
+            self.points.append(row)
+            candidate = {**row, "value": value}
+            known = self.latest.get((run_id, point["key"]))
+            if known is None or _rank(candidate) > _rank(known):
+                self.latest[(run_id, point["key"])] = candidate
+
+    def write(self, connection: Connection) -> None:
+        if self.points:
+            connection.execute(insert(metrics), self.points)
+        if not self.latest:
+            return
+        run_ids = sorted({run_id for run_id, _ in self.latest})
+        existing = {
+            (row.run_id, row.key): {"step": row.step, "timestamp": row.timestamp, "value": math.nan if row.is_nan else row.value}
+            for row in connection.execute(select(latest_metrics).where(latest_metrics.c.run_id.in_(run_ids)))
+        }
+        winners = []
+        for (run_id, key), candidate in self.latest.items():
+            before = existing.get((run_id, key))
+            if before is None or _rank(candidate) > _rank(before):
+                value = candidate["value"]
+                winners.append({**candidate, "value": 0.0 if math.isnan(value) else value})
+        upsert(connection, latest_metrics, winners, ["run_id", "key"])
+
+
+Apply = Callable[[Connection, _Batch, Event], None]
+
+
+def _run_row(connection: Connection, run_id: str) -> Any:
+    return connection.execute(select(runs.c.run_id, runs.c.lifecycle_stage).where(runs.c.run_id == run_id)).first()
+
+
+# -- experiments ------------------------------------------------------------------------------
+
+
+def experiment_created(c: Connection, batch: _Batch, e: Event) -> None:
+    p = e.payload
+    same_id = c.execute(select(experiments.c.name).where(experiments.c.experiment_id == p["experiment_id"])).first()
+    if same_id is not None:
+        if same_id.name == p["name"]:
+            return  # created twice (two servers ensuring the Default experiment): one is enough
+        raise Rejected(f"experiment {p['experiment_id']} already exists with another name ({same_id.name!r})")
+    if c.execute(select(experiments.c.experiment_id).where(experiments.c.name == p["name"])).first() is not None:
+        raise Rejected(f"an experiment named {p['name']!r} already exists")
+    c.execute(
+        insert(experiments).values(
+            experiment_id=p["experiment_id"], name=p["name"], artifact_location=p["artifact_location"],
+            lifecycle_stage="active", creation_time=p["creation_time"], last_update_time=p["creation_time"],
+        )
+    )
+    upsert(c, experiment_tags, [{"experiment_id": p["experiment_id"], **t} for t in p["tags"]], ["experiment_id", "key"])
+
+
+def _update_experiment(c: Connection, e: Event, **values: Any) -> None:
+    done = c.execute(
+        update(experiments).where(experiments.c.experiment_id == e.payload["experiment_id"]).values(last_update_time=e.time, **values)
+    )
+    if done.rowcount == 0:
+        raise Rejected(f"no experiment {e.payload['experiment_id']}")
+
+
+def experiment_renamed(c: Connection, batch: _Batch, e: Event) -> None:
+    taken = c.execute(select(experiments.c.experiment_id).where(experiments.c.name == e.payload["new_name"])).first()
+    if taken is not None and taken.experiment_id != e.payload["experiment_id"]:
+        raise Rejected(f"an experiment named {e.payload['new_name']!r} already exists")
+    _update_experiment(c, e, name=e.payload["new_name"])
+
+
+def experiment_tag_set(c: Connection, batch: _Batch, e: Event) -> None:
+    p = e.payload
+    upsert(c, experiment_tags, [{"experiment_id": p["experiment_id"], "key": p["key"], "value": p["value"]}], ["experiment_id", "key"])
+
+
+def experiment_tag_deleted(c: Connection, batch: _Batch, e: Event) -> None:
+    p = e.payload
+    c.execute(delete(experiment_tags).where(and_(experiment_tags.c.experiment_id == p["experiment_id"], experiment_tags.c.key == p["key"])))
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+
+def run_created(c: Connection, batch: _Batch, e: Event) -> None:
+    p = e.payload
+    if _run_row(c, p["run_id"]) is not None:
+        raise Rejected(f"run {p['run_id']} already exists")
+    c.execute(
+        insert(runs).values(
+            run_id=p["run_id"], experiment_id=p["experiment_id"], run_name=p["run_name"], user_id=p["user_id"],
+            status="RUNNING", start_time=p["start_time"], end_time=None, lifecycle_stage="active",
+            artifact_uri=p["artifact_uri"], parent_run_id=p["parent_run_id"],
+        )
+    )
+    upsert(c, tags, [{"run_id": p["run_id"], **t} for t in p["tags"]], ["run_id", "key"])
+
+
+def _update_run(c: Connection, e: Event, **values: Any) -> None:
+    done = c.execute(update(runs).where(runs.c.run_id == e.payload["run_id"]).values(**values))
+    if done.rowcount == 0:
+        raise Rejected(f"no run {e.payload['run_id']}")
+
+
+def run_ended(status: str) -> Apply:
+    def apply(c: Connection, batch: _Batch, e: Event) -> None:
+        _update_run(c, e, status=status, end_time=e.payload["end_time"])
+
+    return apply
+
+
+def run_renamed(c: Connection, batch: _Batch, e: Event) -> None:
+    _update_run(c, e, run_name=e.payload["run_name"])
+    upsert(c, tags, [{"run_id": e.payload["run_id"], "key": "mlflow.runName", "value": e.payload["run_name"]}], ["run_id", "key"])
+
+
+def params_logged(c: Connection, batch: _Batch, e: Event) -> None:
+    run_id = e.payload["run_id"]
+    if _run_row(c, run_id) is None:
+        raise Rejected(f"no run {run_id}")
+    logged = {row.key: row.value for row in c.execute(select(params.c.key, params.c.value).where(params.c.run_id == run_id))}
+    new = []
+    for param in e.payload["params"]:
+        before = logged.get(param["key"])
+        if before is None:
+            new.append({"run_id": run_id, **param})
+            logged[param["key"]] = param["value"]
+        elif before != param["value"]:
+            raise Rejected(
+                f"Changing param values is not allowed. Param with key='{param['key']}' was already logged "
+                f"with value='{before}' for run ID='{run_id}'. Attempted logging new value '{param['value']}'."
+            )
+    if new:
+        c.execute(insert(params), new)
+
+
+def metrics_logged(c: Connection, batch: _Batch, e: Event) -> None:
+    batch.add_points(e.payload["run_id"], e.payload["points"])
+
+
+def tags_set(c: Connection, batch: _Batch, e: Event) -> None:
+    run_id = e.payload["run_id"]
+    upsert(c, tags, [{"run_id": run_id, **t} for t in e.payload["tags"]], ["run_id", "key"])
+    for tag in e.payload["tags"]:
+        if tag["key"] == "mlflow.runName":
+            c.execute(update(runs).where(runs.c.run_id == run_id).values(run_name=tag["value"]))
+
+
+def tag_deleted(c: Connection, batch: _Batch, e: Event) -> None:
+    c.execute(delete(tags).where(and_(tags.c.run_id == e.payload["run_id"], tags.c.key == e.payload["key"])))
+
+
+def artifact_logged(c: Connection, batch: _Batch, e: Event) -> None:
+    p = e.payload
+    upsert(c, artifacts, [{"run_id": p["run_id"], "path": p["path"], "size": p["size"], "sha256": p["sha256"], "logged_time": e.time}], ["run_id", "path"])
+
+
+def inputs_logged(c: Connection, batch: _Batch, e: Event) -> None:
+    run = c.execute(select(runs.c.experiment_id).where(runs.c.run_id == e.payload["run_id"])).first()
+    if run is None:
+        raise Rejected(f"no run {e.payload['run_id']}")
+    for item in e.payload["datasets"]:
+        d = item["dataset"]
+        upsert(
+            c, datasets,
+            [{"experiment_id": run.experiment_id, "name": d["name"], "digest": d["digest"], "source_type": d["source_type"],
+              "source": d["source"], "schema": d.get("schema"), "profile": d.get("profile")}],
+            ["experiment_id", "name", "digest"],
+        )
+        upsert(
+            c, inputs,
+            [{"run_id": e.payload["run_id"], "dataset_name": d["name"], "dataset_digest": d["digest"], "tags": json.dumps(item["tags"])}],
+            ["run_id", "dataset_name", "dataset_digest"],
+        )
+
+
+APPLY: dict[str, Apply] = {
+    "experiment.created": experiment_created,
+    "experiment.renamed": experiment_renamed,
+    "experiment.deleted": lambda c, b, e: _update_experiment(c, e, lifecycle_stage="deleted"),
+    "experiment.restored": lambda c, b, e: _update_experiment(c, e, lifecycle_stage="active"),
+    "experiment.tag_set": experiment_tag_set,
+    "experiment.tag_deleted": experiment_tag_deleted,
+    "run.created": run_created,
+    "run.finished": run_ended("FINISHED"),
+    "run.failed": run_ended("FAILED"),
+    "run.killed": run_ended("KILLED"),
+    "run.renamed": run_renamed,
+    "run.deleted": lambda c, b, e: _update_run(c, e, lifecycle_stage="deleted", deleted_time=e.time),
+    "run.restored": lambda c, b, e: _update_run(c, e, lifecycle_stage="active", deleted_time=None),
+    "run.params_logged": params_logged,
+    "run.metrics_logged": metrics_logged,
+    "run.tags_set": tags_set,
+    "run.tag_deleted": tag_deleted,
+    "run.artifact_logged": artifact_logged,
+    "run.inputs_logged": inputs_logged,
+}
+
+
+class Projector(Subscriber):
+    """Applies tracking events to the views. Other families pass through (their own
+    views come with their features) but their offsets advance all the same."""
+
+    keeps_offsets = True
+
+    def __init__(self, engine: Engine, name: str = PROJECTOR):
+        self.engine = engine
+        self.group = name
+
+    def stored_offsets(self, tps: set[TopicPartition]) -> dict[TopicPartition, int]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(log_positions.c.topic, log_positions.c.partition, log_positions.c.next_offset).where(
+                    log_positions.c.consumer == self.group
+                )
+            )
+            stored = {TopicPartition(t, p): n for t, p, n in rows}
+        return {tp: stored[tp] for tp in tps if tp in stored}
+
+    def apply(self, deliveries: list[Delivery], spans: dict[TopicPartition, tuple[int, int]]) -> list[tuple[Delivery, str]]:
+        rejected: list[tuple[Delivery, str]] = []
+        with self.engine.begin() as connection:
+            self._fence(connection, spans)
+            batch = _Batch()
+            for delivery in deliveries:
+                apply = APPLY.get(delivery.event.type)
+                if apply is None:
+                    continue
+                # A savepoint per non-metric event, so a rejected one leaves no trace.
+                if delivery.event.type == "run.metrics_logged":
+                    apply(connection, batch, delivery.event)
+                    continue
+                savepoint = connection.begin_nested()
+                try:
+                    apply(connection, batch, delivery.event)
+                    savepoint.commit()
+                except Rejected as why:
+                    savepoint.rollback()
+                    rejected.append((delivery, str(why)))
+            batch.write(connection)
+        return rejected
+
+    def _fence(self, connection: Connection, spans: dict[TopicPartition, tuple[int, int]]) -> None:
+        """Move each partition's stored offset from the batch's start to its end, or refuse."""
+        for tp, (start, end) in spans.items():
+            moved = connection.execute(
+                update(log_positions)
+                .where(
+                    log_positions.c.consumer == self.group,
+                    log_positions.c.topic == tp.topic,
+                    log_positions.c.partition == tp.partition,
+                    log_positions.c.next_offset == start,
+                )
+                .values(next_offset=end)
+            )
+            if moved.rowcount == 1:
+                continue
+            stored = connection.execute(
+                select(log_positions.c.next_offset).where(
+                    log_positions.c.consumer == self.group,
+                    log_positions.c.topic == tp.topic,
+                    log_positions.c.partition == tp.partition,
+                )
+            ).first()
+            if stored is not None:
+                raise StalePosition(f"{tp.topic}[{tp.partition}] is at {stored.next_offset}, this batch starts at {start}")
+            connection.execute(insert(log_positions).values(consumer=self.group, topic=tp.topic, partition=tp.partition, next_offset=end))

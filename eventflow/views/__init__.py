@@ -1,0 +1,1 @@
+"""The SQL views: the tracking database, built from the log by the projector."""

@@ -1,0 +1,256 @@
+"""Reads of the views, answered in MLflow's shapes (the REST API returns them as they are).
+
+Pages use an opaque token holding the offset of the next row; every list is ordered
+totally (ties broken by id) so paging never skips or repeats a row.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, func, literal, not_, select
+from sqlalchemy.sql import ColumnElement
+
+from eventflow.search_filter import EXPERIMENT_ATTRIBUTES, Clause, parse, parse_order_by
+from eventflow.validation import InvalidInput
+from eventflow.views.tables import experiment_tags, experiments, latest_metrics, metrics, params, runs, tags
+
+VIEW_TYPES = {"ACTIVE_ONLY": ("active",), "DELETED_ONLY": ("deleted",), "ALL": ("active", "deleted")}
+
+
+def encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def decode_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+        if not isinstance(offset, int) or offset < 0:
+            raise ValueError
+        return offset
+    except Exception:
+        raise InvalidInput(f"Invalid page token, could not base64-decode or parse it: {token!r}") from None
+
+
+def _stages(view_type: str | int | None) -> tuple[str, ...]:
+    names = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
+    key = names.get(view_type, view_type) if isinstance(view_type, int) else (view_type or "ACTIVE_ONLY")
+    if key not in VIEW_TYPES:
+        raise InvalidInput(f"Invalid view type {view_type!r}: use ACTIVE_ONLY, DELETED_ONLY or ALL")
+    return VIEW_TYPES[str(key)]
+
+
+# -- experiments -------------------------------------------------------------------------------
+
+
+def _experiment_dicts(connection: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    ids = [row.experiment_id for row in rows]
+    by_id: dict[str, list[dict[str, str]]] = {i: [] for i in ids}
+    if ids:
+        for tag in connection.execute(select(experiment_tags).where(experiment_tags.c.experiment_id.in_(ids)).order_by(experiment_tags.c.key)):
+            by_id[tag.experiment_id].append({"key": tag.key, "value": tag.value})
+    return [
+        {
+            "experiment_id": row.experiment_id,
+            "name": row.name,
+            "artifact_location": row.artifact_location,
+            "lifecycle_stage": row.lifecycle_stage,
+            "creation_time": row.creation_time,
+            "last_update_time": row.last_update_time,
+            "tags": by_id[row.experiment_id],
+        }
+        for row in rows
+    ]
+
+
+def get_experiment(connection: Connection, experiment_id: str) -> dict[str, Any] | None:
+    rows = connection.execute(select(experiments).where(experiments.c.experiment_id == str(experiment_id))).all()
+    return _experiment_dicts(connection, rows)[0] if rows else None
+
+
+def get_experiment_by_name(connection: Connection, name: str) -> dict[str, Any] | None:
+    rows = connection.execute(select(experiments).where(experiments.c.name == name)).all()
+    return _experiment_dicts(connection, rows)[0] if rows else None
+
+
+def _experiment_condition(clause: Clause) -> ColumnElement[bool]:
+    if clause.entity == "attributes":
+        return _compare(experiments.c[clause.key], clause)
+    if clause.entity == "tags":
+        inner = select(experiment_tags.c.experiment_id).where(experiment_tags.c.key == clause.key, _compare(experiment_tags.c.value, clause))
+        return experiments.c.experiment_id.in_(inner)
+    raise InvalidInput(f"Invalid experiment filter on {clause.entity}.{clause.key}: use attributes.name, attributes.creation_time, attributes.last_update_time or tags.<key>")
+
+
+def search_experiments(
+    connection: Connection,
+    view_type: str | int | None = "ACTIVE_ONLY",
+    max_results: int | None = 1000,
+    page_token: str | None = None,
+    filter_string: str | None = None,
+    order_by: Sequence[str] = (),
+) -> tuple[list[dict[str, Any]], str | None]:
+    query = select(experiments).where(experiments.c.lifecycle_stage.in_(_stages(view_type)))
+    for clause in parse(filter_string, EXPERIMENT_ATTRIBUTES):
+        query = query.where(_experiment_condition(clause))
+    ordering = []
+    for text in order_by or ():
+        order = parse_order_by(text, EXPERIMENT_ATTRIBUTES)
+        if order.entity != "attributes":
+            raise InvalidInput(f"Invalid order_by clause '{text}' for experiments: order by name, experiment_id, creation_time or last_update_time")
+        column = experiments.c[order.key]
+        ordering.append(column.asc() if order.ascending else column.desc())
+    ordering = ordering or [experiments.c.creation_time.desc()]
+    offset = decode_token(page_token)
+    limit = max_results or 1000
+    rows = connection.execute(query.order_by(*ordering, experiments.c.experiment_id).offset(offset).limit(limit + 1)).all()
+    token = encode_token(offset + limit) if len(rows) > limit else None
+    return _experiment_dicts(connection, rows[:limit]), token
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+
+def _run_dicts(connection: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    ids = [row.run_id for row in rows]
+    data: dict[str, dict[str, list[dict[str, Any]]]] = {i: {"metrics": [], "params": [], "tags": []} for i in ids}
+    if ids:
+        for chunk_start in range(0, len(ids), 500):
+            chunk = ids[chunk_start : chunk_start + 500]
+            for row in connection.execute(select(params).where(params.c.run_id.in_(chunk)).order_by(params.c.key)):
+                data[row.run_id]["params"].append({"key": row.key, "value": row.value})
+            for row in connection.execute(select(tags).where(tags.c.run_id.in_(chunk)).order_by(tags.c.key)):
+                data[row.run_id]["tags"].append({"key": row.key, "value": row.value})
+            for row in connection.execute(select(latest_metrics).where(latest_metrics.c.run_id.in_(chunk)).order_by(latest_metrics.c.key)):
+                data[row.run_id]["metrics"].append(_point(row))
+    return [
+        {
+            "info": {
+                "run_id": row.run_id,
+                "run_uuid": row.run_id,
+                "experiment_id": row.experiment_id,
+                "run_name": row.run_name,
+                "user_id": row.user_id,
+                "status": row.status,
+                "start_time": row.start_time,
+                **({"end_time": row.end_time} if row.end_time is not None else {}),
+                "artifact_uri": row.artifact_uri,
+                "lifecycle_stage": row.lifecycle_stage,
+            },
+            "data": data[row.run_id],
+            "inputs": {},
+        }
+        for row in rows
+    ]
+
+
+def _point(row: Any) -> dict[str, Any]:
+    return {"key": row.key, "value": float("nan") if row.is_nan else row.value, "timestamp": row.timestamp, "step": row.step}
+
+
+def get_run(connection: Connection, run_id: str) -> dict[str, Any] | None:
+    rows = connection.execute(select(runs).where(runs.c.run_id == run_id)).all()
+    return _run_dicts(connection, rows)[0] if rows else None
+
+
+def _compare(column: Any, clause: Clause) -> ColumnElement[bool]:
+    value = clause.value
+    match clause.comparator:
+        case "=":
+            return column == value
+        case "!=":
+            return column != value
+        case ">":
+            return column > value
+        case ">=":
+            return column >= value
+        case "<":
+            return column < value
+        case "<=":
+            return column <= value
+        case "LIKE":
+            return column.like(value)
+        case "ILIKE":
+            return func.lower(column).like(func.lower(literal(value)))
+        case "IN":
+            return column.in_(value)
+        case "NOT IN":
+            return not_(column.in_(value))
+    raise InvalidInput(f"Invalid comparator {clause.comparator!r}")
+
+
+def _run_condition(clause: Clause) -> ColumnElement[bool]:
+    if clause.entity == "attributes":
+        key = {"created": "start_time"}.get(clause.key, clause.key)
+        return _compare(runs.c[key], clause)
+    if clause.entity == "metrics":
+        inner = select(latest_metrics.c.run_id).where(
+            latest_metrics.c.key == clause.key, latest_metrics.c.is_nan.is_(False), _compare(latest_metrics.c.value, clause)
+        )
+    else:
+        table = params if clause.entity == "params" else tags
+        inner = select(table.c.run_id).where(table.c.key == clause.key, _compare(table.c.value, clause))
+    return runs.c.run_id.in_(inner)
+
+
+def _order_column(text: str) -> Any:
+    order = parse_order_by(text)
+    if order.entity == "attributes":
+        column: Any = runs.c[{"created": "start_time"}.get(order.key, order.key)]
+    else:
+        table = {"metrics": latest_metrics, "params": params, "tags": tags}[order.entity]
+        column = (
+            select(table.c.value).where(table.c.run_id == runs.c.run_id, table.c.key == order.key).scalar_subquery()
+        )
+    # NULLs (runs without that metric/param/tag) last either way, as MLflow does.
+    return [column.is_(None), column.asc() if order.ascending else column.desc()]
+
+
+def search_runs(
+    connection: Connection,
+    experiment_ids: Sequence[str],
+    run_view_type: str | int | None = "ACTIVE_ONLY",
+    max_results: int | None = 1000,
+    order_by: Sequence[str] = (),
+    page_token: str | None = None,
+    filter_string: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    query = select(runs).where(runs.c.experiment_id.in_([str(e) for e in experiment_ids]), runs.c.lifecycle_stage.in_(_stages(run_view_type)))
+    for clause in parse(filter_string):
+        query = query.where(_run_condition(clause))
+    ordering: list[Any] = []
+    for text in order_by or ():
+        ordering += _order_column(text)
+    ordering += [runs.c.start_time.desc(), runs.c.run_id]
+    offset = decode_token(page_token)
+    limit = max_results or 1000
+    rows = connection.execute(query.order_by(*ordering).offset(offset).limit(limit + 1)).all()
+    token = encode_token(offset + limit) if len(rows) > limit else None
+    return _run_dicts(connection, rows[:limit]), token
+
+
+def metric_history(
+    connection: Connection,
+    run_id: str,
+    key: str,
+    max_results: int | None = None,
+    page_token: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    query = (
+        select(metrics.c.key, metrics.c.value, metrics.c.is_nan, metrics.c.timestamp, metrics.c.step)
+        .where(metrics.c.run_id == run_id, metrics.c.key == key)
+        .order_by(metrics.c.step, metrics.c.timestamp, metrics.c.id)
+    )
+    offset = decode_token(page_token)
+    if max_results is None:
+        rows = connection.execute(query.offset(offset) if offset else query).all()
+        return [_point(row) for row in rows], None
+    rows = connection.execute(query.offset(offset).limit(max_results + 1)).all()
+    token = encode_token(offset + max_results) if len(rows) > max_results else None
+    return [_point(row) for row in rows[:max_results]], token
+

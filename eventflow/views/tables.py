@@ -1,0 +1,129 @@
+"""The views' tables, shaped like MLflow's tracking model (so MLflow's API maps 1:1).
+
+A view's schema change is a rebuild from the log (``eventflow views rebuild``), never a
+migration: the log is the source of truth.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("experiment_id", String(64), primary_key=True),
+    Column("name", String(500), nullable=False, unique=True),
+    Column("artifact_location", Text, nullable=False),
+    Column("lifecycle_stage", String(32), nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_update_time", BigInteger, nullable=False),
+)
+
+experiment_tags = Table(
+    "experiment_tags",
+    metadata,
+    Column("experiment_id", String(64), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(256), primary_key=True),
+    Column("experiment_id", String(64), nullable=False, index=True),
+    Column("run_name", String(250), nullable=False),
+    Column("user_id", String(256), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("start_time", BigInteger, nullable=False),
+    Column("end_time", BigInteger),
+    Column("lifecycle_stage", String(32), nullable=False),
+    Column("artifact_uri", Text, nullable=False),
+    Column("parent_run_id", String(256)),
+    Column("deleted_time", BigInteger),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_id", String(256), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("run_id", String(256), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# Every point, as logged. NaN is stored as value 0 with is_nan set (SQLite turns NaN
+# into NULL); ±inf are stored as they are.
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(256), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Float(precision=53), nullable=False),
+    Column("is_nan", Boolean, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Index("metrics_history", "run_id", "key", "step", "timestamp"),
+)
+
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_id", String(256), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Float(precision=53), nullable=False),
+    Column("is_nan", Boolean, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("run_id", String(256), primary_key=True),
+    Column("path", String(1000), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("logged_time", BigInteger, nullable=False),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("experiment_id", String(64), primary_key=True),
+    Column("name", String(500), primary_key=True),
+    Column("digest", String(36), primary_key=True),
+    Column("source_type", String(36), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("schema", Text),
+    Column("profile", Text),
+)
+
+inputs = Table(
+    "inputs",
+    metadata,
+    Column("run_id", String(256), primary_key=True),
+    Column("dataset_name", String(500), primary_key=True),
+    Column("dataset_digest", String(36), primary_key=True),
+    Column("tags", Text, nullable=False),  # JSON list of {key, value}
+)
+
+# Where each consumer is in each partition: written in the same transaction as the rows.
+log_positions = Table(
+    "log_positions",
+    metadata,
+    Column("consumer", String(100), primary_key=True),
+    Column("topic", String(249), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+)

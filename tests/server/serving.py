@@ -1,0 +1,65 @@
+"""A real ``eventflow server`` process on a free port, for tests that talk HTTP to it.
+
+Import the `server` fixture (or `running_server`) from here in a test module."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(home, *options: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    port = free_port()
+    os.makedirs(home, exist_ok=True)
+    log = open(os.path.join(home, "server.out"), "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "eventflow", "server", "--port", str(port), "--home", str(home), *options],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                log.flush()
+                raise RuntimeError("the server exited:\n" + open(os.path.join(home, "server.out")).read()[-3000:])
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not answer /health within 60 s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture
+def server(tmp_path) -> Iterator[str]:
+    """A server on the embedded default, in a fresh home."""
+    with running_server(tmp_path / "server-home") as url:
+        yield url
