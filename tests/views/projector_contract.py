@@ -1,0 +1,224 @@
+"""The projector's promise, run against every log × database pair: exactly once in effect.
+
+Each test writes a realistic history to the log, projects it into a fresh database in
+some adverse way (replayed, two instances, killed with SIGKILL mid-batch) and compares
+the views row for row with a clean projection of the same log.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+
+import pytest
+from sqlalchemy import Engine, create_engine, select, text
+
+from eventflow import commands
+from eventflow.consumers.base import ConsumerLoop
+from eventflow.consumers.projector import Projector
+from eventflow.events import DEAD_LETTER_TOPIC
+from eventflow.log import open_log
+from eventflow.log.event_log import EventLog
+from eventflow.views.db import open_views
+from eventflow.views.tables import metadata
+
+
+def dump(engine: Engine, consumer: str | None = None) -> dict[str, list[tuple]]:
+    """Every view row, sorted; metric ids (surrogates) and other consumers' offsets left out."""
+    out = {}
+    with engine.connect() as connection:
+        for table in metadata.sorted_tables:
+            columns = [c for c in table.columns if c.name != "id"]
+            query = select(*columns)
+            if table.name == "log_positions":
+                query = query.where(table.c.consumer == consumer).with_only_columns(
+                    *[c for c in columns if c.name != "consumer"]
+                )
+            rows = [tuple("nan" if isinstance(v, float) and math.isnan(v) else v for v in row) for row in connection.execute(query)]
+            out[table.name] = sorted(rows, key=repr)
+    return out
+
+
+def write_history(log, runs: int = 4, metric_events: int = 6, points: int = 500) -> dict[str, int]:
+    """Experiments, runs, params, tags, metrics, artifacts, deletions — and one bad param."""
+    events = EventLog(log)
+    experiment = str(uuid.uuid4().int % 10**12)
+    batch = [commands.create_experiment(experiment, f"views-{experiment}", "file:///a", {"owner": "ml"})]
+    for r in range(runs):
+        run = commands.new_run_id()
+        batch += [
+            commands.create_run(run, experiment, run_name=f"r{r}", user_id="u", artifact_uri="file:///a/r", tags={"k": r}),
+            commands.log_params(run, {"lr": 0.1 * r, "depth": r}),
+            commands.set_tags(run, {"stage": "dev"}),
+        ]
+        for e in range(metric_events):
+            batch.append(
+                commands.log_metrics(
+                    run,
+                    commands.metric_points(
+                        (f"m{p % 5}", (p * 0.5 if p % 97 else float("nan")), 1000 + e, e * points + p) for p in range(points)
+                    ),
+                )
+            )
+        batch += [
+            commands.log_artifact(run, "model/weights.bin", 10, "ab" * 32),
+            commands.log_params(run, {"lr": "changed"}),  # breaks a rule: dead-lettered
+            commands.delete_tag(run, "stage"),
+            commands.end_run(run, "FINISHED" if r % 2 else "FAILED"),
+        ]
+    batch.append(commands.rename_experiment(experiment, f"views-{experiment}-renamed"))
+    events.append_many(batch)
+    return {"events": len(batch), "points": runs * metric_events * points}
+
+
+class ProjectorContract:
+    @pytest.fixture
+    def log_uri(self) -> str:  # pragma: no cover - each backend provides it
+        raise NotImplementedError
+
+    @pytest.fixture
+    def database(self):  # pragma: no cover - a function returning a fresh database URL
+        raise NotImplementedError
+
+    def project(self, log_uri: str, url: str, name: str, **loop_options) -> Engine:
+        engine = open_views(url)
+        with open_log(log_uri) as log:
+            loop = ConsumerLoop(log, Projector(engine, name), **loop_options)
+            loop.catch_up(timeout=300)
+            loop.close()
+        return engine
+
+    def clean(self, log_uri: str, database) -> dict:
+        name = "clean-" + uuid.uuid4().hex[:8]
+        engine = self.project(log_uri, database(), name, join_group=False)
+        views = dump(engine, name)
+        engine.dispose()
+        return views
+
+    def test_a_clean_projection_holds_every_event_once(self, log_uri, database):
+        with open_log(log_uri) as log:
+            written = write_history(log)
+        name = "count-" + uuid.uuid4().hex[:8]
+        engine = self.project(log_uri, database(), name, join_group=False)
+        with engine.connect() as connection:
+            points = connection.execute(text("SELECT count(*) FROM metrics")).scalar()
+            statuses = {s for (s,) in connection.execute(text("SELECT status FROM runs"))}
+            lr = connection.execute(text("SELECT count(*) FROM params WHERE key = 'lr' AND value = 'changed'")).scalar()
+            nans = connection.execute(text("SELECT count(*) FROM latest_metrics WHERE is_nan")).scalar()
+        assert points >= written["points"]
+        assert statuses >= {"FINISHED", "FAILED"} and lr == 0
+        assert nans == 0, "NaN is never the latest value when numbers follow it"
+        with open_log(log_uri) as log, log.consumer([DEAD_LETTER_TOPIC]) as consumer:
+            reasons = []
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not reasons:
+                reasons = [r.header("dead_letter.reason") for r in consumer.poll(timeout=0.5) if r.header("dead_letter.group") == name.encode()]
+        assert reasons and b"Changing param values is not allowed" in reasons[0]
+        engine.dispose()
+
+    def test_replaying_the_same_events_twice_changes_nothing(self, log_uri, database):
+        with open_log(log_uri) as log:
+            write_history(log)
+        expected = self.clean(log_uri, database)
+        name = "replay-" + uuid.uuid4().hex[:8]
+        engine = self.project(log_uri, database(), name, join_group=False)
+        with open_log(log_uri) as log:
+            loop = ConsumerLoop(log, Projector(engine, name), join_group=False)
+            loop.consumer.seek_to_beginning()  # deliver everything again
+            for _ in range(200):
+                if loop.step(timeout=0.2) == 0:
+                    break
+            loop.catch_up()
+            loop.close()
+        assert dump(engine, name) == expected
+        engine.dispose()
+
+    def test_two_instances_in_one_group_build_the_same_views(self, log_uri, database):
+        with open_log(log_uri) as log:
+            write_history(log, runs=6)
+        expected = self.clean(log_uri, database)
+        name = "pair-" + uuid.uuid4().hex[:8]
+        engine = open_views(database())
+        errors: list[BaseException] = []
+
+        def member():
+            try:
+                with open_log(log_uri) as log:
+                    loop = ConsumerLoop(log, Projector(engine, name), max_batch=50)
+                    deadline = time.monotonic() + 120
+                    while time.monotonic() < deadline:
+                        loop.step(timeout=0.2)
+                        if dump(engine, name) == expected:
+                            break
+                    loop.close()
+            except BaseException as error:  # surfaced below
+                errors.append(error)
+
+        threads = [threading.Thread(target=member) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=180)
+        assert not errors, errors
+        assert dump(engine, name) == expected
+        engine.dispose()
+
+    def test_a_projector_killed_mid_batch_resumes_without_loss_or_duplicate(self, log_uri, database, tmp_path):
+        with open_log(log_uri) as log:
+            write_history(log, runs=8, metric_events=25, points=1000)
+        expected = self.clean(log_uri, database)
+        url = database()
+        name = "crash-" + uuid.uuid4().hex[:8]
+        script = textwrap.dedent(
+            f"""
+            from eventflow.consumers.base import ConsumerLoop
+            from eventflow.consumers.projector import Projector
+            from eventflow.log import open_log
+            from eventflow.views.db import open_views
+            engine = open_views({url!r})
+            loop = ConsumerLoop(open_log({log_uri!r}), Projector(engine, {name!r}), join_group=False, max_batch=20)
+            print("started", flush=True)
+            while True:
+                loop.step(timeout=0.2)
+            """
+        )
+        engine = open_views(url)
+        for attempt in range(2):
+            process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+            assert process.stdout.readline().strip() == "started"
+            # Let it apply some batches, then kill it in the middle of its work.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with engine.connect() as connection:
+                    applied = connection.execute(text("SELECT count(*) FROM metrics")).scalar()
+                if applied > 20_000 * (attempt + 1):
+                    break
+                time.sleep(0.05)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            assert dump(engine, name) != expected, "killed before it finished"
+        engine_after = self.project(log_uri, url, name, join_group=False)
+        assert dump(engine_after, name) == expected
+        engine.dispose()
+        engine_after.dispose()
+
+
+def fresh_postgres_database(postgres_url: str):
+    """A function making a new, empty PostgreSQL database per call (dropped by the server's end)."""
+
+    def make() -> str:
+        name = "views_" + uuid.uuid4().hex[:12]
+        admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE {name}"))
+        admin.dispose()
+        return postgres_url.rsplit("/", 1)[0] + "/" + name
+
+    return make
