@@ -19,6 +19,7 @@ import timeit
 import uuid
 from contextlib import ExitStack
 
+from eventflow import commands
 from eventflow.codec import decode, encode
 from eventflow.events import Event
 from eventflow.log import Log, open_log
@@ -27,15 +28,7 @@ from eventflow.log.event_log import EventLog, to_message
 
 def metrics_event(run_id: str, step: int, points: int = 10) -> Event:
     now = int(time.time() * 1000)
-    return Event(
-        "run.metrics_logged",
-        {
-            "run_id": run_id,
-            "points": [
-                {"key": f"m{i}", "value": 0.5 * i + step, "step": step, "timestamp": now} for i in range(points)
-            ],
-        },
-    )
+    return commands.log_metrics(run_id, commands.metric_columns((f"m{i}", 0.5 * i + step, now, step) for i in range(points)))
 
 
 def run_created() -> Event:

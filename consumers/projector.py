@@ -21,11 +21,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, delete, insert, select, update
 
 from eventflow.consumers.base import Delivery, StalePosition, Subscriber
-from eventflow.events import Event
+from eventflow.events import Event, Point, metric_points
 from eventflow.log import TopicPartition
 from eventflow.views.db import upsert
 from eventflow.views.positions import PROJECTOR
 from eventflow.views.tables import (
+    applied_events,
     artifacts,
     datasets,
     experiment_tags,
@@ -57,23 +58,17 @@ class _Batch:
         self.points: list[dict[str, Any]] = []
         self.latest: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def add_points(self, run_id: str, points: list[dict[str, Any]]) -> None:
-        for point in points:
-            value = point["value"]
-            nan = math.isnan(value)
-            row = {
-                "run_id": run_id,
-                "key": point["key"],
-                "value": 0.0 if nan else value,
-                "is_nan": nan,
-                "step": point["step"],
-                "timestamp": point["timestamp"],
-            }
-            self.points.append(row)
-            candidate = {**row, "value": value}
-            known = self.latest.get((run_id, point["key"]))
-            if known is None or _rank(candidate) > _rank(known):
-                self.latest[(run_id, point["key"])] = candidate
+    def add_points(self, run_id: str, points: list[Point]) -> None:
+        isnan = math.isnan
+        rows = self.points
+        latest = self.latest
+        for key, value, step, timestamp in points:
+            nan = isnan(value)
+            row = {"run_id": run_id, "key": key, "value": 0.0 if nan else value, "is_nan": nan, "step": step, "timestamp": timestamp}
+            rows.append(row)
+            known = latest.get((run_id, key))
+            if known is None or _rank({**row, "value": value}) > _rank(known):
+                latest[(run_id, key)] = {**row, "value": value}
 
     def write(self, connection: Connection) -> None:
         if self.points:
@@ -203,7 +198,7 @@ def params_logged(c: Connection, batch: _Batch, e: Event) -> None:
 
 
 def metrics_logged(c: Connection, batch: _Batch, e: Event) -> None:
-    batch.add_points(e.payload["run_id"], e.payload["points"])
+    batch.add_points(e.payload["run_id"], metric_points(e.payload))
 
 
 def tags_set(c: Connection, batch: _Batch, e: Event) -> None:
@@ -289,8 +284,9 @@ class Projector(Subscriber):
         rejected: list[tuple[Delivery, str]] = []
         with self.engine.begin() as connection:
             self._fence(connection, spans)
+            fresh = self._first_seen(connection, deliveries)
             batch = _Batch()
-            for delivery in deliveries:
+            for delivery in fresh:
                 apply = APPLY.get(delivery.event.type)
                 if apply is None:
                     continue
@@ -307,6 +303,25 @@ class Projector(Subscriber):
                     rejected.append((delivery, str(why)))
             batch.write(connection)
         return rejected
+
+    def _first_seen(self, connection: Connection, deliveries: list[Delivery]) -> list[Delivery]:
+        """The deliveries whose event id was never applied (a retried append repeats one)."""
+        tracked = [d for d in deliveries if d.event.type in APPLY]
+        if not tracked:
+            return []
+        ids = list({d.event.event_id for d in tracked})
+        seen: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            seen.update(row[0] for row in connection.execute(select(applied_events.c.event_id).where(applied_events.c.event_id.in_(chunk))))
+        fresh, taken = [], set(seen)
+        for delivery in tracked:
+            if delivery.event.event_id not in taken:
+                taken.add(delivery.event.event_id)
+                fresh.append(delivery)
+        if fresh:
+            connection.execute(insert(applied_events), [{"event_id": d.event.event_id} for d in fresh])
+        return fresh
 
     def _fence(self, connection: Connection, spans: dict[TopicPartition, tuple[int, int]]) -> None:
         """Move each partition's stored offset from the batch's start to its end, or refuse."""

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from eventflow import validation as v
-from eventflow.events import Event, now_ms
+from eventflow.events import Event, metric_points, now_ms
 
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 END_EVENTS = {"FINISHED": "run.finished", "FAILED": "run.failed", "KILLED": "run.killed"}
@@ -110,18 +110,40 @@ def restore_run(run_id: str) -> Event:
     return Event("run.restored", {"run_id": v.check_run_id(run_id)})
 
 
-def metric_points(points: Iterable[tuple[str, Any, Any, Any]]) -> list[dict[str, Any]]:
-    """Checked points from (key, value, timestamp, step) tuples."""
-    out = []
-    for index, (key, value, timestamp, step) in enumerate(points):
-        key, value, timestamp, step = v.check_metric(key, value, timestamp, step, f"metrics[{index}]")
-        out.append({"key": key, "value": value, "step": step, "timestamp": timestamp})
-    return out
+def empty_columns() -> dict[str, list[Any]]:
+    return {"names": [], "key_index": [], "values": [], "steps": [], "timestamps": []}
 
 
-def log_metrics(run_id: str, points: list[dict[str, Any]]) -> Event:
-    """Already-checked points (see ``metric_points``) as one event."""
-    return Event("run.metrics_logged", {"run_id": v.check_run_id(run_id), "points": points})
+def metric_columns(points: Iterable[tuple[str, Any, Any, Any]]) -> dict[str, list[Any]]:
+    """Checked points from (key, value, timestamp, step) tuples, column by column."""
+    columns = empty_columns()
+    index: dict[str, int] = {}
+    for i, (key, value, timestamp, step) in enumerate(points):
+        key, value, timestamp, step = v.check_metric(key, value, timestamp, step, f"metrics[{i}]")
+        at = index.get(key)
+        if at is None:
+            at = index[key] = len(columns["names"])
+            columns["names"].append(key)
+        columns["key_index"].append(at)
+        columns["values"].append(value)
+        columns["steps"].append(step)
+        columns["timestamps"].append(timestamp)
+    return columns
+
+
+def log_metrics(run_id: str, columns: dict[str, list[Any]]) -> Event:
+    """Already-checked points (see ``metric_columns``) as one event."""
+    return Event("run.metrics_logged", {"run_id": v.check_run_id(run_id), "points": [], "columns": columns})
+
+
+def _recheck_metrics(payload: dict[str, Any]) -> None:
+    columns = payload.get("columns") or empty_columns()
+    lengths = {len(columns[name]) for name in ("key_index", "values", "steps", "timestamps")}
+    if len(lengths) > 1:
+        raise v.InvalidInput("metric columns must all have one entry per point")
+    if any(not 0 <= i < len(columns["names"]) for i in columns["key_index"]):
+        raise v.InvalidInput("a metric point names a key index outside the batch's names")
+    metric_columns((p.key, p.value, p.timestamp, p.step) for p in metric_points(payload))
 
 
 def log_params(run_id: str, params: dict[str, Any] | Sequence[tuple[str, Any]]) -> Event:
@@ -162,7 +184,7 @@ def log_batch(
     if tag_items:
         events.append(set_tags(run_id, tag_items))
     if metrics:
-        events.append(log_metrics(run_id, metric_points(metrics)))
+        events.append(log_metrics(run_id, metric_columns(metrics)))
     return events
 
 
@@ -191,9 +213,7 @@ _RECHECK = {
     "run.params_logged": lambda p: log_params(p["run_id"], _pairs(p["params"])),
     "run.tags_set": lambda p: set_tags(p["run_id"], _pairs(p["tags"])),
     "run.tag_deleted": lambda p: delete_tag(p["run_id"], p["key"]),
-    "run.metrics_logged": lambda p: log_metrics(
-        p["run_id"], metric_points((x["key"], x["value"], x["timestamp"], x["step"]) for x in p["points"])
-    ),
+    "run.metrics_logged": lambda p: (v.check_run_id(p["run_id"]), _recheck_metrics(p)),
     "run.artifact_logged": lambda p: log_artifact(p["run_id"], p["path"], p["size"], p["sha256"]),
 }
 

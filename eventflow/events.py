@@ -14,7 +14,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from eventflow import __version__
 
@@ -88,3 +88,24 @@ class Event:
     def key(self) -> str:
         """The partition key: the id (or name) of the entity the event is about."""
         return str(self.payload[family_of(self.type).key_field])
+
+
+class Point(NamedTuple):
+    key: str
+    value: float
+    step: int
+    timestamp: int
+
+
+def metric_points(payload: dict[str, Any]) -> list[Point]:
+    """The points of a ``run.metrics_logged`` payload, whichever way they were written:
+    one record each (``points``, versions 1-2) or column by column (``columns``, v3)."""
+    points = [Point(p["key"], p["value"], p["step"], p["timestamp"]) for p in payload.get("points") or ()]
+    columns = payload.get("columns")
+    if columns and columns["values"]:
+        names = columns["names"]
+        points += [
+            Point(names[i], value, step, timestamp)
+            for i, value, step, timestamp in zip(columns["key_index"], columns["values"], columns["steps"], columns["timestamps"])
+        ]
+    return points

@@ -8,6 +8,7 @@ answers 503 rather than hanging when the projector is down.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -80,7 +81,12 @@ class Runtime:
 
         if self.read(queries.get_experiment, DEFAULT_EXPERIMENT_ID) is None:
             location = self.experiment_artifact_location(DEFAULT_EXPERIMENT_ID)
-            self.write([commands.create_experiment(DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, location)])
+            try:
+                self.write([commands.create_experiment(DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, location)])
+            except ApiError as error:
+                # Appended, but no projector has applied it yet (consumers run apart and
+                # are not up): serve anyway; it shows once they are.
+                logger.warning("the Default experiment is not in the views yet: %s", error.message)
 
     def stop(self) -> None:
         self._stop.set()
@@ -139,4 +145,5 @@ def open_runtime(
     log = open_log(f"kafka://{kafka}" if kafka else str(where.log_dir))
     views = db or (f"sqlite:///{where.path / 'kafka-views.db'}" if kafka else where.views_url)
     store = Path(artifacts.removeprefix("file://")) if artifacts else where.artifacts_dir
-    return Runtime(log, views, store, run_consumers=run_consumers)
+    timeout = float(os.environ.get("EVENTFLOW_WRITE_TIMEOUT", "30"))
+    return Runtime(log, views, store, run_consumers=run_consumers, write_timeout=timeout)

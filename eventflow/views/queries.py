@@ -241,16 +241,29 @@ def metric_history(
     max_results: int | None = None,
     page_token: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    query = (
-        select(metrics.c.key, metrics.c.value, metrics.c.is_nan, metrics.c.timestamp, metrics.c.step)
-        .where(metrics.c.run_id == run_id, metrics.c.key == key)
-        .order_by(metrics.c.step, metrics.c.timestamp, metrics.c.id)
-    )
-    offset = decode_token(page_token)
-    if max_results is None:
-        rows = connection.execute(query.offset(offset) if offset else query).all()
-        return [_point(row) for row in rows], None
-    rows = connection.execute(query.offset(offset).limit(max_results + 1)).all()
-    token = encode_token(offset + max_results) if len(rows) > max_results else None
-    return [_point(row) for row in rows[:max_results]], token
+    """Every point of one metric, by step then timestamp (then logging order).
 
+    Histories are the largest reads (charts pull tens of thousands of points), so this
+    one runs on the driver's cursor and skips SQLAlchemy's row objects.
+    """
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    sql = f"SELECT value, is_nan, timestamp, step FROM metrics WHERE run_id = {mark} AND key = {mark} ORDER BY step, timestamp, id"
+    offset = decode_token(page_token)
+    params: tuple[Any, ...] = (run_id, key)
+    if max_results is not None:
+        sql += f" LIMIT {mark} OFFSET {mark}"
+        params += (max_results + 1, offset)
+    elif offset:
+        sql += f" LIMIT -1 OFFSET {mark}" if mark == "?" else f" OFFSET {mark}"
+        params += (offset,)
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    nan = float("nan")
+    points = [{"key": key, "value": nan if is_nan else value, "timestamp": ts, "step": step} for value, is_nan, ts, step in rows]
+    if max_results is not None and len(points) > max_results:
+        return points[:max_results], encode_token(offset + max_results)
+    return points, None

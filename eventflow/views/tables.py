@@ -118,6 +118,14 @@ inputs = Table(
     Column("tags", Text, nullable=False),  # JSON list of {key, value}
 )
 
+# Events already applied, by id: a producer that retries (a lost HTTP answer, a Kafka
+# timeout while the client still holds the records) may append an event twice.
+applied_events = Table(
+    "applied_events",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+)
+
 # Where each consumer is in each partition: written in the same transaction as the rows.
 log_positions = Table(
     "log_positions",

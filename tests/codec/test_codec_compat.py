@@ -17,7 +17,7 @@ PAIRS = [
 
 
 def test_there_is_a_real_evolution_to_check():
-    assert ("run.metrics_logged", 1, 2) in PAIRS
+    assert ("run.metrics_logged", 1, 3) in PAIRS and ("run.metrics_logged", 2, 3) in PAIRS
 
 
 @pytest.mark.parametrize("event_type,old_version,new_version", PAIRS)
@@ -44,7 +44,7 @@ def _points(schema: dict) -> dict:
 
 @pytest.fixture
 def metrics(reg):
-    v1, v2 = reg.versions("run.metrics_logged")
+    v1, v2 = reg.get("run.metrics_logged", 1), reg.get("run.metrics_logged", 2)
     return copy.deepcopy(v1.raw), copy.deepcopy(v2.raw)
 
 

@@ -11,7 +11,7 @@ from fastavro import schemaless_writer
 from fastavro.schema import to_parsing_canonical_form
 
 from eventflow.codec import decode, encode, registry
-from eventflow.events import Event
+from eventflow.events import Event, metric_points
 
 EVENT_TYPES = registry().event_types()
 ALL_SCHEMAS = [(s.event_type, s.version) for s in registry().schemas()]
@@ -110,10 +110,12 @@ def test_optional_fields_may_be_omitted_on_encode():
 def test_metric_special_values_round_trip():
     values = [math.nan, math.inf, -math.inf, -0.0, 5e-324, 1.7976931348623157e308]
     points = [{"key": "m", "value": v, "step": i, "timestamp": 1} for i, v in enumerate(values)]
-    back = decode(encode(Event("run.metrics_logged", {"run_id": "r", "points": points})))
-    got = [p["value"] for p in back.payload["points"]]
-    assert math.isnan(got[0])
-    assert got[1:] == values[1:] and math.copysign(1, got[3]) == -1
+    columns = {"names": ["m"], "key_index": [0] * len(values), "values": values, "steps": list(range(len(values))), "timestamps": [1] * len(values)}
+    for payload in ({"run_id": "r", "points": points}, {"run_id": "r", "points": [], "columns": columns}):
+        back = decode(encode(Event("run.metrics_logged", payload)))
+        got = [p.value for p in metric_points(back.payload)]
+        assert math.isnan(got[0])
+        assert got[1:] == values[1:] and math.copysign(1, got[3]) == -1
 
 
 def test_decode_accepts_bytearray_and_memoryview(reg, sample_events):
@@ -143,8 +145,8 @@ def test_earlier_versions_decode_with_the_current_reader(reg, sample_records, ev
         assert list(event.payload) == current_fields
 
 
-def test_metrics_v1_decodes_as_v2_with_null_links(reg):
-    v1, v2 = reg.versions("run.metrics_logged")
+def test_metrics_v1_decodes_as_current_with_null_links_and_no_columns(reg):
+    v1, current = reg.get("run.metrics_logged", 1), reg.current("run.metrics_logged")
     points = [{"key": "loss", "value": 0.1 * i, "step": i, "timestamp": 1_700_000_000_000 + i} for i in range(3)]
     rec = {
         "event_id": "0b7e6c9a-1111-4222-8333-944455556666", "event_type": "run.metrics_logged",
@@ -160,7 +162,9 @@ def test_metrics_v1_decodes_as_v2_with_null_links(reg):
     assert event.payload == {
         "run_id": "run-1",
         "points": [dict(p, model_id=None, dataset_name=None, dataset_digest=None) for p in points],
+        "columns": {"names": [], "key_index": [], "values": [], "steps": [], "timestamps": []},
     }
+    assert [tuple(p) for p in metric_points(event.payload)] == [(p["key"], p["value"], p["step"], p["timestamp"]) for p in points]
     assert event.time == 1_700_000_000_123 and event.event_id == rec["event_id"]
-    # and a new event is written with v2
-    assert encode(event)[2:10] == v2.fingerprint
+    # and a new event is written with the current version
+    assert encode(event)[2:10] == current.fingerprint

@@ -42,10 +42,10 @@ def test_every_event_type_has_a_schema_and_no_other(reg):
     assert set(reg.event_types()) == EXPECTED_EVENT_TYPES
 
 
-def test_metrics_logged_has_two_versions_and_the_rest_one(reg):
+def test_metrics_logged_has_three_versions_and_the_rest_one(reg):
     for event_type in reg.event_types():
         versions = [s.version for s in reg.versions(event_type)]
-        assert versions == ([1, 2] if event_type == "run.metrics_logged" else [1])
+        assert versions == ([1, 2, 3] if event_type == "run.metrics_logged" else [1])
         assert reg.current(event_type).version == versions[-1]
 
 
@@ -57,7 +57,7 @@ def test_every_family_is_routed_and_used(reg):
 
 
 def test_schema_files_are_shipped_in_the_installed_package():
-    assert len(SCHEMA_FILES) == 42
+    assert len(SCHEMA_FILES) == 43  # 41 types at v1, run.metrics_logged v2 and v3
     assert SchemaRegistry.load().event_types() == registry().event_types()
 
 
@@ -174,7 +174,7 @@ def test_registry_lookup_api(reg):
 
 
 def test_metrics_logged_v2_adds_mlflow3_links_to_points(reg):
-    v1, v2 = reg.versions("run.metrics_logged")
+    v1, v2, _ = reg.versions("run.metrics_logged")
 
     def point_fields(s):
         return {f["name"]: f for f in s.payload_schema["fields"][1]["type"]["items"]["fields"]}
@@ -184,3 +184,11 @@ def test_metrics_logged_v2_adds_mlflow3_links_to_points(reg):
     for name in ("model_id", "dataset_name", "dataset_digest"):
         assert p2[name]["type"] == ["null", "string"] and p2[name]["default"] is None
     assert v2.raw["aliases"] == ["eventflow.events.RunMetricsLoggedV1"]
+
+
+def test_metrics_logged_v3_adds_columns_with_an_empty_default(reg):
+    v2, v3 = reg.get("run.metrics_logged", 2), reg.get("run.metrics_logged", 3)
+    fields = {f["name"]: f for f in v3.payload_schema["fields"]}
+    assert fields["points"]["default"] == []
+    assert fields["columns"]["default"] == {"names": [], "key_index": [], "values": [], "steps": [], "timestamps": []}
+    assert set(fields) - {f["name"] for f in v2.payload_schema["fields"]} == {"columns"}

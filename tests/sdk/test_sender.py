@@ -9,6 +9,7 @@ import pytest
 
 from eventflow import commands
 from eventflow.codec import decode
+from eventflow.events import metric_points
 from eventflow.log import LogError
 from eventflow.log.embedded import EmbeddedLog
 from eventflow.log.event_log import EventLog
@@ -38,9 +39,9 @@ def test_points_are_packed_into_events_and_order_is_kept_per_run(tmp_path):
     assert events[0].type == "run.created" and events[-1].type == "run.finished"
     kinds = [e.type for e in events]
     assert kinds.index("run.params_logged") > max(i for i, k in enumerate(kinds[:-3]) if k == "run.metrics_logged")
-    steps = [p["step"] for e in events if e.type == "run.metrics_logged" for p in e.payload["points"]]
+    steps = [p.step for e in events if e.type == "run.metrics_logged" for p in metric_points(e.payload)]
     assert steps == list(range(251)), "every point once, in order"
-    assert max(len(e.payload["points"]) for e in events if e.type == "run.metrics_logged") <= 100
+    assert max(len(metric_points(e.payload)) for e in events if e.type == "run.metrics_logged") <= 100
     sender.close()
     log.close()
 
@@ -72,7 +73,7 @@ def test_while_the_log_is_down_points_are_kept_and_sent_once_it_is_back(tmp_path
     assert flaky.refused >= 1
     flaky.down.clear()
     sender.flush(timeout=30)
-    steps = [p["step"] for e in read_all(log) for p in e.payload["points"]]
+    steps = [p.step for e in read_all(log) for p in metric_points(e.payload)]
     assert steps == list(range(1000))
     sender.close()
 
@@ -97,7 +98,7 @@ def test_a_full_buffer_blocks_the_caller_instead_of_dropping(tmp_path):
     flaky.down.clear()
     assert done.wait(30)
     sender.flush(timeout=30)
-    assert [p["step"] for e in read_all(log) for p in e.payload["points"]] == list(range(200))
+    assert [p.step for e in read_all(log) for p in metric_points(e.payload)] == list(range(200))
 
 
 def test_refused_events_are_reported_at_flush(tmp_path):

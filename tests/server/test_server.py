@@ -6,9 +6,12 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import httpx
 import pytest
+
+from eventflow.events import metric_points
 
 from serving import running_server, server  # noqa: F401  (the fixture)
 
@@ -78,7 +81,7 @@ def test_the_event_stream_filters_by_type_and_pages(server):
         while True:
             params = {"type": "run.metrics_logged", "max_results": 7, **({"page_token": token} if token else {})}
             page = http.get("/api/2.0/eventflow/events", params=params).json()
-            seen += [p["step"] for e in page["events"] for p in e["event"]["payload"]["points"]]
+            seen += [p.step for e in page["events"] for p in metric_points(e["event"]["payload"])]
             token = page.get("next_page_token")
             if not token:
                 break
@@ -147,3 +150,24 @@ def test_the_server_on_kafka_and_postgresql(tmp_path, kafka_bootstrap, postgres_
         points = connection.execute(text("SELECT count(*) FROM metrics WHERE run_id = :r"), {"r": run_id}).scalar()
     assert points == 2000, "the views live in PostgreSQL"
     engine.dispose()
+
+
+def test_a_write_the_views_do_not_confirm_answers_503_and_is_applied_later(tmp_path):
+    home = tmp_path / "apart"
+    with running_server(home, "--no-consumers", env={"EVENTFLOW_WRITE_TIMEOUT": "1"}) as url:
+        response = httpx.post(url + API + "/experiments/create", json={"name": "later"}, timeout=30)
+        assert response.status_code == 503
+        assert response.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+        assert "projector" in response.json()["message"]
+        projector = subprocess.Popen([sys.executable, "-m", "eventflow", "consume", "projector", "--home", str(home)])
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                found = httpx.get(url + API + "/experiments/get-by-name", params={"experiment_name": "later"})
+                if found.status_code == 200:
+                    break
+                time.sleep(0.2)
+            assert found.status_code == 200, "the acknowledged-as-appended write was applied once a projector ran"
+        finally:
+            projector.terminate()
+            assert projector.wait(timeout=30) == 0, "the projector leaves cleanly on SIGTERM"

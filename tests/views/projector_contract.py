@@ -62,7 +62,7 @@ def write_history(log, runs: int = 4, metric_events: int = 6, points: int = 500)
             batch.append(
                 commands.log_metrics(
                     run,
-                    commands.metric_points(
+                    commands.metric_columns(
                         (f"m{p % 5}", (p * 0.5 if p % 97 else float("nan")), 1000 + e, e * points + p) for p in range(points)
                     ),
                 )
@@ -210,6 +210,29 @@ class ProjectorContract:
         engine_after.dispose()
 
 
+    def test_metric_history_pages_cover_every_point_in_order(self, log_uri, database):
+        from eventflow.views import queries
+
+        with open_log(log_uri) as log:
+            write_history(log, runs=1, metric_events=3, points=400)
+        name = "history-" + uuid.uuid4().hex[:8]
+        engine = self.project(log_uri, database(), name, join_group=False)
+        with engine.connect() as connection:
+            run_id = connection.execute(text("SELECT run_id FROM runs ORDER BY start_time DESC")).first()[0]
+            whole, token = queries.metric_history(connection, run_id, "m1")
+            assert token is None and len(whole) == 240
+            assert [p["step"] for p in whole] == sorted(p["step"] for p in whole)
+            assert any(math.isnan(p["value"]) for p in queries.metric_history(connection, run_id, "m2")[0])
+            paged, token = [], None
+            while True:
+                page, token = queries.metric_history(connection, run_id, "m1", max_results=50, page_token=token)
+                paged += page
+                if token is None:
+                    break
+            assert [repr(p) for p in paged] == [repr(p) for p in whole]  # repr: NaN != NaN
+        engine.dispose()
+
+
 def fresh_postgres_database(postgres_url: str):
     """A function making a new, empty PostgreSQL database per call (dropped by the server's end)."""
 
@@ -222,3 +245,4 @@ def fresh_postgres_database(postgres_url: str):
         return postgres_url.rsplit("/", 1)[0] + "/" + name
 
     return make
+
