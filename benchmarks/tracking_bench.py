@@ -134,7 +134,12 @@ def bench_eventflow(uri: str) -> dict[str, float]:
         eventflow.flush()
         durable = time.perf_counter() - started
         out["log_metric call overhead (µs/call)"] = enqueued / calls * 1e6
-        out["200k points, durable (points/s)"] = POINTS / durable
+        out["200k points, one log_metric call each, durable (points/s)"] = POINTS / durable
+        started = time.perf_counter()
+        for step in range(POINTS // KEYS):
+            eventflow.log_metrics(points(step), step=POINTS // KEYS + step)
+        eventflow.flush()
+        out["200k points, log_metrics of 10 keys per step, durable (points/s)"] = POINTS / (time.perf_counter() - started)
     client = eventflow.Client(uri)
     started = time.perf_counter()
     history = client.get_metric_history(run.run_id, "metric_0")  # waits for the projector
@@ -171,7 +176,9 @@ def main() -> None:
     for label, value in ours.items():
         print(f"  {label:<56} {value:>12,.3f}")
     print("\nratios (eventflow ÷ MLflow; higher is better for eventflow)")
-    print(f"  {'durable points/s vs MLflow log_batch':<56} {ours['200k points, durable (points/s)'] / theirs['200k points via log_batch, durable (points/s)']:>11,.1f}×")
+    batch = theirs["200k points via log_batch, durable (points/s)"]
+    print(f"  {'durable points/s (log_metrics) vs MLflow log_batch':<56} {ours['200k points, log_metrics of 10 keys per step, durable (points/s)'] / batch:>11,.1f}×")
+    print(f"  {'durable points/s (log_metric) vs MLflow log_batch':<56} {ours['200k points, one log_metric call each, durable (points/s)'] / batch:>11,.1f}×")
     print(f"  {'log_metric calls/s vs MLflow sync log_metric':<56} {1e6 / ours['log_metric call overhead (µs/call)'] / theirs['sync log_metric (calls/s)']:>11,.0f}×")
     print(f"  {'short runs/s':<56} {ours['short runs (runs/s)'] / theirs['short runs (runs/s)']:>11,.1f}×")
     history_key = next(k for k in ours if k.startswith("read a"))

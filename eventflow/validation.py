@@ -92,6 +92,18 @@ def check_key(key: Any, path: str = "key", what: str = "key") -> str:
 
 def check_metric(key: Any, value: Any, timestamp: Any, step: Any, path: str = "") -> tuple[str, float, int, int]:
     """A metric point. NaN and ±inf are allowed (MLflow stores them), booleans are not numbers."""
+    # The common case, checked without ABCs: a known key, a float or int, int step and time.
+    value_type = value.__class__
+    if (
+        (value_type is float or value_type is int)
+        and timestamp.__class__ is int
+        and step.__class__ is int
+        and key.__class__ is str
+        and key in _GOOD_KEYS
+        and 0 <= timestamp < 2**63
+        and -(2**63) <= step < 2**63
+    ):
+        return key, float(value), timestamp, step
     prefix = f"{path}." if path else ""
     check_key(key, prefix + "key", "metric")
     if value is None:

@@ -263,19 +263,24 @@ def end_run(status: str = "FINISHED", error_message: str | None = None) -> None:
 
 
 def log_metric(key: str, value: float, step: int | None = None, timestamp: int | None = None) -> None:
-    run_id = _run().info.run_id
+    """Log one point; a few microseconds: checked here, appended by the background sender."""
+    runs = _session.runs
+    run_id = (runs[-1] if runs else start_run()).info.run_id
     if timestamp is None:
         timestamp = time.time_ns() // 1_000_000
     key, value, timestamp, step = v.check_metric(key, value, timestamp, 0 if step is None else step)
-    _session.sender.metric(run_id, key, value, timestamp, step)
+    (_session._sender or _session.sender).metric(run_id, key, value, timestamp, step)
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None, timestamp: int | None = None) -> None:
-    run_id = _run().info.run_id
+    """Log several keys at one step: all are checked before any is sent."""
+    runs = _session.runs
+    run_id = (runs[-1] if runs else start_run()).info.run_id
     if timestamp is None:
         timestamp = time.time_ns() // 1_000_000
-    checked = [v.check_metric(key, value, timestamp, 0 if step is None else step) for key, value in metrics.items()]
-    sender = _session.sender
+    step = 0 if step is None else step
+    checked = [v.check_metric(key, value, timestamp, step) for key, value in metrics.items()]
+    sender = _session._sender or _session.sender
     for key, value, ts, st in checked:
         sender.metric(run_id, key, value, ts, st)
 
