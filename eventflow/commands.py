@@ -114,21 +114,35 @@ def empty_columns() -> dict[str, list[Any]]:
     return {"names": [], "key_index": [], "values": [], "steps": [], "timestamps": []}
 
 
-def metric_columns(points: Iterable[tuple[str, Any, Any, Any]]) -> dict[str, list[Any]]:
-    """Checked points from (key, value, timestamp, step) tuples, column by column."""
-    columns = empty_columns()
-    index: dict[str, int] = {}
-    for i, (key, value, timestamp, step) in enumerate(points):
-        key, value, timestamp, step = v.check_metric(key, value, timestamp, step, f"metrics[{i}]")
-        at = index.get(key)
+class Columns:
+    """Builds the columns of a ``run.metrics_logged`` event, one checked point at a time."""
+
+    __slots__ = ("index", "columns")
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.columns = empty_columns()
+
+    def add(self, key: str, value: float, timestamp: int, step: int) -> int:
+        """Add a point; returns how many points the columns hold."""
+        at = self.index.get(key)
+        columns = self.columns
         if at is None:
-            at = index[key] = len(columns["names"])
+            at = self.index[key] = len(columns["names"])
             columns["names"].append(key)
         columns["key_index"].append(at)
         columns["values"].append(value)
         columns["steps"].append(step)
         columns["timestamps"].append(timestamp)
-    return columns
+        return len(columns["values"])
+
+
+def metric_columns(points: Iterable[tuple[str, Any, Any, Any]]) -> dict[str, list[Any]]:
+    """Checked points from (key, value, timestamp, step) tuples, column by column."""
+    columns = Columns()
+    for i, (key, value, timestamp, step) in enumerate(points):
+        columns.add(*v.check_metric(key, value, timestamp, step, f"metrics[{i}]"))
+    return columns.columns
 
 
 def log_metrics(run_id: str, columns: dict[str, list[Any]]) -> Event:

@@ -253,3 +253,61 @@ def _stop_all_at_exit() -> None:
             stop()
         except Exception:  # noqa: BLE001 - best effort at exit
             pass
+
+
+class ChildService:
+    """What a service run as a child process shares: its process, a watchdog that
+    stops it if we die, waiting for it, and ``with`` support. Subclasses set
+    ``stop_signal`` and ``pid_file_name`` and implement ``start``/``stop``."""
+
+    stop_signal: int = signal.SIGTERM
+    pid_file_name = "service.pid"
+    stop_timeout: float = 30.0
+    data_dir: Path | None
+    _proc: subprocess.Popen | None
+    _watchdog: subprocess.Popen | None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the process to exit (``None`` on timeout); for foreground use."""
+        if self._proc is None:
+            return None
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def start(self):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+    def stop(self) -> int | None:
+        raise NotImplementedError
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _cleanup_process(self) -> int | None:
+        """Stop the child (signal, then SIGKILL after ``stop_timeout``) and its watchdog."""
+        unregister(self)
+        dismiss_watchdog(self._watchdog)
+        self._watchdog = None
+        status = None
+        if self._proc is not None:
+            status = stop_process(self._proc, self.stop_signal, self.stop_timeout)
+            self._proc = None
+        if self.data_dir is not None:
+            try:
+                (self.data_dir / self.pid_file_name).unlink()
+            except OSError:
+                pass
+        return status

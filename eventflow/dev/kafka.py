@@ -35,19 +35,17 @@ import uuid
 from pathlib import Path
 
 from eventflow.dev._process import (
+    ChildService,
     ServiceError,
     ServiceUnavailable,
-    dismiss_watchdog,
     free_port,
     port_answers,
     port_is_free,
     progress,
     register,
     start_watchdog,
-    stop_process,
     stop_stale,
     tail,
-    unregister,
 )
 
 __all__ = ["KAFKA_VERSION", "LocalKafka", "ServiceError", "ServiceUnavailable", "fetch_broker", "libs_dir"]
@@ -211,7 +209,7 @@ def _cluster_id() -> str:
 # -- the broker ------------------------------------------------------------------------
 
 
-class LocalKafka:
+class LocalKafka(ChildService):
     """A single-node Apache Kafka broker (KRaft) on 127.0.0.1, as a child process.
 
     ``port`` is the client (PLAINTEXT) port, free by default. ``data_dir`` holds the
@@ -219,6 +217,9 @@ class LocalKafka:
     a temporary directory removed by ``stop()``. A given data directory is formatted on
     first use and reused afterwards (topics and offsets survive a restart).
     """
+
+    stop_signal = signal.SIGTERM
+    pid_file_name = "broker.pid"
 
     def __init__(
         self,
@@ -254,12 +255,8 @@ class LocalKafka:
         return f"127.0.0.1:{self.port}"
 
     @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     @property
     def log_file(self) -> Path | None:
@@ -307,20 +304,8 @@ class LocalKafka:
             self.data_dir = None
         return status
 
-    def wait(self, timeout: float | None = None) -> int | None:
-        """Wait for the broker process to exit (``None`` on timeout); for foreground use."""
-        if self._proc is None:
-            return None
-        try:
-            return self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
 
-    def __enter__(self) -> "LocalKafka":
-        return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = f"running at {self.bootstrap}" if self.running else "stopped"
@@ -484,20 +469,6 @@ class LocalKafka:
                     last_error = exc
             time.sleep(0.2)
 
-    def _cleanup_process(self) -> int | None:
-        unregister(self)
-        dismiss_watchdog(self._watchdog)
-        self._watchdog = None
-        status = None
-        if self._proc is not None:
-            status = stop_process(self._proc, signal.SIGTERM, self.stop_timeout)
-            self._proc = None
-        if self.data_dir is not None:
-            try:
-                (self.data_dir / "broker.pid").unlink()
-            except OSError:
-                pass
-        return status
 
 
 class _PortTaken(Exception):

@@ -32,18 +32,16 @@ import time
 from pathlib import Path
 
 from eventflow.dev._process import (
+    ChildService,
     ServiceError,
     ServiceUnavailable,
-    dismiss_watchdog,
     free_port,
     port_is_free,
     progress,
     register,
     start_watchdog,
-    stop_process,
     stop_stale,
     tail,
-    unregister,
 )
 
 __all__ = ["LocalPostgres", "ServiceError", "ServiceUnavailable", "find_postgres_bin"]
@@ -124,7 +122,7 @@ def _unreachable_parent(path: Path, uid: int, gid: int) -> Path | None:
     return None
 
 
-class LocalPostgres:
+class LocalPostgres(ChildService):
     """A PostgreSQL server on 127.0.0.1, run as a child process.
 
     ``port`` is the TCP port, free by default. ``data_dir`` is eventflow's directory for
@@ -135,6 +133,8 @@ class LocalPostgres:
     ``durable`` (default: True for a given data directory, False for a temporary one)
     keeps fsync on; a throwaway test server runs faster without it.
     """
+
+    stop_signal = signal.SIGINT
 
     def __init__(
         self,
@@ -184,12 +184,8 @@ class LocalPostgres:
         return self.data_dir / "pgdata" if self.data_dir else None
 
     @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     @property
     def log_file(self) -> Path | None:
@@ -239,20 +235,8 @@ class LocalPostgres:
             self.data_dir = None
         return status
 
-    def wait(self, timeout: float | None = None) -> int | None:
-        """Wait for the server process to exit (``None`` on timeout); for foreground use."""
-        if self._proc is None:
-            return None
-        try:
-            return self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
 
-    def __enter__(self) -> "LocalPostgres":
-        return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = f"running at 127.0.0.1:{self.port}" if self.running else "stopped"
@@ -397,15 +381,6 @@ class LocalPostgres:
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
 
-    def _cleanup_process(self) -> int | None:
-        unregister(self)
-        dismiss_watchdog(self._watchdog)
-        self._watchdog = None
-        status = None
-        if self._proc is not None:
-            status = stop_process(self._proc, signal.SIGINT, self.stop_timeout)
-            self._proc = None
-        return status
 
 
 class _PortTaken(Exception):

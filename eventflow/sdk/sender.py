@@ -129,13 +129,13 @@ class Sender:
         """Take queued items into events, up to one batch; flush markers end a batch."""
         events: list[Event] = []
         markers: list[_Flush] = []
-        points: dict[str, tuple[dict[str, int], dict[str, list[Any]]]] = {}
+        points: dict[str, commands.Columns] = {}
         queue = self._queue
 
         def emit_points(run_id: str) -> None:
             pending = points.pop(run_id, None)
             if pending:
-                events.append(commands.log_metrics(run_id, pending[1]))
+                events.append(commands.log_metrics(run_id, pending.columns))
 
         while queue and len(events) < self.max_events_per_batch:
             item = queue.popleft()
@@ -143,17 +143,8 @@ class Sender:
                 run_id, key, value, timestamp, step = item
                 pending = points.get(run_id)
                 if pending is None:
-                    pending = points[run_id] = ({}, commands.empty_columns())
-                index, columns = pending
-                at = index.get(key)
-                if at is None:
-                    at = index[key] = len(columns["names"])
-                    columns["names"].append(key)
-                columns["key_index"].append(at)
-                columns["values"].append(value)
-                columns["steps"].append(step)
-                columns["timestamps"].append(timestamp)
-                if len(columns["values"]) >= self.points_per_event:
+                    pending = points[run_id] = commands.Columns()
+                if pending.add(key, value, timestamp, step) >= self.points_per_event:
                     emit_points(run_id)
             elif len(item) == 2:
                 markers.append(item[0])

@@ -16,7 +16,7 @@ from sqlalchemy.sql import ColumnElement
 
 from eventflow.search_filter import EXPERIMENT_ATTRIBUTES, Clause, parse, parse_order_by
 from eventflow.validation import InvalidInput
-from eventflow.views.tables import experiment_tags, experiments, latest_metrics, metrics, params, runs, tags
+from eventflow.views.tables import experiment_tags, experiments, latest_metrics, params, runs, tags
 
 VIEW_TYPES = {"ACTIVE_ONLY": ("active",), "DELETED_ONLY": ("deleted",), "ALL": ("active", "deleted")}
 

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from contract import LogContract, drain, unique
-from eventflow.log import Message, open_log
+from eventflow.log import open_log
 from eventflow.log.embedded import EmbeddedLog
 
 
