@@ -60,7 +60,8 @@ def main() -> None:
         if postgres is None:
             from eventflow.dev.postgres import LocalPostgres
 
-            postgres = stack.enter_context(LocalPostgres()).url
+            # durable: fsync on, as a production server runs (the test fixtures turn it off)
+            postgres = stack.enter_context(LocalPostgres(durable=True)).url
         for name, url in (("SQLite (WAL, synchronous=FULL)", f"sqlite:///{home}/views.db"), ("PostgreSQL", postgres)):
             seconds = project(f"{home}/log", url)
             print(f"{name:<34} {points:,} points in {seconds:6.2f} s = {points / seconds:>10,.0f} points/s")
