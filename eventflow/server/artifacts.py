@@ -27,13 +27,15 @@ PREFIXES = ("/api/2.0/mlflow-artifacts/artifacts", "/ajax-api/2.0/mlflow-artifac
 
 
 def _listing(runtime: Runtime, relative: str) -> list[dict[str, Any]]:
+    """The entries of one directory of the store, named relative to it (as MLflow does)."""
     directory = runtime.artifact_file(relative)
     if not directory.is_dir():
         return []
     files = []
     for entry in sorted(directory.iterdir()):
-        path = f"{relative.strip('/')}/{entry.name}".strip("/") if relative.strip("/") else entry.name
-        item: dict[str, Any] = {"path": path, "is_dir": entry.is_dir()}
+        if entry.name.startswith(".") and entry.name.endswith(".partial"):
+            continue
+        item: dict[str, Any] = {"path": entry.name, "is_dir": entry.is_dir()}
         if entry.is_file():
             item["file_size"] = entry.stat().st_size
         files.append(item)
@@ -58,7 +60,7 @@ async def upload(request: Request, runtime: Runtime) -> JSONResponse:
     digest = hashlib.sha256()
     size = 0
     # Write beside the target and rename: a reader never sees half a file.
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as partial:
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".", suffix=".partial", delete=False) as partial:
         async for chunk in request.stream():
             partial.write(chunk)
             digest.update(chunk)
@@ -105,7 +107,7 @@ async def list_run_artifacts(request: Request, runtime: Runtime) -> JSONResponse
     base = root_uri.removeprefix("mlflow-artifacts:/").strip("/")
     files = await run_in_threadpool(_listing, runtime, f"{base}/{inner}".strip("/"))
     for item in files:
-        item["path"] = item["path"][len(base) :].strip("/")
+        item["path"] = f"{inner}/{item['path']}".strip("/")  # relative to the run's root
     return JSONResponse({"root_uri": root_uri, "files": files})
 
 

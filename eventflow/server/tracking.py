@@ -80,6 +80,8 @@ def search_experiments(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]
         view_type=data.get("view_type") or "ACTIVE_ONLY",
         max_results=as_int(data, "max_results", 1000),
         page_token=data.get("page_token"),
+        filter_string=data.get("filter"),
+        order_by=data.get("order_by") or [],
     )
     return {"experiments": experiments, **({"next_page_token": token} if token else {})}
 
@@ -242,6 +244,7 @@ def search_runs(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
         max_results=max_results,
         order_by=data.get("order_by") or [],
         page_token=data.get("page_token"),
+        filter_string=data.get("filter"),
     )
     return {"runs": runs, **({"next_page_token": token} if token else {})}
 
@@ -256,6 +259,14 @@ def get_metric_history(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]
         page_token=data.get("page_token"),
     )
     return {"metrics": metrics, **({"next_page_token": token} if token else {})}
+
+
+def search_logged_models(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    """MLflow 3's logged models: eventflow records none yet (models come with the
+    registry), and MLflow's client searches them when it lists a run's artifacts."""
+    for experiment_id in data.get("experiment_ids") or []:
+        _experiment(runtime, experiment_id)
+    return {"models": []}
 
 
 ENDPOINTS: dict[str, tuple[Handler, tuple[str, ...]]] = {
@@ -280,6 +291,7 @@ ENDPOINTS: dict[str, tuple[Handler, tuple[str, ...]]] = {
     "runs/log-batch": (log_batch, ("POST",)),
     "runs/search": (search_runs, ("POST", "GET")),
     "metrics/get-history": (get_metric_history, ("GET",)),
+    "logged-models/search": (search_logged_models, ("POST",)),
 }
 
 

@@ -1,0 +1,130 @@
+"""The real ``mlflow`` client (from PyPI) against a live ``eventflow server``: MLflow code works unchanged."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import httpx
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "server"))
+from serving import running_server  # noqa: E402
+
+import mlflow  # noqa: E402  (a test dependency: pip install -e '.[test]')
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    with running_server(tmp_path_factory.mktemp("mlflow-compat")) as url:
+        yield url
+
+
+@pytest.fixture
+def client(url, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    mlflow.set_tracking_uri(url)
+    yield MlflowClient(url)
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+def events(url: str, **params) -> list[dict]:
+    return httpx.get(url + "/api/2.0/eventflow/events", params={"max_results": 10000, **params}).json()["events"]
+
+
+def test_fluent_logging_reads_back_and_is_on_the_log_in_order(client, url, tmp_path):
+    experiment = mlflow.set_experiment("compat-fluent")
+    with mlflow.start_run(run_name="outer") as run:
+        mlflow.log_param("a", 1)
+        mlflow.log_params({"b": 2, "c": "x"})
+        mlflow.log_metric("m", 0.5, step=1)
+        mlflow.log_metrics({"m": 0.7, "n": 1.0}, step=2)
+        mlflow.set_tag("t", "v")
+        mlflow.set_tags({"u": 1})
+        with mlflow.start_run(nested=True) as child:
+            mlflow.log_metric("inner", 1)
+        (tmp_path / "f.txt").write_text("hello")
+        mlflow.log_artifact(str(tmp_path / "f.txt"))
+        mlflow.log_artifacts(str(tmp_path), "dir")
+        mlflow.log_dict({"x": 1}, "cfg.json")
+        mlflow.log_text("txt", "notes/a.txt")
+    got = client.get_run(run.info.run_id)
+    assert got.info.status == "FINISHED" and got.info.run_name == "outer"
+    assert got.data.params == {"a": "1", "b": "2", "c": "x"}
+    assert got.data.metrics == {"m": 0.7, "n": 1.0}
+    assert got.data.tags["t"] == "v" and got.data.tags["u"] == "1" and got.data.tags["mlflow.runName"] == "outer"
+    assert client.get_run(child.info.run_id).data.tags["mlflow.parentRunId"] == run.info.run_id
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "m")] == [(1, 0.5), (2, 0.7)]
+    assert sorted(f.path for f in client.list_artifacts(run.info.run_id)) == ["cfg.json", "dir", "f.txt", "notes"]
+    assert [f.path for f in client.list_artifacts(run.info.run_id, "dir")] == ["dir/f.txt"]
+    downloaded = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="cfg.json")
+    assert open(downloaded).read().strip().startswith("{") and '"x": 1' in open(downloaded).read()
+    mine = [e["event"] for e in events(url, type="run.*") if e["event"]["payload"]["run_id"] == run.info.run_id]
+    kinds = [e["type"] for e in mine]
+    assert kinds[0] == "run.created" and kinds[-1] == "run.finished"
+    assert kinds.count("run.artifact_logged") == 4, "each upload (f.txt, dir/f.txt, cfg.json, notes/a.txt) is an event"
+    assert all(len(e["payload"]["sha256"]) == 64 for e in mine if e["type"] == "run.artifact_logged")
+    assert experiment.experiment_id in {e["event"]["payload"]["experiment_id"] for e in events(url, type="experiment.created")}
+
+
+@pytest.mark.parametrize("status", ["FINISHED", "FAILED", "KILLED"])
+def test_end_run_with_each_status(client, status):
+    mlflow.set_experiment("compat-status")
+    run = mlflow.start_run()
+    mlflow.end_run(status=status)
+    assert client.get_run(run.info.run_id).info.status == status
+
+
+def test_search_runs_filters_orders_and_pages(client):
+    experiment_id = client.create_experiment("compat-search")
+    for i in range(7):
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"r{i}"):
+            mlflow.log_metric("acc", i / 10)
+            mlflow.log_param("parity", "even" if i % 2 == 0 else "odd")
+            mlflow.set_tag("team", "ml" if i < 3 else "data")
+    found = mlflow.search_runs([experiment_id], filter_string="metrics.acc > 0.35 AND params.parity = 'even'", output_format="list")
+    assert sorted(r.info.run_name for r in found) == ["r4", "r6"]
+    ordered = client.search_runs([experiment_id], order_by=["metrics.acc DESC"])
+    assert [r.info.run_name for r in ordered] == [f"r{i}" for i in range(6, -1, -1)]
+    liked = client.search_runs([experiment_id], filter_string="tags.team LIKE 'm%' AND attributes.status = 'FINISHED'")
+    assert sorted(r.info.run_name for r in liked) == ["r0", "r1", "r2"]
+    pages, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], max_results=3, order_by=["attributes.run_name ASC"], page_token=token)
+        pages.append([r.info.run_name for r in page])
+        token = page.token
+        if not token:
+            break
+    assert pages == [["r0", "r1", "r2"], ["r3", "r4", "r5"], ["r6"]]
+    with pytest.raises(mlflow.exceptions.MlflowException, match="INVALID_PARAMETER_VALUE"):
+        client.search_runs([experiment_id], filter_string="metrics.acc >> 1")
+
+
+def test_delete_and_restore_runs_and_experiments(client):
+    experiment_id = client.create_experiment("compat-delete")
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        pass
+    client.delete_run(run.info.run_id)
+    assert client.search_runs([experiment_id]) == []
+    assert len(client.search_runs([experiment_id], run_view_type=mlflow.entities.ViewType.ALL)) == 1
+    client.restore_run(run.info.run_id)
+    assert len(client.search_runs([experiment_id])) == 1
+    client.delete_experiment(experiment_id)
+    assert client.get_experiment(experiment_id).lifecycle_stage == "deleted"
+    assert "compat-delete" not in {e.name for e in client.search_experiments()}
+    client.restore_experiment(experiment_id)
+    assert "compat-delete" in {e.name for e in client.search_experiments()}
+
+
+def test_mlflows_error_codes_reach_the_client(client):
+    assert client.get_experiment_by_name("no such experiment") is None
+    with pytest.raises(mlflow.exceptions.MlflowException, match="already exists"):
+        client.create_experiment("Default")
+    with mlflow.start_run():
+        mlflow.log_param("lr", 0.1)
+        with pytest.raises(mlflow.exceptions.MlflowException, match="Changing param values is not allowed"):
+            mlflow.log_param("lr", 0.2)
+        with pytest.raises(mlflow.exceptions.MlflowException, match="Names may only contain"):
+            mlflow.log_metric("bad key!", 1.0)
