@@ -8,8 +8,13 @@ __all__ = ["Consumer", "Log", "LogError", "Message", "Position", "Record", "Topi
 def open_log(uri: str, **options: object) -> Log:
     """Open a log by URI: ``kafka://host:port[,host:port]`` or a directory for the embedded log."""
     if uri.startswith("kafka://"):
+        import os
+
         from eventflow.log.kafka import KafkaLog
 
+        # New topics' shape, for clusters that need more than the single-broker defaults.
+        options.setdefault("partitions", int(os.environ.get("EVENTFLOW_KAFKA_PARTITIONS", "3")))
+        options.setdefault("replication_factor", int(os.environ.get("EVENTFLOW_KAFKA_REPLICATION", "1")))
         return KafkaLog(uri.removeprefix("kafka://"), **options)  # type: ignore[arg-type]
     from eventflow.log.embedded import EmbeddedLog
 

@@ -98,7 +98,9 @@ class _Session:
     def sender(self) -> Sender:
         with self.lock:
             if self._sender is None:
-                self._sender = Sender(self.store.append)
+                # Items waiting to be sent before log calls block (never drop).
+                max_pending = int(os.environ.get("EVENTFLOW_MAX_PENDING", "1000000"))
+                self._sender = Sender(self.store.append, max_pending=max_pending)
             return self._sender
 
     def reset(self) -> None:

@@ -46,3 +46,40 @@ def test_points_logged_while_the_broker_is_down_arrive_once_it_is_back(tmp_path,
         broker.stop()
         if restarted is not None:
             restarted.stop()
+
+
+@pytest.mark.kafka
+@pytest.mark.postgres
+def test_the_sdk_produces_straight_to_kafka_with_views_in_postgresql(tmp_path, monkeypatch, kafka_bootstrap, postgres_url):
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = "sdk_" + uuid.uuid4().hex[:10]
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    db = postgres_url.rsplit("/", 1)[0] + "/" + name
+    monkeypatch.setenv("EVENTFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("EVENTFLOW_DB", db)
+    monkeypatch.setenv("EVENTFLOW_CAPTURE_ENV", "false")
+    uri = f"kafka://{kafka_bootstrap}"
+    eventflow.set_tracking_uri(uri)
+    try:
+        eventflow.set_experiment("straight-to-kafka-" + name)
+        with eventflow.start_run() as run:
+            eventflow.log_params({"depth": 5})
+            for step in range(1000):
+                eventflow.log_metrics({"loss": 1 / (step + 1), "acc": step / 1000}, step=step)
+        client = eventflow.Client(uri)
+        found = client.get_run(run.run_id)
+        assert found["info"]["status"] == "FINISHED"
+        assert {p["key"]: p["value"] for p in found["data"]["params"]} == {"depth": "5"}
+        assert len(client.get_metric_history(run.run_id, "acc")) == 1000
+    finally:
+        eventflow.set_tracking_uri(None)
+    engine = create_engine(db)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM metrics")).scalar() == 2000
+    engine.dispose()
