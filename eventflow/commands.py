@@ -182,6 +182,12 @@ def log_artifact(run_id: str, path: str, size: int, sha256: str) -> Event:
     return Event("run.artifact_logged", {"run_id": v.check_run_id(run_id), "path": normal, "size": int(size), "sha256": sha256})
 
 
+def log_inputs(run_id: str, datasets: Sequence[dict[str, Any]]) -> Event:
+    """MLflow's log-inputs: the datasets a run used, each with its input tags."""
+    checked = [v.check_dataset_input(item, f"datasets[{i}]") for i, item in enumerate(datasets)]
+    return Event("run.inputs_logged", {"run_id": v.check_run_id(run_id), "datasets": checked})
+
+
 def log_batch(
     run_id: str,
     metrics: Sequence[tuple[str, Any, Any, Any]] = (),
@@ -229,6 +235,7 @@ _RECHECK = {
     "run.tag_deleted": lambda p: delete_tag(p["run_id"], p["key"]),
     "run.metrics_logged": lambda p: (v.check_run_id(p["run_id"]), _recheck_metrics(p)),
     "run.artifact_logged": lambda p: log_artifact(p["run_id"], p["path"], p["size"], p["sha256"]),
+    "run.inputs_logged": lambda p: log_inputs(p["run_id"], p["datasets"]),
 }
 
 

@@ -23,6 +23,13 @@ MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 MAX_ENTITIES_PER_BATCH = 1000
 MAX_RUN_NAME_LENGTH = 250
+MAX_DATASET_NAME_LENGTH = 500
+MAX_DATASET_DIGEST_LENGTH = 36
+MAX_DATASET_SOURCE_LENGTH = 65535
+MAX_DATASET_SCHEMA_LENGTH = 1048575
+MAX_DATASET_PROFILE_LENGTH = 16777215
+MAX_INPUT_TAG_KEY_LENGTH = 255
+MAX_INPUT_TAG_VALUE_LENGTH = 500
 
 _NAME = re.compile(r"^[/\w.\- :]*$")
 _RUN_ID = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")
@@ -202,3 +209,40 @@ def check_run_name(name: Any) -> str:
         raise InvalidInput(f"Invalid run name: {name!r}. Expects a string.")
     _check_length("run_name", MAX_RUN_NAME_LENGTH, name)
     return name
+
+
+def check_dataset_input(item: Any, path: str) -> dict[str, Any]:
+    """One of MLflow's DatasetInput: a dataset (name, digest, source…) and its input tags."""
+    if not isinstance(item, dict) or not isinstance(item.get("dataset"), dict):
+        raise InvalidInput(f"Missing value for required parameter '{path}.dataset'.")
+    dataset = item["dataset"]
+    checked: dict[str, Any] = {}
+    for name, limit, required in (
+        ("name", MAX_DATASET_NAME_LENGTH, True),
+        ("digest", MAX_DATASET_DIGEST_LENGTH, True),
+        ("source_type", MAX_DATASET_NAME_LENGTH, True),
+        ("source", MAX_DATASET_SOURCE_LENGTH, True),
+        ("schema", MAX_DATASET_SCHEMA_LENGTH, False),
+        ("profile", MAX_DATASET_PROFILE_LENGTH, False),
+    ):
+        value = dataset.get(name)
+        if value is None or value == "":
+            if required:
+                raise InvalidInput(f"Missing value for required parameter '{path}.dataset.{name}'.")
+            checked[name] = None
+            continue
+        if not isinstance(value, str):
+            raise invalid_value(f"{path}.dataset.{name}", value, "it must be a string")
+        _check_length(f"{path}.dataset.{name}", limit, value)
+        checked[name] = value
+    tags = []
+    for i, tag in enumerate(item.get("tags") or []):
+        key, value = tag.get("key"), tag.get("value")
+        if not key or not isinstance(key, str):
+            raise InvalidInput(f"Missing value for required parameter '{path}.tags[{i}].key'.")
+        if value is None:
+            raise InvalidInput(f"Missing value for required parameter '{path}.tags[{i}].value'.")
+        _check_length(f"{path}.tags[{i}].key", MAX_INPUT_TAG_KEY_LENGTH, key)
+        _check_length(f"{path}.tags[{i}].value", MAX_INPUT_TAG_VALUE_LENGTH, str(value))
+        tags.append({"key": key, "value": str(value)})
+    return {"tags": tags, "dataset": checked}

@@ -261,6 +261,39 @@ def get_metric_history(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]
     return {"metrics": metrics, **({"next_page_token": token} if token else {})}
 
 
+def log_inputs(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    run = _run(runtime, data)
+    datasets = data.get("datasets") or []
+    if datasets:
+        runtime.write([commands.log_inputs(run["info"]["run_id"], datasets)])
+    return {}
+
+
+MAX_BULK_RUNS = 100
+MAX_BULK_POINTS = 1000
+
+
+def get_metric_history_bulk_interval(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    run_ids = data.get("run_ids") or []
+    if isinstance(run_ids, str):
+        run_ids = [run_ids]
+    if not run_ids:
+        raise ApiError("Missing value for required parameter 'run_ids'.")
+    if len(run_ids) > MAX_BULK_RUNS:
+        raise ApiError(f"GetMetricHistoryBulkInterval request must specify at most {MAX_BULK_RUNS} run_ids. Received {len(run_ids)} run_ids.")
+    key = required(data, "metric_key")
+    max_results = as_int(data, "max_results", 320) or 320
+    if not 0 < max_results <= MAX_BULK_POINTS:
+        raise ApiError(f"max_results must be between 1 and {MAX_BULK_POINTS}, got {max_results}")
+    start, end = as_int(data, "start_step"), as_int(data, "end_step")
+    if start is not None and end is not None and start > end:
+        raise ApiError(f"end_step must be greater than start_step. Found start_step={start} and end_step={end}.")
+    for run_id in run_ids:
+        _run(runtime, {"run_id": run_id}, active=False)
+    points = runtime.read(queries.metric_history_interval, run_ids, key, start, end, max_results)
+    return {"metrics": points}
+
+
 def search_logged_models(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     """MLflow 3's logged models: eventflow records none yet (models come with the
     registry), and MLflow's client searches them when it lists a run's artifacts."""
@@ -291,6 +324,8 @@ ENDPOINTS: dict[str, tuple[Handler, tuple[str, ...]]] = {
     "runs/log-batch": (log_batch, ("POST",)),
     "runs/search": (search_runs, ("POST", "GET")),
     "metrics/get-history": (get_metric_history, ("GET",)),
+    "runs/log-inputs": (log_inputs, ("POST",)),
+    "metrics/get-history-bulk-interval": (get_metric_history_bulk_interval, ("GET",)),
     "logged-models/search": (search_logged_models, ("POST",)),
 }
 

@@ -16,7 +16,7 @@ from sqlalchemy.sql import ColumnElement
 
 from eventflow.search_filter import EXPERIMENT_ATTRIBUTES, Clause, parse, parse_order_by
 from eventflow.validation import InvalidInput
-from eventflow.views.tables import experiment_tags, experiments, latest_metrics, params, runs, tags
+from eventflow.views.tables import datasets, experiment_tags, experiments, inputs, latest_metrics, params, runs, tags
 
 VIEW_TYPES = {"ACTIVE_ONLY": ("active",), "DELETED_ONLY": ("deleted",), "ALL": ("active", "deleted")}
 
@@ -119,6 +119,7 @@ def search_experiments(
 def _run_dicts(connection: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
     ids = [row.run_id for row in rows]
     data: dict[str, dict[str, list[dict[str, Any]]]] = {i: {"metrics": [], "params": [], "tags": []} for i in ids}
+    dataset_inputs: dict[str, list[dict[str, Any]]] = {}
     if ids:
         for chunk_start in range(0, len(ids), 500):
             chunk = ids[chunk_start : chunk_start + 500]
@@ -128,6 +129,17 @@ def _run_dicts(connection: Connection, rows: Sequence[Any]) -> list[dict[str, An
                 data[row.run_id]["tags"].append({"key": row.key, "value": row.value})
             for row in connection.execute(select(latest_metrics).where(latest_metrics.c.run_id.in_(chunk)).order_by(latest_metrics.c.key)):
                 data[row.run_id]["metrics"].append(_point(row))
+            used = (
+                select(inputs, datasets)
+                .join(datasets, (datasets.c.name == inputs.c.dataset_name) & (datasets.c.digest == inputs.c.dataset_digest))
+                .join(runs, (runs.c.run_id == inputs.c.run_id) & (runs.c.experiment_id == datasets.c.experiment_id))
+                .where(inputs.c.run_id.in_(chunk))
+                .order_by(inputs.c.dataset_name, inputs.c.dataset_digest)
+            )
+            for row in connection.execute(used):
+                dataset = {"name": row.name, "digest": row.digest, "source_type": row.source_type, "source": row.source}
+                dataset.update({k: getattr(row, k) for k in ("schema", "profile") if getattr(row, k) is not None})
+                dataset_inputs.setdefault(row.run_id, []).append({"tags": json.loads(row.tags), "dataset": dataset})
     return [
         {
             "info": {
@@ -143,7 +155,7 @@ def _run_dicts(connection: Connection, rows: Sequence[Any]) -> list[dict[str, An
                 "lifecycle_stage": row.lifecycle_stage,
             },
             "data": data[row.run_id],
-            "inputs": {},
+            "inputs": {"dataset_inputs": dataset_inputs[row.run_id]} if row.run_id in dataset_inputs else {},
         }
         for row in rows
     ]
@@ -267,3 +279,34 @@ def metric_history(
     if max_results is not None and len(points) > max_results:
         return points[:max_results], encode_token(offset + max_results)
     return points, None
+
+
+def sample_steps(points: list[dict[str, Any]], max_results: int) -> list[dict[str, Any]]:
+    """At most ``max_results`` points spread evenly over the steps, first and last kept
+    (what a chart needs from a long history)."""
+    steps = sorted({p["step"] for p in points})
+    if len(steps) <= max_results:
+        return points
+    if max_results == 1:
+        keep = {steps[-1]}
+    else:
+        keep = {steps[round(i * (len(steps) - 1) / (max_results - 1))] for i in range(max_results)}
+    return [p for p in points if p["step"] in keep]
+
+
+def metric_history_interval(
+    connection: Connection,
+    run_ids: Sequence[str],
+    key: str,
+    start_step: int | None,
+    end_step: int | None,
+    max_results: int,
+) -> list[dict[str, Any]]:
+    """MLflow's get-history-bulk-interval: each run's points of ``key`` in a step range,
+    sampled down to ``max_results`` steps per run."""
+    out: list[dict[str, Any]] = []
+    for run_id in run_ids:
+        points, _ = metric_history(connection, run_id, key)
+        within = [p for p in points if (start_step is None or p["step"] >= start_step) and (end_step is None or p["step"] <= end_step)]
+        out += [{**p, "run_id": run_id} for p in sample_steps(within, max_results)]
+    return out

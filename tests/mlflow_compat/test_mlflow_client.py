@@ -128,3 +128,32 @@ def test_mlflows_error_codes_reach_the_client(client):
             mlflow.log_param("lr", 0.2)
         with pytest.raises(mlflow.exceptions.MlflowException, match="Names may only contain"):
             mlflow.log_metric("bad key!", 1.0)
+
+
+def test_datasets_logged_as_inputs_come_back_with_the_run(client, url):
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": [1, 2, 3], "y": [0, 1, 0]})
+    dataset = mlflow.data.from_pandas(frame, source="s3://bucket/train.csv", name="train", targets="y")
+    with mlflow.start_run() as run:
+        mlflow.log_input(dataset, context="training")
+    inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
+    assert [i.dataset.name for i in inputs] == ["train"]
+    assert inputs[0].dataset.digest == dataset.digest
+    assert {t.key: t.value for t in inputs[0].tags}["mlflow.data.context"] == "training"
+    assert [e["event"]["type"] for e in events(url, type="run.inputs_logged") if e["event"]["payload"]["run_id"] == run.info.run_id] == ["run.inputs_logged"]
+
+
+def test_history_bulk_interval_samples_each_runs_steps(client, url):
+    run_ids = []
+    for _ in range(2):
+        with mlflow.start_run() as run:
+            client.log_batch(run.info.run_id, metrics=[mlflow.entities.Metric("loss", s / 10, 1, s) for s in range(1000)])
+        run_ids.append(run.info.run_id)
+    answer = httpx.get(url + "/api/2.0/mlflow/metrics/get-history-bulk-interval",
+                       params={"run_ids": run_ids, "metric_key": "loss", "max_results": 11, "start_step": 100, "end_step": 600}).json()
+    for run_id in run_ids:
+        steps = [p["step"] for p in answer["metrics"] if p["run_id"] == run_id]
+        assert steps == list(range(100, 601, 50))
+    wrong = httpx.get(url + "/api/2.0/mlflow/metrics/get-history-bulk-interval", params={"run_ids": run_ids, "metric_key": "loss", "start_step": 5, "end_step": 1})
+    assert wrong.status_code == 400 and wrong.json()["error_code"] == "INVALID_PARAMETER_VALUE"
