@@ -34,8 +34,12 @@ from eventflow.views.tables import (
     inputs,
     latest_metrics,
     log_positions,
+    logged_model_params,
+    logged_model_tags,
+    logged_models,
     metrics,
     params,
+    run_outputs,
     runs,
     tags,
 )
@@ -237,6 +241,48 @@ def inputs_logged(c: Connection, batch: _Batch, e: Event) -> None:
         )
 
 
+# -- logged models (MLflow 3) -----------------------------------------------------------------
+
+
+def logged_model_created(c: Connection, batch: _Batch, e: Event) -> None:
+    p = e.payload
+    if c.execute(select(logged_models.c.model_id).where(logged_models.c.model_id == p["model_id"])).first() is not None:
+        raise Rejected(f"logged model {p['model_id']} already exists")
+    c.execute(
+        insert(logged_models).values(
+            model_id=p["model_id"], experiment_id=p["experiment_id"], name=p["name"], artifact_location=p["artifact_location"],
+            status="LOGGED_MODEL_PENDING", status_message=None, model_type=p["model_type"], source_run_id=p["source_run_id"],
+            creation_time=p["creation_time"], last_updated_time=p["creation_time"], lifecycle_stage="active",
+        )
+    )
+    upsert(c, logged_model_tags, [{"model_id": p["model_id"], **t} for t in p["tags"]], ["model_id", "key"])
+    upsert(c, logged_model_params, [{"model_id": p["model_id"], **x} for x in p["params"]], ["model_id", "key"])
+
+
+def _update_logged_model(c: Connection, e: Event, **values: Any) -> None:
+    done = c.execute(update(logged_models).where(logged_models.c.model_id == e.payload["model_id"]).values(last_updated_time=e.time, **values))
+    if done.rowcount == 0:
+        raise Rejected(f"no logged model {e.payload['model_id']}")
+
+
+def logged_model_tags_set(c: Connection, batch: _Batch, e: Event) -> None:
+    _update_logged_model(c, e)
+    upsert(c, logged_model_tags, [{"model_id": e.payload["model_id"], **t} for t in e.payload["tags"]], ["model_id", "key"])
+
+
+def logged_model_tag_deleted(c: Connection, batch: _Batch, e: Event) -> None:
+    c.execute(delete(logged_model_tags).where(and_(logged_model_tags.c.model_id == e.payload["model_id"], logged_model_tags.c.key == e.payload["key"])))
+
+
+def logged_model_params_logged(c: Connection, batch: _Batch, e: Event) -> None:
+    _update_logged_model(c, e)
+    upsert(c, logged_model_params, [{"model_id": e.payload["model_id"], **x} for x in e.payload["params"]], ["model_id", "key"])
+
+
+def outputs_logged(c: Connection, batch: _Batch, e: Event) -> None:
+    upsert(c, run_outputs, [{"run_id": e.payload["run_id"], **m} for m in e.payload["models"]], ["run_id", "model_id"])
+
+
 APPLY: dict[str, Apply] = {
     "experiment.created": experiment_created,
     "experiment.renamed": experiment_renamed,
@@ -257,6 +303,13 @@ APPLY: dict[str, Apply] = {
     "run.tag_deleted": tag_deleted,
     "run.artifact_logged": artifact_logged,
     "run.inputs_logged": inputs_logged,
+    "run.outputs_logged": outputs_logged,
+    "logged_model.created": logged_model_created,
+    "logged_model.finalized": lambda c, b, e: _update_logged_model(c, e, status=e.payload["status"], status_message=e.payload["status_message"]),
+    "logged_model.tags_set": logged_model_tags_set,
+    "logged_model.tag_deleted": logged_model_tag_deleted,
+    "logged_model.params_logged": logged_model_params_logged,
+    "logged_model.deleted": lambda c, b, e: _update_logged_model(c, e, lifecycle_stage="deleted"),
 }
 
 

@@ -188,6 +188,80 @@ def log_inputs(run_id: str, datasets: Sequence[dict[str, Any]]) -> Event:
     return Event("run.inputs_logged", {"run_id": v.check_run_id(run_id), "datasets": checked})
 
 
+LOGGED_MODEL_STATUSES = ("LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED")
+
+
+def new_model_id() -> str:
+    return "m-" + uuid.uuid4().hex
+
+
+def _model_id(model_id: Any) -> str:
+    if not isinstance(model_id, str) or not model_id.startswith("m-") or not v.check_run_id(model_id[2:], "model_id"):
+        raise v.InvalidInput(f"Invalid model id {model_id!r}: logged model ids look like m-<32 hex digits>")
+    return model_id
+
+
+def create_logged_model(
+    model_id: str,
+    experiment_id: str,
+    name: str,
+    artifact_location: str,
+    *,
+    model_type: str | None = None,
+    source_run_id: str | None = None,
+    params: Sequence[tuple[str, Any]] = (),
+    tags: Sequence[tuple[str, Any]] = (),
+) -> Event:
+    checked_params = [v.check_param(key, value, f"params[{i}]") for i, (key, value) in enumerate(params)]
+    return Event(
+        "logged_model.created",
+        {
+            "model_id": _model_id(model_id),
+            "experiment_id": v.check_experiment_id(experiment_id),
+            "name": v.check_run_name(name),
+            "artifact_location": artifact_location,
+            "model_type": model_type,
+            "source_run_id": None if source_run_id is None else v.check_run_id(source_run_id, "source_run_id"),
+            "creation_time": now_ms(),
+            "params": [{"key": key, "value": value} for key, value in checked_params],
+            "tags": _tags(tags),
+        },
+    )
+
+
+def finalize_logged_model(model_id: str, status: str, status_message: str | None = None) -> Event:
+    if status not in LOGGED_MODEL_STATUSES[1:]:
+        raise v.InvalidInput(f"Invalid status {status!r}: a logged model is finalized as LOGGED_MODEL_READY or LOGGED_MODEL_UPLOAD_FAILED")
+    return Event("logged_model.finalized", {"model_id": _model_id(model_id), "status": status, "status_message": status_message})
+
+
+def set_logged_model_tags(model_id: str, tags: Sequence[tuple[str, Any]]) -> Event:
+    return Event("logged_model.tags_set", {"model_id": _model_id(model_id), "tags": _tags(tags)})
+
+
+def delete_logged_model_tag(model_id: str, key: str) -> Event:
+    return Event("logged_model.tag_deleted", {"model_id": _model_id(model_id), "key": v.check_key(key)})
+
+
+def log_logged_model_params(model_id: str, params: Sequence[tuple[str, Any]]) -> Event:
+    checked = [v.check_param(key, value, f"params[{i}]") for i, (key, value) in enumerate(params)]
+    return Event("logged_model.params_logged", {"model_id": _model_id(model_id), "params": [{"key": k, "value": val} for k, val in checked]})
+
+
+def delete_logged_model(model_id: str) -> Event:
+    return Event("logged_model.deleted", {"model_id": _model_id(model_id)})
+
+
+def log_outputs(run_id: str, models: Sequence[dict[str, Any]]) -> Event:
+    outputs = []
+    for i, model in enumerate(models):
+        step = model.get("step", 0)
+        if isinstance(step, bool) or not isinstance(step, int):
+            raise v.invalid_value(f"models[{i}].step", step, "it must be an integer")
+        outputs.append({"model_id": _model_id(model.get("model_id")), "step": step})
+    return Event("run.outputs_logged", {"run_id": v.check_run_id(run_id), "models": outputs})
+
+
 def log_batch(
     run_id: str,
     metrics: Sequence[tuple[str, Any, Any, Any]] = (),

@@ -35,6 +35,7 @@ FAMILIES: dict[str, Family] = {
     "run": Family(TOPIC_PREFIX + "runs", "run_id"),
     "registered_model": Family(TOPIC_PREFIX + "models", "name"),
     "model_version": Family(TOPIC_PREFIX + "models", "name"),
+    "logged_model": Family(TOPIC_PREFIX + "models", "model_id"),
     "deployment": Family(TOPIC_PREFIX + "deployments", "target"),
     "webhook": Family(TOPIC_PREFIX + "webhooks", "subscription_id"),
 }

@@ -22,6 +22,10 @@ ENTITY_ALIASES = {
 STRING_ATTRIBUTES = {"run_id", "run_name", "status", "artifact_uri", "user_id", "lifecycle_stage"}
 NUMERIC_ATTRIBUTES = {"start_time", "end_time", "created"}
 RUN_ATTRIBUTES = {**{k: "string" for k in STRING_ATTRIBUTES}, **{k: "numeric" for k in NUMERIC_ATTRIBUTES}}
+LOGGED_MODEL_ATTRIBUTES = {
+    "name": "string", "model_id": "string", "source_run_id": "string", "status": "string", "model_type": "string",
+    "creation_time": "numeric", "creation_timestamp": "numeric", "last_updated_timestamp": "numeric",
+}
 EXPERIMENT_ATTRIBUTES = {"name": "string", "experiment_id": "string", "creation_time": "numeric", "last_update_time": "numeric"}
 NUMERIC_COMPARATORS = {"=", "!=", ">", ">=", "<", "<="}
 STRING_COMPARATORS = {"=", "!=", "LIKE", "ILIKE", "IN", "NOT IN"}

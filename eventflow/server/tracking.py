@@ -294,12 +294,92 @@ def get_metric_history_bulk_interval(runtime: Runtime, data: dict[str, Any]) -> 
     return {"metrics": points}
 
 
+# -- logged models (MLflow 3) ----------------------------------------------------------------
+
+_STATUS_NUMBERS = {1: "LOGGED_MODEL_PENDING", 2: "LOGGED_MODEL_READY", 3: "LOGGED_MODEL_UPLOAD_FAILED"}
+
+
+def _logged_model(runtime: Runtime, model_id: Any) -> dict[str, Any]:
+    model = runtime.read(queries.get_logged_model, str(model_id))
+    if model is None:
+        raise not_found(f"Logged model with ID '{model_id}' not found.")
+    return model
+
+
+def _pairs(items: Any) -> list[tuple[str, Any]]:
+    return [(item.get("key"), item.get("value")) for item in items or []]
+
+
+def create_logged_model(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    experiment = _experiment(runtime, required(data, "experiment_id"))
+    model_id = commands.new_model_id()
+    name = data.get("name") or f"model-{model_id[2:10]}"
+    location = f"{experiment['artifact_location'].rstrip('/')}/models/{model_id}/artifacts"
+    source_run_id = data.get("source_run_id") or None
+    if source_run_id is not None:
+        _run(runtime, {"run_id": source_run_id}, active=False)
+    event = commands.create_logged_model(
+        model_id, experiment["experiment_id"], name, location, model_type=data.get("model_type") or None,
+        source_run_id=source_run_id, params=_pairs(data.get("params")), tags=_pairs(data.get("tags")),
+    )
+    runtime.write([event])
+    return {"model": _logged_model(runtime, model_id)}
+
+
+def get_logged_model(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    return {"model": _logged_model(runtime, required(data, "model_id"))}
+
+
+def finalize_logged_model(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    model = _logged_model(runtime, required(data, "model_id"))
+    status = data.get("status")
+    status = _STATUS_NUMBERS.get(status, status) if isinstance(status, int) else status
+    runtime.write([commands.finalize_logged_model(model["info"]["model_id"], status, data.get("status_message"))])
+    return {"model": _logged_model(runtime, model["info"]["model_id"])}
+
+
+def delete_logged_model(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    model = _logged_model(runtime, required(data, "model_id"))
+    runtime.write([commands.delete_logged_model(model["info"]["model_id"])])
+    return {}
+
+
+def set_logged_model_tags(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    model = _logged_model(runtime, required(data, "model_id"))
+    runtime.write([commands.set_logged_model_tags(model["info"]["model_id"], _pairs(data.get("tags")))])
+    return {}
+
+
+def delete_logged_model_tag(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    model = _logged_model(runtime, required(data, "model_id"))
+    runtime.write([commands.delete_logged_model_tag(model["info"]["model_id"], required(data, "tag_key"))])
+    return {}
+
+
+def log_logged_model_params(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    model = _logged_model(runtime, required(data, "model_id"))
+    runtime.write([commands.log_logged_model_params(model["info"]["model_id"], _pairs(data.get("params")))])
+    return {}
+
+
 def search_logged_models(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
-    """MLflow 3's logged models: eventflow records none yet (models come with the
-    registry), and MLflow's client searches them when it lists a run's artifacts."""
-    for experiment_id in data.get("experiment_ids") or []:
+    experiment_ids = data.get("experiment_ids") or []
+    for experiment_id in experiment_ids:
         _experiment(runtime, experiment_id)
-    return {"models": []}
+    models, token = runtime.read(
+        queries.search_logged_models, experiment_ids, data.get("filter"), as_int(data, "max_results", 100), data.get("page_token")
+    )
+    return {"models": models, **({"next_page_token": token} if token else {})}
+
+
+def log_outputs(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    run = _run(runtime, data)
+    models = data.get("models") or []
+    for model in models:
+        _logged_model(runtime, model.get("model_id"))
+    if models:
+        runtime.write([commands.log_outputs(run["info"]["run_id"], models)])
+    return {}
 
 
 ENDPOINTS: dict[str, tuple[Handler, tuple[str, ...]]] = {
@@ -326,13 +406,21 @@ ENDPOINTS: dict[str, tuple[Handler, tuple[str, ...]]] = {
     "metrics/get-history": (get_metric_history, ("GET",)),
     "runs/log-inputs": (log_inputs, ("POST",)),
     "metrics/get-history-bulk-interval": (get_metric_history_bulk_interval, ("GET",)),
+    "runs/outputs": (log_outputs, ("POST",)),
     "logged-models/search": (search_logged_models, ("POST",)),
+    "logged-models": (create_logged_model, ("POST",)),
+    "logged-models/{model_id}": (get_logged_model, ("GET",)),
+    "logged-models/{model_id}#finalize": (finalize_logged_model, ("PATCH",)),
+    "logged-models/{model_id}#delete": (delete_logged_model, ("DELETE",)),
+    "logged-models/{model_id}/tags": (set_logged_model_tags, ("PATCH",)),
+    "logged-models/{model_id}/tags/{tag_key}": (delete_logged_model_tag, ("DELETE",)),
+    "logged-models/{model_id}/params": (log_logged_model_params, ("POST",)),
 }
 
 
 def _endpoint(runtime: Runtime, handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
     async def endpoint(request: Request) -> JSONResponse:
-        data = await fields(request)
+        data = {**await fields(request), **request.path_params}
         return JSONResponse(await run_in_threadpool(handler, runtime, data))
 
     return endpoint
@@ -341,6 +429,7 @@ def _endpoint(runtime: Runtime, handler: Handler) -> Callable[[Request], Awaitab
 def routes(runtime: Runtime) -> list[Route]:
     out = []
     for prefix in ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/"):
-        for path, (handler, methods) in ENDPOINTS.items():
+        for name, (handler, methods) in ENDPOINTS.items():
+            path = name.partition("#")[0]  # "#…" tells apart handlers of one path by method
             out.append(Route(prefix + path, _endpoint(runtime, handler), methods=list(methods)))
     return out

@@ -14,9 +14,22 @@ from typing import Any
 from sqlalchemy import Connection, func, literal, not_, select
 from sqlalchemy.sql import ColumnElement
 
-from eventflow.search_filter import EXPERIMENT_ATTRIBUTES, Clause, parse, parse_order_by
+from eventflow.search_filter import EXPERIMENT_ATTRIBUTES, LOGGED_MODEL_ATTRIBUTES, Clause, parse, parse_order_by
 from eventflow.validation import InvalidInput
-from eventflow.views.tables import datasets, experiment_tags, experiments, inputs, latest_metrics, params, runs, tags
+from eventflow.views.tables import (
+    datasets,
+    experiment_tags,
+    experiments,
+    inputs,
+    latest_metrics,
+    logged_model_params,
+    logged_model_tags,
+    logged_models,
+    params,
+    run_outputs,
+    runs,
+    tags,
+)
 
 VIEW_TYPES = {"ACTIVE_ONLY": ("active",), "DELETED_ONLY": ("deleted",), "ALL": ("active", "deleted")}
 
@@ -140,6 +153,10 @@ def _run_dicts(connection: Connection, rows: Sequence[Any]) -> list[dict[str, An
                 dataset = {"name": row.name, "digest": row.digest, "source_type": row.source_type, "source": row.source}
                 dataset.update({k: getattr(row, k) for k in ("schema", "profile") if getattr(row, k) is not None})
                 dataset_inputs.setdefault(row.run_id, []).append({"tags": json.loads(row.tags), "dataset": dataset})
+    outputs: dict[str, list[dict[str, Any]]] = {}
+    for start in range(0, len(ids), 500):
+        for row in connection.execute(select(run_outputs).where(run_outputs.c.run_id.in_(ids[start : start + 500])).order_by(run_outputs.c.step)):
+            outputs.setdefault(row.run_id, []).append({"model_id": row.model_id, "step": row.step})
     return [
         {
             "info": {
@@ -156,6 +173,7 @@ def _run_dicts(connection: Connection, rows: Sequence[Any]) -> list[dict[str, An
             },
             "data": data[row.run_id],
             "inputs": {"dataset_inputs": dataset_inputs[row.run_id]} if row.run_id in dataset_inputs else {},
+            "outputs": {"model_outputs": outputs[row.run_id]} if row.run_id in outputs else {},
         }
         for row in rows
     ]
@@ -310,3 +328,68 @@ def metric_history_interval(
         within = [p for p in points if (start_step is None or p["step"] >= start_step) and (end_step is None or p["step"] <= end_step)]
         out += [{**p, "run_id": run_id} for p in sample_steps(within, max_results)]
     return out
+
+
+# -- logged models (MLflow 3) ----------------------------------------------------------------
+
+
+def _logged_model_dicts(connection: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    ids = [row.model_id for row in rows]
+    model_tags: dict[str, list[dict[str, str]]] = {i: [] for i in ids}
+    model_params: dict[str, list[dict[str, str]]] = {i: [] for i in ids}
+    if ids:
+        for tag in connection.execute(select(logged_model_tags).where(logged_model_tags.c.model_id.in_(ids)).order_by(logged_model_tags.c.key)):
+            model_tags[tag.model_id].append({"key": tag.key, "value": tag.value})
+        for param in connection.execute(select(logged_model_params).where(logged_model_params.c.model_id.in_(ids)).order_by(logged_model_params.c.key)):
+            model_params[param.model_id].append({"key": param.key, "value": param.value})
+    out = []
+    for row in rows:
+        info: dict[str, Any] = {
+            "model_id": row.model_id,
+            "experiment_id": row.experiment_id,
+            "name": row.name,
+            "artifact_uri": row.artifact_location,
+            "status": row.status,
+            "creation_timestamp_ms": row.creation_time,
+            "last_updated_timestamp_ms": row.last_updated_time,
+            "tags": model_tags[row.model_id],
+        }
+        for optional in ("status_message", "model_type", "source_run_id"):
+            if getattr(row, optional) is not None:
+                info[optional] = getattr(row, optional)
+        out.append({"info": info, "data": {"params": model_params[row.model_id], "metrics": []}})
+    return out
+
+
+def get_logged_model(connection: Connection, model_id: str) -> dict[str, Any] | None:
+    rows = connection.execute(
+        select(logged_models).where(logged_models.c.model_id == model_id, logged_models.c.lifecycle_stage == "active")
+    ).all()
+    return _logged_model_dicts(connection, rows)[0] if rows else None
+
+
+def search_logged_models(
+    connection: Connection,
+    experiment_ids: Sequence[str],
+    filter_string: str | None = None,
+    max_results: int | None = 100,
+    page_token: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    query = select(logged_models).where(logged_models.c.experiment_id.in_([str(e) for e in experiment_ids]), logged_models.c.lifecycle_stage == "active")
+    names = {"creation_timestamp": "creation_time", "last_updated_timestamp": "last_updated_time"}
+    for clause in parse(filter_string, LOGGED_MODEL_ATTRIBUTES):
+        if clause.entity == "attributes":
+            query = query.where(_compare(logged_models.c[names.get(clause.key, clause.key)], clause))
+        elif clause.entity == "tags":
+            inner = select(logged_model_tags.c.model_id).where(logged_model_tags.c.key == clause.key, _compare(logged_model_tags.c.value, clause))
+            query = query.where(logged_models.c.model_id.in_(inner))
+        elif clause.entity == "params":
+            inner = select(logged_model_params.c.model_id).where(logged_model_params.c.key == clause.key, _compare(logged_model_params.c.value, clause))
+            query = query.where(logged_models.c.model_id.in_(inner))
+        else:
+            raise InvalidInput(f"Invalid logged model filter on {clause.entity}.{clause.key}")
+    offset = decode_token(page_token)
+    limit = max_results or 100
+    rows = connection.execute(query.order_by(logged_models.c.creation_time.desc(), logged_models.c.model_id).offset(offset).limit(limit + 1)).all()
+    token = encode_token(offset + limit) if len(rows) > limit else None
+    return _logged_model_dicts(connection, rows[:limit]), token

@@ -118,6 +118,47 @@ inputs = Table(
     Column("tags", Text, nullable=False),  # JSON list of {key, value}
 )
 
+# MLflow 3's logged models: a model's files live under artifact_location.
+logged_models = Table(
+    "logged_models",
+    metadata,
+    Column("model_id", String(64), primary_key=True),
+    Column("experiment_id", String(64), nullable=False, index=True),
+    Column("name", String(250), nullable=False),
+    Column("artifact_location", Text, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("status_message", Text),
+    Column("model_type", String(250)),
+    Column("source_run_id", String(256), index=True),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_updated_time", BigInteger, nullable=False),
+    Column("lifecycle_stage", String(32), nullable=False),
+)
+
+logged_model_tags = Table(
+    "logged_model_tags",
+    metadata,
+    Column("model_id", String(64), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+logged_model_params = Table(
+    "logged_model_params",
+    metadata,
+    Column("model_id", String(64), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+run_outputs = Table(
+    "run_outputs",
+    metadata,
+    Column("run_id", String(256), primary_key=True),
+    Column("model_id", String(64), primary_key=True),
+    Column("step", BigInteger, nullable=False),
+)
+
 # Events already applied, by id: a producer that retries (a lost HTTP answer, a Kafka
 # timeout while the client still holds the records) may append an event twice.
 applied_events = Table(

@@ -157,3 +157,30 @@ def test_history_bulk_interval_samples_each_runs_steps(client, url):
         assert steps == list(range(100, 601, 50))
     wrong = httpx.get(url + "/api/2.0/mlflow/metrics/get-history-bulk-interval", params={"run_ids": run_ids, "metric_key": "loss", "start_step": 5, "end_step": 1})
     assert wrong.status_code == 400 and wrong.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_sklearn_autolog_lands_params_metrics_tags_and_a_loadable_model(client, url):
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.set_experiment("compat-autolog")
+    mlflow.sklearn.autolog(log_input_examples=False, silent=True)
+    try:
+        features, labels = load_iris(return_X_y=True)
+        with mlflow.start_run() as run:
+            LogisticRegression(max_iter=300).fit(features, labels)
+    finally:
+        mlflow.sklearn.autolog(disable=True)
+    got = client.get_run(run.info.run_id)
+    assert got.data.params["max_iter"] == "300"
+    assert got.data.metrics["training_accuracy_score"] > 0.9
+    assert got.data.tags["estimator_class"] == "sklearn.linear_model._logistic.LogisticRegression"
+    [output] = got.outputs.model_outputs
+    model = client.get_logged_model(output.model_id)
+    assert model.status == mlflow.entities.LoggedModelStatus.READY and model.source_run_id == run.info.run_id
+    loaded = mlflow.sklearn.load_model(f"models:/{output.model_id}")
+    assert list(loaded.predict(features[:3])) == [0, 0, 0]
+    created = [e["event"] for e in events(url, type="logged_model.*") if e["event"]["payload"]["model_id"] == output.model_id]
+    assert [e["type"] for e in created][:1] == ["logged_model.created"] and "logged_model.finalized" in [e["type"] for e in created]
+    found = client.search_logged_models(experiment_ids=[got.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
+    assert [m.model_id for m in found] == [output.model_id]
