@@ -15,9 +15,27 @@ import mlflow  # noqa: E402  (a test dependency: pip install -e '.[test]')
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def url(tmp_path_factory):
-    with running_server(tmp_path_factory.mktemp("mlflow-compat")) as url:
+STARTED_MS = int(__import__("time").time() * 1000)
+
+
+@pytest.fixture(scope="module", params=["embedded", "kafka+postgresql"])
+def url(request, tmp_path_factory):
+    """A server on the embedded default, then one on Kafka with PostgreSQL views."""
+    home = tmp_path_factory.mktemp("mlflow-compat")
+    options: list[str] = []
+    if request.param == "kafka+postgresql":
+        import uuid
+
+        from sqlalchemy import create_engine, text
+
+        postgres_url = request.getfixturevalue("postgres_url")
+        name = "compat_" + uuid.uuid4().hex[:10]
+        admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE {name}"))
+        admin.dispose()
+        options = ["--kafka", request.getfixturevalue("kafka_bootstrap"), "--db", postgres_url.rsplit("/", 1)[0] + "/" + name]
+    with running_server(home, *options) as url:
         yield url
 
 
@@ -31,7 +49,15 @@ def client(url, monkeypatch):
 
 
 def events(url: str, **params) -> list[dict]:
-    return httpx.get(url + "/api/2.0/eventflow/events", params={"max_results": 10000, **params}).json()["events"]
+    """This module's events (a shared broker holds other tests' too)."""
+    found, token = [], None
+    while True:
+        query = {"max_results": 10000, "from_time": STARTED_MS, **params, **({"page_token": token} if token else {})}
+        page = httpx.get(url + "/api/2.0/eventflow/events", params=query).json()
+        found += page["events"]
+        token = page.get("next_page_token")
+        if not token:
+            return found
 
 
 def test_fluent_logging_reads_back_and_is_on_the_log_in_order(client, url, tmp_path):
