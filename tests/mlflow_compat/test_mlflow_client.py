@@ -54,7 +54,7 @@ def events(url: str, **params) -> list[dict]:
     while True:
         query = {"max_results": 10000, "from_time": STARTED_MS, **params, **({"page_token": token} if token else {})}
         page = httpx.get(url + "/api/2.0/eventflow/events", params=query).json()
-        found += page["events"]
+        found += [e for e in page["events"] if "event" in e]  # undecodable records carry "error" instead
         token = page.get("next_page_token")
         if not token:
             return found

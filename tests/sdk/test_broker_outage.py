@@ -81,5 +81,5 @@ def test_the_sdk_produces_straight_to_kafka_with_views_in_postgresql(tmp_path, m
         eventflow.set_tracking_uri(None)
     engine = create_engine(db)
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT count(*) FROM metrics")).scalar() == 2000
+        assert connection.execute(text("SELECT count(*) FROM metrics WHERE run_id = :r"), {"r": run.run_id}).scalar() == 2000
     engine.dispose()
