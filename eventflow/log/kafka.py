@@ -8,6 +8,7 @@ configured partition count and replication factor, since brokers here run with
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -32,6 +33,8 @@ from eventflow.log.base import (
 )
 
 DEFAULT_PARTITIONS = 3
+
+logger = logging.getLogger(__name__)
 
 
 def _ours(tps: Iterable[KafkaTopicPartition]) -> set[TopicPartition]:
@@ -269,7 +272,12 @@ class _Listener(AsyncConsumerRebalanceListener):
                 consumer._positions.pop(tp, None)
         offsets, consumer._deferred_commit = consumer._deferred_commit, {}
         if offsets:
-            await consumer._consumer._coordinator._commit_offsets_sync_async(offsets)
+            try:
+                await consumer._consumer._coordinator._commit_offsets_sync_async(offsets)
+            except Exception as error:
+                # The group moved on (a slow member was expelled): the next owner re-reads
+                # from the last committed offset — a redelivery, never a stuck member.
+                logger.warning("commit while handing over %s failed: %s", sorted(ours), error)
 
     async def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
         consumer = self.consumer

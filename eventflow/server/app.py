@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from eventflow import __version__
 from eventflow.codec import CodecError
-from eventflow.server import artifacts, events_api, tracking
+from eventflow.server import artifacts, events_api, openapi, tracking
 from eventflow.server.errors import ApiError, error_response, handle_api_error
 from eventflow.server.runtime import Runtime
 from eventflow.validation import InvalidInput
@@ -33,6 +33,9 @@ def create_app(runtime: Runtime) -> Starlette:
     async def version(request: Request) -> PlainTextResponse:
         return PlainTextResponse(__version__)
 
+    async def openapi_document(request: Request) -> JSONResponse:
+        return JSONResponse(openapi.document())
+
     async def not_found(request: Request, exc: Exception) -> JSONResponse:
         return error_response("ENDPOINT_NOT_FOUND", f"No API endpoint {request.method} {request.url.path}", 404)
 
@@ -42,6 +45,7 @@ def create_app(runtime: Runtime) -> Starlette:
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/version", version, methods=["GET"]),
+        Route("/api/2.0/eventflow/openapi.json", openapi_document, methods=["GET"]),
         *tracking.routes(runtime),
         *artifacts.routes(runtime),
         *events_api.routes(runtime),

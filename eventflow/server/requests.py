@@ -47,3 +47,26 @@ def as_int(data: dict[str, Any], name: str, default: int | None = None) -> int |
         return int(value)
     except (TypeError, ValueError):
         raise ApiError(f"Invalid value {json.dumps(value)} for parameter '{name}' supplied: it must be an integer.") from None
+
+
+def objects(data: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """A list-of-objects field (tags, metrics, datasets…), or a clear error."""
+    items = data.get(name)
+    if items is None:
+        return []
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise ApiError(f"Invalid value {json.dumps(items)[:200]} for parameter '{name}' supplied: it must be a list of objects.")
+    return items
+
+
+def pairs(data: dict[str, Any], name: str) -> list[tuple[Any, Any]]:
+    """A list of ``{key, value}`` objects as (key, value) pairs; checking them is the commands' job."""
+    return [(item.get("key"), item.get("value")) for item in objects(data, name)]
+
+
+def text(data: dict[str, Any], name: str, default: str | None = None) -> str | None:
+    """An optional string field, or a clear error if it is something else."""
+    value = data.get(name, default)
+    if value is None or isinstance(value, str):
+        return value
+    raise ApiError(f"Invalid value {json.dumps(value)[:200]} for parameter '{name}' supplied: it must be a string.")

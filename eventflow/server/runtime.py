@@ -122,6 +122,8 @@ class Runtime:
 
     def artifact_file(self, relative: str) -> Path:
         """The local file behind an artifact path, refusing anything outside the store."""
+        if "\x00" in relative:
+            raise ApiError(f"Invalid artifact path {relative!r}: it contains a NUL byte", "INVALID_PARAMETER_VALUE")
         root = self.artifacts.resolve()
         target = (root / relative.lstrip("/")).resolve()
         if target != root and root not in target.parents:

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from eventflow import commands
 from eventflow import validation as v
 from eventflow.server.errors import ApiError, not_found
-from eventflow.server.requests import as_int, fields, required
+from eventflow.server.requests import as_int, fields, objects, pairs, required, text
 from eventflow.server.runtime import Runtime
 from eventflow.views import queries
 
@@ -56,9 +56,8 @@ def create_experiment(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     if runtime.read(queries.get_experiment_by_name, name) is not None:
         raise ApiError(f"Experiment '{name}' already exists.", "RESOURCE_ALREADY_EXISTS")
     experiment_id = str(secrets.randbelow(2**53 - 1) + 1)
-    location = data.get("artifact_location") or runtime.experiment_artifact_location(experiment_id)
-    tags = {t["key"]: t.get("value", "") for t in data.get("tags") or []}
-    runtime.write([commands.create_experiment(experiment_id, name, location, tags)])
+    location = text(data, "artifact_location") or runtime.experiment_artifact_location(experiment_id)
+    runtime.write([commands.create_experiment(experiment_id, name, location, pairs(data, "tags"))])
     return {"experiment_id": experiment_id}
 
 
@@ -126,7 +125,7 @@ def create_run(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     experiment = _experiment(runtime, data.get("experiment_id") or "0")
     if experiment["lifecycle_stage"] != "active":
         raise ApiError(f"The experiment {experiment['experiment_id']} must be in the 'active' state. Current state is deleted.")
-    tags = {t["key"]: t.get("value", "") for t in data.get("tags") or []}
+    tags = dict(pairs(data, "tags"))
     run_id = commands.new_run_id()
     run_name = data.get("run_name") or tags.get("mlflow.runName") or f"run-{run_id[:8]}"
     tags["mlflow.runName"] = run_name
@@ -193,10 +192,10 @@ def log_batch(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     run = _run(runtime, data)
     metrics = [
         (m.get("key"), m.get("value"), as_int(m, "timestamp", int(time.time() * 1000)), as_int(m, "step", 0))
-        for m in data.get("metrics") or []
+        for m in objects(data, "metrics")
     ]
-    params = [(p.get("key"), p.get("value")) for p in data.get("params") or []]
-    tags = [(t.get("key"), t.get("value")) for t in data.get("tags") or []]
+    params = pairs(data, "params")
+    tags = pairs(data, "tags")
     events = commands.log_batch(run["info"]["run_id"], metrics, params, tags)
     _check_params_unchanged(run, params)
     if events:
@@ -263,7 +262,7 @@ def get_metric_history(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]
 
 def log_inputs(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     run = _run(runtime, data)
-    datasets = data.get("datasets") or []
+    datasets = objects(data, "datasets")
     if datasets:
         runtime.write([commands.log_inputs(run["info"]["run_id"], datasets)])
     return {}
@@ -306,10 +305,6 @@ def _logged_model(runtime: Runtime, model_id: Any) -> dict[str, Any]:
     return model
 
 
-def _pairs(items: Any) -> list[tuple[str, Any]]:
-    return [(item.get("key"), item.get("value")) for item in items or []]
-
-
 def create_logged_model(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     experiment = _experiment(runtime, required(data, "experiment_id"))
     model_id = commands.new_model_id()
@@ -320,7 +315,7 @@ def create_logged_model(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any
         _run(runtime, {"run_id": source_run_id}, active=False)
     event = commands.create_logged_model(
         model_id, experiment["experiment_id"], name, location, model_type=data.get("model_type") or None,
-        source_run_id=source_run_id, params=_pairs(data.get("params")), tags=_pairs(data.get("tags")),
+        source_run_id=source_run_id, params=pairs(data, "params"), tags=pairs(data, "tags"),
     )
     runtime.write([event])
     return {"model": _logged_model(runtime, model_id)}
@@ -346,7 +341,7 @@ def delete_logged_model(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any
 
 def set_logged_model_tags(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     model = _logged_model(runtime, required(data, "model_id"))
-    runtime.write([commands.set_logged_model_tags(model["info"]["model_id"], _pairs(data.get("tags")))])
+    runtime.write([commands.set_logged_model_tags(model["info"]["model_id"], pairs(data, "tags"))])
     return {}
 
 
@@ -358,7 +353,7 @@ def delete_logged_model_tag(runtime: Runtime, data: dict[str, Any]) -> dict[str,
 
 def log_logged_model_params(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     model = _logged_model(runtime, required(data, "model_id"))
-    runtime.write([commands.log_logged_model_params(model["info"]["model_id"], _pairs(data.get("params")))])
+    runtime.write([commands.log_logged_model_params(model["info"]["model_id"], pairs(data, "params"))])
     return {}
 
 
@@ -374,7 +369,7 @@ def search_logged_models(runtime: Runtime, data: dict[str, Any]) -> dict[str, An
 
 def log_outputs(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     run = _run(runtime, data)
-    models = data.get("models") or []
+    models = objects(data, "models")
     for model in models:
         _logged_model(runtime, model.get("model_id"))
     if models:

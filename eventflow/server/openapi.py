@@ -1,0 +1,139 @@
+"""The OpenAPI document of the whole REST surface, served at ``/api/2.0/eventflow/openapi.json``.
+
+Built from one table of each endpoint's fields, so that notebooks, other UIs and API
+fuzzers (the test suite runs schemathesis against it) see exactly what the server takes.
+A test checks that every route has an entry here and every entry a route.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventflow import __version__
+
+MLFLOW = "/api/2.0/mlflow/"
+
+_KEY_VALUE = {"type": "object", "properties": {"key": {"type": "string"}, "value": {"type": "string"}}}
+_METRIC = {
+    "type": "object",
+    "properties": {"key": {"type": "string"}, "value": {"type": "number"}, "timestamp": {"type": "integer"}, "step": {"type": "integer"}},
+}
+_DATASET_INPUT = {
+    "type": "object",
+    "properties": {
+        "tags": {"type": "array", "items": _KEY_VALUE},
+        "dataset": {
+            "type": "object",
+            "properties": {k: {"type": "string"} for k in ("name", "digest", "source_type", "source", "schema", "profile")},
+        },
+    },
+}
+_MODEL_OUTPUT = {"type": "object", "properties": {"model_id": {"type": "string"}, "step": {"type": "integer"}}}
+
+TYPES: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "integer": {"type": "integer"},
+    "number": {"type": "number"},
+    "strings": {"type": "array", "items": {"type": "string"}},
+    "pairs": {"type": "array", "items": _KEY_VALUE},
+    "metrics": {"type": "array", "items": _METRIC},
+    "datasets": {"type": "array", "items": _DATASET_INPUT},
+    "models": {"type": "array", "items": _MODEL_OUTPUT},
+}
+
+# method, path (after /api/2.0/mlflow/ unless absolute), fields ("!" = required), summary
+ENDPOINTS: list[tuple[str, str, dict[str, str], str]] = [
+    ("POST", "experiments/create", {"name": "string!", "artifact_location": "string", "tags": "pairs"}, "Create an experiment"),
+    ("GET", "experiments/get", {"experiment_id": "string!"}, "Get an experiment"),
+    ("GET", "experiments/get-by-name", {"experiment_name": "string!"}, "Get an experiment by name"),
+    ("GET", "experiments/search", {"max_results": "integer", "page_token": "string", "filter": "string", "view_type": "string"}, "Search experiments"),
+    ("POST", "experiments/search", {"max_results": "integer", "page_token": "string", "filter": "string", "order_by": "strings", "view_type": "string"}, "Search experiments"),
+    ("POST", "experiments/update", {"experiment_id": "string!", "new_name": "string!"}, "Rename an experiment"),
+    ("POST", "experiments/delete", {"experiment_id": "string!"}, "Delete an experiment"),
+    ("POST", "experiments/restore", {"experiment_id": "string!"}, "Restore an experiment"),
+    ("POST", "experiments/set-experiment-tag", {"experiment_id": "string!", "key": "string!", "value": "string!"}, "Set an experiment tag"),
+    ("POST", "experiments/delete-experiment-tag", {"experiment_id": "string!", "key": "string!"}, "Delete an experiment tag"),
+    ("POST", "runs/create", {"experiment_id": "string", "user_id": "string", "run_name": "string", "start_time": "integer", "tags": "pairs"}, "Create a run"),
+    ("GET", "runs/get", {"run_id": "string!"}, "Get a run"),
+    ("POST", "runs/update", {"run_id": "string!", "status": "string", "end_time": "integer", "run_name": "string"}, "Update a run"),
+    ("POST", "runs/delete", {"run_id": "string!"}, "Delete a run"),
+    ("POST", "runs/restore", {"run_id": "string!"}, "Restore a run"),
+    ("POST", "runs/log-metric", {"run_id": "string!", "key": "string!", "value": "number!", "timestamp": "integer!", "step": "integer"}, "Log a metric"),
+    ("POST", "runs/log-parameter", {"run_id": "string!", "key": "string!", "value": "string!"}, "Log a param"),
+    ("POST", "runs/set-tag", {"run_id": "string!", "key": "string!", "value": "string!"}, "Set a run tag"),
+    ("POST", "runs/delete-tag", {"run_id": "string!", "key": "string!"}, "Delete a run tag"),
+    ("POST", "runs/log-batch", {"run_id": "string!", "metrics": "metrics", "params": "pairs", "tags": "pairs"}, "Log metrics, params and tags"),
+    ("POST", "runs/log-inputs", {"run_id": "string!", "datasets": "datasets"}, "Log a run's input datasets"),
+    ("POST", "runs/outputs", {"run_id": "string!", "models": "models"}, "Log the models a run produced"),
+    ("POST", "runs/search", {"experiment_ids": "strings", "filter": "string", "run_view_type": "string", "max_results": "integer", "order_by": "strings", "page_token": "string"}, "Search runs"),
+    ("GET", "runs/search", {"experiment_ids": "strings", "filter": "string", "run_view_type": "string", "max_results": "integer", "page_token": "string"}, "Search runs"),
+    ("GET", "metrics/get-history", {"run_id": "string!", "metric_key": "string!", "max_results": "integer", "page_token": "string"}, "A metric's history"),
+    ("GET", "metrics/get-history-bulk-interval", {"run_ids": "strings!", "metric_key": "string!", "start_step": "integer", "end_step": "integer", "max_results": "integer"}, "Sampled histories of several runs"),
+    ("POST", "logged-models/search", {"experiment_ids": "strings", "filter": "string", "max_results": "integer", "page_token": "string"}, "Search logged models"),
+    ("POST", "logged-models", {"experiment_id": "string!", "name": "string", "model_type": "string", "source_run_id": "string", "params": "pairs", "tags": "pairs"}, "Create a logged model"),
+    ("GET", "logged-models/{model_id}", {}, "Get a logged model"),
+    ("PATCH", "logged-models/{model_id}", {"status": "string!"}, "Finalize a logged model"),
+    ("DELETE", "logged-models/{model_id}", {}, "Delete a logged model"),
+    ("PATCH", "logged-models/{model_id}/tags", {"tags": "pairs"}, "Set logged model tags"),
+    ("DELETE", "logged-models/{model_id}/tags/{tag_key}", {}, "Delete a logged model tag"),
+    ("POST", "logged-models/{model_id}/params", {"params": "pairs"}, "Log logged model params"),
+    ("GET", "artifacts/list", {"run_id": "string!", "path": "string"}, "List a run's artifacts"),
+    ("GET", "/api/2.0/mlflow-artifacts/artifacts", {"path": "string"}, "List artifacts in the store"),
+    ("GET", "/api/2.0/eventflow/events", {"type": "strings", "topic": "strings", "from_time": "integer", "from_offset": "integer", "max_results": "integer", "page_token": "string"}, "Read the event log"),
+]
+
+_ERROR = {
+    "description": "An error in MLflow's shape",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["error_code", "message"],
+                "properties": {"error_code": {"type": "string"}, "message": {"type": "string"}},
+            }
+        }
+    },
+}
+
+
+def _path(path: str) -> str:
+    return path if path.startswith("/") else MLFLOW + path
+
+
+def document() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, fields, summary in ENDPOINTS:
+        full = _path(path)
+        operation: dict[str, Any] = {
+            "summary": summary,
+            "operationId": f"{method.lower()} {full}",
+            "responses": {"200": {"description": "Success", "content": {"application/json": {"schema": {"type": "object"}}}}, "default": _ERROR},
+        }
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in (part[1:-1] for part in full.split("/") if part.startswith("{"))
+        ]
+        if method in ("GET", "DELETE"):
+            parameters += [
+                {"name": name.rstrip("!"), "in": "query", "required": kind.endswith("!"), "schema": TYPES[kind.rstrip("!")],
+                 **({"style": "form", "explode": True} if kind.startswith("strings") else {})}
+                for name, kind in fields.items()
+            ]
+        elif fields:
+            required = [name for name, kind in fields.items() if kind.endswith("!")]
+            schema: dict[str, Any] = {"type": "object", "properties": {name: TYPES[kind.rstrip("!")] for name, kind in fields.items()}}
+            if required:
+                schema["required"] = required
+            operation["requestBody"] = {"required": bool(required), "content": {"application/json": {"schema": schema}}}
+        if parameters:
+            operation["parameters"] = parameters
+        paths.setdefault(full, {})[method.lower()] = operation
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "eventflow",
+            "version": __version__,
+            "description": "MLflow's REST API 2.0 over an event log, plus eventflow's extensions. Every write is an event.",
+        },
+        "paths": paths,
+    }
