@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from eventflow import __version__
 from eventflow.codec import CodecError
+from eventflow.log import LogError
 from eventflow.server import artifacts, events_api, openapi, tracking
 from eventflow.server.errors import ApiError, error_response, handle_api_error
 from eventflow.server.runtime import Runtime
@@ -54,6 +55,7 @@ def create_app(runtime: Runtime) -> Starlette:
         ApiError: handle_api_error,
         InvalidInput: handle_api_error,
         CodecError: handle_api_error,
+        LogError: handle_api_error,
         Exception: handle_api_error,
         404: not_found,
         405: not_allowed,

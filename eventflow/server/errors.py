@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from eventflow.codec import CodecError
+from eventflow.log import LogError
 from eventflow.validation import InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -54,5 +55,8 @@ async def handle_api_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(exc.error_code, exc.message)
     if isinstance(exc, CodecError):
         return error_response("INVALID_PARAMETER_VALUE", str(exc))
+    if isinstance(exc, LogError):  # the broker is unreachable, or the log closed under us
+        logger.warning("log unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return error_response("TEMPORARILY_UNAVAILABLE", f"the event log is unavailable: {exc}")
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response("INTERNAL_ERROR", f"internal error: {type(exc).__name__}: {exc}", 500)

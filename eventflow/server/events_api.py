@@ -70,31 +70,38 @@ def _token(positions: dict[TopicPartition, int]) -> str:
 
 def _positions(token: str) -> dict[TopicPartition, int]:
     try:
-        return {TopicPartition(t, p): o for t, p, o in json.loads(base64.urlsafe_b64decode(token.encode()))}
+        positions = {TopicPartition(str(t), int(p)): int(o) for t, p, o in json.loads(base64.urlsafe_b64decode(token.encode()))}
     except Exception:
         raise ApiError(f"Invalid page_token {token!r}") from None
+    if any(not 0 <= offset < 2**63 for offset in positions.values()):
+        raise ApiError(f"Invalid page_token {token!r}")
+    return positions
+
+
+def _not_negative(query: dict[str, Any], name: str) -> int | None:
+    return as_int(query, name, None, 0)
 
 
 def read_events(runtime: Runtime, query: dict[str, Any]) -> dict[str, Any]:
     topics = query.get("topic") or list(LIFECYCLE_TOPICS)
     types = query.get("type") or []
-    max_results = as_int(query, "max_results", 1000) or 1000
-    if not 0 < max_results <= 10000:
-        raise ApiError("max_results must be between 1 and 10000")
+    max_results = as_int(query, "max_results", 1000, 1, 10000)
+    from_time, from_offset = _not_negative(query, "from_time"), _not_negative(query, "from_offset")
+    positions = _positions(query["page_token"]) if query.get("page_token") else None
     unknown = [t for t in topics if t not in runtime.log.topics()]
     if unknown:
         raise ApiError(f"unknown topic(s): {', '.join(unknown)}")
     events: list[dict[str, Any]] = []
     with runtime.log.consumer(topics) as consumer:
-        if query.get("page_token"):
-            for tp, offset in _positions(query["page_token"]).items():
+        if positions is not None:
+            for tp, offset in positions.items():
                 if tp in consumer.assignment():
                     consumer.seek(tp, offset)
-        elif query.get("from_time") is not None:
-            consumer.seek_to_time(as_int(query, "from_time") or 0)
-        elif query.get("from_offset") is not None:
+        elif from_time is not None:
+            consumer.seek_to_time(from_time)
+        elif from_offset is not None:
             for tp in consumer.assignment():
-                consumer.seek(tp, as_int(query, "from_offset") or 0)
+                consumer.seek(tp, from_offset)
         else:
             consumer.seek_to_beginning()
         ends = {tp: runtime.log.end_offsets(tp.topic)[tp.partition] for tp in consumer.assignment()}

@@ -39,14 +39,23 @@ def required(data: dict[str, Any], name: str) -> Any:
     return value
 
 
-def as_int(data: dict[str, Any], name: str, default: int | None = None) -> int | None:
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def as_int(data: dict[str, Any], name: str, default: int | None = None, low: int = INT64[0], high: int = INT64[1]) -> int | None:
+    """An integer field (numbers may come as strings in query strings), within [low, high]."""
     value = data.get(name, default)
     if value is None or value == "":
         return default
+    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+        raise ApiError(f"Invalid value {json.dumps(value)} for parameter '{name}' supplied: it must be an integer.")
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ApiError(f"Invalid value {json.dumps(value)} for parameter '{name}' supplied: it must be an integer.") from None
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ApiError(f"Invalid value {json.dumps(value)[:100]} for parameter '{name}' supplied: it must be an integer.") from None
+    if not low <= number <= high:
+        raise ApiError(f"Invalid value {number} for parameter '{name}' supplied: it must be between {low} and {high}.")
+    return number
 
 
 def objects(data: dict[str, Any], name: str) -> list[dict[str, Any]]:

@@ -124,6 +124,10 @@ class Runtime:
         """The local file behind an artifact path, refusing anything outside the store."""
         if "\x00" in relative:
             raise ApiError(f"Invalid artifact path {relative!r}: it contains a NUL byte", "INVALID_PARAMETER_VALUE")
+        if len(relative.encode()) > 3000 or any(len(part.encode()) > 255 for part in relative.split("/")):
+            raise ApiError(
+                f"Invalid artifact path {relative[:80]!r}…: a name may have 255 bytes and a path 3000", "INVALID_PARAMETER_VALUE"
+            )
         root = self.artifacts.resolve()
         target = (root / relative.lstrip("/")).resolve()
         if target != root and root not in target.parents:

@@ -77,7 +77,7 @@ def search_experiments(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]
     experiments, token = runtime.read(
         queries.search_experiments,
         view_type=data.get("view_type") or "ACTIVE_ONLY",
-        max_results=as_int(data, "max_results", 1000),
+        max_results=as_int(data, "max_results", 1000, 1, 50000),
         page_token=data.get("page_token"),
         filter_string=data.get("filter"),
         order_by=data.get("order_by") or [],
@@ -233,9 +233,7 @@ def search_runs(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     experiment_ids = data.get("experiment_ids") or []
     if isinstance(experiment_ids, str):
         experiment_ids = [experiment_ids]
-    max_results = as_int(data, "max_results", 1000)
-    if max_results is not None and not 0 < max_results <= 50000:
-        raise ApiError(f"Invalid value {max_results} for parameter 'max_results' supplied. It must be at most 50000, but got value {max_results}")
+    max_results = as_int(data, "max_results", 1000, 1, 50000)
     runs, token = runtime.read(
         queries.search_runs,
         [str(e) for e in experiment_ids],
@@ -254,7 +252,7 @@ def get_metric_history(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]
         queries.metric_history,
         run["info"]["run_id"],
         required(data, "metric_key"),
-        max_results=as_int(data, "max_results"),
+        max_results=as_int(data, "max_results", None, 1, 1_000_000),
         page_token=data.get("page_token"),
     )
     return {"metrics": metrics, **({"next_page_token": token} if token else {})}
@@ -281,9 +279,7 @@ def get_metric_history_bulk_interval(runtime: Runtime, data: dict[str, Any]) -> 
     if len(run_ids) > MAX_BULK_RUNS:
         raise ApiError(f"GetMetricHistoryBulkInterval request must specify at most {MAX_BULK_RUNS} run_ids. Received {len(run_ids)} run_ids.")
     key = required(data, "metric_key")
-    max_results = as_int(data, "max_results", 320) or 320
-    if not 0 < max_results <= MAX_BULK_POINTS:
-        raise ApiError(f"max_results must be between 1 and {MAX_BULK_POINTS}, got {max_results}")
+    max_results = as_int(data, "max_results", 320, 1, MAX_BULK_POINTS)
     start, end = as_int(data, "start_step"), as_int(data, "end_step")
     if start is not None and end is not None and start > end:
         raise ApiError(f"end_step must be greater than start_step. Found start_step={start} and end_step={end}.")
@@ -362,7 +358,7 @@ def search_logged_models(runtime: Runtime, data: dict[str, Any]) -> dict[str, An
     for experiment_id in experiment_ids:
         _experiment(runtime, experiment_id)
     models, token = runtime.read(
-        queries.search_logged_models, experiment_ids, data.get("filter"), as_int(data, "max_results", 100), data.get("page_token")
+        queries.search_logged_models, experiment_ids, data.get("filter"), as_int(data, "max_results", 100, 1, 50000), data.get("page_token")
     )
     return {"models": models, **({"next_page_token": token} if token else {})}
 
