@@ -72,11 +72,34 @@ async def upload(request: Request, runtime: Runtime) -> JSONResponse:
     return JSONResponse({})
 
 
+def _sha256(path: os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verify(runtime: Runtime, relative: str, target: os.PathLike[str]) -> None:
+    """Refuse to serve a run's file that differs from what its artifact event recorded."""
+    owner = _run_of(relative)
+    if owner is None:
+        return
+    recorded = runtime.read(queries.artifact_digest, *owner)
+    if recorded is not None and _sha256(target) != recorded:
+        raise ApiError(
+            f"Artifact {relative!r} does not match the sha256 the log recorded for it ({recorded[:12]}…): "
+            "the stored file was changed or corrupted after it was logged",
+            "INTERNAL_ERROR",
+        )
+
+
 async def download(request: Request, runtime: Runtime) -> Response:
     relative = request.path_params["path"]
     target = runtime.artifact_file(relative)
     if not target.is_file():
         raise not_found(f"Artifact {relative!r} does not exist")
+    await run_in_threadpool(_verify, runtime, relative, target)
     return FileResponse(target, filename=target.name)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.sql import ColumnElement
 from eventflow.search_filter import EXPERIMENT_ATTRIBUTES, LOGGED_MODEL_ATTRIBUTES, Clause, parse, parse_order_by
 from eventflow.validation import InvalidInput
 from eventflow.views.tables import (
+    artifacts,
     datasets,
     experiment_tags,
     experiments,
@@ -186,6 +187,12 @@ def _point(row: Any) -> dict[str, Any]:
 def get_run(connection: Connection, run_id: str) -> dict[str, Any] | None:
     rows = connection.execute(select(runs).where(runs.c.run_id == run_id)).all()
     return _run_dicts(connection, rows)[0] if rows else None
+
+
+def artifact_digest(connection: Connection, run_id: str, path: str) -> str | None:
+    """The sha256 the log recorded for a run's artifact, if it recorded one."""
+    row = connection.execute(select(artifacts.c.sha256).where(artifacts.c.run_id == run_id, artifacts.c.path == path)).first()
+    return row[0] if row else None
 
 
 def _compare(column: Any, clause: Clause) -> ColumnElement[bool]:

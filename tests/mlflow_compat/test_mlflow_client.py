@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 
 STARTED_MS = int(__import__("time").time() * 1000)
+HOMES: dict[str, object] = {}  # each server's home, for tests that reach behind its back
 
 
 @pytest.fixture(scope="module", params=["embedded", "kafka+postgresql"])
@@ -36,6 +37,7 @@ def url(request, tmp_path_factory):
         admin.dispose()
         options = ["--kafka", request.getfixturevalue("kafka_bootstrap"), "--db", postgres_url.rsplit("/", 1)[0] + "/" + name]
     with running_server(home, *options) as url:
+        HOMES[url] = home
         yield url
 
 
@@ -210,3 +212,18 @@ def test_sklearn_autolog_lands_params_metrics_tags_and_a_loadable_model(client, 
     assert [e["type"] for e in created][:1] == ["logged_model.created"] and "logged_model.finalized" in [e["type"] for e in created]
     found = client.search_logged_models(experiment_ids=[got.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
     assert [m.model_id for m in found] == [output.model_id]
+
+
+def test_a_download_is_checked_against_the_sha256_on_the_log(client, url, tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"\x01" * 1000)
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(tmp_path / "weights.bin"))
+    assert open(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="weights.bin", dst_path=str(tmp_path / "a")), "rb").read() == b"\x01" * 1000
+    experiment_id = client.get_run(run.info.run_id).info.experiment_id
+    relative = f"{experiment_id}/{run.info.run_id}/artifacts/weights.bin"
+    # Tamper with the stored file behind the server's back.
+    stored = httpx.get(url + "/api/2.0/mlflow-artifacts/artifacts/" + relative)
+    assert stored.status_code == 200
+    (HOMES[url] / "artifacts" / relative).write_bytes(b"\x02" * 1000)
+    refused = httpx.get(url + "/api/2.0/mlflow-artifacts/artifacts/" + relative)
+    assert refused.status_code == 500 and "does not match the sha256" in refused.json()["message"]
