@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -295,6 +296,12 @@ class ChildService:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _remove_temporary_data_dir(self) -> None:
+        """A data directory the service made for itself goes with it."""
+        if getattr(self, "_temporary", False) and self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.data_dir = None
 
     def _cleanup_process(self) -> int | None:
         """Stop the child (signal, then SIGKILL after ``stop_timeout``) and its watchdog."""

@@ -299,13 +299,8 @@ class LocalKafka(ChildService):
         directory is removed. Returns the broker's exit status if it was started.
         """
         status = self._cleanup_process()
-        if self._temporary and self.data_dir is not None:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-            self.data_dir = None
+        self._remove_temporary_data_dir()
         return status
-
-
-
 
     def __repr__(self) -> str:
         state = f"running at {self.bootstrap}" if self.running else "stopped"

@@ -230,13 +230,8 @@ class LocalPostgres(ChildService):
         if self.socket_dir is not None:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
             self.socket_dir = None
-        if self._temporary and self.data_dir is not None:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-            self.data_dir = None
+        self._remove_temporary_data_dir()
         return status
-
-
-
 
     def __repr__(self) -> str:
         state = f"running at 127.0.0.1:{self.port}" if self.running else "stopped"
