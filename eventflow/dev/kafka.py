@@ -255,10 +255,6 @@ class LocalKafka(ChildService):
         return f"127.0.0.1:{self.port}"
 
     @property
-
-    @property
-
-    @property
     def log_file(self) -> Path | None:
         return self.data_dir / "broker.log" if self.data_dir else None
 

@@ -184,10 +184,6 @@ class LocalPostgres(ChildService):
         return self.data_dir / "pgdata" if self.data_dir else None
 
     @property
-
-    @property
-
-    @property
     def log_file(self) -> Path | None:
         return self.data_dir / "postgres.log" if self.data_dir else None
 

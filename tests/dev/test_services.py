@@ -110,3 +110,13 @@ def test_dev_group_lists_the_services():
     result = CliRunner().invoke(main, ["dev", "--help"])
     assert result.exit_code == 0, result.output
     assert "kafka" in result.output and "postgres" in result.output
+
+
+def test_a_started_service_shows_its_log_and_an_unstarted_one_says_so(tmp_path):
+    from eventflow.dev.kafka import LocalKafka
+    from eventflow.dev.postgres import LocalPostgres
+
+    assert LocalKafka().log_file is None and "no data directory" in LocalKafka().log_tail()
+    with LocalPostgres(quiet=True) as postgres:
+        assert postgres.log_file is not None and postgres.log_file.exists()
+        assert "postgres.log" in postgres.log_tail()
