@@ -134,6 +134,19 @@ async def list_run_artifacts(request: Request, runtime: Runtime) -> JSONResponse
     return JSONResponse({"root_uri": root_uri, "files": files})
 
 
+async def digests(request: Request, runtime: Runtime) -> JSONResponse:
+    """``/api/2.0/eventflow/artifacts/digests``: the size and sha256 the log recorded for each
+    of a run's files under ``path``, so a client can check what it downloads (model loading
+    refuses any file the log does not vouch for)."""
+    run_id = request.query_params.get("run_id")
+    if not run_id:
+        raise ApiError("Missing value for required parameter 'run_id'.")
+    if await run_in_threadpool(runtime.read, queries.get_run, run_id) is None:
+        raise not_found(f"Run with id={run_id} not found")
+    files = await run_in_threadpool(runtime.read, queries.artifact_digests, run_id, request.query_params.get("path", ""))
+    return JSONResponse({"files": files})
+
+
 def _bind(handler, runtime: Runtime):  # type: ignore[no-untyped-def]
     async def endpoint(request: Request) -> Response:
         return await handler(request, runtime)
@@ -152,5 +165,6 @@ def routes(runtime: Runtime) -> list[Route]:
         ]
     for prefix in ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow"):
         out.append(Route(prefix + "/artifacts/list", _bind(list_run_artifacts, runtime), methods=["GET"]))
+    out.append(Route("/api/2.0/eventflow/artifacts/digests", _bind(digests, runtime), methods=["GET"]))
     return out
 

@@ -195,6 +195,19 @@ def artifact_digest(connection: Connection, run_id: str, path: str) -> str | Non
     return row[0] if row else None
 
 
+def artifact_digests(connection: Connection, run_id: str, prefix: str = "") -> list[dict[str, Any]]:
+    """Every file the log recorded for a run under ``prefix`` (a directory or one file), with
+    its size and sha256: what a model loader may trust, and nothing else."""
+    prefix = prefix.strip("/")
+    query = select(artifacts.c.path, artifacts.c.size, artifacts.c.sha256).where(artifacts.c.run_id == run_id)
+    rows = connection.execute(query.order_by(artifacts.c.path)).all()
+    return [
+        {"path": row.path, "size": row.size, "sha256": row.sha256}
+        for row in rows
+        if not prefix or row.path == prefix or row.path.startswith(prefix + "/")
+    ]
+
+
 def _compare(column: Any, clause: Clause) -> ColumnElement[bool]:
     value = clause.value
     match clause.comparator:

@@ -1,0 +1,57 @@
+"""Fetching a run's model files, each checked against the sha256 the log recorded.
+
+Loading a model unpickles code, so only files the log vouches for are fetched — the list
+comes from the ``run.artifact_logged`` events, not from the store's directory — and each
+is hashed before anything is unpickled. A file changed after it was logged stops the load
+with its name and both digests.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from eventflow.models.descriptor import MLMODEL
+from eventflow.models.uris import RunFiles
+from eventflow.sdk.stores import Store, sha256_of
+
+
+class ModelLoadError(Exception):
+    pass
+
+
+class ModelIntegrityError(ModelLoadError):
+    """A model file differs from what the log recorded: it is not loaded."""
+
+
+def fetch(store: Store, files: RunFiles, into: Path | None = None) -> Path:
+    """Download ``runs:/<run>/<path>`` into a fresh directory, every file verified."""
+    run = store.get_run(files.run_id)
+    if run is None:
+        raise ModelLoadError(f"cannot load {files.uri}: run {files.run_id} does not exist")
+    records = store.artifact_digests(files.run_id, files.path)
+    if not any(record["path"] == f"{files.path}/{MLMODEL}" for record in records):
+        logged = sorted({record["path"].split("/")[0] for record in store.artifact_digests(files.run_id)})
+        raise ModelLoadError(
+            f"cannot load {files.uri}: the run logged no model at {files.path!r} (no {MLMODEL} file); "
+            f"its artifacts are {logged or 'none'}"
+        )
+    target = Path(into or tempfile.mkdtemp(prefix="eventflow-model-"))
+    artifact_uri = run["info"]["artifact_uri"]
+    for record in records:
+        relative = record["path"][len(files.path) + 1 :]
+        local = target / relative
+        try:
+            store.download_artifact(artifact_uri, record["path"], local)
+        except Exception as exc:
+            # A server also refuses a file that no longer matches its recorded digest.
+            error = ModelIntegrityError if "sha256" in str(exc) else ModelLoadError
+            raise error(f"cannot load {files.uri}: {record['path']}: {exc}") from None
+        actual = sha256_of(local)
+        if actual != record["sha256"]:
+            local.unlink()
+            raise ModelIntegrityError(
+                f"refusing to load {files.uri}: {record['path']!r} has sha256 {actual}, but the log recorded "
+                f"{record['sha256']} when it was logged — the stored file was changed or corrupted"
+            )
+    return target
