@@ -2,8 +2,9 @@
 
 The signature is enforced on every prediction, so a caller who sends a missing column or
 a string where a number belongs is told so by name, instead of getting whatever the model
-does with it. Safe widening is allowed (an int32 for a long, an integer for a double:
-JSON cannot tell ``1`` from ``1.0``); anything lossy is refused.
+does with it. Safe conversions are allowed (an int32 for a long, an integer for a double, a whole
+``1.0`` for an integer: JSON writers do not agree on ``1`` and ``1.0``); anything lossy
+is refused.
 """
 
 from __future__ import annotations
@@ -228,6 +229,11 @@ def _convert(series: Any, spec: ColSpec, name: Any) -> Any:
     if kind == "O" and spec.type not in ("string", "binary"):
         series = series.infer_objects()  # rows of mixed values arrive as objects
         kind = series.dtype.kind
+    if kind == "f" and spec.type in ("integer", "long"):
+        np = numpy()
+        values = series.to_numpy()
+        if np.isfinite(values).all() and (values == np.round(values)).all():
+            series, kind = series.astype("int64"), "i"  # 1.0 from a JSON writer is the integer 1
     if kind not in _ACCEPTS[spec.type]:
         if spec.type == "datetime" and kind in "OUT":
             try:

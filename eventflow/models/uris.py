@@ -59,6 +59,12 @@ def parse(uri: str | os.PathLike[str]) -> RunFiles | RegistryRef | LocalDir:
             name, version = rest.split("/")
             if name and version.isdigit():
                 return RegistryRef(name, version=version)
+        if rest.startswith("m-") and "/" not in rest and "@" not in rest:
+            raise ModelUriError(
+                f"{text!r} is an MLflow 3 logged model, whose files the log does not record with their sha256, so "
+                "eventflow will not unpickle them: log the model's files into a run (eventflow.models.log_model, "
+                "or mlflow.log_artifacts of a saved model) and load runs:/<run_id>/<path>"
+            )
         raise ModelUriError(f"{text!r} is not a registry URI: write models:/<name>/<version> or models:/<name>@<alias>")
     if text.startswith("file://"):
         return LocalDir(Path(unquote(urlparse(text).path)))
