@@ -203,7 +203,6 @@ def as_frame(data: Any, names: list[str]) -> Any:
 
 
 def _enforce_columns(schema: Schema, frame: Any) -> Any:
-    pd = pandas()
     specs = [spec for spec in schema.specs if isinstance(spec, ColSpec)]
     if specs and specs[0].name is None:  # unnamed columns: by position
         if frame.shape[1] != len(specs):
@@ -212,15 +211,40 @@ def _enforce_columns(schema: Schema, frame: Any) -> Any:
         named = list(zip(range(len(specs)), specs))
     else:
         columns = [str(c) for c in frame.columns]
-        frame = frame.set_axis(columns, axis=1)
+        if columns != list(frame.columns):
+            frame = frame.set_axis(columns, axis=1)
         missing = [spec.name for spec in specs if spec.required and spec.name not in columns]
         if missing:
             extra = [c for c in columns if c not in schema.names]
             hint = f"; the input has columns {columns}" + (f" (not in the signature: {extra})" if extra else "")
             raise SignatureMismatch(f"the model needs input column(s) {missing}, missing from the input{hint}")
         named = [(spec.name, spec) for spec in specs if spec.name in columns]
-    out = {name: _convert(frame[name], spec, name) for name, spec in named}
-    return pd.DataFrame(out, index=frame.index)
+        wanted = [name for name, _ in named]
+        if wanted != columns:
+            frame = frame[wanted]
+    # The hot path of scoring: look at dtypes once, cast what only needs widening in one
+    # astype, and look at values only where a dtype cannot tell (strings, narrowing ints).
+    dtypes = frame.dtypes
+    casts: dict[Any, str] = {}
+    converted: dict[Any, Any] = {}
+    for name, spec in named:
+        dtype = dtypes.iloc[frame.columns.get_loc(name)] if isinstance(name, str) else dtypes.iloc[name]
+        target = _NUMPY_TYPE.get(spec.type)
+        if target is not None and dtype == target:
+            continue
+        if target is not None and dtype.kind in _ACCEPTS[spec.type] and spec.type not in ("integer", "long"):
+            casts[name] = target
+        else:
+            converted[name] = _convert(frame[name], spec, name)
+    if casts:
+        targets = set(casts.values())
+        # One dtype for the whole frame is one block cast; a per-column mapping is much slower.
+        frame = frame.astype(targets.pop() if len(targets) == 1 and len(casts) == frame.shape[1] else casts)
+    if converted:
+        frame = frame.copy()
+        for name, values in converted.items():
+            frame[name] = values
+    return frame
 
 
 def _convert(series: Any, spec: ColSpec, name: Any) -> Any:
