@@ -141,7 +141,7 @@ def log_model(
     eventflow.flush()
     info = ModelInfo(f"runs:/{run.run_id}/{name}", run.run_id, name, descriptor.model_uuid, descriptor.signature, descriptor.flavors)
     if registered_model_name:
-        info.registered_model_version = register(registered_model_name, f"{run.info.artifact_uri}/{name}", run.run_id)
+        info.registered_model_version = register(registered_model_name, info.model_uri, run.run_id)
     return info
 
 

@@ -183,6 +183,43 @@ def test_registering_without_a_registry_logs_and_says_so(tracking, logged):
     assert models.load_model(info.model_uri).predict([[1], [2]]) == [0, 0]
 
 
+def _has_registry(url: str) -> bool:
+    response = httpx.get(url + "/api/2.0/mlflow/registered-models/get", params={"name": "probe"})
+    return "ENDPOINT_NOT_FOUND" not in response.text
+
+
+def test_models_uris_resolve_through_the_registry(tracking, logged, tmp_path):
+    url = tracking[0]
+    if not _has_registry(url):
+        pytest.skip("the tracking server has no model registry in this tree (it comes with the registry branch)")
+    frame, estimator = logged["frame"], logged["estimator"]
+    with eventflow.start_run():
+        info = models.log_model(estimator, "model", registered_model_name="churn-served")
+    version = info.registered_model_version
+    assert version is not None
+    promoted = httpx.post(url + "/api/2.0/mlflow/registered-models/alias", json={"name": "churn-served", "alias": "production", "version": version})
+    assert promoted.status_code == 200, promoted.text
+    for uri in (f"models:/churn-served/{version}", "models:/churn-served@production"):
+        model = models.load_model(uri)
+        assert model.metadata.run_id == info.run_id
+        assert list(model.predict(frame)) == list(estimator.predict(frame))
+    with scoring_server("models:/churn-served@production", "--tracking-uri", url, log_path=str(tmp_path / "serve.out")) as scoring:
+        response = httpx.post(scoring + "/invocations", json={"dataframe_records": frame.to_dict(orient="records")})
+        assert response.json() == {"predictions": [int(v) for v in estimator.predict(frame)]}
+    with pytest.raises(models.ModelUriError, match="cannot resolve models:/churn-served@staging"):
+        models.load_model("models:/churn-served@staging")
+
+
+def test_mlflow_loads_an_eventflow_model_from_the_server(tracking, logged):
+    mlflow = pytest.importorskip("mlflow")
+    import mlflow.pyfunc
+
+    mlflow.set_tracking_uri(tracking[0])
+    frame, estimator = logged["frame"], logged["estimator"]
+    loaded = mlflow.pyfunc.load_model(logged["sklearn"].model_uri)
+    assert list(loaded.predict(frame)) == list(estimator.predict(frame))
+
+
 def test_mlflow_logged_sklearn_model_loads_with_eventflow(tracking, logged, tmp_path):
     """MLflow code logs a model's files into a run on the eventflow server; eventflow loads
     them back through runs:/, each file checked against the log."""
