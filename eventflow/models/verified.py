@@ -40,7 +40,9 @@ def fetch(store: Store, files: RunFiles, into: Path | None = None) -> Path:
     artifact_uri = run["info"]["artifact_uri"]
     for record in records:
         relative = record["path"][len(files.path) + 1 :]
-        local = target / relative
+        local = (target / relative).resolve()
+        if not local.is_relative_to(target.resolve()):
+            raise ModelLoadError(f"cannot load {files.uri}: the recorded path {record['path']!r} leaves the model directory")
         try:
             store.download_artifact(artifact_uri, record["path"], local)
         except Exception as exc:
