@@ -85,12 +85,14 @@ def test_a_plain_function_is_a_model(tmp_path):
 def test_logged_model_loads_from_runs_uri_and_a_changed_file_is_refused(home, estimator, frame):
     with eventflow.start_run() as run:
         info = models.log_model(estimator, "model", input_example=frame.head(3))
+        eventflow.log_text("not the model's", "model-notes/readme.txt")
     assert info.model_uri == f"runs:/{run.run_id}/model"
     model = models.load_model(info.model_uri)
     assert model.metadata.run_id == run.run_id and model.metadata.artifact_path == "model"
     assert list(model.predict(frame)) == list(estimator.predict(frame))
     digests = eventflow.Client().store.artifact_digests(run.run_id, "model")
     assert {d["path"] for d in digests} >= {"model/MLmodel", "model/model.pkl", "model/requirements.txt"}
+    assert not any(d["path"].startswith("model-notes") for d in digests)
 
     # Change the pickled model in the artifact store after it was logged.
     stored = next((home / "artifacts").rglob("model/model.pkl"))

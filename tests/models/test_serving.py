@@ -87,6 +87,25 @@ def test_models_logged_to_the_server_load_back(logged):
         custom.predict({"y": [1.0]})
 
 
+def test_the_digest_listing_is_what_the_log_recorded(tracking, logged):
+    import hashlib
+
+    url, run_id = tracking[0], logged["run_id"]
+    found = httpx.get(url + "/api/2.0/eventflow/artifacts/digests", params={"run_id": run_id, "path": "model"})
+    assert found.status_code == 200, found.text
+    files = found.json()["files"]
+    assert {f["path"] for f in files} >= {"model/MLmodel", "model/model.pkl"}
+    assert all(f["path"].startswith("model/") for f in files)  # only the model's, not the scorer's
+    run = httpx.get(url + "/api/2.0/mlflow/runs/get", params={"run_id": run_id}).json()["run"]
+    base = run["info"]["artifact_uri"].removeprefix("mlflow-artifacts:/")
+    for record in files:
+        content = httpx.get(f"{url}/api/2.0/mlflow-artifacts/artifacts/{base}/{record['path']}").content
+        assert (len(content), hashlib.sha256(content).hexdigest()) == (record["size"], record["sha256"])
+    unknown = httpx.get(url + "/api/2.0/eventflow/artifacts/digests", params={"run_id": "f" * 32})
+    assert unknown.status_code == 404 and unknown.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert httpx.get(url + "/api/2.0/eventflow/artifacts/digests").status_code == 400
+
+
 def test_every_payload_format_scores(sklearn_server, logged):
     frame, estimator = logged["frame"], logged["estimator"]
     expected = [int(v) for v in estimator.predict(frame)]
