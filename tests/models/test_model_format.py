@@ -146,3 +146,25 @@ def test_mlflow_saved_sklearn_model_loads_with_eventflow(tmp_path, estimator, fr
     assert list(model.predict(frame)) == list(estimator.predict(frame))
     with pytest.raises(models.SignatureMismatch, match="'b'"):
         model.predict(pd.DataFrame({"a": [1.0]}))
+
+
+def test_signature_types_round_trip_and_read_as_mlflows():
+    frame = pd.DataFrame({
+        "s": ["a", "b"], "t": pd.to_datetime(["2024-01-01", "2024-02-01"]), "f": [True, False], "n": [1, 2], "x": [0.5, 1.5],
+    })
+    signature = models.infer_signature(frame, [0, 1])
+    assert [(spec.name, spec.type) for spec in signature.inputs.specs] == [
+        ("s", "string"), ("t", "datetime"), ("f", "boolean"), ("n", "long"), ("x", "double"),
+    ]
+    assert models.ModelSignature.from_dict(signature.to_dict()) == signature
+    # Records from JSON: strings become datetimes, whole floats integers.
+    enforced = signature.inputs.enforce([{"s": "z", "t": "2024-03-01", "f": True, "n": 3.0, "x": 2}])
+    assert str(enforced["t"].dtype).startswith("datetime64") and enforced["n"].dtype == "int64" and enforced["x"].dtype == "float64"
+    with pytest.raises(models.SignatureMismatch, match="column 's': cannot safely convert int64 to string"):
+        signature.inputs.enforce([{"s": 1, "t": "2024-03-01", "f": True, "n": 3, "x": 2.0}])
+    with pytest.raises(models.SignatureMismatch, match="column 'f'"):
+        signature.inputs.enforce([{"s": "z", "t": "2024-03-01", "f": 0.5, "n": 3, "x": 2.0}])
+    mlflow_models = pytest.importorskip("mlflow.models")
+    theirs = mlflow_models.ModelSignature.from_dict(signature.to_dict())
+    assert theirs.inputs.input_names() == ["s", "t", "f", "n", "x"]
+    assert models.ModelSignature.from_dict(theirs.to_dict()) == signature
