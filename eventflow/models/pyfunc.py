@@ -8,7 +8,7 @@ from typing import Any
 
 from eventflow.models.descriptor import Model
 from eventflow.models.flavors import Predictor, load_predictor
-from eventflow.models.uris import RegistryRef, RunFiles, parse, resolve_registry
+from eventflow.models.uris import LoggedModelFiles, RegistryRef, RunFiles, parse, resolve_registry
 from eventflow.models.verified import fetch
 
 
@@ -36,7 +36,7 @@ class PyFuncModel:
 
 
 def local_copy(uri: str | os.PathLike[str], tracking_uri: str | None = None, dst_path: str | os.PathLike[str] | None = None) -> Path:
-    """A local directory holding the model at ``uri``; a run's files are verified against
+    """A local directory holding the model at ``uri``; a run's or logged model's files are verified against
     the sha256 the log recorded for each (a registry URI resolves to a run's files first)."""
     from eventflow.sdk import fluent
     from eventflow.sdk.client import Client
@@ -45,7 +45,7 @@ def local_copy(uri: str | os.PathLike[str], tracking_uri: str | None = None, dst
     tracking = tracking_uri or fluent.get_tracking_uri()
     if isinstance(target, RegistryRef):
         target = resolve_registry(target, tracking)
-    if isinstance(target, RunFiles):
+    if isinstance(target, (RunFiles, LoggedModelFiles)):
         fluent.flush()  # what this process logged must be on the log before we read it back
         with Client(tracking) as client:
             return fetch(client.store, target, Path(dst_path) if dst_path else None)
@@ -56,9 +56,9 @@ def local_copy(uri: str | os.PathLike[str], tracking_uri: str | None = None, dst
 
 def load_model(uri: str | os.PathLike[str], tracking_uri: str | None = None, dst_path: str | os.PathLike[str] | None = None) -> PyFuncModel:
     """Load a model for ``predict`` from ``runs:/<run>/<path>``, ``models:/<name>/<version>``,
-    ``models:/<name>@<alias>`` or a local directory.
+    ``models:/<name>@<alias>``, an MLflow 3 logged model ``models:/m-<id>`` or a local directory.
 
-    A run's files are checked against the log before anything is unpickled; a changed file
+    A run's or logged model's files are checked against the log before anything is unpickled; a changed file
     raises ModelIntegrityError. A local directory is trusted as any file on disk is.
     """
     directory = local_copy(uri, tracking_uri, dst_path)

@@ -1,9 +1,9 @@
 """Model URIs: ``runs:/<run>/<path>``, ``models:/<name>/<version>``, ``models:/<name>@<alias>``,
-or a local directory.
+MLflow 3's logged models ``models:/m-<id>``, or a local directory.
 
-A registry URI resolves to the run files behind the version (the seam below asks the
-tracking server over MLflow's REST paths), so every remote model is loaded as a run's
-files — which the log vouches for, file by file.
+A registry URI resolves to the files behind the version (the seam below asks the
+tracking server over MLflow's REST paths), so every remote model is loaded as a run's or
+a logged model's files — which the log vouches for, file by file.
 """
 
 from __future__ import annotations
@@ -31,6 +31,18 @@ class RunFiles:
 
 
 @dataclass(frozen=True)
+class LoggedModelFiles:
+    """An MLflow 3 logged model's files (``models:/m-<id>``), recorded on the log like a run's."""
+
+    model_id: str
+    path: str = ""
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.model_id}" + (f"/{self.path}" if self.path else "")
+
+
+@dataclass(frozen=True)
 class RegistryRef:
     name: str
     version: str | None = None
@@ -42,7 +54,7 @@ class LocalDir:
     path: Path
 
 
-def parse(uri: str | os.PathLike[str]) -> RunFiles | RegistryRef | LocalDir:
+def parse(uri: str | os.PathLike[str]) -> RunFiles | LoggedModelFiles | RegistryRef | LocalDir:
     text = str(uri)
     if text.startswith("runs:/"):
         parts = text.removeprefix("runs:/").strip("/").split("/", 1)
@@ -60,11 +72,7 @@ def parse(uri: str | os.PathLike[str]) -> RunFiles | RegistryRef | LocalDir:
             if name and version.isdigit():
                 return RegistryRef(name, version=version)
         if rest.startswith("m-") and "/" not in rest and "@" not in rest:
-            raise ModelUriError(
-                f"{text!r} is an MLflow 3 logged model, whose files the log does not record with their sha256, so "
-                "eventflow will not unpickle them: log the model's files into a run (eventflow.models.log_model, "
-                "or mlflow.log_artifacts of a saved model) and load runs:/<run_id>/<path>"
-            )
+            return LoggedModelFiles(rest)
         raise ModelUriError(f"{text!r} is not a registry URI: write models:/<name>/<version> or models:/<name>@<alias>")
     if text.startswith("file://"):
         return LocalDir(Path(unquote(urlparse(text).path)))
@@ -73,23 +81,27 @@ def parse(uri: str | os.PathLike[str]) -> RunFiles | RegistryRef | LocalDir:
     return LocalDir(Path(text))
 
 
-def run_files_of(artifact_uri: str) -> RunFiles:
-    """The run and path behind a registered version's artifact URI (``runs:/`` or the
-    server's ``mlflow-artifacts:/<experiment>/<run>/artifacts/<path>``)."""
-    if artifact_uri.startswith("runs:/"):
+def files_of(artifact_uri: str) -> RunFiles | LoggedModelFiles:
+    """The run's or logged model's files behind a registered version's artifact URI:
+    ``runs:/``, ``models:/m-...``, or the server's ``mlflow-artifacts:/<experiment>/<run>/artifacts/<path>``
+    and ``mlflow-artifacts:/<experiment>/models/<model_id>/artifacts/<path>``."""
+    if artifact_uri.startswith(("runs:/", "models:/m-")):
         found = parse(artifact_uri)
-        assert isinstance(found, RunFiles)
-        return found
+        if isinstance(found, (RunFiles, LoggedModelFiles)):
+            return found
     parts = artifact_uri.removeprefix("mlflow-artifacts:").strip("/").split("/")
-    if artifact_uri.startswith("mlflow-artifacts:") and len(parts) >= 4 and parts[2] == "artifacts":
-        return RunFiles(parts[1], "/".join(parts[3:]))
+    if artifact_uri.startswith("mlflow-artifacts:"):
+        if len(parts) >= 4 and parts[2] == "artifacts":
+            return RunFiles(parts[1], "/".join(parts[3:]))
+        if len(parts) >= 4 and parts[1] == "models" and parts[3] == "artifacts" and parts[2].startswith("m-"):
+            return LoggedModelFiles(parts[2], "/".join(parts[4:]))
     raise ModelUriError(
-        f"the registry points at {artifact_uri!r}, which is not a run's files: eventflow loads only models "
-        "whose files the log recorded with their sha256 (logged with log_model into a run)"
+        f"the registry points at {artifact_uri!r}, which is neither a run's nor a logged model's files: eventflow "
+        "loads only models whose files the log recorded with their sha256"
     )
 
 
-def resolve_registry(ref: RegistryRef, tracking_uri: str) -> RunFiles:
+def resolve_registry(ref: RegistryRef, tracking_uri: str) -> RunFiles | LoggedModelFiles:
     """Ask the tracking server which run's files a registered version is.
 
     The seam between models and the registry: MLflow's REST paths
@@ -108,7 +120,7 @@ def resolve_registry(ref: RegistryRef, tracking_uri: str) -> RunFiles:
             found = _get(http, f"{base}/registered-models/alias", {"name": ref.name, "alias": ref.alias}, ref)
             version = str(found["model_version"]["version"])
         found = _get(http, f"{base}/model-versions/get-download-uri", {"name": ref.name, "version": version}, ref)
-    return run_files_of(found["artifact_uri"])
+    return files_of(found["artifact_uri"])
 
 
 def _get(http: httpx.Client, url: str, params: dict[str, str | None], ref: RegistryRef) -> dict:

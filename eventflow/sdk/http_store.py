@@ -72,6 +72,16 @@ class HttpStore(Store):
             raise InvalidInput(f"Run with id={run_id} not found", "RESOURCE_DOES_NOT_EXIST")
         return found["files"]
 
+    def logged_model_digests(self, model_id: str, path: str = "") -> list[dict[str, Any]]:
+        found = self._call("GET", "/api/2.0/eventflow/artifacts/digests", params={"model_id": model_id, "path": path})
+        if found is None:
+            raise InvalidInput(f"Logged model with ID '{model_id}' not found.", "RESOURCE_DOES_NOT_EXIST")
+        return found["files"]
+
+    def get_logged_model(self, model_id: str) -> dict[str, Any] | None:
+        found = self._call("GET", f"/api/2.0/mlflow/logged-models/{model_id}")
+        return found and found["model"]
+
     def get_experiment(self, experiment_id: str) -> dict[str, Any] | None:
         found = self._call("GET", "/api/2.0/mlflow/experiments/get", params={"experiment_id": experiment_id})
         return found and found["experiment"]

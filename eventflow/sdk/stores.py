@@ -62,6 +62,13 @@ class Store(abc.ABC):
     def artifact_digests(self, run_id: str, path: str = "") -> list[dict[str, Any]]:
         """The files the log recorded for a run under ``path``: ``{path, size, sha256}`` each."""
 
+    @abc.abstractmethod
+    def logged_model_digests(self, model_id: str, path: str = "") -> list[dict[str, Any]]:
+        """The same for an MLflow 3 logged model's files."""
+
+    @abc.abstractmethod
+    def get_logged_model(self, model_id: str) -> dict[str, Any] | None: ...
+
     # Reads; each sees every event appended through this store before it.
     @abc.abstractmethod
     def get_experiment(self, experiment_id: str) -> dict[str, Any] | None: ...
@@ -124,6 +131,16 @@ class LocalStore(Store):
         from eventflow.views import queries
 
         return self._read(queries.artifact_digests, run_id, path)
+
+    def logged_model_digests(self, model_id: str, path: str = "") -> list[dict[str, Any]]:
+        from eventflow.views import queries
+
+        return self._read(queries.logged_model_digests, model_id, path)
+
+    def get_logged_model(self, model_id: str) -> dict[str, Any] | None:
+        from eventflow.views import queries
+
+        return self._read(queries.get_logged_model, model_id)
 
     def _read(self, query, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
         self.catch_up()

@@ -119,7 +119,7 @@ def test_runs_uri_without_a_model_says_what_the_run_has(home):
         models.load_model("runs:/only-a-run")
     with pytest.raises(models.ModelUriError, match="models:/<name>/<version> or models:/<name>@<alias>"):
         models.load_model("models:/name/notanumber")
-    with pytest.raises(models.ModelUriError, match="MLflow 3 logged model.*runs:/<run_id>/<path>"):
+    with pytest.raises(models.ModelLoadError, match="logged model m-0123456789abcdef does not exist"):
         models.load_model("models:/m-0123456789abcdef")
 
 

@@ -239,6 +239,34 @@ def test_mlflow_loads_an_eventflow_model_from_the_server(tracking, logged):
     assert list(loaded.predict(frame)) == list(estimator.predict(frame))
 
 
+@pytest.mark.parametrize("serialization", ["cloudpickle", "skops"])
+def test_mlflow_log_model_loads_and_serves_by_its_models_uri(tracking, logged, tmp_path, serialization):
+    """MLflow 3's own ``mlflow.sklearn.log_model`` (a logged model, ``models:/m-...``) against
+    the eventflow server: the server records each uploaded file's sha256, eventflow loads
+    and serves it, and refuses it once a file changed."""
+    mlflow = pytest.importorskip("mlflow")
+    import mlflow.sklearn
+
+    if serialization == "skops":
+        pytest.importorskip("skops")
+    url, home = tracking
+    frame, estimator = logged["frame"], logged["estimator"]
+    mlflow.set_tracking_uri(url)
+    mlflow.set_experiment("models-from-mlflow")
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(estimator, name="model", serialization_format=serialization, input_example=frame.head(2))
+    assert info.model_uri.startswith("models:/m-")
+    model = models.load_model(info.model_uri)
+    assert list(model.predict(frame)) == list(estimator.predict(frame))
+    with scoring_server(info.model_uri, "--tracking-uri", url, log_path=str(tmp_path / "serve.out")) as scoring:
+        response = httpx.post(scoring + "/invocations", json={"dataframe_records": frame.to_dict(orient="records")})
+        assert response.json() == {"predictions": [int(v) for v in estimator.predict(frame)]}
+    stored = next(home.rglob(f"models/{info.model_id}/artifacts/MLmodel"))
+    stored.write_text(stored.read_text() + "\n# changed\n")
+    with pytest.raises(models.ModelIntegrityError, match="MLmodel.*sha256"):
+        models.load_model(info.model_uri)
+
+
 def test_mlflow_logged_sklearn_model_loads_with_eventflow(tracking, logged, tmp_path):
     """MLflow code logs a model's files into a run on the eventflow server; eventflow loads
     them back through runs:/, each file checked against the log."""
