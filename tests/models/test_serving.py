@@ -229,6 +229,23 @@ def test_models_uris_resolve_through_the_registry(tracking, logged, tmp_path):
         models.load_model("models:/churn-served@staging")
 
 
+def test_a_model_registered_by_mlflow_resolves_to_its_logged_model(tracking, logged):
+    mlflow = pytest.importorskip("mlflow")
+    import mlflow.sklearn
+
+    url = tracking[0]
+    if not _has_registry(url):
+        pytest.skip("the tracking server has no model registry in this tree (it comes with the registry branch)")
+    frame, estimator = logged["frame"], logged["estimator"]
+    mlflow.set_tracking_uri(url)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(estimator, name="model", registered_model_name="churn-from-mlflow")
+    version = info.registered_model_version
+    model = models.load_model(f"models:/churn-from-mlflow/{version}")
+    assert model.metadata.extra.get("model_id") == info.model_id
+    assert list(model.predict(frame)) == list(estimator.predict(frame))
+
+
 def test_mlflow_loads_an_eventflow_model_from_the_server(tracking, logged):
     mlflow = pytest.importorskip("mlflow")
     import mlflow.pyfunc
