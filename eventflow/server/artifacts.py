@@ -1,8 +1,9 @@
 """Artifacts: MLflow's proxied artifact service over a local store, recorded on the log.
 
 Paths are ``<experiment_id>/<run_id>/artifacts/<file>``, as MLflow's ``mlflow-artifacts:/``
-root lays them out. Every upload becomes a ``run.artifact_logged`` event with its size
-and sha256, so a download can be checked against what the log vouches for.
+root lays them out (MLflow 3's logged models under ``<experiment_id>/models/<model_id>/artifacts/``).
+Every upload becomes a ``run.artifact_logged`` (or ``logged_model.artifact_logged``) event
+with its size and sha256, so a download can be checked against what the log vouches for.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def _sha256(path: os.PathLike[str]) -> str:
 
 
 def _verify(runtime: Runtime, relative: str, target: os.PathLike[str]) -> None:
-    """Refuse to serve a run's file that differs from what its artifact event recorded."""
+    """Refuse to serve a run's (or logged model's) file that differs from what its artifact event recorded."""
     owner, model = _run_of(relative), _logged_model_of(relative)
     if owner is not None:
         recorded = runtime.read(queries.artifact_digest, *owner)
