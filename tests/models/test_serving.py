@@ -159,8 +159,9 @@ def test_bad_payloads_are_clear_400s(sklearn_server, body, content_type, status,
     assert message in found["message"], found["message"]
 
 
-def test_custom_pyfunc_serves_with_params(tracking, logged, tmp_path):
-    with scoring_server(logged["custom"].model_uri, "--tracking-uri", tracking[0], log_path=str(tmp_path / "serve.out")) as url:
+def test_custom_pyfunc_serves_with_params_from_two_workers(tracking, logged, tmp_path):
+    # Each worker process loads the verified copy and imports the model's own code from it.
+    with scoring_server(logged["custom"].model_uri, "--tracking-uri", tracking[0], "--workers", "2", log_path=str(tmp_path / "serve.out")) as url:
         response = httpx.post(url + "/invocations", json={"inputs": {"x": [1.0, 2.0]}, "params": {"scale": 10}})
         assert response.status_code == 200, response.text
         assert response.json() == {"predictions": [20.0, 40.0]}
