@@ -34,6 +34,7 @@ from eventflow.views.tables import (
     inputs,
     latest_metrics,
     log_positions,
+    logged_model_artifacts,
     logged_model_params,
     logged_model_tags,
     logged_models,
@@ -274,6 +275,12 @@ def logged_model_tag_deleted(c: Connection, batch: _Batch, e: Event) -> None:
     c.execute(delete(logged_model_tags).where(and_(logged_model_tags.c.model_id == e.payload["model_id"], logged_model_tags.c.key == e.payload["key"])))
 
 
+def logged_model_artifact_logged(c: Connection, batch: _Batch, e: Event) -> None:
+    p = e.payload
+    row = {"model_id": p["model_id"], "path": p["path"], "size": p["size"], "sha256": p["sha256"], "logged_time": e.time}
+    upsert(c, logged_model_artifacts, [row], ["model_id", "path"])
+
+
 def logged_model_params_logged(c: Connection, batch: _Batch, e: Event) -> None:
     _update_logged_model(c, e)
     upsert(c, logged_model_params, [{"model_id": e.payload["model_id"], **x} for x in e.payload["params"]], ["model_id", "key"])
@@ -309,6 +316,7 @@ APPLY: dict[str, Apply] = {
     "logged_model.tags_set": logged_model_tags_set,
     "logged_model.tag_deleted": logged_model_tag_deleted,
     "logged_model.params_logged": logged_model_params_logged,
+    "logged_model.artifact_logged": logged_model_artifact_logged,
     "logged_model.deleted": lambda c, b, e: _update_logged_model(c, e, lifecycle_stage="deleted"),
 }
 

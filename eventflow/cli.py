@@ -306,3 +306,8 @@ def views_rebuild(into, home, kafka, db, artifacts) -> None:
         click.echo(f"swapped the rebuilt views into {current}")
     else:
         click.echo(f"rebuilt into {into}: start the server with --db {into}")
+
+
+from eventflow.models.cli import models as models_commands  # noqa: E402  (its own module: the registry's commands join it)
+
+main.add_command(models_commands)

@@ -175,10 +175,15 @@ def delete_tag(run_id: str, key: str) -> Event:
     return Event("run.tag_deleted", {"run_id": v.check_run_id(run_id), "key": v.check_key(key)})
 
 
-def log_artifact(run_id: str, path: str, size: int, sha256: str) -> Event:
+def _artifact_path(path: str, owner: str) -> str:
     normal = path.replace("\\", "/")
     if not normal or normal.startswith("/") or ".." in normal.split("/"):
-        raise v.InvalidInput(f"Invalid artifact path {path!r}: it must be relative and stay inside the run's artifacts")
+        raise v.InvalidInput(f"Invalid artifact path {path!r}: it must be relative and stay inside the {owner}'s artifacts")
+    return normal
+
+
+def log_artifact(run_id: str, path: str, size: int, sha256: str) -> Event:
+    normal = _artifact_path(path, "run")
     return Event("run.artifact_logged", {"run_id": v.check_run_id(run_id), "path": normal, "size": int(size), "sha256": sha256})
 
 
@@ -246,6 +251,12 @@ def delete_logged_model_tag(model_id: str, key: str) -> Event:
 def log_logged_model_params(model_id: str, params: Sequence[tuple[str, Any]]) -> Event:
     checked = [v.check_param(key, value, f"params[{i}]") for i, (key, value) in enumerate(params)]
     return Event("logged_model.params_logged", {"model_id": _model_id(model_id), "params": [{"key": k, "value": val} for k, val in checked]})
+
+
+def log_logged_model_artifact(model_id: str, path: str, size: int, sha256: str) -> Event:
+    """A file stored under a logged model's artifacts, with what loading checks it against."""
+    normal = _artifact_path(path, "logged model")
+    return Event("logged_model.artifact_logged", {"model_id": _model_id(model_id), "path": normal, "size": int(size), "sha256": sha256})
 
 
 def delete_logged_model(model_id: str) -> Event:
