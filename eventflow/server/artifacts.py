@@ -162,7 +162,7 @@ async def digests(request: Request, runtime: Runtime) -> JSONResponse:
     if bool(run_id) == bool(model_id):
         raise ApiError("Give exactly one of the parameters 'run_id' and 'model_id'.")
     if run_id:
-        if await run_in_threadpool(runtime.read, queries.get_run, run_id) is None:
+        if await run_in_threadpool(runtime.read, queries.get_run_info, run_id) is None:
             raise not_found(f"Run with id={run_id} not found")
         files = await run_in_threadpool(runtime.read, queries.artifact_digests, run_id, path)
     else:
