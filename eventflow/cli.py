@@ -213,6 +213,7 @@ def server(host, port, workers, no_consumers, home, kafka, db, artifacts) -> Non
 
 CONSUMERS = {
     "projector": "builds the SQL views (the tracking database) from the log, exactly once",
+    "webhooks": "records a delivery per matching webhook subscription and sends them, signed and retried",
 }
 
 
@@ -228,6 +229,8 @@ def consume(name, home, kafka, db, artifacts) -> None:
     \b
     Consumers:
       projector  builds the SQL views (the tracking database) from the log, exactly once
+      webhooks   records a delivery per matching webhook subscription and sends them,
+                 signed and retried (settings: EVENTFLOW_WEBHOOK_* variables, see README)
     """
     import signal
     import threading
@@ -240,9 +243,14 @@ def consume(name, home, kafka, db, artifacts) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    loop = ConsumerLoop(runtime.log, Projector(runtime.engine))
+    if name == "webhooks":
+        from eventflow.consumers.webhooks import Dispatcher
+
+        runner = Dispatcher(runtime.log, runtime.engine, runtime.webhook_settings).run
+    else:
+        runner = ConsumerLoop(runtime.log, Projector(runtime.engine)).run
     click.echo(f"{name}: consuming (Ctrl-C to stop)", err=True)
-    loop.run(stop)
+    runner(stop)
     runtime.stop()
     click.echo(f"{name}: stopped", err=True)
 

@@ -1,0 +1,297 @@
+"""The sender: works through pending deliveries, one attempt at a time per entity.
+
+Claiming: a row is due when it is PENDING, its ``next_attempt_time`` has come, its
+subscription is active, it is not leased, and it is the oldest pending row of its
+(subscription, entity) — so one entity's events reach an endpoint in order, and a
+failing one holds back only that entity's later events at that endpoint. A claim is a
+compare-and-set ``UPDATE … WHERE lease is free``: the same SQL on SQLite and PostgreSQL,
+and two dispatcher instances never send one row while its lease runs (the lease outlasts
+an attempt's timeouts). A dispatcher killed mid-attempt leaves a lease that expires, and
+the row is sent again (at least once: the same ``webhook-id``, for the receiver to dedupe).
+
+Sending: resolve and check the target (``guard``), POST the stored body with fresh
+Standard Webhooks headers, read at most ``max_response_bytes`` of the answer within the
+response timeout, never follow a redirect, and record the attempt and the row's new
+state in one transaction. 2xx is success; 410 Gone ends the delivery and disables the
+subscription; anything else retries with exponential backoff and jitter (or the
+receiver's ``Retry-After``, when longer) until ``retry_window`` after the delivery was
+recorded. ``max_failures`` consecutive failed attempts disable a subscription; the
+dispatcher says so on the log with a ``webhook.disabled`` event.
+
+Fairness: a subscription may have ``per_subscription`` attempts in flight at most, so a
+slow or dead endpoint occupies a bounded share of the workers and the others go on.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, func, insert, or_, select, update
+
+from eventflow.events import Event, now_ms
+from eventflow.log import Log
+from eventflow.log.event_log import EventLog
+from eventflow.webhooks import guard, signing
+from eventflow.webhooks.settings import Settings
+from eventflow.webhooks.tables import attempts, create_tables, deliveries, secrets, subscriptions
+
+logger = logging.getLogger(__name__)
+
+SNIPPET = 1024
+USER_AGENT = "eventflow-webhooks/1"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    response: str
+    retry_after: float | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), if any."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def backoff(settings: Settings, failed_attempts: int) -> float:
+    """Exponential, capped, with ±25 % jitter so a recovering endpoint is not hit in waves."""
+    delay = min(settings.first_retry * 2 ** max(0, failed_attempts - 1), settings.max_retry_delay)
+    return delay * random.uniform(0.75, 1.25)
+
+
+class Sender:
+    def __init__(self, engine: Engine, log: Log | None, settings: Settings, name: str | None = None):
+        self.engine = engine
+        self.events = EventLog(log) if log is not None else None
+        self.settings = settings
+        self.name = name or f"sender-{uuid.uuid4().hex[:12]}"
+        self.client = httpx.Client(
+            timeout=httpx.Timeout(settings.response_timeout, connect=settings.connect_timeout),
+            follow_redirects=False,
+            trust_env=False,  # a proxy from the environment would connect where the guard did not look
+            limits=httpx.Limits(max_connections=settings.workers * 2, max_keepalive_connections=settings.workers),
+        )
+        self._in_flight: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        create_tables(engine)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Claim and send until ``stop``; errors of the database are logged and retried."""
+        with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="eventflow-webhook") as pool:
+            idle = 0.005
+            while not stop.is_set():
+                try:
+                    free = self.settings.workers - sum(self._in_flight.values())
+                    claimed = self.claim(free) if free > 0 else []
+                except Exception:
+                    logger.exception("webhook sender: claiming failed; retrying in 1 s")
+                    stop.wait(1.0)
+                    continue
+                for row in claimed:
+                    pool.submit(self._send_and_release, row)
+                if claimed:
+                    idle = 0.005
+                    continue
+                self._wake.wait(idle)
+                self._wake.clear()
+                idle = min(idle * 2, self.settings.poll_interval)
+        self.client.close()
+
+    def _send_and_release(self, row: Any) -> None:
+        try:
+            self.deliver(row)
+        except Exception:
+            logger.exception("webhook sender: delivery %s failed unexpectedly; its lease will expire", row.delivery_id)
+        finally:
+            with self._lock:
+                self._in_flight[row.subscription_id] -= 1
+                if not self._in_flight[row.subscription_id]:
+                    del self._in_flight[row.subscription_id]
+            self._wake.set()
+
+    def claim(self, limit: int) -> list[Any]:
+        """Lease up to ``limit`` due rows, each the head of its (subscription, entity)."""
+        now = now_ms()
+        d, s = deliveries, subscriptions
+        h = deliveries.alias("h")
+        head = (
+            select(func.min(h.c.delivery_id))
+            .where(h.c.subscription_id == d.c.subscription_id, h.c.entity_key == d.c.entity_key, h.c.status == "PENDING")
+            .scalar_subquery()
+        )
+        query = (
+            select(d, s.c.url)
+            .join(s, s.c.subscription_id == d.c.subscription_id)
+            .where(
+                d.c.status == "PENDING",
+                d.c.next_attempt_time <= now,
+                or_(d.c.lease_until.is_(None), d.c.lease_until < now),
+                s.c.status == "ACTIVE",
+                s.c.deleted.is_(False),
+                d.c.delivery_id == head,
+            )
+            .order_by(d.c.next_attempt_time, d.c.delivery_id)
+            .limit(limit * 4)
+        )
+        claimed = []
+        until = now + int(self.settings.lease * 1000)
+        with self.engine.connect() as c:
+            candidates = c.execute(query).all()
+        for row in candidates:
+            if len(claimed) >= limit:
+                break
+            with self._lock:
+                if self._in_flight.get(row.subscription_id, 0) >= self.settings.per_subscription:
+                    continue
+            with self.engine.begin() as c:
+                won = c.execute(
+                    update(d)
+                    .where(d.c.delivery_id == row.delivery_id, d.c.status == "PENDING", or_(d.c.lease_until.is_(None), d.c.lease_until < now))
+                    .values(lease_owner=self.name, lease_until=until)
+                ).rowcount
+            if won:
+                with self._lock:
+                    self._in_flight[row.subscription_id] = self._in_flight.get(row.subscription_id, 0) + 1
+                claimed.append(row)
+        return claimed
+
+    # -- one attempt ----------------------------------------------------------------------
+
+    def signing_secrets(self, subscription_id: str) -> list[str]:
+        """The current secret, then any rotated-out one still in its grace period."""
+        now = now_ms()
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(secrets.c.secret, secrets.c.expires_time)
+                .where(secrets.c.subscription_id == subscription_id, or_(secrets.c.expires_time.is_(None), secrets.c.expires_time > now))
+                .order_by(secrets.c.expires_time.is_not(None), secrets.c.created_time.desc())
+            ).all()
+        return [r.secret for r in rows]
+
+    def post(self, url: str, event_id: str, body: str, subscription_id: str) -> Outcome:
+        """One POST, bounded in time and in what it reads; never raises."""
+        started = time.monotonic()
+        deadline = started + self.settings.response_timeout
+
+        def took() -> int:
+            return int((time.monotonic() - started) * 1000)
+
+        try:
+            target = guard.resolve(url, self.settings.allow_networks)
+        except guard.Refused as refused:
+            return Outcome(None, took(), str(refused), "")
+        keys = self.signing_secrets(subscription_id)
+        if not keys:
+            return Outcome(None, took(), "the subscription has no signing secret (rotate it to make one)", "")
+        stamp = int(time.time())
+        data = body.encode()
+        headers = {
+            "host": target.host_header,
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": event_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": signing.signature_header(keys, event_id, stamp, data),
+        }
+        extensions = {"sni_hostname": target.server_name} if url.lower().startswith("https") else {}
+        try:
+            with self.client.stream("POST", target.url, content=data, headers=headers, extensions=extensions) as response:
+                kept = bytearray()
+                for chunk in response.iter_raw():
+                    kept += chunk
+                    if len(kept) >= self.settings.max_response_bytes or time.monotonic() > deadline:
+                        break
+                text = bytes(kept[:SNIPPET]).decode("utf-8", "replace")
+                error = None
+                if 300 <= response.status_code < 400:
+                    error = f"redirect to {response.headers.get('location', '?')[:200]} not followed"
+                elif time.monotonic() > deadline and not 200 <= response.status_code < 300:
+                    error = "the answer took longer than the response timeout"
+                return Outcome(response.status_code, took(), error, text, retry_after(response.headers.get("retry-after"), time.time()))
+        except httpx.TimeoutException as error:
+            return Outcome(None, took(), f"timed out: {type(error).__name__}", "")
+        except httpx.HTTPError as error:
+            return Outcome(None, took(), f"{type(error).__name__}: {error}"[:500], "")
+
+    def deliver(self, row: Any) -> Outcome:
+        """Attempt a claimed row and record what happened."""
+        outcome = self.post(row.url, row.event_id, row.body, row.subscription_id)
+        self.record(row, outcome)
+        return outcome
+
+    def record(self, row: Any, outcome: Outcome) -> None:
+        now = now_ms()
+        d, s = deliveries, subscriptions
+        disable_reason = None
+        values: dict[str, Any] = {
+            "attempts": d.c.attempts + 1, "last_status_code": outcome.status_code, "last_error": outcome.error,
+            "lease_owner": None, "lease_until": None,
+        }
+        if outcome.succeeded:
+            values.update(status="SUCCEEDED", completed_time=now)
+        elif outcome.status_code == 410:
+            values.update(status="FAILED", completed_time=now)
+            disable_reason = "the endpoint answered 410 Gone"
+        else:
+            failed = row.attempts + 1
+            wait = backoff(self.settings, failed)
+            if outcome.retry_after is not None:
+                wait = max(wait, outcome.retry_after)
+            give_up_at = row.created_time + int(self.settings.retry_window * 1000)
+            if now >= give_up_at:
+                values.update(status="FAILED", completed_time=now)
+            else:
+                values.update(next_attempt_time=min(now + int(wait * 1000), give_up_at))
+        with self.engine.begin() as c:
+            c.execute(
+                insert(attempts).values(
+                    delivery_id=row.delivery_id, time=now, status_code=outcome.status_code, latency_ms=outcome.latency_ms,
+                    error=outcome.error, response=outcome.response, dispatcher=self.name,
+                )
+            )
+            c.execute(update(d).where(d.c.delivery_id == row.delivery_id).values(**values))
+            if outcome.succeeded:
+                c.execute(update(s).where(s.c.subscription_id == row.subscription_id, s.c.consecutive_failures != 0).values(consecutive_failures=0))
+            else:
+                c.execute(update(s).where(s.c.subscription_id == row.subscription_id).values(consecutive_failures=s.c.consecutive_failures + 1))
+                failures = c.execute(select(s.c.consecutive_failures).where(s.c.subscription_id == row.subscription_id)).scalar()
+                if disable_reason is None and failures is not None and failures >= self.settings.max_failures:
+                    disable_reason = f"{failures} consecutive failed attempts"
+            if disable_reason is not None:
+                disabled = c.execute(
+                    update(s).where(s.c.subscription_id == row.subscription_id, s.c.status == "ACTIVE")
+                    .values(status="DISABLED", disabled_reason=disable_reason)
+                ).rowcount
+            else:
+                disabled = 0
+        if disabled and self.events is not None:
+            # The table changed at once (no more attempts); the log says so for everyone.
+            self.events.append(Event("webhook.disabled", {"subscription_id": row.subscription_id, "reason": disable_reason}))
+
