@@ -103,7 +103,7 @@ class Runtime:
         if self._webhook_sender is None:
             from eventflow.webhooks.sender import Sender
 
-            self._webhook_sender = Sender(self.engine, self.log, self.webhook_settings, name="api")
+            self._webhook_sender = Sender(self.engine, self.log, self.webhook_settings, name=f"api-{os.getpid()}")
         return self._webhook_sender
 
     def stop(self) -> None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -88,15 +90,21 @@ class Target:
     server_name: str  # for TLS SNI and certificate checks
 
 
-def resolve(url: str, allowed: Sequence[Network]) -> Target:
-    """Resolve the URL's host, check every address, and pin the first one."""
+_RESOLVER = ThreadPoolExecutor(8, thread_name_prefix="eventflow-webhook-dns")
+
+
+def resolve(url: str, allowed: Sequence[Network], timeout: float = 5.0) -> Target:
+    """Resolve the URL's host (within ``timeout``: the system resolver has no timeout of
+    its own), check every address, and pin the first one."""
     parts = urlsplit(check_url(url))
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM).result(timeout)
     except socket.gaierror as error:
         raise Refused(f"cannot resolve {host!r}: {error}") from None
+    except FutureTimeout:
+        raise Refused(f"cannot resolve {host!r}: no answer within {timeout:g} s") from None
     addresses: list[Address] = []
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%")[0])

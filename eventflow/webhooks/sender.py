@@ -204,7 +204,7 @@ class Sender:
             return int((time.monotonic() - started) * 1000)
 
         try:
-            target = guard.resolve(url, self.settings.allow_networks)
+            target = guard.resolve(url, self.settings.allow_networks, self.settings.connect_timeout)
         except guard.Refused as refused:
             return Outcome(None, took(), str(refused), "")
         keys = self.signing_secrets(subscription_id)

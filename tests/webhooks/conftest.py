@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "server"))  # serving.py
 
 from eventflow import commands  # noqa: E402
 from eventflow.log import open_log  # noqa: E402
