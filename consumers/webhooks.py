@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select, update
@@ -104,9 +105,12 @@ class WebhookRecorder(Subscriber):
 
     keeps_offsets = True
 
-    def __init__(self, engine: Engine, group: str = "webhooks"):
+    def __init__(self, engine: Engine, group: str = "webhooks", on_recorded: Callable[[], object] | None = None):
+        """``on_recorded`` hears of each batch that recorded deliveries (the sender of the
+        same instance wakes at once instead of at its next poll)."""
         self.engine = engine
         self.group = group
+        self.on_recorded = on_recorded
         create_tables(engine)
 
     def stored_offsets(self, tps: set[TopicPartition]) -> dict[TopicPartition, int]:
@@ -139,6 +143,8 @@ class WebhookRecorder(Subscriber):
                     })
             if rows:
                 insert_once(c, rows)
+        if rows and self.on_recorded is not None:
+            self.on_recorded()
         return []
 
     def _experiments(self, c: Connection, batch: list[Delivery], need: bool) -> dict[str, str]:
@@ -182,9 +188,9 @@ class Dispatcher:
         from eventflow.webhooks.sender import Sender
 
         self.settings = settings or Settings.from_env()
-        self.recorder = WebhookRecorder(engine, self.settings.group)
-        self.loop = ConsumerLoop(log, self.recorder)
         self.sender = Sender(engine, log, self.settings)
+        self.recorder = WebhookRecorder(engine, self.settings.group, on_recorded=self.sender.wake)
+        self.loop = ConsumerLoop(log, self.recorder)
 
     def run(self, stop: threading.Event) -> None:
         """Record in this thread, send in another; both stop with ``stop`` (or when the

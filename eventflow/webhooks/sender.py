@@ -18,14 +18,16 @@ receiver's ``Retry-After``, when longer) until ``retry_window`` after the delive
 recorded. ``max_failures`` consecutive failed attempts disable a subscription; the
 dispatcher says so on the log with a ``webhook.disabled`` event.
 
-Fairness: a subscription may have ``per_subscription`` attempts in flight at most, so a
-slow or dead endpoint occupies a bounded share of the workers and the others go on.
+Fairness: a subscription may have ``in_flight_cap`` attempts in flight at most (half the
+workers by default), so a slow or dead endpoint occupies a bounded share of the workers
+and the others go on.
 """
 
 from __future__ import annotations
 
 import email.utils
 import logging
+import queue
 import random
 import threading
 import time
@@ -98,43 +100,77 @@ class Sender:
         self._in_flight: dict[str, int] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._done: queue.Queue[tuple[Any, Outcome]] = queue.Queue()
         create_tables(engine)
 
     # -- the loop -------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Claim and send until ``stop``; errors of the database are logged and retried."""
+        """Claim, send and record until ``stop``; database errors are logged and retried.
+
+        Workers only POST; this thread claims rows and records outcomes, each a batch in
+        one transaction, so a burst costs a few commits rather than two per delivery
+        (each commit is an fsync on SQLite). A row stays leased until its outcome is
+        recorded; a crash in between means it is sent again (at least once).
+        """
         with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="eventflow-webhook") as pool:
-            idle = 0.005
+            idle = 0.002
             while not stop.is_set():
                 try:
+                    done = self._drain()
+                    if done:
+                        self.record_many(done)
+                        self._release(done)
                     free = self.settings.workers - sum(self._in_flight.values())
                     claimed = self.claim(free) if free > 0 else []
                 except Exception:
-                    logger.exception("webhook sender: claiming failed; retrying in 1 s")
+                    logger.exception("webhook sender: the database failed; retrying in 1 s")
                     stop.wait(1.0)
                     continue
                 for row in claimed:
-                    pool.submit(self._send_and_release, row)
-                if claimed:
-                    idle = 0.005
+                    pool.submit(self._send, row)
+                if claimed or done:
+                    idle = 0.002
                     continue
                 self._wake.wait(idle)
                 self._wake.clear()
                 idle = min(idle * 2, self.settings.poll_interval)
+            pool.shutdown(wait=True)
+            leftover = self._drain()
+            if leftover:
+                try:
+                    self.record_many(leftover)
+                except Exception:
+                    logger.exception("webhook sender: could not record the last outcomes; their leases will expire")
         self.client.close()
 
-    def _send_and_release(self, row: Any) -> None:
+    def wake(self) -> None:
+        """New rows are due: look now rather than at the next poll."""
+        self._wake.set()
+
+    def _send(self, row: Any) -> None:
         try:
-            self.deliver(row)
-        except Exception:
-            logger.exception("webhook sender: delivery %s failed unexpectedly; its lease will expire", row.delivery_id)
-        finally:
-            with self._lock:
+            outcome = self.post(row.url, row.event_id, row.body, row.subscription_id)
+        except Exception as error:  # post() never raises by design; belt and braces
+            logger.exception("webhook sender: delivery %s failed unexpectedly", row.delivery_id)
+            outcome = Outcome(None, 0, f"internal error: {error}", "")
+        self._done.put((row, outcome))
+        self._wake.set()
+
+    def _drain(self) -> list[tuple[Any, Outcome]]:
+        done = []
+        while True:
+            try:
+                done.append(self._done.get_nowait())
+            except queue.Empty:
+                return done
+
+    def _release(self, done: list[tuple[Any, Outcome]]) -> None:
+        with self._lock:
+            for row, _ in done:
                 self._in_flight[row.subscription_id] -= 1
                 if not self._in_flight[row.subscription_id]:
                     del self._in_flight[row.subscription_id]
-            self._wake.set()
 
     def claim(self, limit: int) -> list[Any]:
         """Lease up to ``limit`` due rows, each the head of its (subscription, entity)."""
@@ -160,26 +196,29 @@ class Sender:
             .order_by(d.c.next_attempt_time, d.c.delivery_id)
             .limit(limit * 4)
         )
-        claimed = []
         until = now + int(self.settings.lease * 1000)
         with self.engine.connect() as c:
             candidates = c.execute(query).all()
+        if not candidates:
+            return []
+        chosen, per_subscription = [], dict(self._in_flight)
         for row in candidates:
-            if len(claimed) >= limit:
-                break
-            with self._lock:
-                if self._in_flight.get(row.subscription_id, 0) >= self.settings.per_subscription:
-                    continue
-            with self.engine.begin() as c:
+            if len(chosen) < limit and per_subscription.get(row.subscription_id, 0) < self.settings.in_flight_cap:
+                per_subscription[row.subscription_id] = per_subscription.get(row.subscription_id, 0) + 1
+                chosen.append(row)
+        claimed = []
+        with self.engine.begin() as c:  # one commit for the whole claim
+            for row in chosen:
                 won = c.execute(
                     update(d)
                     .where(d.c.delivery_id == row.delivery_id, d.c.status == "PENDING", or_(d.c.lease_until.is_(None), d.c.lease_until < now))
                     .values(lease_owner=self.name, lease_until=until)
                 ).rowcount
-            if won:
-                with self._lock:
-                    self._in_flight[row.subscription_id] = self._in_flight.get(row.subscription_id, 0) + 1
-                claimed.append(row)
+                if won:
+                    claimed.append(row)
+        with self._lock:
+            for row in claimed:
+                self._in_flight[row.subscription_id] = self._in_flight.get(row.subscription_id, 0) + 1
         return claimed
 
     # -- one attempt ----------------------------------------------------------------------
@@ -241,57 +280,72 @@ class Sender:
             return Outcome(None, took(), f"{type(error).__name__}: {error}"[:500], "")
 
     def deliver(self, row: Any) -> Outcome:
-        """Attempt a claimed row and record what happened."""
+        """Attempt a claimed row now and record what happened (the API's test message)."""
         outcome = self.post(row.url, row.event_id, row.body, row.subscription_id)
-        self.record(row, outcome)
+        self.record_many([(row, outcome)])
         return outcome
 
-    def record(self, row: Any, outcome: Outcome) -> None:
-        now = now_ms()
-        d, s = deliveries, subscriptions
-        disable_reason = None
+    def _row_values(self, row: Any, outcome: Outcome, now: int) -> tuple[dict[str, Any], str | None]:
+        """The row's new state after an attempt, and why to disable its subscription (410)."""
         values: dict[str, Any] = {
-            "attempts": d.c.attempts + 1, "last_status_code": outcome.status_code, "last_error": outcome.error,
+            "attempts": row.attempts + 1, "last_status_code": outcome.status_code, "last_error": outcome.error,
             "lease_owner": None, "lease_until": None,
         }
         if outcome.succeeded:
             values.update(status="SUCCEEDED", completed_time=now)
-        elif outcome.status_code == 410:
+            return values, None
+        if outcome.status_code == 410:
             values.update(status="FAILED", completed_time=now)
-            disable_reason = "the endpoint answered 410 Gone"
+            return values, "the endpoint answered 410 Gone"
+        wait = backoff(self.settings, row.attempts + 1)
+        if outcome.retry_after is not None:
+            wait = max(wait, outcome.retry_after)
+        give_up_at = row.created_time + int(self.settings.retry_window * 1000)
+        if now >= give_up_at:
+            values.update(status="FAILED", completed_time=now)
         else:
-            failed = row.attempts + 1
-            wait = backoff(self.settings, failed)
-            if outcome.retry_after is not None:
-                wait = max(wait, outcome.retry_after)
-            give_up_at = row.created_time + int(self.settings.retry_window * 1000)
-            if now >= give_up_at:
-                values.update(status="FAILED", completed_time=now)
-            else:
-                values.update(next_attempt_time=min(now + int(wait * 1000), give_up_at))
+            values.update(next_attempt_time=min(now + int(wait * 1000), give_up_at))
+        return values, None
+
+    def record_many(self, done: list[tuple[Any, Outcome]]) -> None:
+        """Record attempts and the rows' new states in one transaction; disable the
+        subscriptions that answered 410 or failed ``max_failures`` times in a row."""
+        now = now_ms()
+        d, s = deliveries, subscriptions
+        reasons: dict[str, str] = {}
+        streak: dict[str, tuple[bool, int]] = {}  # per subscription: (a success seen, failures after the last one)
         with self.engine.begin() as c:
             c.execute(
-                insert(attempts).values(
-                    delivery_id=row.delivery_id, time=now, status_code=outcome.status_code, latency_ms=outcome.latency_ms,
-                    error=outcome.error, response=outcome.response, dispatcher=self.name,
-                )
+                insert(attempts),
+                [
+                    {"delivery_id": row.delivery_id, "time": now, "status_code": o.status_code, "latency_ms": o.latency_ms,
+                     "error": o.error, "response": o.response, "dispatcher": self.name}
+                    for row, o in done
+                ],
             )
-            c.execute(update(d).where(d.c.delivery_id == row.delivery_id).values(**values))
-            if outcome.succeeded:
-                c.execute(update(s).where(s.c.subscription_id == row.subscription_id, s.c.consecutive_failures != 0).values(consecutive_failures=0))
-            else:
-                c.execute(update(s).where(s.c.subscription_id == row.subscription_id).values(consecutive_failures=s.c.consecutive_failures + 1))
-                failures = c.execute(select(s.c.consecutive_failures).where(s.c.subscription_id == row.subscription_id)).scalar()
-                if disable_reason is None and failures is not None and failures >= self.settings.max_failures:
-                    disable_reason = f"{failures} consecutive failed attempts"
-            if disable_reason is not None:
-                disabled = c.execute(
-                    update(s).where(s.c.subscription_id == row.subscription_id, s.c.status == "ACTIVE")
-                    .values(status="DISABLED", disabled_reason=disable_reason)
+            for row, outcome in done:
+                values, reason = self._row_values(row, outcome, now)
+                c.execute(update(d).where(d.c.delivery_id == row.delivery_id).values(**values))
+                if reason:
+                    reasons.setdefault(row.subscription_id, reason)
+                reset, failed = streak.get(row.subscription_id, (False, 0))
+                streak[row.subscription_id] = (True, 0) if outcome.succeeded else (reset, failed + 1)
+            for sid, (reset, failed) in streak.items():
+                if failed == 0:
+                    c.execute(update(s).where(s.c.subscription_id == sid, s.c.consecutive_failures != 0).values(consecutive_failures=0))
+                    continue
+                before = 0 if reset else s.c.consecutive_failures
+                c.execute(update(s).where(s.c.subscription_id == sid).values(consecutive_failures=before + failed))
+                total = c.execute(select(s.c.consecutive_failures).where(s.c.subscription_id == sid)).scalar()
+                if total is not None and total >= self.settings.max_failures:
+                    reasons.setdefault(sid, f"{total} consecutive failed attempts")
+            disabled = []
+            for sid, reason in reasons.items():
+                changed = c.execute(
+                    update(s).where(s.c.subscription_id == sid, s.c.status == "ACTIVE").values(status="DISABLED", disabled_reason=reason)
                 ).rowcount
-            else:
-                disabled = 0
+                if changed:
+                    disabled.append(Event("webhook.disabled", {"subscription_id": sid, "reason": reason}))
         if disabled and self.events is not None:
             # The table changed at once (no more attempts); the log says so for everyone.
-            self.events.append(Event("webhook.disabled", {"subscription_id": row.subscription_id, "reason": disable_reason}))
-
+            self.events.append_many(disabled)

@@ -40,7 +40,8 @@ class Settings:
     connect_timeout: float = 5.0
     response_timeout: float = 15.0  # for the whole answer, headers and (bounded) body
     max_response_bytes: int = 64 * 1024
-    workers: int = 16  # concurrent attempts per dispatcher instance
+    workers: int = 32  # concurrent attempts per dispatcher instance (threads waiting on I/O)
+    per_subscription: int = 0  # attempts one subscription may have in flight; 0: half the workers
     lease: float = 60.0  # how long a claimed delivery is this instance's alone
     poll_interval: float = 0.2  # the longest the sender sleeps when nothing is due
     rotation_grace: float = DAY  # how long a rotated-out secret still signs
@@ -51,10 +52,11 @@ class Settings:
             raise ValueError("EVENTFLOW_WEBHOOK_LEASE must be longer than the connect and response timeouts together")
 
     @property
-    def per_subscription(self) -> int:
-        """Attempts one subscription may have in flight: a slow endpoint gets a quarter
-        of the workers at most, so it never holds up the others."""
-        return max(1, self.workers // 4)
+    def in_flight_cap(self) -> int:
+        """Attempts one subscription may have in flight: by default half the workers, so
+        a slow endpoint (each attempt bounded by the timeouts) never holds them all and
+        the others go on."""
+        return self.per_subscription or max(1, self.workers // 2)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -82,6 +84,7 @@ class Settings:
             response_timeout=number("TIMEOUT", cls.response_timeout),
             max_response_bytes=int(number("MAX_RESPONSE_BYTES", cls.max_response_bytes)),
             workers=int(number("WORKERS", cls.workers)),
+            per_subscription=int(number("PER_SUBSCRIPTION", cls.per_subscription or 1)) if env.get("EVENTFLOW_WEBHOOK_PER_SUBSCRIPTION") else 0,
             lease=number("LEASE", cls.lease),
             poll_interval=number("POLL_INTERVAL", cls.poll_interval),
             rotation_grace=number("ROTATION_GRACE", cls.rotation_grace),
