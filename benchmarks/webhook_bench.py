@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=3000, help="events in the burst")
     parser.add_argument("--paced", type=int, default=1000, help="events sent at --rate for the delay figures")
     parser.add_argument("--rate", type=float, default=100.0, help="events per second in the paced phase")
-    parser.add_argument("--workers", type=int, default=16, help="sending workers of the dispatcher")
+    parser.add_argument("--workers", type=int, default=32, help="sending workers of the dispatcher")
     parser.add_argument("--kafka", default=None, metavar="HOST:PORT")
     parser.add_argument("--receiver", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()

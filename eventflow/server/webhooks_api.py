@@ -179,19 +179,8 @@ def test_webhook(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
             )
         ).inserted_primary_key[0]
     row = runtime.read(lambda c: c.execute(deliveries.select().where(deliveries.c.delivery_id == delivery_id)).first())
-    sender.deliver(_WithUrl(row, current["url"]))
+    sender.deliver(row, current["url"])
     return {"delivery": runtime.read(queries.get_delivery, sid, delivery_id)}
-
-
-class _WithUrl:
-    """A delivery row plus its subscription's URL, as the sender's claim returns it."""
-
-    def __init__(self, row: Any, url: str):
-        self._row = row
-        self.url = url
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._row, name)
 
 
 def list_deliveries(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:

@@ -33,11 +33,12 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select, update
 
 from eventflow.events import Event, now_ms
 from eventflow.log import Log
@@ -85,6 +86,18 @@ def backoff(settings: Settings, failed_attempts: int) -> float:
     return delay * random.uniform(0.75, 1.25)
 
 
+class Claimed:
+    """A leased delivery row, with its subscription's URL and signing secrets."""
+
+    __slots__ = ("row", "url", "keys")
+
+    def __init__(self, row: Any, url: str, keys: list[str]):
+        self.row, self.url, self.keys = row, url, keys
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.row, name)
+
+
 class Sender:
     def __init__(self, engine: Engine, log: Log | None, settings: Settings, name: str | None = None):
         self.engine = engine
@@ -108,21 +121,19 @@ class Sender:
     def run(self, stop: threading.Event) -> None:
         """Claim, send and record until ``stop``; database errors are logged and retried.
 
-        Workers only POST; this thread claims rows and records outcomes, each a batch in
-        one transaction, so a burst costs a few commits rather than two per delivery
-        (each commit is an fsync on SQLite). A row stays leased until its outcome is
-        recorded; a crash in between means it is sent again (at least once).
+        Workers only POST; this thread records the outcomes that came back and claims new
+        rows, all in one transaction per turn, so a burst costs one commit per turn
+        rather than two per delivery (each commit is an fsync on SQLite). A row stays
+        leased until its outcome is recorded; a crash in between means it is sent again
+        (at least once).
         """
         with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="eventflow-webhook") as pool:
             idle = 0.002
             while not stop.is_set():
                 try:
                     done = self._drain()
-                    if done:
-                        self.record_many(done)
-                        self._release(done)
-                    free = self.settings.workers - sum(self._in_flight.values())
-                    claimed = self.claim(free) if free > 0 else []
+                    free = self.settings.workers - sum(self._in_flight.values()) + len(done)
+                    claimed = self.cycle(done, free)
                 except Exception:
                     logger.exception("webhook sender: the database failed; retrying in 1 s")
                     stop.wait(1.0)
@@ -150,7 +161,7 @@ class Sender:
 
     def _send(self, row: Any) -> None:
         try:
-            outcome = self.post(row.url, row.event_id, row.body, row.subscription_id)
+            outcome = self.post(row.url, row.event_id, row.body, row.keys)
         except Exception as error:  # post() never raises by design; belt and braces
             logger.exception("webhook sender: delivery %s failed unexpectedly", row.delivery_id)
             outcome = Outcome(None, 0, f"internal error: {error}", "")
@@ -172,8 +183,40 @@ class Sender:
                 if not self._in_flight[row.subscription_id]:
                     del self._in_flight[row.subscription_id]
 
-    def claim(self, limit: int) -> list[Any]:
+    def cycle(self, done: list[tuple[Any, Outcome]], free: int) -> list[Claimed]:
+        """One turn of the loop: record ``done`` and claim up to ``free`` rows, in one transaction."""
+        if done:
+            # Not in flight any more, whatever happens next (if the record fails, the
+            # leases expire and the rows are sent again).
+            self._release(done)
+        if not done and free <= 0:
+            return []
+        # Candidates are read before the transaction, which then only writes: on SQLite a
+        # transaction that reads first cannot take the write lock once another writer
+        # has committed (it fails at once instead of waiting); the lease update re-checks.
+        candidates = self._candidates(free) if free > 0 else []
+        with self.engine.begin() as c:
+            disabled = self._record(c, done) if done else []
+            claimed = self._lease(c, candidates)
+        self._announce(disabled)
+        return self._leased(claimed)
+
+    def claim(self, limit: int) -> list[Claimed]:
         """Lease up to ``limit`` due rows, each the head of its (subscription, entity)."""
+        candidates = self._candidates(limit)
+        with self.engine.begin() as c:
+            claimed = self._lease(c, candidates)
+        return self._leased(claimed)
+
+    def _leased(self, claimed: list[Any]) -> list[Claimed]:
+        with self._lock:
+            for row in claimed:
+                self._in_flight[row.subscription_id] = self._in_flight.get(row.subscription_id, 0) + 1
+        keys = self.signing_secrets({row.subscription_id for row in claimed}) if claimed else {}
+        return [Claimed(row, row.url, keys[row.subscription_id]) for row in claimed]
+
+    def _candidates(self, limit: int) -> list[Any]:
+        """Up to ``limit`` due heads, within the per-subscription cap (read, not leased)."""
         now = now_ms()
         d, s = deliveries, subscriptions
         h = deliveries.alias("h")
@@ -193,48 +236,57 @@ class Sender:
                 s.c.deleted.is_(False),
                 d.c.delivery_id == head,
             )
-            .order_by(d.c.next_attempt_time, d.c.delivery_id)
+            # In id order along the (status, delivery_id) index: the scan stops after a few
+            # due heads instead of ranking every pending row.
+            .order_by(d.c.delivery_id)
             .limit(limit * 4)
         )
-        until = now + int(self.settings.lease * 1000)
         with self.engine.connect() as c:
             candidates = c.execute(query).all()
-        if not candidates:
-            return []
         chosen, per_subscription = [], dict(self._in_flight)
         for row in candidates:
             if len(chosen) < limit and per_subscription.get(row.subscription_id, 0) < self.settings.in_flight_cap:
                 per_subscription[row.subscription_id] = per_subscription.get(row.subscription_id, 0) + 1
                 chosen.append(row)
+        return chosen
+
+    def _lease(self, c: Connection, chosen: list[Any]) -> list[Any]:
+        """Lease the rows still free (another instance may have taken some meanwhile)."""
+        now = now_ms()
+        until = now + int(self.settings.lease * 1000)
+        d = deliveries
         claimed = []
-        with self.engine.begin() as c:  # one commit for the whole claim
-            for row in chosen:
-                won = c.execute(
-                    update(d)
-                    .where(d.c.delivery_id == row.delivery_id, d.c.status == "PENDING", or_(d.c.lease_until.is_(None), d.c.lease_until < now))
-                    .values(lease_owner=self.name, lease_until=until)
-                ).rowcount
-                if won:
-                    claimed.append(row)
-        with self._lock:
-            for row in claimed:
-                self._in_flight[row.subscription_id] = self._in_flight.get(row.subscription_id, 0) + 1
+        for row in chosen:
+            won = c.execute(
+                update(d)
+                .where(
+                    d.c.delivery_id == row.delivery_id, d.c.status == "PENDING", d.c.next_attempt_time <= now,
+                    or_(d.c.lease_until.is_(None), d.c.lease_until < now),
+                )
+                .values(lease_owner=self.name, lease_until=until)
+            ).rowcount
+            if won:
+                claimed.append(row)
         return claimed
 
     # -- one attempt ----------------------------------------------------------------------
 
-    def signing_secrets(self, subscription_id: str) -> list[str]:
-        """The current secret, then any rotated-out one still in its grace period."""
+    def signing_secrets(self, subscription_ids: Iterable[str]) -> dict[str, list[str]]:
+        """Per subscription: the current secret, then any rotated-out one still in its
+        grace period. Read once per claim, for all the claimed rows."""
         now = now_ms()
+        found: dict[str, list[str]] = {sid: [] for sid in subscription_ids}
         with self.engine.connect() as c:
             rows = c.execute(
-                select(secrets.c.secret, secrets.c.expires_time)
-                .where(secrets.c.subscription_id == subscription_id, or_(secrets.c.expires_time.is_(None), secrets.c.expires_time > now))
+                select(secrets.c.subscription_id, secrets.c.secret)
+                .where(secrets.c.subscription_id.in_(list(found)), or_(secrets.c.expires_time.is_(None), secrets.c.expires_time > now))
                 .order_by(secrets.c.expires_time.is_not(None), secrets.c.created_time.desc())
-            ).all()
-        return [r.secret for r in rows]
+            )
+            for row in rows:
+                found[row.subscription_id].append(row.secret)
+        return found
 
-    def post(self, url: str, event_id: str, body: str, subscription_id: str) -> Outcome:
+    def post(self, url: str, event_id: str, body: str, keys: Sequence[str]) -> Outcome:
         """One POST, bounded in time and in what it reads; never raises."""
         started = time.monotonic()
         deadline = started + self.settings.response_timeout
@@ -246,7 +298,6 @@ class Sender:
             target = guard.resolve(url, self.settings.allow_networks, self.settings.connect_timeout)
         except guard.Refused as refused:
             return Outcome(None, took(), str(refused), "")
-        keys = self.signing_secrets(subscription_id)
         if not keys:
             return Outcome(None, took(), "the subscription has no signing secret (rotate it to make one)", "")
         stamp = int(time.time())
@@ -279,17 +330,20 @@ class Sender:
         except httpx.HTTPError as error:
             return Outcome(None, took(), f"{type(error).__name__}: {error}"[:500], "")
 
-    def deliver(self, row: Any) -> Outcome:
-        """Attempt a claimed row now and record what happened (the API's test message)."""
-        outcome = self.post(row.url, row.event_id, row.body, row.subscription_id)
-        self.record_many([(row, outcome)])
+    def deliver(self, row: Any, url: str) -> Outcome:
+        """Attempt a row leased by the caller now and record what happened (the API's
+        test message)."""
+        claimed = Claimed(row, url, self.signing_secrets([row.subscription_id])[row.subscription_id])
+        outcome = self.post(url, row.event_id, row.body, claimed.keys)
+        self.record_many([(claimed, outcome)])
         return outcome
 
     def _row_values(self, row: Any, outcome: Outcome, now: int) -> tuple[dict[str, Any], str | None]:
         """The row's new state after an attempt, and why to disable its subscription (410)."""
         values: dict[str, Any] = {
-            "attempts": row.attempts + 1, "last_status_code": outcome.status_code, "last_error": outcome.error,
-            "lease_owner": None, "lease_until": None,
+            "b_id": row.delivery_id, "attempts": row.attempts + 1, "last_status_code": outcome.status_code,
+            "last_error": outcome.error, "lease_owner": None, "lease_until": None, "status": "PENDING",
+            "completed_time": None, "next_attempt_time": row.next_attempt_time,
         }
         if outcome.succeeded:
             values.update(status="SUCCEEDED", completed_time=now)
@@ -308,44 +362,53 @@ class Sender:
         return values, None
 
     def record_many(self, done: list[tuple[Any, Outcome]]) -> None:
-        """Record attempts and the rows' new states in one transaction; disable the
-        subscriptions that answered 410 or failed ``max_failures`` times in a row."""
+        with self.engine.begin() as c:
+            disabled = self._record(c, done)
+        self._announce(disabled)
+
+    def _announce(self, disabled: list[Event]) -> None:
+        if disabled and self.events is not None:
+            # The table changed at once (no more attempts); the log says so for everyone.
+            self.events.append_many(disabled)
+
+    def _record(self, c: Connection, done: list[tuple[Any, Outcome]]) -> list[Event]:
+        """Record attempts and the rows' new states; disable the subscriptions that
+        answered 410 or failed ``max_failures`` times in a row (returns those events)."""
         now = now_ms()
         d, s = deliveries, subscriptions
         reasons: dict[str, str] = {}
         streak: dict[str, tuple[bool, int]] = {}  # per subscription: (a success seen, failures after the last one)
-        with self.engine.begin() as c:
-            c.execute(
-                insert(attempts),
-                [
-                    {"delivery_id": row.delivery_id, "time": now, "status_code": o.status_code, "latency_ms": o.latency_ms,
-                     "error": o.error, "response": o.response, "dispatcher": self.name}
-                    for row, o in done
-                ],
-            )
-            for row, outcome in done:
-                values, reason = self._row_values(row, outcome, now)
-                c.execute(update(d).where(d.c.delivery_id == row.delivery_id).values(**values))
-                if reason:
-                    reasons.setdefault(row.subscription_id, reason)
-                reset, failed = streak.get(row.subscription_id, (False, 0))
-                streak[row.subscription_id] = (True, 0) if outcome.succeeded else (reset, failed + 1)
-            for sid, (reset, failed) in streak.items():
-                if failed == 0:
-                    c.execute(update(s).where(s.c.subscription_id == sid, s.c.consecutive_failures != 0).values(consecutive_failures=0))
-                    continue
-                before = 0 if reset else s.c.consecutive_failures
-                c.execute(update(s).where(s.c.subscription_id == sid).values(consecutive_failures=before + failed))
-                total = c.execute(select(s.c.consecutive_failures).where(s.c.subscription_id == sid)).scalar()
-                if total is not None and total >= self.settings.max_failures:
-                    reasons.setdefault(sid, f"{total} consecutive failed attempts")
-            disabled = []
-            for sid, reason in reasons.items():
-                changed = c.execute(
-                    update(s).where(s.c.subscription_id == sid, s.c.status == "ACTIVE").values(status="DISABLED", disabled_reason=reason)
-                ).rowcount
-                if changed:
-                    disabled.append(Event("webhook.disabled", {"subscription_id": sid, "reason": reason}))
-        if disabled and self.events is not None:
-            # The table changed at once (no more attempts); the log says so for everyone.
-            self.events.append_many(disabled)
+        c.execute(
+            insert(attempts),
+            [
+                {"delivery_id": row.delivery_id, "time": now, "status_code": o.status_code, "latency_ms": o.latency_ms,
+                 "error": o.error, "response": o.response, "dispatcher": self.name}
+                for row, o in done
+            ],
+        )
+        changes = []
+        for row, outcome in done:
+            values, reason = self._row_values(row, outcome, now)
+            changes.append(values)
+            if reason:
+                reasons.setdefault(row.subscription_id, reason)
+            reset, failed = streak.get(row.subscription_id, (False, 0))
+            streak[row.subscription_id] = (True, 0) if outcome.succeeded else (reset, failed + 1)
+        c.execute(update(d).where(d.c.delivery_id == bindparam("b_id")), changes)
+        for sid, (reset, failed) in streak.items():
+            if failed == 0:
+                c.execute(update(s).where(s.c.subscription_id == sid, s.c.consecutive_failures != 0).values(consecutive_failures=0))
+                continue
+            before = 0 if reset else s.c.consecutive_failures
+            c.execute(update(s).where(s.c.subscription_id == sid).values(consecutive_failures=before + failed))
+            total = c.execute(select(s.c.consecutive_failures).where(s.c.subscription_id == sid)).scalar()
+            if total is not None and total >= self.settings.max_failures:
+                reasons.setdefault(sid, f"{total} consecutive failed attempts")
+        disabled = []
+        for sid, reason in reasons.items():
+            changed = c.execute(
+                update(s).where(s.c.subscription_id == sid, s.c.status == "ACTIVE").values(status="DISABLED", disabled_reason=reason)
+            ).rowcount
+            if changed:
+                disabled.append(Event("webhook.disabled", {"subscription_id": sid, "reason": reason}))
+        return disabled

@@ -64,7 +64,7 @@ deliveries = Table(
     Column("lease_until", BigInteger),
     UniqueConstraint("subscription_id", "event_id", name="webhook_deliveries_once"),
     Index("webhook_deliveries_head", "subscription_id", "entity_key", "status", "delivery_id"),
-    Index("webhook_deliveries_due", "status", "next_attempt_time"),
+    Index("webhook_deliveries_pending", "status", "delivery_id"),
 )
 
 attempts = Table(
