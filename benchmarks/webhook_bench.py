@@ -60,6 +60,23 @@ def receiver_app():
     return app
 
 
+def split(home: str, kafka: str | None, ids: set[str]) -> tuple[list[int], list[int]]:
+    """From the server's tables: event -> delivery recorded, and recorded -> first attempt."""
+    from sqlalchemy import create_engine, func, select
+
+    from eventflow.webhooks.tables import attempts, deliveries
+
+    engine = create_engine(f"sqlite:///{os.path.join(home, 'kafka-views.db' if kafka else 'views.db')}")
+    first = select(attempts.c.delivery_id, func.min(attempts.c.time).label("sent")).group_by(attempts.c.delivery_id).subquery()
+    query = select(deliveries.c.event_id, deliveries.c.event_time, deliveries.c.created_time, first.c.sent).join(
+        first, first.c.delivery_id == deliveries.c.delivery_id
+    )
+    with engine.connect() as c:
+        rows = [r for r in c.execute(query) if r.event_id in ids]
+    engine.dispose()
+    return [r.created_time - r.event_time for r in rows], [r.sent - r.created_time for r in rows]
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
@@ -149,6 +166,7 @@ def main() -> None:
             got = wait_for(args.events + args.paced)
             delays = [g[2] - g[1] for g in got if g[0] in paced_ids]
             log.close()
+            recording, sending = split(home, args.kafka, paced_ids)
     finally:
         receiver.terminate()
         receiver.wait()
@@ -157,6 +175,8 @@ def main() -> None:
     print(f"backend: {backend}; {args.workers} sending workers; receiver: uvicorn on 127.0.0.1")
     print(f"burst:  {args.events:,} events -> {throughput:,.0f} deliveries/s (event-to-delivery p50 {statistics.median(burst_delays):,.0f} ms, p99 {percentile(burst_delays, 99):,.0f} ms)")
     print(f"paced:  {args.paced:,} events at {args.rate:g}/s -> event-to-delivery p50 {statistics.median(delays):,.0f} ms, p99 {percentile(delays, 99):,.0f} ms")
+    print(f"        of which event -> delivery recorded p50 {statistics.median(recording):,.0f} ms, p99 {percentile(recording, 99):,.0f} ms; "
+          f"recorded -> attempt p50 {statistics.median(sending):,.0f} ms, p99 {percentile(sending, 99):,.0f} ms")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ class Outcome:
     error: str | None
     response: str
     retry_after: float | None = None
+    time: int = 0  # when the attempt started, ms since the epoch
 
     @property
     def succeeded(self) -> bool:
@@ -290,6 +291,7 @@ class Sender:
         """One POST, bounded in time and in what it reads; never raises."""
         started = time.monotonic()
         deadline = started + self.settings.response_timeout
+        began = now_ms()
 
         def took() -> int:
             return int((time.monotonic() - started) * 1000)
@@ -297,9 +299,9 @@ class Sender:
         try:
             target = guard.resolve(url, self.settings.allow_networks, self.settings.connect_timeout)
         except guard.Refused as refused:
-            return Outcome(None, took(), str(refused), "")
+            return Outcome(None, took(), str(refused), "", time=began)
         if not keys:
-            return Outcome(None, took(), "the subscription has no signing secret (rotate it to make one)", "")
+            return Outcome(None, took(), "the subscription has no signing secret (rotate it to make one)", "", time=began)
         stamp = int(time.time())
         data = body.encode()
         headers = {
@@ -324,11 +326,11 @@ class Sender:
                     error = f"redirect to {response.headers.get('location', '?')[:200]} not followed"
                 elif time.monotonic() > deadline and not 200 <= response.status_code < 300:
                     error = "the answer took longer than the response timeout"
-                return Outcome(response.status_code, took(), error, text, retry_after(response.headers.get("retry-after"), time.time()))
+                return Outcome(response.status_code, took(), error, text, retry_after(response.headers.get("retry-after"), time.time()), began)
         except httpx.TimeoutException as error:
-            return Outcome(None, took(), f"timed out: {type(error).__name__}", "")
+            return Outcome(None, took(), f"timed out: {type(error).__name__}", "", time=began)
         except httpx.HTTPError as error:
-            return Outcome(None, took(), f"{type(error).__name__}: {error}"[:500], "")
+            return Outcome(None, took(), f"{type(error).__name__}: {error}"[:500], "", time=began)
 
     def deliver(self, row: Any, url: str) -> Outcome:
         """Attempt a row leased by the caller now and record what happened (the API's
@@ -381,7 +383,7 @@ class Sender:
         c.execute(
             insert(attempts),
             [
-                {"delivery_id": row.delivery_id, "time": now, "status_code": o.status_code, "latency_ms": o.latency_ms,
+                {"delivery_id": row.delivery_id, "time": o.time or now, "status_code": o.status_code, "latency_ms": o.latency_ms,
                  "error": o.error, "response": o.response, "dispatcher": self.name}
                 for row, o in done
             ],
