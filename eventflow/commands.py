@@ -377,3 +377,8 @@ def update_webhook(state: dict[str, Any]) -> Event:
 
 def delete_webhook(subscription_id: str) -> Event:
     return Event("webhook.deleted", {"subscription_id": subscription_id})
+
+
+def rotate_webhook_secret(subscription_id: str, previous_expires_time: int) -> Event:
+    """That a secret was rotated, and until when the old one signs; never the secret."""
+    return Event("webhook.secret_rotated", {"subscription_id": subscription_id, "previous_expires_time": previous_expires_time})

@@ -157,7 +157,8 @@ def rotate_secret(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
             .values(expires_time=ends)
         )
         c.execute(insert(secrets).values(subscription_id=sid, secret=secret, created_time=now, expires_time=None))
-    return {"secret": secret, "previous_expires_time": now + grace * 1000}
+    _write(runtime, [commands.rotate_webhook_secret(sid, ends)])
+    return {"secret": secret, "previous_expires_time": ends}
 
 
 def test_webhook(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:

@@ -39,11 +39,12 @@ def log_uri(request, tmp_path) -> str:
 
 
 @contextlib.contextmanager
-def running_runtime(log_uri: str, home: Path, env: dict[str, str]) -> Iterator[Runtime]:
+def running_runtime(log_uri: str, home: Path, env: dict[str, str], views_url: str | None = None) -> Iterator[Runtime]:
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     try:
-        runtime = Runtime(open_log(log_uri), f"sqlite:///{home / 'views.db'}", home / "artifacts", write_timeout=60)
+        views = views_url or f"sqlite:///{home / 'views.db'}"
+        runtime = Runtime(open_log(log_uri), views, home / "artifacts", write_timeout=60)
     finally:
         for name, value in saved.items():
             if value is None:

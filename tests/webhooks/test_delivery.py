@@ -224,6 +224,11 @@ def test_rotation_sends_both_signatures_then_only_the_new(runtime):
         for stale in (old, new):
             with pytest.raises(InvalidSignature):
                 verify(stale, got.headers, got.body)
+    from eventflow.server.events_api import read_events
+
+    logged = read_events(runtime, {"topic": ["eventflow.webhooks"], "type": ["webhook.secret_rotated"], "max_results": 10000})
+    mine = [e["event"]["payload"] for e in logged["events"] if e["event"]["payload"]["subscription_id"] == sid]
+    assert len(mine) == 2 and not any(secret in str(logged) for secret in (old, new, newer))
 
 
 def test_the_test_message_answers_at_once(runtime):

@@ -11,6 +11,8 @@ import threading
 import time
 import uuid
 
+import pytest
+
 from conftest import FAST, running_runtime
 from receiver import Receiver
 from sqlalchemy import create_engine, func, select
@@ -110,6 +112,38 @@ def test_two_dispatchers_in_one_group_never_send_twice(log_uri, tmp_path, webhoo
                 by_status = dict(c.execute(select(deliveries.c.status, func.count()).where(deliveries.c.subscription_id == sid).group_by(deliveries.c.status)).all())
             assert by_status == {"SUCCEEDED": 400}
             assert len(senders) == 2  # both instances did part of the sending
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+
+
+@pytest.mark.kafka
+@pytest.mark.postgres
+def test_kafka_and_postgresql_two_dispatchers_retries_and_order(kafka_bootstrap, postgres_url, tmp_path, webhook_env):
+    """The distributed setup: leases and the outbox on PostgreSQL, the log on Kafka."""
+    answers = {1: (500, {}, b""), 2: (503, {"retry-after": "0"}, b"")}
+    log_uri = f"kafka://{kafka_bootstrap}"
+    with Receiver(lambda got, n: answers.get(n)) as receiver, running_runtime(log_uri, tmp_path, webhook_env, postgres_url) as runtime:
+        second = Dispatcher(runtime.log, runtime.engine, Settings.from_env(webhook_env))
+        stop = threading.Event()
+        thread = threading.Thread(target=second.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            created = api.create_webhook(runtime, {"url": receiver.url, "events": ["run.tags_set"]})
+            sid = created["webhook"]["subscription_id"]
+            runs = [commands.new_run_id() for _ in range(10)]
+            events = [commands.set_tags(runs[i % 10], {"n": str(i)}) for i in range(200)]
+            EventLog(runtime.log).append_many(events)
+            receiver.wait_for(lambda: {e.event_id for e in events} <= set(receiver.ids()), timeout=120)
+            deadline = time.monotonic() + 30
+            while _statuses_of(runtime.engine, sid) != {"SUCCEEDED": 200}:
+                assert time.monotonic() < deadline, _statuses_of(runtime.engine, sid)
+                time.sleep(0.1)
+            ids = receiver.ids()
+            assert len(ids) == 202  # the two failed attempts were retried; nothing else twice
+            for run_id in runs:
+                got = [int(r.json["data"]["tags"][0]["value"]) for r in receiver.received if r.json["entity"]["id"] == run_id]
+                assert sorted(set(got)) == sorted(set(got), key=got.index)  # first arrivals in log order
         finally:
             stop.set()
             thread.join(timeout=30)
