@@ -269,3 +269,29 @@ def test_a_receiver_down_while_1000_events_happen_gets_all_of_them(runtime):
         for run_id in runs[:3]:
             got = [int(r.json["data"]["tags"][0]["value"]) for r in receiver.received if r.json["entity"]["id"] == run_id]
             assert got == sorted(got)
+
+
+def test_a_slow_endpoint_does_not_hold_up_a_fast_one(runtime):
+    def slowly(got, n):
+        time.sleep(2.5)
+
+    with Receiver(slowly) as slow, Receiver() as fast:
+        api.create_webhook(runtime, {"url": slow.url, "events": ["run.created"]})
+        sid = api.create_webhook(runtime, {"url": fast.url, "events": ["run.created"]})["webhook"]["subscription_id"]
+        started = time.monotonic()
+        for _ in range(40):  # 40 runs: 40 entities, all due at once at the slow endpoint
+            new_run(runtime)
+        fast.wait_for(lambda: len(fast.received) >= 40, timeout=30)
+        assert time.monotonic() - started < 20
+        assert len(slow.received) < 40  # still busy
+        assert len(settled(runtime, sid, 40)) == 40
+
+
+def test_answers_are_read_within_bounds(runtime):
+    big = b"x" * (5 * 1024 * 1024)
+    with Receiver(lambda got, n: (200, {}, big)) as receiver:
+        sid = api.create_webhook(runtime, {"url": receiver.url, "events": ["run.created"]})["webhook"]["subscription_id"]
+        new_run(runtime)
+        [delivery] = settled(runtime, sid, 1)
+        attempt = delivery["attempts"][0]
+        assert attempt["status_code"] == 200 and len(attempt["response"]) == 1024
