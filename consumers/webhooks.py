@@ -118,6 +118,7 @@ class WebhookRecorder(Subscriber):
 
     def apply(self, batch: list[Delivery], spans: dict[TopicPartition, tuple[int, int]]) -> list[tuple[Delivery, str]]:
         now = now_ms()
+        rejected: list[tuple[Delivery, str]] = []
         with self.engine.begin() as c:
             advance(c, self.group, spans)
             for d in batch:
@@ -131,10 +132,13 @@ class WebhookRecorder(Subscriber):
             rows = []
             for d in batch:
                 event = d.event
-                wanting = [s for s in live if s.wants(event, experiments.get(_owner(event)) or event.payload.get("experiment_id"))]
-                if not wanting:
+                try:
+                    wanting = [s for s in live if s.wants(event, experiments.get(_owner(event)) or event.payload.get("experiment_id"))]
+                    body = body_of(event) if wanting else ""
+                except Exception as error:  # an event we cannot render is the event's fault: dead-letter it, go on
+                    logger.warning("webhooks: cannot deliver %s %s: %s", event.type, event.event_id, error)
+                    rejected.append((d, f"webhooks: cannot render the event: {error}"))
                     continue
-                body = body_of(event)
                 for s in wanting:
                     rows.append({
                         "subscription_id": s.id, "event_id": event.event_id, "event_type": event.type, "entity_key": event.key,
@@ -145,7 +149,7 @@ class WebhookRecorder(Subscriber):
                 insert_once(c, rows)
         if rows and self.on_recorded is not None:
             self.on_recorded()
-        return []
+        return rejected
 
     def _experiments(self, c: Connection, batch: list[Delivery], need: bool) -> dict[str, str]:
         """Remember which experiment new runs and models belong to; look up the others."""

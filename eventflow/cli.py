@@ -484,7 +484,8 @@ def webhooks_rotate(subscription_id, expire_in, tracking_uri) -> None:
 @click.argument("subscription_id")
 @_tracking_option
 def webhooks_disable(subscription_id, tracking_uri) -> None:
-    """Stop delivering (pending deliveries wait until it is enabled again)."""
+    """Stop delivering: events meanwhile are not recorded for it; deliveries already
+    pending wait until it is enabled again."""
     _show_webhook(_calling(lambda: _hooks(tracking_uri).update(subscription_id, status="DISABLED")))
 
 

@@ -50,4 +50,4 @@ def body_of(event: Event) -> str:
         "actor": event.actor,
         "data": data_of(event),
     }
-    return json.dumps(body, separators=(",", ":"), allow_nan=False)
+    return json.dumps(body, separators=(",", ":"), allow_nan=False, default=str)
