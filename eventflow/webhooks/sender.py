@@ -308,6 +308,7 @@ class Sender:
             "host": target.host_header,
             "content-type": "application/json",
             "user-agent": USER_AGENT,
+            "accept-encoding": "identity",  # the kept snippet is the answer as sent, and its size is bounded on the wire
             "webhook-id": event_id,
             "webhook-timestamp": str(stamp),
             "webhook-signature": signing.signature_header(keys, event_id, stamp, data),
