@@ -111,7 +111,7 @@ class Runtime:
         for thread in self._threads:
             thread.join(timeout=10)
         if self._webhook_sender is not None:
-            self._webhook_sender.client.close()
+            self._webhook_sender.close()
         self.log.close()
         self.engine.dispose()
 

@@ -29,11 +29,12 @@ import email.utils
 import logging
 import queue
 import random
+import ssl
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,17 +106,43 @@ class Sender:
         self.events = EventLog(log) if log is not None else None
         self.settings = settings
         self.name = name or f"sender-{uuid.uuid4().hex[:12]}"
-        self.client = httpx.Client(
-            timeout=httpx.Timeout(settings.response_timeout, connect=settings.connect_timeout),
-            follow_redirects=False,
-            trust_env=False,  # a proxy from the environment would connect where the guard did not look
-            limits=httpx.Limits(max_connections=settings.workers * 2, max_keepalive_connections=settings.workers),
-        )
+        self.client = self._new_client()
+        # HTTPS connections are pooled per server name: the pool knows only the pinned
+        # address, and a connection verified for one name must not carry another's request.
+        self._tls_clients: dict[str, httpx.Client] = {}
         self._in_flight: dict[str, int] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._done: queue.Queue[tuple[Any, Outcome]] = queue.Queue()
         create_tables(engine)
+
+    def _new_client(self) -> httpx.Client:
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=self.settings.ca_file) if self.settings.ca_file else True
+        return httpx.Client(
+            verify=verify,
+            timeout=httpx.Timeout(self.settings.response_timeout, connect=self.settings.connect_timeout),
+            follow_redirects=False,
+            trust_env=False,  # a proxy from the environment would connect where the guard did not look
+            limits=httpx.Limits(max_connections=self.settings.workers * 2, max_keepalive_connections=self.settings.workers),
+        )
+
+    def _client_for(self, url: str, server_name: str) -> httpx.Client:
+        if not url.lower().startswith("https"):
+            return self.client
+        with self._lock:
+            client = self._tls_clients.get(server_name)
+            if client is None:
+                if len(self._tls_clients) >= 256:  # forget the oldest endpoint's connections
+                    self._tls_clients.pop(next(iter(self._tls_clients))).close()
+                client = self._tls_clients[server_name] = self._new_client()
+            return client
+
+    def close(self) -> None:
+        self.client.close()
+        with self._lock:
+            for client in self._tls_clients.values():
+                client.close()
+            self._tls_clients.clear()
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -154,7 +181,7 @@ class Sender:
                     self.record_many(leftover)
                 except Exception:
                     logger.exception("webhook sender: could not record the last outcomes; their leases will expire")
-        self.client.close()
+        self.close()
 
     def wake(self) -> None:
         """New rows are due: look now rather than at the next poll."""
@@ -315,7 +342,7 @@ class Sender:
         }
         extensions = {"sni_hostname": target.server_name} if url.lower().startswith("https") else {}
         try:
-            with self.client.stream("POST", target.url, content=data, headers=headers, extensions=extensions) as response:
+            with self._client_for(url, target.server_name).stream("POST", target.url, content=data, headers=headers, extensions=extensions) as response:
                 kept = bytearray()
                 for chunk in response.iter_raw():
                     kept += chunk

@@ -46,6 +46,7 @@ class Settings:
     poll_interval: float = 0.2  # the longest the sender sleeps when nothing is due
     rotation_grace: float = DAY  # how long a rotated-out secret still signs
     group: str = "webhooks"  # the dispatcher's consumer group (and its name in log_positions)
+    ca_file: str | None = None  # trust these CAs for https targets instead of the system's (a private CA)
 
     def __post_init__(self) -> None:
         if self.lease <= self.connect_timeout + self.response_timeout:
@@ -89,4 +90,5 @@ class Settings:
             poll_interval=number("POLL_INTERVAL", cls.poll_interval),
             rotation_grace=number("ROTATION_GRACE", cls.rotation_grace),
             group=env.get("EVENTFLOW_WEBHOOK_GROUP") or cls.group,
+            ca_file=env.get("EVENTFLOW_WEBHOOK_CA_FILE") or None,
         )

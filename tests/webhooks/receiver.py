@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -65,7 +66,7 @@ Responder = Callable[[Received, int], "tuple[int, dict[str, str], bytes] | None"
 class Receiver:
     """Records every POST; ``respond`` decides each answer (the int is the request's number)."""
 
-    def __init__(self, respond: Responder | None = None, port: int = 0):
+    def __init__(self, respond: Responder | None = None, port: int = 0, tls: "ssl.SSLContext | None" = None):
         self.received: list[Received] = []
         self.respond = respond
         self.lock = threading.Lock()
@@ -94,6 +95,10 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
+        self.server_names: list[str | None] = []
+        if tls is not None:
+            tls.sni_callback = lambda sock, name, context: self.server_names.append(name)
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

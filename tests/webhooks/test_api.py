@@ -169,3 +169,35 @@ def test_the_operator_can_allow_a_network_by_config(tmp_path):
         sid = hooks.create(f"http://localhost:{receiver.port}/hook", ["*"])["webhook"]["subscription_id"]
         assert hooks.test(sid)["status"] == "SUCCEEDED"
         assert receiver.received[0].headers["host"] == f"localhost:{receiver.port}"
+
+
+def test_https_is_pinned_to_the_checked_address_and_verified_for_the_name(tmp_path):
+    """The connection goes to the address the guard checked, while TLS still sends the
+    name (SNI) and checks the certificate against it (the certificate has no IP in it)."""
+    import ssl
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True,
+    )
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    env = {**FAST, "EVENTFLOW_WEBHOOK_CA_FILE": str(cert)}
+    with running_server(tmp_path / "home", env=env) as url, Receiver(tls=tls) as receiver:
+        hooks = Client(url).webhooks
+        created = hooks.create(f"https://localhost:{receiver.port}/hook", ["run.failed"])
+        delivery = hooks.test(created["webhook"]["subscription_id"])
+        assert delivery["status"] == "SUCCEEDED", delivery
+        assert receiver.server_names == ["localhost"]
+        got = receiver.received[0]
+        assert got.headers["host"] == f"localhost:{receiver.port}"
+        verify(created["secret"], got.headers, got.body)
+    # Without trusting that certificate, the same delivery fails verification.
+    with running_server(tmp_path / "home2", env=FAST) as url, Receiver(tls=tls) as receiver:
+        hooks = Client(url).webhooks
+        sid = hooks.create(f"https://localhost:{receiver.port}/hook", ["run.failed"])["webhook"]["subscription_id"]
+        delivery = hooks.test(sid)
+        assert delivery["status"] == "PENDING" and "CERTIFICATE_VERIFY_FAILED" in delivery["attempts"][0]["error"]
+        assert receiver.received == []
