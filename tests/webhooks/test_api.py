@@ -11,8 +11,8 @@ import time
 
 import httpx
 import pytest
-from conftest import FAST
-from receiver import Receiver, verify
+from webhook_stack import FAST
+from webhook_receiver import Receiver, verify
 from serving import running_server
 
 from eventflow.sdk.client import Client

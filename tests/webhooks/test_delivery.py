@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import new_run
-from receiver import InvalidSignature, Receiver, verify
+from webhook_stack import new_run
+from webhook_receiver import InvalidSignature, Receiver, verify
 from sqlalchemy import select
 
 from eventflow import commands
@@ -121,7 +121,7 @@ def test_410_disables_the_subscription_and_says_so_on_the_log(runtime):
 
 @pytest.mark.parametrize("webhook_env", [{"EVENTFLOW_WEBHOOK_MAX_FAILURES": "3"}], indirect=False)
 def test_n_consecutive_failures_disable_a_subscription(log_uri, tmp_path, webhook_env):
-    from conftest import FAST, running_runtime
+    from webhook_stack import FAST, running_runtime
 
     env = {**FAST, **webhook_env, "EVENTFLOW_WEBHOOK_GROUP": f"webhooks-{time.time_ns()}"}
     with running_runtime(log_uri, tmp_path, env) as runtime, Receiver(lambda got, n: (500, {}, b"")) as receiver:

@@ -13,8 +13,8 @@ import uuid
 
 import pytest
 
-from conftest import FAST, running_runtime
-from receiver import Receiver
+from webhook_stack import FAST, running_runtime
+from webhook_receiver import Receiver
 from sqlalchemy import create_engine, func, select
 
 from eventflow import commands
