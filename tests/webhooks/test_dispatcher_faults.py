@@ -55,7 +55,7 @@ def test_a_dispatcher_killed_mid_flight_loses_nothing(log_uri, tmp_path):
     env = {**FAST, "EVENTFLOW_WEBHOOK_GROUP": f"webhooks-{uuid.uuid4().hex[:8]}", "EVENTFLOW_WEBHOOK_LEASE": "6"}
 
     def slowly(got, n):
-        time.sleep(0.01)
+        time.sleep(0.03)  # slow enough that the kill lands mid-flight
 
     with Receiver(slowly) as receiver:
         with running_runtime(log_uri, home, env) as runtime:
