@@ -20,11 +20,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, insert, select, update
 
-from eventflow.consumers.base import Delivery, StalePosition, Subscriber
+from eventflow.consumers.base import Delivery, Subscriber
 from eventflow.events import Event, Point, metric_points
 from eventflow.log import TopicPartition
 from eventflow.views.db import upsert
-from eventflow.views.positions import PROJECTOR, Progress
+from eventflow.views.positions import PROJECTOR, Progress, advance, stored_offsets
 from eventflow.views.tables import (
     applied_events,
     artifacts,
@@ -33,7 +33,6 @@ from eventflow.views.tables import (
     experiments,
     inputs,
     latest_metrics,
-    log_positions,
     logged_model_artifacts,
     logged_model_params,
     logged_model_tags,
@@ -334,14 +333,7 @@ class Projector(Subscriber):
         self.progress = progress
 
     def stored_offsets(self, tps: set[TopicPartition]) -> dict[TopicPartition, int]:
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(log_positions.c.topic, log_positions.c.partition, log_positions.c.next_offset).where(
-                    log_positions.c.consumer == self.group
-                )
-            )
-            stored = {TopicPartition(t, p): n for t, p, n in rows}
-        return {tp: stored[tp] for tp in tps if tp in stored}
+        return stored_offsets(self.engine, self.group, tps)
 
     def apply(self, deliveries: list[Delivery], spans: dict[TopicPartition, tuple[int, int]]) -> list[tuple[Delivery, str]]:
         rejected: list[tuple[Delivery, str]] = []
@@ -390,26 +382,4 @@ class Projector(Subscriber):
 
     def _fence(self, connection: Connection, spans: dict[TopicPartition, tuple[int, int]]) -> None:
         """Move each partition's stored offset from the batch's start to its end, or refuse."""
-        for tp, (start, end) in spans.items():
-            moved = connection.execute(
-                update(log_positions)
-                .where(
-                    log_positions.c.consumer == self.group,
-                    log_positions.c.topic == tp.topic,
-                    log_positions.c.partition == tp.partition,
-                    log_positions.c.next_offset == start,
-                )
-                .values(next_offset=end)
-            )
-            if moved.rowcount == 1:
-                continue
-            stored = connection.execute(
-                select(log_positions.c.next_offset).where(
-                    log_positions.c.consumer == self.group,
-                    log_positions.c.topic == tp.topic,
-                    log_positions.c.partition == tp.partition,
-                )
-            ).first()
-            if stored is not None:
-                raise StalePosition(f"{tp.topic}[{tp.partition}] is at {stored.next_offset}, this batch starts at {start}")
-            connection.execute(insert(log_positions).values(consumer=self.group, topic=tp.topic, partition=tp.partition, next_offset=end))
+        advance(connection, self.group, spans)
