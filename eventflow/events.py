@@ -13,6 +13,7 @@ import os
 import socket
 import time
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -52,9 +53,14 @@ def family_of(event_type: str) -> Family:
     return FAMILIES[prefix]
 
 
+# Who acts in the current context: the server sets it per request (the user the client
+# authenticated as), so that the events a request makes name that user, not the server.
+ACTOR: ContextVar[str | None] = ContextVar("eventflow_actor", default=None)
+
+
 def _default_actor() -> str:
     try:
-        return os.environ.get("EVENTFLOW_ACTOR") or getpass.getuser()
+        return ACTOR.get() or os.environ.get("EVENTFLOW_ACTOR") or getpass.getuser()
     except Exception:  # no login name in some containers
         return "unknown"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from eventflow import __version__
+from eventflow.registry.api import OPENAPI as REGISTRY
 
 MLFLOW = "/api/2.0/mlflow/"
 
@@ -34,6 +35,7 @@ TYPES: dict[str, dict[str, Any]] = {
     "string": {"type": "string"},
     "integer": {"type": "integer"},
     "number": {"type": "number"},
+    "boolean": {"type": "boolean"},
     "strings": {"type": "array", "items": {"type": "string"}},
     "pairs": {"type": "array", "items": _KEY_VALUE},
     "metrics": {"type": "array", "items": _METRIC},
@@ -77,6 +79,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, str], str]] = [
     ("PATCH", "logged-models/{model_id}/tags", {"tags": "pairs"}, "Set logged model tags"),
     ("DELETE", "logged-models/{model_id}/tags/{tag_key}", {}, "Delete a logged model tag"),
     ("POST", "logged-models/{model_id}/params", {"params": "pairs"}, "Log logged model params"),
+    *REGISTRY,
     ("GET", "artifacts/list", {"run_id": "string!", "path": "string"}, "List a run's artifacts"),
     ("GET", "/api/2.0/mlflow-artifacts/artifacts", {"path": "string"}, "List artifacts in the store"),
     ("GET", "/api/2.0/eventflow/events", {"type": "strings", "topic": "strings", "from_time": "integer", "from_offset": "integer", "max_results": "integer", "page_token": "string"}, "Read the event log"),
