@@ -315,13 +315,14 @@ def transition_stage(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:
         _version(backend, event.payload)
         events = [event]
         if archive and stage in ("Staging", "Production"):
-            others, _ = backend.read(rq.search_model_versions, f"name = '{_quoted(name)}' AND current_stage = '{stage}'")
+            others, _ = backend.read(rq.search_model_versions, f"name = '{quoted(name)}' AND current_stage = '{stage}'")
             events += [rc.transition_stage(name, other["version"], "Archived") for other in others if other["version"] != version]
         backend.write(events)
     return {"model_version": _version(backend, event.payload)}
 
 
-def _quoted(text: str) -> str:
+def quoted(text: str) -> str:
+    """A value to put between single quotes in a search filter."""
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
