@@ -72,10 +72,16 @@ def check_alias(alias: Any) -> str:
     return alias
 
 
-def check_description(description: Any) -> str | None:
-    if description is None or isinstance(description, str):
-        return description
-    raise v.invalid_value("description", description, "it must be a string")
+def check_text(value: Any, field: str = "description") -> str | None:
+    """An optional free text (a description, a run link); no NUL, which PostgreSQL cannot store."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise v.invalid_value(field, value, "it must be a string")
+    if "\x00" in value:
+        raise v.invalid_value(field, value, "it must not hold NUL characters")
+    return value
+
 
 
 def _tags(tags: dict[str, Any] | Iterable[tuple[str, Any]] | None) -> list[dict[str, str]]:
@@ -87,7 +93,7 @@ def _tags(tags: dict[str, Any] | Iterable[tuple[str, Any]] | None) -> list[dict[
 def create_registered_model(name: str, description: str | None = None, tags: Iterable[tuple[str, Any]] = ()) -> Event:
     return Event(
         "registered_model.created",
-        {"name": check_model_name(name), "description": check_description(description), "tags": _tags(tags), "creation_time": now_ms()},
+        {"name": check_model_name(name), "description": check_text(description), "tags": _tags(tags), "creation_time": now_ms()},
     )
 
 
@@ -96,7 +102,7 @@ def rename_registered_model(name: str, new_name: str) -> Event:
 
 
 def update_registered_model(name: str, description: str | None) -> Event:
-    return Event("registered_model.updated", {"name": check_model_name(name), "description": check_description(description) or ""})
+    return Event("registered_model.updated", {"name": check_model_name(name), "description": check_text(description) or ""})
 
 
 def delete_registered_model(name: str) -> Event:
@@ -131,8 +137,8 @@ def create_model_version(
             "version": check_version(version),
             "source": source,
             "run_id": None if run_id is None else v.check_run_id(run_id),
-            "run_link": run_link or None,
-            "description": check_description(description),
+            "run_link": check_text(run_link, "run_link") or None,
+            "description": check_text(description),
             "tags": _tags(tags),
             "creation_time": now_ms(),
             "model_id": model_id,
@@ -143,7 +149,7 @@ def create_model_version(
 def update_model_version(name: str, version: str, description: str | None) -> Event:
     return Event(
         "model_version.updated",
-        {"name": check_model_name(name), "version": check_version(version), "description": check_description(description) or ""},
+        {"name": check_model_name(name), "version": check_version(version), "description": check_text(description) or ""},
     )
 
 

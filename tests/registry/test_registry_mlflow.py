@@ -107,6 +107,17 @@ def test_registered_models_create_rename_update_tag_search_delete(client, url):
     assert renamed in [m.name for m in client.search_registered_models(filter_string=f"name ILIKE '{prefix.upper()}-%'")]
     assert [m.name for m in client.search_registered_models(filter_string=f"tags.owner = 'alice' AND name = '{renamed}'")] == [renamed]
     assert client.search_registered_models(filter_string=f"tags.owner = 'bob' AND name = '{renamed}'") == []
+    siblings = [f"{renamed}-{i}" for i in range(3)]
+    for sibling in siblings:
+        client.create_registered_model(sibling)
+    pages, token = [], None
+    while True:
+        page = client.search_registered_models(f"name LIKE '{renamed}-%'", max_results=2, order_by=["name DESC"], page_token=token)
+        pages.append([m.name for m in page])
+        token = page.token
+        if not token:
+            break
+    assert pages == [siblings[:0:-1], siblings[:1]]
     client.delete_registered_model(renamed)
     with pytest.raises(MlflowException, match="RESOURCE_DOES_NOT_EXIST"):
         client.get_registered_model(renamed)

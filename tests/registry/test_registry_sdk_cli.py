@@ -113,3 +113,58 @@ def test_the_cli_registers_promotes_and_lists_against_a_server(tmp_path):
         assert missing.returncode == 1 and "eventflow registry models list" in missing.stderr
         assert cli(*uri, "models", "delete", name, "--yes").returncode == 0
         assert httpx.get(api + "registered-models/get", params={"name": name}).status_code == 404
+
+
+def test_a_server_and_an_sdk_writing_beside_it_never_share_a_version_number(tmp_path, monkeypatch):
+    """Two processes number versions of one model at once (no lock in common): the
+    projector keeps the first event for each number and the loser takes the next one."""
+    import threading
+
+    import mlflow
+
+    home = tmp_path / "shared-home"
+    monkeypatch.setenv("EVENTFLOW_CAPTURE_ENV", "false")
+    name = "two-writers"
+    with running_server(home) as url:
+        api = url + "/api/2.0/mlflow/"
+        run_id = httpx.post(api + "runs/create", json={"experiment_id": "0"}).json()["run"]["info"]["run_id"]
+        source = f"runs:/{run_id}/model"
+        mlflow.set_tracking_uri(url)
+        versions: list[str] = []
+        errors: list[BaseException] = []
+
+        def over_http() -> None:
+            try:
+                for _ in range(5):
+                    versions.append(mlflow.MlflowClient(url, url).create_model_version(name, source).version)
+            except BaseException as error:
+                errors.append(error)
+
+        def in_process() -> None:
+            try:
+                with eventflow.Client(str(home)) as client:
+                    for _ in range(5):
+                        versions.append(client.create_model_version(name, source)["version"])
+            except BaseException as error:
+                errors.append(error)
+
+        httpx.post(api + "registered-models/create", json={"name": name})
+        threads = [threading.Thread(target=target) for target in (over_http, over_http, in_process)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert sorted(versions, key=int) == [str(i) for i in range(1, 16)]
+        found = httpx.get(api + "model-versions/search", params={"filter": f"name = '{name}'"}).json()["model_versions"]
+        assert sorted(int(v["version"]) for v in found) == list(range(1, 16))
+    # Lost races, if any, are on the dead-letter topic: only duplicate numbers, nothing else.
+    with open_log(str(home / "log")) as log:
+        lost = []
+        if "eventflow.dead-letter" in log.topics():
+            consumer = log.consumer(["eventflow.dead-letter"])
+            while batch := consumer.poll(timeout=0.5, max_records=1000):
+                lost += [r.header("dead_letter.reason").decode() for r in batch]
+            consumer.close()
+    assert all("already exists" in reason for reason in lost), lost
+    print(f"{len(lost)} lost races")
