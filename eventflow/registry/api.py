@@ -195,9 +195,8 @@ def set_registered_model_tag(backend: Backend, data: dict[str, Any]) -> dict[str
 def delete_registered_model_tag(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:
     event = rc.delete_registered_model_tag(data.get("name"), data.get("key"))
     model = _model(backend, event.payload["name"])
-    if event.payload["key"] not in {tag["key"] for tag in model["tags"]}:
-        raise _not_found(f"No tag with key={event.payload['key']} on Registered Model with name={model['name']}")
-    _write_about(backend, model["name"], [event])
+    if event.payload["key"] in {tag["key"] for tag in model["tags"]}:  # else nothing to do, as in MLflow
+        _write_about(backend, model["name"], [event])
     return {}
 
 
@@ -214,7 +213,9 @@ def set_alias(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:
 
 def delete_alias(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:
     event = rc.delete_alias(data.get("name"), data.get("alias"))
-    _write_about(backend, event.payload["name"], [event])
+    model = _model(backend, event.payload["name"])
+    if event.payload["alias"] in {alias["alias"] for alias in model["aliases"]}:  # else nothing to do, as in MLflow
+        _write_about(backend, model["name"], [event])
     return {}
 
 
@@ -369,9 +370,8 @@ def delete_model_version_tag(backend: Backend, data: dict[str, Any]) -> dict[str
     event = rc.delete_model_version_tag(data.get("name"), data.get("version"), data.get("key"))
     with _locked(event.payload["name"]):
         version = _version(backend, event.payload)
-        if event.payload["key"] not in {tag["key"] for tag in version["tags"]}:
-            raise _not_found(f"No tag with key={event.payload['key']} on {version['name']} version {version['version']}")
-        backend.write([event])
+        if event.payload["key"] in {tag["key"] for tag in version["tags"]}:  # else nothing to do, as in MLflow
+            backend.write([event])
     return {}
 
 

@@ -158,6 +158,8 @@ def test_versions_from_a_run_tags_aliases_stages_and_download(client, url, tmp_p
     assert client.get_registered_model(name).aliases == {"champion": "2"}
     assert {"MLmodel", "weights.bin"} <= set(os.listdir(mlflow.artifacts.download_artifacts(f"models:/{name}@champion", dst_path=str(tmp_path / "dl3"))))
     client.delete_registered_model_alias(name, "champion")
+    client.delete_registered_model_alias(name, "never-set")  # as in MLflow: nothing to do, and no event
+    client.delete_model_version_tag(name, "1", "never-set")
     with pytest.raises(MlflowException, match="alias champion not found"):
         client.get_model_version_by_alias(name, "champion")
     with pytest.raises(MlflowException, match="reserved"):
