@@ -109,6 +109,12 @@ def _model(backend: Backend, name: Any) -> dict[str, Any]:
     return model
 
 
+def _exists(backend: Backend, name: str) -> None:
+    """Refuse a model that is not there (a cheap check, before a write about it)."""
+    if backend.read(rq.model_event_id, name) is None:
+        raise _not_found(f"Registered Model with name={name} not found")
+
+
 def _version(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:
     name, version = rc.check_model_name(data.get("name")), rc.check_version(data.get("version"))
     found = backend.read(rq.get_model_version, name, version)
@@ -139,7 +145,7 @@ def rename_registered_model(backend: Backend, data: dict[str, Any]) -> dict[str,
     event = rc.rename_registered_model(data.get("name"), data.get("new_name"))
     name, new_name = event.payload["name"], event.payload["new_name"]
     with _locked(name, new_name):
-        _model(backend, name)
+        _exists(backend, name)
         if new_name == name:
             return {"registered_model": _model(backend, name)}
         if backend.read(rq.model_event_id, new_name) is not None:
@@ -153,7 +159,7 @@ def rename_registered_model(backend: Backend, data: dict[str, Any]) -> dict[str,
 def _write_about(backend: Backend, name: str, events: list[Event]) -> None:
     """Write events about an existing model, holding its lock."""
     with _locked(name):
-        _model(backend, name)
+        _exists(backend, name)
         backend.write(events)
 
 
@@ -243,7 +249,7 @@ def _resolve_source(backend: Backend, source: Source, run_id: str | None, model_
         if model_id and model_id != source.target:
             raise InvalidInput(f"The source {source.uri!r} names logged model {source.target}, but model_id is {model_id}")
         model_id = source.target
-    if run_id and backend.read(queries.get_run, run_id) is None:
+    if run_id and backend.read(rq.run_artifact_uri, run_id) is None:
         raise _not_found(f"Run with id={run_id} not found")
     if model_id:
         logged = backend.read(queries.get_logged_model, model_id)
@@ -259,7 +265,7 @@ def create_model_version(backend: Backend, data: dict[str, Any]) -> dict[str, An
     run_id, model_id = _resolve_source(backend, source, _text(data, "run_id") or None, _text(data, "model_id") or None)
     tags = _pairs(data, "tags")
     with _locked(name):
-        _model(backend, name)
+        _exists(backend, name)
         for _ in range(ATTEMPTS):
             version = backend.read(rq.next_version, name)
             event = rc.create_model_version(
@@ -342,10 +348,10 @@ def download_uri(backend: Backend, version: dict[str, Any]) -> str:
     """Where a version's files are: a run's artifact URI, a logged model's, or the source."""
     source = check_source(version["source"], backend.artifacts)
     if source.kind == "runs":
-        run = backend.read(queries.get_run, source.target)
-        if run is None:
+        root = backend.read(rq.run_artifact_uri, source.target)
+        if root is None:
             raise _not_found(f"Run with id={source.target} of {version['name']} version {version['version']} not found")
-        return "/".join(part for part in (run["info"]["artifact_uri"].rstrip("/"), source.path) if part)
+        return "/".join(part for part in (root.rstrip("/"), source.path) if part)
     if source.kind == "models":
         logged = backend.read(queries.get_logged_model, source.target)
         if logged is None:

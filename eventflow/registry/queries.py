@@ -12,7 +12,7 @@ from eventflow.search_filter import MODEL_VERSION_ATTRIBUTES, REGISTERED_MODEL_A
 from eventflow.validation import InvalidInput
 from eventflow.views.queries import _compare as compare
 from eventflow.views.queries import decode_token, encode_token
-from eventflow.views.tables import model_version_tags, model_versions, registered_model_aliases, registered_model_tags, registered_models
+from eventflow.views.tables import model_version_tags, model_versions, registered_model_aliases, registered_model_tags, registered_models, runs
 
 _TIMES = {"creation_timestamp": "creation_time", "last_updated_timestamp": "last_updated_time", "timestamp": "last_updated_time"}
 _VERSION_COLUMNS = {**_TIMES, "version_number": "version", "source_path": "source"}
@@ -93,6 +93,12 @@ def version_by_alias(connection: Connection, name: str, alias: str) -> dict[str,
         select(registered_model_aliases.c.version).where(registered_model_aliases.c.name == name, registered_model_aliases.c.alias == alias)
     ).first()
     return None if row is None else get_model_version(connection, name, str(row.version))
+
+
+def run_artifact_uri(connection: Connection, run_id: str) -> str | None:
+    """A run's artifact URI, or None if there is no such run (a cheap existence check)."""
+    row = connection.execute(select(runs.c.artifact_uri).where(runs.c.run_id == run_id)).first()
+    return row[0] if row else None
 
 
 def model_event_id(connection: Connection, name: str) -> str | None:
