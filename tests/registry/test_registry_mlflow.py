@@ -221,6 +221,9 @@ def test_register_a_logged_model_mlflow_3(client, url):
     assert answer["model_id"] == info.model_id and answer["run_id"] == info.run_id
     loaded = mlflow.sklearn.load_model(f"models:/{name}/1")
     assert list(loaded.predict([[0.0], [3.0]])) == [0, 1]
+    client.set_registered_model_alias(name, "production", "1")
+    served = mlflow.pyfunc.load_model(f"models:/{name}@production")
+    assert list(served.predict([[0.0], [3.0]])) == [0, 1]
     [created] = [e for e in model_events(url, name) if e["type"] == "model_version.created"]
     assert created["payload"]["model_id"] == info.model_id and created["payload"]["source"] == f"models:/{info.model_id}"
 
