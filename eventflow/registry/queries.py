@@ -70,22 +70,24 @@ def next_version(connection: Connection, name: str) -> str:
     return str((highest or 0) + 1)
 
 
-def latest_versions(connection: Connection, name: str, stages: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """The highest version in each stage (in every stage when none is named)."""
-    wanted = list(stages) or list(STAGES)
+def _latest(connection: Connection, names: Sequence[str], stages: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The highest version in each stage of each model named (every stage when none is)."""
     newest = (
-        select(model_versions.c.current_stage, func.max(model_versions.c.version).label("version"))
-        .where(_active(name), model_versions.c.current_stage.in_(wanted))
-        .group_by(model_versions.c.current_stage)
+        select(model_versions.c.name, model_versions.c.current_stage, func.max(model_versions.c.version).label("version"))
+        .where(model_versions.c.name.in_(names), model_versions.c.lifecycle_stage == "active", model_versions.c.current_stage.in_(list(stages) or STAGES))
+        .group_by(model_versions.c.name, model_versions.c.current_stage)
         .subquery()
     )
     rows = connection.execute(
         select(model_versions)
-        .join(newest, (model_versions.c.version == newest.c.version) & (model_versions.c.current_stage == newest.c.current_stage))
-        .where(model_versions.c.name == name)
-        .order_by(model_versions.c.version)
+        .join(newest, (model_versions.c.name == newest.c.name) & (model_versions.c.version == newest.c.version))
+        .order_by(model_versions.c.name, model_versions.c.version)
     ).all()
     return _version_dicts(connection, rows)
+
+
+def latest_versions(connection: Connection, name: str, stages: Sequence[str] = ()) -> list[dict[str, Any]]:
+    return _latest(connection, [name], stages)
 
 
 def version_by_alias(connection: Connection, name: str, alias: str) -> dict[str, Any] | None:
@@ -108,19 +110,28 @@ def model_event_id(connection: Connection, name: str) -> str | None:
 
 
 def _model_dicts(connection: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    names = [row.name for row in rows]
+    tags: dict[str, list[dict[str, str]]] = {name: [] for name in names}
+    aliases: dict[str, list[dict[str, str]]] = {name: [] for name in names}
+    latest: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for start in range(0, len(names), 500):
+        chunk = names[start : start + 500]
+        for tag in connection.execute(select(registered_model_tags).where(registered_model_tags.c.name.in_(chunk)).order_by(registered_model_tags.c.key)):
+            tags[tag.name].append({"key": tag.key, "value": tag.value})
+        query = select(registered_model_aliases).where(registered_model_aliases.c.name.in_(chunk)).order_by(registered_model_aliases.c.alias)
+        for alias in connection.execute(query):
+            aliases[alias.name].append({"alias": alias.alias, "version": str(alias.version)})
+        for version in _latest(connection, chunk):
+            latest[version["name"]].append(version)
     out = []
     for row in rows:
-        tags = connection.execute(select(registered_model_tags).where(registered_model_tags.c.name == row.name).order_by(registered_model_tags.c.key))
-        aliases = connection.execute(
-            select(registered_model_aliases).where(registered_model_aliases.c.name == row.name).order_by(registered_model_aliases.c.alias)
-        )
         model: dict[str, Any] = {
             "name": row.name,
             "creation_timestamp": row.creation_time,
             "last_updated_timestamp": row.last_updated_time,
-            "latest_versions": latest_versions(connection, row.name),
-            "tags": [{"key": t.key, "value": t.value} for t in tags],
-            "aliases": [{"alias": a.alias, "version": str(a.version)} for a in aliases],
+            "latest_versions": latest[row.name],
+            "tags": tags[row.name],
+            "aliases": aliases[row.name],
         }
         for optional in ("user_id", "description"):
             if getattr(row, optional):
