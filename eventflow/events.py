@@ -58,7 +58,8 @@ def family_of(event_type: str) -> Family:
 ACTOR: ContextVar[str | None] = ContextVar("eventflow_actor", default=None)
 
 
-def _default_actor() -> str:
+def default_actor() -> str:
+    """Who an event names: the request's user, else EVENTFLOW_ACTOR, else the login name."""
     try:
         return ACTOR.get() or os.environ.get("EVENTFLOW_ACTOR") or getpass.getuser()
     except Exception:  # no login name in some containers
@@ -82,7 +83,7 @@ class Event:
     payload: dict[str, Any]
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     time: int = field(default_factory=now_ms)
-    actor: str = field(default_factory=_default_actor)
+    actor: str = field(default_factory=default_actor)
     source: dict[str, str] = field(default_factory=default_source)
     correlation_id: str | None = None
     causation_id: str | None = None

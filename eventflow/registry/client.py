@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from eventflow.events import Event
+from eventflow.events import Event, default_actor
 from eventflow.sdk.stores import LocalStore, Store
 from eventflow.validation import InvalidInput
 
@@ -45,7 +45,9 @@ def call(store: Store, endpoint: str, data: dict[str, Any]) -> dict[str, Any]:
         return handler(_LocalBackend(store), fields)
     http = store.http  # type: ignore[attr-defined]
     method = methods[0]
-    response = http.request(method, MLFLOW + endpoint.partition("#")[0], **({"params": fields} if method == "GET" else {"json": fields}))
+    where = {"params": fields} if method == "GET" else {"json": fields}
+    # The user, as the MLflow client sends it, so that the server's events name who acted.
+    response = http.request(method, MLFLOW + endpoint.partition("#")[0], auth=(default_actor(), ""), **where)
     body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
     if response.status_code >= 400:
         raise InvalidInput(body.get("message") or response.text, body.get("error_code", "INTERNAL_ERROR"))

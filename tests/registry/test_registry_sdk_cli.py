@@ -111,8 +111,10 @@ def test_the_cli_registers_promotes_and_lists_against_a_server(tmp_path):
         assert "Invalid model version source 'file:///etc/passwd'" in refused.stderr and "INVALID_PARAMETER_VALUE" in refused.stderr
         missing = cli(*uri, "versions", "no-such-model")
         assert missing.returncode == 1 and "eventflow registry models list" in missing.stderr
-        assert cli(*uri, "models", "delete", name, "--yes").returncode == 0
+        assert cli(*uri, "models", "delete", name, "--yes", env={"EVENTFLOW_ACTOR": "carol"}).returncode == 0
         assert httpx.get(api + "registered-models/get", params={"name": name}).status_code == 404
+        page = httpx.get(api.replace("mlflow/", "eventflow/events"), params={"type": "registered_model.deleted", "max_results": 100}).json()
+        assert [e["event"]["actor"] for e in page["events"] if e["event"]["payload"]["name"] == name] == ["carol"]
 
 
 def test_a_server_and_an_sdk_writing_beside_it_never_share_a_version_number(tmp_path, monkeypatch):
