@@ -26,7 +26,7 @@ from eventflow.consumers.base import Delivery, StalePosition, Subscriber
 from eventflow.events import Event, Point, metric_points
 from eventflow.log import TopicPartition
 from eventflow.views.db import upsert
-from eventflow.views.positions import PROJECTOR
+from eventflow.views.positions import PROJECTOR, Progress
 from eventflow.views.tables import (
     applied_events,
     artifacts,
@@ -517,9 +517,11 @@ class Projector(Subscriber):
 
     keeps_offsets = True
 
-    def __init__(self, engine: Engine, name: str = PROJECTOR):
+    def __init__(self, engine: Engine, name: str = PROJECTOR, progress: Progress | None = None):
+        """``progress`` hears of each committed batch, to wake this process's waiting writers."""
         self.engine = engine
         self.group = name
+        self.progress = progress
 
     def stored_offsets(self, tps: set[TopicPartition]) -> dict[TopicPartition, int]:
         with self.engine.connect() as connection:
@@ -553,6 +555,8 @@ class Projector(Subscriber):
                     savepoint.rollback()
                     rejected.append((delivery, str(why)))
             batch.write(connection)
+        if self.progress is not None:
+            self.progress.advance({tp: end for tp, (_, end) in spans.items()})
         return rejected
 
     def _first_seen(self, connection: Connection, deliveries: list[Delivery]) -> list[Delivery]:

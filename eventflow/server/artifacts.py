@@ -54,7 +54,7 @@ async def upload(request: Request, runtime: Runtime) -> JSONResponse:
     relative = request.path_params["path"]
     target = runtime.artifact_file(relative)
     owner = _run_of(relative)
-    if owner is not None and await run_in_threadpool(runtime.read, queries.get_run, owner[0]) is None:
+    if owner is not None and await run_in_threadpool(runtime.read, queries.get_run_info, owner[0]) is None:
         raise not_found(f"Run with id={owner[0]} not found")
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
@@ -122,10 +122,10 @@ async def list_run_artifacts(request: Request, runtime: Runtime) -> JSONResponse
     run_id = request.query_params.get("run_id") or request.query_params.get("run_uuid")
     if not run_id:
         raise ApiError("Missing value for required parameter 'run_id'.")
-    run = await run_in_threadpool(runtime.read, queries.get_run, run_id)
-    if run is None:
+    info = await run_in_threadpool(runtime.read, queries.get_run_info, run_id)
+    if info is None:
         raise not_found(f"Run with id={run_id} not found")
-    root_uri = run["info"]["artifact_uri"]
+    root_uri = info["artifact_uri"]
     inner = request.query_params.get("path", "").strip("/")
     base = root_uri.removeprefix("mlflow-artifacts:/").strip("/")
     files = await run_in_threadpool(_listing, runtime, f"{base}/{inner}".strip("/"))

@@ -19,6 +19,7 @@ from eventflow.events import Event
 from eventflow.log import Log, Position
 from eventflow.log.event_log import EventLog
 from eventflow.server.errors import ApiError
+from eventflow.views.positions import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class Runtime:
         self.artifacts.mkdir(parents=True, exist_ok=True)
         self.run_consumers = run_consumers
         self.write_timeout = write_timeout
+        # Set when this process runs the projector, which then wakes waiting writes.
+        self.progress: Progress | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -57,7 +60,8 @@ class Runtime:
             from eventflow.consumers.base import ConsumerLoop
             from eventflow.consumers.projector import Projector
 
-            loop = ConsumerLoop(self.log, Projector(self.engine))
+            self.progress = Progress()
+            loop = ConsumerLoop(self.log, Projector(self.engine, progress=self.progress))
             thread = threading.Thread(target=self._guard(loop.run), name="eventflow-projector", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -106,7 +110,7 @@ class Runtime:
         from eventflow.views.positions import wait_for
 
         positions = self.events.append_many(events)
-        if not wait_for(self.engine, positions, self.write_timeout):
+        if not wait_for(self.engine, positions, self.write_timeout, progress=self.progress):
             raise ApiError(
                 f"the write was appended to the log (at {positions[-1].topic}[{positions[-1].partition}]@"
                 f"{positions[-1].offset}) but the views did not apply it within {self.write_timeout:.0f} s: "

@@ -160,24 +160,28 @@ def _run_dicts(connection: Connection, rows: Sequence[Any]) -> list[dict[str, An
             outputs.setdefault(row.run_id, []).append({"model_id": row.model_id, "step": row.step})
     return [
         {
-            "info": {
-                "run_id": row.run_id,
-                "run_uuid": row.run_id,
-                "experiment_id": row.experiment_id,
-                "run_name": row.run_name,
-                "user_id": row.user_id,
-                "status": row.status,
-                "start_time": row.start_time,
-                **({"end_time": row.end_time} if row.end_time is not None else {}),
-                "artifact_uri": row.artifact_uri,
-                "lifecycle_stage": row.lifecycle_stage,
-            },
+            "info": _run_info(row),
             "data": data[row.run_id],
             "inputs": {"dataset_inputs": dataset_inputs[row.run_id]} if row.run_id in dataset_inputs else {},
             "outputs": {"model_outputs": outputs[row.run_id]} if row.run_id in outputs else {},
         }
         for row in rows
     ]
+
+
+def _run_info(row: Any) -> dict[str, Any]:
+    return {
+        "run_id": row.run_id,
+        "run_uuid": row.run_id,
+        "experiment_id": row.experiment_id,
+        "run_name": row.run_name,
+        "user_id": row.user_id,
+        "status": row.status,
+        "start_time": row.start_time,
+        **({"end_time": row.end_time} if row.end_time is not None else {}),
+        "artifact_uri": row.artifact_uri,
+        "lifecycle_stage": row.lifecycle_stage,
+    }
 
 
 def _point(row: Any) -> dict[str, Any]:
@@ -187,6 +191,23 @@ def _point(row: Any) -> dict[str, Any]:
 def get_run(connection: Connection, run_id: str) -> dict[str, Any] | None:
     rows = connection.execute(select(runs).where(runs.c.run_id == run_id)).all()
     return _run_dicts(connection, rows)[0] if rows else None
+
+
+def get_run_info(connection: Connection, run_id: str) -> dict[str, Any] | None:
+    """A run's info alone: one query, for writes that only check the run exists and is active."""
+    row = connection.execute(select(runs).where(runs.c.run_id == run_id)).first()
+    return _run_info(row) if row is not None else None
+
+
+def get_params(connection: Connection, run_id: str, keys: Sequence[str]) -> dict[str, str]:
+    """The values already logged for some of a run's params."""
+    found: dict[str, str] = {}
+    wanted = sorted(set(keys))
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        rows = connection.execute(select(params.c.key, params.c.value).where(params.c.run_id == run_id, params.c.key.in_(chunk)))
+        found.update((key, value) for key, value in rows)
+    return found
 
 
 def artifact_digest(connection: Connection, run_id: str, path: str) -> str | None:
