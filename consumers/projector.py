@@ -46,6 +46,7 @@ from eventflow.views.tables import (
     registered_model_aliases,
     registered_model_tags,
     registered_models,
+    registry_names,
     registry_parked,
     run_outputs,
     runs,
@@ -301,18 +302,38 @@ def outputs_logged(c: Connection, batch: _Batch, e: Event) -> None:
 # rebuild may read first. Such an event (its model not there yet) is parked, in arrival
 # order, and applied when a creation or rename brings the name. On the live path a write
 # waits until its event is applied, so the next one comes after it and nothing parks.
-# Not covered: renaming onto a name an earlier, deleted model had, then replaying the
-# rename before that model's own history; the replay would refuse the old creation.
+# A rename onto a name that was used before (a model since deleted, or renamed away)
+# carries, as causation_id, the last event about that name: a replay that reads the
+# rename first parks it until that event is applied.
 
 
 def _model_row(c: Connection, name: str) -> Any:
     return c.execute(select(registered_models.c.name).where(registered_models.c.name == name)).first()
 
 
-def _park(c: Connection, e: Event) -> None:
+class _Wait(Exception):
+    """The event must wait (parked under ``name``) for another one to be applied."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+def _park(c: Connection, e: Event, name: str | None = None) -> None:
     seq = c.execute(select(func.max(registry_parked.c.seq))).scalar() or 0
     record = json.dumps(dataclasses.asdict(e))
-    c.execute(insert(registry_parked).values(event_id=e.event_id, name=e.payload["name"], seq=seq + 1, event=record))
+    c.execute(insert(registry_parked).values(event_id=e.event_id, name=name or e.payload["name"], seq=seq + 1, event=record))
+
+
+def _last_about(c: Connection, name: str) -> str | None:
+    """The last event applied about a name. (Not applied_events: it takes a whole batch
+    in before applying any of it.) Between that event and a rename onto the name nothing
+    else about the name can apply, so "is it the last" is "has it been applied"."""
+    return c.execute(select(registry_names.c.event_id).where(registry_names.c.name == name)).scalar()
+
+
+def _note(c: Connection, name: str, e: Event) -> None:
+    upsert(c, registry_names, [{"name": name, "event_id": e.event_id}], ["name"])
 
 
 def _unpark(c: Connection, batch: _Batch, name: str) -> None:
@@ -331,14 +352,21 @@ def _unpark(c: Connection, batch: _Batch, name: str) -> None:
             logger.warning("parked %s %s no longer applies: %s", event.type, event.event_id, why)
 
 
-def _of_a_model(apply: Apply) -> Apply:
-    """Apply an event about an existing model; park it if the model is not there yet."""
+def _of_a_model(apply: Apply, notes: bool = True) -> Apply:
+    """Apply an event about an existing model; park it if the model is not there yet.
+    (``notes=False``: the event notes itself as the name's last, before it unparks others.)"""
 
     def checked(c: Connection, batch: _Batch, e: Event) -> None:
         if _model_row(c, e.payload["name"]) is None:
             _park(c, e)
-        else:
+            return
+        try:
             apply(c, batch, e)
+        except _Wait as wait:
+            _park(c, e, wait.name)
+            return
+        if notes:
+            _note(c, e.payload["name"], e)
 
     return checked
 
@@ -358,16 +386,22 @@ def registered_model_created(c: Connection, batch: _Batch, e: Event) -> None:
         )
     )
     upsert(c, registered_model_tags, [{"name": p["name"], **t} for t in p["tags"]], ["name", "key"])
+    _note(c, p["name"], e)
     _unpark(c, batch, p["name"])
 
 
 def registered_model_renamed(c: Connection, batch: _Batch, e: Event) -> None:
     old, new = e.payload["name"], e.payload["new_name"]
+    if e.causation_id and _last_about(c, new) != e.causation_id:
+        raise _Wait(new)  # the new name's earlier history comes first
     if _model_row(c, new) is not None:
         raise Rejected(f"Registered Model (name={new}) already exists.")
     c.execute(update(registered_models).where(registered_models.c.name == old).values(name=new, event_id=e.event_id, last_updated_time=e.time))
     for table in (registered_model_tags, model_versions, model_version_tags, registered_model_aliases):
         c.execute(update(table).where(table.c.name == old).values(name=new))
+    _note(c, old, e)
+    _note(c, new, e)
+    _unpark(c, batch, old)  # a rename onto the old name may wait for this one
     _unpark(c, batch, new)
 
 
@@ -375,6 +409,8 @@ def registered_model_deleted(c: Connection, batch: _Batch, e: Event) -> None:
     name = e.payload["name"]
     for table in (registered_model_aliases, model_version_tags, model_versions, registered_model_tags, registered_models):
         c.execute(delete(table).where(table.c.name == name))
+    _note(c, name, e)
+    _unpark(c, batch, name)  # a rename onto this name may wait for the deletion
 
 
 def registered_model_updated(c: Connection, batch: _Batch, e: Event) -> None:
@@ -495,9 +531,9 @@ APPLY: dict[str, Apply] = {
     "logged_model.params_logged": logged_model_params_logged,
     "logged_model.deleted": lambda c, b, e: _update_logged_model(c, e, lifecycle_stage="deleted"),
     "registered_model.created": registered_model_created,
-    "registered_model.renamed": _of_a_model(registered_model_renamed),
+    "registered_model.renamed": _of_a_model(registered_model_renamed, notes=False),
     "registered_model.updated": _of_a_model(registered_model_updated),
-    "registered_model.deleted": _of_a_model(registered_model_deleted),
+    "registered_model.deleted": _of_a_model(registered_model_deleted, notes=False),
     "registered_model.tag_set": _of_a_model(registered_model_tag_set),
     "registered_model.tag_deleted": _of_a_model(registered_model_tag_deleted),
     "model_version.created": _of_a_model(model_version_created),

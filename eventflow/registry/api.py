@@ -142,14 +142,15 @@ def get_registered_model(backend: Backend, data: dict[str, Any]) -> dict[str, An
 
 
 def rename_registered_model(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:
-    event = rc.rename_registered_model(data.get("name"), data.get("new_name"))
-    name, new_name = event.payload["name"], event.payload["new_name"]
+    name, new_name = rc.check_model_name(data.get("name")), rc.check_model_name(data.get("new_name"), "new_name")
     with _locked(name, new_name):
         _exists(backend, name)
         if new_name == name:
             return {"registered_model": _model(backend, name)}
         if backend.read(rq.model_event_id, new_name) is not None:
             raise InvalidInput(f"Registered Model (name={new_name}) already exists.", "RESOURCE_ALREADY_EXISTS")
+        # Keyed by the old name, it must not overtake the new name's own history on a replay.
+        event = rc.rename_registered_model(name, new_name, after=backend.read(rq.last_event_about, new_name))
         backend.write([event])
         if backend.read(rq.model_event_id, new_name) != event.event_id:
             raise InvalidInput(f"Registered Model (name={new_name}) already exists.", "RESOURCE_ALREADY_EXISTS")

@@ -97,8 +97,11 @@ def create_registered_model(name: str, description: str | None = None, tags: Ite
     )
 
 
-def rename_registered_model(name: str, new_name: str) -> Event:
-    return Event("registered_model.renamed", {"name": check_model_name(name), "new_name": check_model_name(new_name, "new_name")})
+def rename_registered_model(name: str, new_name: str, after: str | None = None) -> Event:
+    """``after``: the last event about ``new_name`` (a model of that name deleted or renamed
+    away), which the rename must follow; it is keyed by the new name, the rename by the old."""
+    payload = {"name": check_model_name(name), "new_name": check_model_name(new_name, "new_name")}
+    return Event("registered_model.renamed", payload, causation_id=after)
 
 
 def update_registered_model(name: str, description: str | None) -> Event:

@@ -12,7 +12,7 @@ from eventflow.search_filter import MODEL_VERSION_ATTRIBUTES, REGISTERED_MODEL_A
 from eventflow.validation import InvalidInput
 from eventflow.views.queries import _compare as compare
 from eventflow.views.queries import decode_token, encode_token
-from eventflow.views.tables import model_version_tags, model_versions, registered_model_aliases, registered_model_tags, registered_models, runs
+from eventflow.views.tables import model_version_tags, model_versions, registered_model_aliases, registered_model_tags, registered_models, registry_names, runs
 
 _TIMES = {"creation_timestamp": "creation_time", "last_updated_timestamp": "last_updated_time", "timestamp": "last_updated_time"}
 _VERSION_COLUMNS = {**_TIMES, "version_number": "version", "source_path": "source"}
@@ -100,6 +100,12 @@ def version_by_alias(connection: Connection, name: str, alias: str) -> dict[str,
 def run_artifact_uri(connection: Connection, run_id: str) -> str | None:
     """A run's artifact URI, or None if there is no such run (a cheap existence check)."""
     row = connection.execute(select(runs.c.artifact_uri).where(runs.c.run_id == run_id)).first()
+    return row[0] if row else None
+
+
+def last_event_about(connection: Connection, name: str) -> str | None:
+    """The last registry event applied about a name, even once no model has it."""
+    row = connection.execute(select(registry_names.c.event_id).where(registry_names.c.name == name)).first()
     return row[0] if row else None
 
 

@@ -217,6 +217,15 @@ registered_model_aliases = Table(
     Column("version", Integer, nullable=False),
 )
 
+# The last registry event applied about each name, kept after the model is deleted or
+# renamed away: a rename onto a used name says it must follow that event.
+registry_names = Table(
+    "registry_names",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("event_id", String(36), nullable=False),
+)
+
 # Registry events that arrived before the model they name: on a rebuild, events keyed by
 # a model's new name (another partition) may be read before the rename that made it.
 # They wait here, in log order, and apply once a creation or rename brings the name.

@@ -27,7 +27,10 @@ from eventflow.registry import commands as rc  # noqa: E402
 from eventflow.views.db import open_views  # noqa: E402
 from eventflow.views.tables import model_versions, registered_model_aliases, registered_models, registry_parked  # noqa: E402
 
-REGISTRY_TABLES = ("registered_models", "registered_model_tags", "model_versions", "model_version_tags", "registered_model_aliases", "registry_parked")
+REGISTRY_TABLES = (
+    "registered_models", "registered_model_tags", "model_versions", "model_version_tags", "registered_model_aliases",
+    "registry_names", "registry_parked",
+)
 
 
 def test_rebuild_reproduces_the_registry(tmp_path):
@@ -55,9 +58,14 @@ def test_rebuild_reproduces_the_registry(tmp_path):
         call("POST", "registered-models/create", name="gone")
         call("POST", "model-versions/create", name="gone", source=f"runs:/{run_id}/model")
         call("DELETE", "registered-models/delete", name="gone")
+        call("POST", "registered-models/rename", name="kept-renamed", new_name="gone")  # a used name
+        events = httpx.get(url + "/api/2.0/eventflow/events", params={"type": "registered_model.*", "max_results": 1000}).json()["events"]
+        [deleted] = [e["event"] for e in events if e["event"]["type"] == "registered_model.deleted"]
+        [renamed] = [e["event"] for e in events if e["event"]["type"] == "registered_model.renamed" and e["event"]["payload"]["new_name"] == "gone"]
+        assert deleted["payload"] == {"name": "gone"} and renamed["causation_id"] == deleted["event_id"], "it follows the deletion"
     views = f"sqlite:///{home / 'views.db'}"
     before = dump(create_engine(views), "projector")
-    assert [row[0] for row in before["registered_models"]] == ["kept-renamed"]
+    assert [row[0] for row in before["registered_models"]] == ["gone"]
     assert len(before["model_versions"]) == 4 and before["registry_parked"] == []
     engine = create_engine(views)
     with engine.begin() as connection:
@@ -131,4 +139,41 @@ def test_events_after_a_rename_wait_for_it_when_a_replay_reads_them_first(tmp_pa
         versions = connection.execute(select(model_versions.c.version, model_versions.c.current_stage).order_by(model_versions.c.version)).all()
         assert [tuple(v) for v in versions] == [(1, "Archived"), (2, "None")]
         assert connection.execute(select(registered_model_aliases.c.alias, registered_model_aliases.c.version)).all() == [("prod", 2)]
+        assert connection.execute(select(registry_parked)).all() == []
+
+
+def test_a_rename_onto_a_used_name_waits_for_that_names_history_on_a_replay(tmp_path):
+    old, new = _names_in_two_partitions()
+    log_dir = tmp_path / "log"
+    run_id = commands.new_run_id()
+    source = f"runs:/{run_id}/model"
+    earlier = [  # a first model called `new`, with two versions, deleted
+        rc.create_registered_model(new, "the first of that name"),
+        rc.create_model_version(new, "1", source),
+        rc.create_model_version(new, "2", source),
+        rc.set_alias(new, "prod", "2"),
+        rc.delete_registered_model(new),
+    ]
+    with open_log(str(log_dir)) as log:
+        EventLog(log).append_many([
+            *earlier,
+            rc.create_registered_model(old, "the second"),
+            rc.create_model_version(old, "1", source),
+            rc.rename_registered_model(old, new, after=earlier[-1].event_id),  # as the server writes it
+            rc.create_model_version(new, "2", source),
+            rc.set_alias(new, "prod", "1"),
+        ])
+    topic = "eventflow.models"
+    first, second = partition_for(old.encode(), 3), partition_for(new.encode(), 3)
+    views = {}
+    for label, order in (("old first", [first, second]), ("new first", [second, first])):
+        views[label] = _project_partition_by_partition(log_dir, f"sqlite:///{tmp_path / label.replace(' ', '-')}.db", topic, order)
+    halfway = _project_partition_by_partition(log_dir, f"sqlite:///{tmp_path / 'halfway.db'}", topic, [first])
+    with halfway.connect() as connection:
+        assert [row.name for row in connection.execute(select(registry_parked))] == [new], "the rename waits for the deletion"
+    assert _registry(views["new first"]) == _registry(views["old first"])
+    with views["old first"].connect() as connection:
+        assert [tuple(r) for r in connection.execute(select(registered_models.c.name, registered_models.c.description))] == [(new, "the second")]
+        assert [r.version for r in connection.execute(select(model_versions).order_by(model_versions.c.version))] == [1, 2]
+        assert [tuple(r) for r in connection.execute(select(registered_model_aliases.c.alias, registered_model_aliases.c.version))] == [("prod", 1)]
         assert connection.execute(select(registry_parked)).all() == []
