@@ -13,12 +13,14 @@ executemany, and the latest value per key is settled once per batch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
 
 from eventflow.consumers.base import Delivery, Subscriber
 from eventflow.events import Event, Point, metric_points
@@ -38,11 +40,20 @@ from eventflow.views.tables import (
     logged_model_tags,
     logged_models,
     metrics,
+    model_version_tags,
+    model_versions,
     params,
+    registered_model_aliases,
+    registered_model_tags,
+    registered_models,
+    registry_names,
+    registry_parked,
     run_outputs,
     runs,
     tags,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class Rejected(Exception):
@@ -289,6 +300,215 @@ def outputs_logged(c: Connection, batch: _Batch, e: Event) -> None:
     upsert(c, run_outputs, [{"run_id": e.payload["run_id"], **m} for m in e.payload["models"]], ["run_id", "model_id"])
 
 
+
+# -- model registry ---------------------------------------------------------------------------
+#
+# A model's events share its name as key, so they come in order, except across a rename:
+# the events after it are keyed by the new name, maybe in another partition, which a
+# rebuild may read first. Such an event (its model not there yet) is parked, in arrival
+# order, and applied when a creation or rename brings the name. On the live path a write
+# waits until its event is applied, so the next one comes after it and nothing parks.
+# A rename onto a name that was used before (a model since deleted, or renamed away)
+# carries, as causation_id, the last event about that name: a replay that reads the
+# rename first parks it until that event is applied.
+
+
+def _model_row(c: Connection, name: str) -> Any:
+    return c.execute(select(registered_models.c.name).where(registered_models.c.name == name)).first()
+
+
+class _Wait(Exception):
+    """The event must wait (parked under ``name``) for another one to be applied."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+def _park(c: Connection, e: Event, name: str | None = None) -> None:
+    seq = c.execute(select(func.max(registry_parked.c.seq))).scalar() or 0
+    record = json.dumps(dataclasses.asdict(e))
+    c.execute(insert(registry_parked).values(event_id=e.event_id, name=name or e.payload["name"], seq=seq + 1, event=record))
+
+
+def _last_about(c: Connection, name: str) -> str | None:
+    """The last event applied about a name. (Not applied_events: it takes a whole batch
+    in before applying any of it.) Between that event and a rename onto the name nothing
+    else about the name can apply, so "is it the last" is "has it been applied"."""
+    return c.execute(select(registry_names.c.event_id).where(registry_names.c.name == name)).scalar()
+
+
+def _note(c: Connection, name: str, e: Event) -> None:
+    upsert(c, registry_names, [{"name": name, "event_id": e.event_id}], ["name"])
+
+
+def _unpark(c: Connection, batch: _Batch, name: str) -> None:
+    rows = c.execute(select(registry_parked).where(registry_parked.c.name == name).order_by(registry_parked.c.seq)).all()
+    if not rows:
+        return
+    c.execute(delete(registry_parked).where(registry_parked.c.event_id.in_([row.event_id for row in rows])))
+    for row in rows:
+        event = Event(**json.loads(row.event))
+        savepoint = c.begin_nested()
+        try:
+            APPLY[event.type](c, batch, event)
+            savepoint.commit()
+        except Rejected as why:
+            savepoint.rollback()
+            logger.warning("parked %s %s no longer applies: %s", event.type, event.event_id, why)
+
+
+def _of_a_model(apply: Apply, notes: bool = True) -> Apply:
+    """Apply an event about an existing model; park it if the model is not there yet.
+    (``notes=False``: the event notes itself as the name's last, before it unparks others.)"""
+
+    def checked(c: Connection, batch: _Batch, e: Event) -> None:
+        if _model_row(c, e.payload["name"]) is None:
+            _park(c, e)
+            return
+        try:
+            apply(c, batch, e)
+        except _Wait as wait:
+            _park(c, e, wait.name)
+            return
+        if notes:
+            _note(c, e.payload["name"], e)
+
+    return checked
+
+
+def _touch_model(c: Connection, name: str, when: int) -> None:
+    c.execute(update(registered_models).where(registered_models.c.name == name).values(last_updated_time=when))
+
+
+def registered_model_created(c: Connection, batch: _Batch, e: Event) -> None:
+    p = e.payload
+    if _model_row(c, p["name"]) is not None:
+        raise Rejected(f"Registered Model (name={p['name']}) already exists.")
+    c.execute(
+        insert(registered_models).values(
+            name=p["name"], description=p["description"], user_id=e.actor, creation_time=p["creation_time"],
+            last_updated_time=p["creation_time"], event_id=e.event_id,
+        )
+    )
+    upsert(c, registered_model_tags, [{"name": p["name"], **t} for t in p["tags"]], ["name", "key"])
+    _note(c, p["name"], e)
+    _unpark(c, batch, p["name"])
+
+
+def registered_model_renamed(c: Connection, batch: _Batch, e: Event) -> None:
+    old, new = e.payload["name"], e.payload["new_name"]
+    if e.causation_id and _last_about(c, new) != e.causation_id:
+        raise _Wait(new)  # the new name's earlier history comes first
+    if _model_row(c, new) is not None:
+        raise Rejected(f"Registered Model (name={new}) already exists.")
+    c.execute(update(registered_models).where(registered_models.c.name == old).values(name=new, event_id=e.event_id, last_updated_time=e.time))
+    for table in (registered_model_tags, model_versions, model_version_tags, registered_model_aliases):
+        c.execute(update(table).where(table.c.name == old).values(name=new))
+    _note(c, old, e)
+    _note(c, new, e)
+    _unpark(c, batch, old)  # a rename onto the old name may wait for this one
+    _unpark(c, batch, new)
+
+
+def registered_model_deleted(c: Connection, batch: _Batch, e: Event) -> None:
+    name = e.payload["name"]
+    for table in (registered_model_aliases, model_version_tags, model_versions, registered_model_tags, registered_models):
+        c.execute(delete(table).where(table.c.name == name))
+    _note(c, name, e)
+    _unpark(c, batch, name)  # a rename onto this name may wait for the deletion
+
+
+def registered_model_updated(c: Connection, batch: _Batch, e: Event) -> None:
+    c.execute(
+        update(registered_models).where(registered_models.c.name == e.payload["name"])
+        .values(description=e.payload["description"], last_updated_time=e.time)
+    )
+
+
+def registered_model_tag_set(c: Connection, batch: _Batch, e: Event) -> None:
+    p = e.payload
+    upsert(c, registered_model_tags, [{"name": p["name"], "key": p["key"], "value": p["value"]}], ["name", "key"])
+
+
+def registered_model_tag_deleted(c: Connection, batch: _Batch, e: Event) -> None:
+    p = e.payload
+    c.execute(delete(registered_model_tags).where(registered_model_tags.c.name == p["name"], registered_model_tags.c.key == p["key"]))
+
+
+def _version_is(c: Connection, e: Event, version: str | None = None) -> Any:
+    """The version's key, or Rejected if it is not there (or was deleted)."""
+    name, number = e.payload["name"], int(version or e.payload["version"])
+    row = c.execute(
+        select(model_versions.c.version).where(
+            model_versions.c.name == name, model_versions.c.version == number, model_versions.c.lifecycle_stage == "active"
+        )
+    ).first()
+    if row is None:
+        raise Rejected(f"Model Version (name={name}, version={number}) not found")
+    return and_(model_versions.c.name == name, model_versions.c.version == number)
+
+
+def model_version_created(c: Connection, batch: _Batch, e: Event) -> None:
+    p = e.payload
+    number = int(p["version"])
+    taken = c.execute(select(model_versions.c.event_id).where(model_versions.c.name == p["name"], model_versions.c.version == number)).first()
+    if taken is not None:
+        raise Rejected(f"Model Version (name={p['name']}, version={number}) already exists")  # a writer lost a race
+    c.execute(
+        insert(model_versions).values(
+            name=p["name"], version=number, description=p["description"], user_id=e.actor, current_stage="None",
+            source=p["source"], run_id=p["run_id"], run_link=p["run_link"], model_id=p.get("model_id"), lifecycle_stage="active",
+            creation_time=p["creation_time"], last_updated_time=p["creation_time"], event_id=e.event_id,
+        )
+    )
+    upsert(c, model_version_tags, [{"name": p["name"], "version": number, **t} for t in p["tags"]], ["name", "version", "key"])
+    _touch_model(c, p["name"], e.time)
+
+
+def _update_version(**values: Any) -> Apply:
+    def apply(c: Connection, batch: _Batch, e: Event) -> None:
+        where = _version_is(c, e)
+        c.execute(update(model_versions).where(where).values(last_updated_time=e.time, **{k: f(e.payload) for k, f in values.items()}))
+
+    return apply
+
+
+def model_version_deleted(c: Connection, batch: _Batch, e: Event) -> None:
+    name, number = e.payload["name"], int(e.payload["version"])
+    c.execute(update(model_versions).where(_version_is(c, e)).values(lifecycle_stage="deleted", last_updated_time=e.time))
+    c.execute(delete(registered_model_aliases).where(registered_model_aliases.c.name == name, registered_model_aliases.c.version == number))
+    _touch_model(c, name, e.time)
+
+
+def model_version_tag_set(c: Connection, batch: _Batch, e: Event) -> None:
+    p = e.payload
+    _version_is(c, e)
+    upsert(c, model_version_tags, [{"name": p["name"], "version": int(p["version"]), "key": p["key"], "value": p["value"]}], ["name", "version", "key"])
+
+
+def model_version_tag_deleted(c: Connection, batch: _Batch, e: Event) -> None:
+    p = e.payload
+    c.execute(
+        delete(model_version_tags).where(
+            model_version_tags.c.name == p["name"], model_version_tags.c.version == int(p["version"]), model_version_tags.c.key == p["key"]
+        )
+    )
+
+
+def model_version_alias_set(c: Connection, batch: _Batch, e: Event) -> None:
+    p = e.payload
+    _version_is(c, e)
+    upsert(c, registered_model_aliases, [{"name": p["name"], "alias": p["alias"], "version": int(p["version"])}], ["name", "alias"])
+    _touch_model(c, p["name"], e.time)
+
+
+def model_version_alias_deleted(c: Connection, batch: _Batch, e: Event) -> None:
+    p = e.payload
+    c.execute(delete(registered_model_aliases).where(registered_model_aliases.c.name == p["name"], registered_model_aliases.c.alias == p["alias"]))
+    _touch_model(c, p["name"], e.time)
+
+
 APPLY: dict[str, Apply] = {
     "experiment.created": experiment_created,
     "experiment.renamed": experiment_renamed,
@@ -317,12 +537,26 @@ APPLY: dict[str, Apply] = {
     "logged_model.params_logged": logged_model_params_logged,
     "logged_model.artifact_logged": logged_model_artifact_logged,
     "logged_model.deleted": lambda c, b, e: _update_logged_model(c, e, lifecycle_stage="deleted"),
+    "registered_model.created": registered_model_created,
+    "registered_model.renamed": _of_a_model(registered_model_renamed, notes=False),
+    "registered_model.updated": _of_a_model(registered_model_updated),
+    "registered_model.deleted": _of_a_model(registered_model_deleted, notes=False),
+    "registered_model.tag_set": _of_a_model(registered_model_tag_set),
+    "registered_model.tag_deleted": _of_a_model(registered_model_tag_deleted),
+    "model_version.created": _of_a_model(model_version_created),
+    "model_version.updated": _of_a_model(_update_version(description=lambda p: p["description"])),
+    "model_version.deleted": _of_a_model(model_version_deleted),
+    "model_version.stage_transitioned": _of_a_model(_update_version(current_stage=lambda p: p["stage"])),
+    "model_version.tag_set": _of_a_model(model_version_tag_set),
+    "model_version.tag_deleted": _of_a_model(model_version_tag_deleted),
+    "model_version.alias_set": _of_a_model(model_version_alias_set),
+    "model_version.alias_deleted": _of_a_model(model_version_alias_deleted),
 }
 
 
 class Projector(Subscriber):
-    """Applies tracking events to the views. Other families pass through (their own
-    views come with their features) but their offsets advance all the same."""
+    """Applies tracking and registry events to the views. Other families pass through
+    (their own views come with their features) but their offsets advance all the same."""
 
     keeps_offsets = True
 

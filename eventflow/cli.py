@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from eventflow import __version__
+from eventflow.registry import cli as registry_cli
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -253,6 +254,9 @@ def consume(name, home, kafka, db, artifacts) -> None:
     runner(stop)
     runtime.stop()
     click.echo(f"{name}: stopped", err=True)
+
+
+main.add_command(registry_cli.registry)
 
 
 @main.group()

@@ -13,6 +13,7 @@ import os
 import socket
 import time
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -52,9 +53,15 @@ def family_of(event_type: str) -> Family:
     return FAMILIES[prefix]
 
 
-def _default_actor() -> str:
+# Who acts in the current context: the server sets it per request (the user the client
+# authenticated as), so that the events a request makes name that user, not the server.
+ACTOR: ContextVar[str | None] = ContextVar("eventflow_actor", default=None)
+
+
+def default_actor() -> str:
+    """Who an event names: the request's user, else EVENTFLOW_ACTOR, else the login name."""
     try:
-        return os.environ.get("EVENTFLOW_ACTOR") or getpass.getuser()
+        return ACTOR.get() or os.environ.get("EVENTFLOW_ACTOR") or getpass.getuser()
     except Exception:  # no login name in some containers
         return "unknown"
 
@@ -76,7 +83,7 @@ class Event:
     payload: dict[str, Any]
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     time: int = field(default_factory=now_ms)
-    actor: str = field(default_factory=_default_actor)
+    actor: str = field(default_factory=default_actor)
     source: dict[str, str] = field(default_factory=default_source)
     correlation_id: str | None = None
     causation_id: str | None = None

@@ -26,6 +26,13 @@ LOGGED_MODEL_ATTRIBUTES = {
     "name": "string", "model_id": "string", "source_run_id": "string", "status": "string", "model_type": "string",
     "creation_time": "numeric", "creation_timestamp": "numeric", "last_updated_timestamp": "numeric",
 }
+REGISTERED_MODEL_ATTRIBUTES = {
+    "name": "string", "creation_timestamp": "numeric", "last_updated_timestamp": "numeric", "timestamp": "numeric",
+}
+MODEL_VERSION_ATTRIBUTES = {
+    "name": "string", "run_id": "string", "source_path": "string", "version_number": "numeric", "current_stage": "string",
+    "creation_timestamp": "numeric", "last_updated_timestamp": "numeric", "timestamp": "numeric",
+}
 EXPERIMENT_ATTRIBUTES = {"name": "string", "experiment_id": "string", "creation_time": "numeric", "last_update_time": "numeric"}
 NUMERIC_COMPARATORS = {"=", "!=", ">", ">=", "<", "<="}
 STRING_COMPARATORS = {"=", "!=", "LIKE", "ILIKE", "IN", "NOT IN"}

@@ -6,14 +6,16 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from eventflow.config import tracking_uri_from_env
+from eventflow.registry.client import RegistryMethods
 from eventflow.sdk.stores import Store, open_store
 
 if TYPE_CHECKING:
     from eventflow.sdk.webhooks import Webhooks
 
 
-class Client:
-    """Reads experiments, runs and metric histories from a tracking URI.
+class Client(RegistryMethods):
+    """Reads experiments, runs and metric histories from a tracking URI, and works the
+    model registry (``create_registered_model``, ``register_model``, aliases, stages...).
 
     ``Client()`` uses ``EVENTFLOW_TRACKING_URI`` or the embedded default; every read sees
     what was logged before it (the local store catches its views up first; a server

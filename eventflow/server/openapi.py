@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from eventflow import __version__
+from eventflow.registry.api import OPENAPI as REGISTRY
 
 MLFLOW = "/api/2.0/mlflow/"
 WEBHOOKS = "/api/2.0/eventflow/webhooks"
@@ -35,6 +36,7 @@ TYPES: dict[str, dict[str, Any]] = {
     "string": {"type": "string"},
     "integer": {"type": "integer"},
     "number": {"type": "number"},
+    "boolean": {"type": "boolean"},
     "strings": {"type": "array", "items": {"type": "string"}},
     "pairs": {"type": "array", "items": _KEY_VALUE},
     "metrics": {"type": "array", "items": _METRIC},
@@ -78,6 +80,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, str], str]] = [
     ("PATCH", "logged-models/{model_id}/tags", {"tags": "pairs"}, "Set logged model tags"),
     ("DELETE", "logged-models/{model_id}/tags/{tag_key}", {}, "Delete a logged model tag"),
     ("POST", "logged-models/{model_id}/params", {"params": "pairs"}, "Log logged model params"),
+    *REGISTRY,
     ("GET", "artifacts/list", {"run_id": "string!", "path": "string"}, "List a run's artifacts"),
     ("GET", "/api/2.0/mlflow-artifacts/artifacts", {"path": "string"}, "List artifacts in the store"),
     ("GET", "/api/2.0/eventflow/artifacts/digests", {"run_id": "string", "model_id": "string", "path": "string"}, "Sizes and sha256 the log recorded for a run's or a logged model's files"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from typing import Any
 
@@ -10,7 +12,7 @@ from starlette.requests import Request
 from eventflow.server.errors import ApiError
 
 # Fields MLflow's GET requests repeat (``?experiment_ids=1&experiment_ids=2``).
-REPEATED = {"experiment_ids", "order_by", "run_ids", "metric_keys"}
+REPEATED = {"experiment_ids", "order_by", "run_ids", "metric_keys", "stages"}
 
 
 async def fields(request: Request) -> dict[str, Any]:
@@ -22,7 +24,7 @@ async def fields(request: Request) -> dict[str, Any]:
         return out
     body = await request.body()
     if not body.strip():
-        return {}
+        return dict(request.query_params)  # a DELETE may name its target in the query string
     try:
         parsed = json.loads(body)
     except json.JSONDecodeError as error:
@@ -79,3 +81,16 @@ def text(data: dict[str, Any], name: str, default: str | None = None) -> str | N
     if value is None or isinstance(value, str):
         return value
     raise ApiError(f"Invalid value {json.dumps(value)[:200]} for parameter '{name}' supplied: it must be a string.")
+
+
+def actor(request: Request) -> str | None:
+    """The user a request acts for: the HTTP Basic user name the MLflow client sends
+    (``MLFLOW_TRACKING_USERNAME``), or None for the server's default actor."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic" or not credentials:
+        return None
+    try:
+        user = base64.b64decode(credentials, validate=True).decode("utf-8").partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return user[:256] or None

@@ -19,8 +19,10 @@ from starlette.routing import Route
 
 from eventflow import commands
 from eventflow import validation as v
+from eventflow.events import ACTOR
+from eventflow.registry import api as registry
 from eventflow.server.errors import ApiError, not_found
-from eventflow.server.requests import as_int, fields, objects, pairs, required, text
+from eventflow.server.requests import actor, as_int, fields, objects, pairs, required, text
 from eventflow.server.runtime import Runtime
 from eventflow.views import queries
 
@@ -414,12 +416,14 @@ ENDPOINTS: dict[str, tuple[Handler, tuple[str, ...]]] = {
     "logged-models/{model_id}/tags": (set_logged_model_tags, ("PATCH",)),
     "logged-models/{model_id}/tags/{tag_key}": (delete_logged_model_tag, ("DELETE",)),
     "logged-models/{model_id}/params": (log_logged_model_params, ("POST",)),
+    **registry.ENDPOINTS,
 }
 
 
 def _endpoint(runtime: Runtime, handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
     async def endpoint(request: Request) -> JSONResponse:
         data = {**await fields(request), **request.path_params}
+        ACTOR.set(actor(request))  # the events this request makes carry its user
         return JSONResponse(await run_in_threadpool(handler, runtime, data))
 
     return endpoint

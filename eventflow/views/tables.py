@@ -169,6 +169,85 @@ run_outputs = Table(
     Column("step", BigInteger, nullable=False),
 )
 
+# The model registry. Versions keep their row when deleted (lifecycle_stage "deleted") so a
+# number is never handed out twice; deleting a registered model removes all its rows.
+# event_id is the event that made the row (a model's: its creation or the rename that
+# gave it its name), which lets a writer see whether its own event won a race.
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("description", Text),
+    Column("user_id", String(256)),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_updated_time", BigInteger, nullable=False),
+    Column("event_id", String(36), nullable=False),
+)
+
+registered_model_tags = Table(
+    "registered_model_tags",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("description", Text),
+    Column("user_id", String(256)),
+    Column("current_stage", String(20), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("run_id", String(256), index=True),
+    Column("run_link", Text),
+    Column("model_id", String(64)),
+    Column("lifecycle_stage", String(32), nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_updated_time", BigInteger, nullable=False),
+    Column("event_id", String(36), nullable=False),
+)
+
+model_version_tags = Table(
+    "model_version_tags",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+registered_model_aliases = Table(
+    "registered_model_aliases",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("alias", String(256), primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+# The last registry event applied about each name, kept after the model is deleted or
+# renamed away: a rename onto a used name says it must follow that event.
+registry_names = Table(
+    "registry_names",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("event_id", String(36), nullable=False),
+)
+
+# Registry events that arrived before the model they name: on a rebuild, events keyed by
+# a model's new name (another partition) may be read before the rename that made it.
+# They wait here, in log order, and apply once a creation or rename brings the name.
+registry_parked = Table(
+    "registry_parked",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("name", String(256), nullable=False, index=True),
+    Column("seq", BigInteger, nullable=False),  # arrival order
+    Column("event", Text, nullable=False),  # the event as JSON (type, envelope, payload)
+)
+
 # Events already applied, by id: a producer that retries (a lost HTTP answer, a Kafka
 # timeout while the client still holds the records) may append an event twice.
 applied_events = Table(

@@ -27,6 +27,9 @@ def url(tmp_path_factory):
         run_id = httpx.post(api + "/runs/create", json={"experiment_id": experiment_id}).json()["run"]["info"]["run_id"]
         httpx.post(api + "/runs/log-batch", json={"run_id": run_id, "metrics": [{"key": "m", "value": 1, "timestamp": 1, "step": 0}],
                                                   "params": [{"key": "p", "value": "v"}], "tags": [{"key": "t", "value": "v"}]})
+        httpx.post(api + "/registered-models/create", json={"name": "fuzzed", "tags": [{"key": "t", "value": "v"}]})
+        httpx.post(api + "/model-versions/create", json={"name": "fuzzed", "source": f"runs:/{run_id}/model", "run_id": run_id})
+        httpx.post(api + "/registered-models/alias", json={"name": "fuzzed", "alias": "champion", "version": "1"})
         yield url
 
 
