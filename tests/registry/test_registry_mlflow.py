@@ -56,6 +56,7 @@ def client(url, monkeypatch):
     yield MlflowClient(url, url)
     while mlflow.active_run():
         mlflow.end_run()
+    mlflow.set_registry_uri(None)  # global in mlflow: later tests must not reach this server
 
 
 def unique(prefix: str) -> str:
