@@ -49,6 +49,9 @@ class Runtime:
         self.write_timeout = write_timeout
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        from eventflow.server.hub import Hub
+
+        self.hub = Hub()  # the live dashboard's fan-out; its loop is bound by the app
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -61,7 +64,21 @@ class Runtime:
             thread = threading.Thread(target=self._guard(loop.run), name="eventflow-projector", daemon=True)
             thread.start()
             self._threads.append(thread)
+        self._start_feed()
         self._ensure_default_experiment()
+
+    def _start_feed(self) -> None:
+        """This server's own tail of the log for its websocket hub: every instance runs
+        one, even when the other consumers run apart, since each pushes to its own clients."""
+        if self.hub.loop is None:
+            return  # no event loop to push from (a runtime used without the app)
+        from eventflow.consumers.base import ConsumerLoop
+        from eventflow.consumers.dashboard_feed import DashboardFeed
+
+        loop = ConsumerLoop(self.log, DashboardFeed(self.log, self.hub), join_group=False, poll_timeout=0.2)
+        thread = threading.Thread(target=self._guard(loop.run), name="eventflow-dashboard-feed", daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def _guard(self, run: Callable[[threading.Event], None]) -> Callable[[], None]:
         """Keep a consumer running through errors that are not the events' fault."""
