@@ -1,8 +1,11 @@
-// Metric charts on Plotly (scattergl: thousands of points per series stay smooth).
+// Metric charts on Plotly (SVG for small charts, scattergl from 5,000 points: tens of
+// thousands of points per series stay smooth).
 // A chart holds its series' columns; new points are pushed and the chart redrawn at most
 // once per animation frame, whatever the rate they arrive at.
 
 const COLORS = ["#2f6fde", "#e4572e", "#1f8f4e", "#a05195", "#f3a712", "#17becf", "#7f7f7f", "#8c564b"];
+
+const GL_FROM = 5000; // points in a chart from which it is drawn with WebGL
 
 export const chartOptions = { smoothing: 0, log: false, x: "step" };
 const charts = new Set();
@@ -67,6 +70,8 @@ export class MetricChart {
   }
 
   draw() {
+    // SVG draws a few thousand points cheaply; beyond that WebGL (scattergl) keeps it smooth.
+    const type = this.points() > GL_FROM ? "scattergl" : "scatter";
     // Points arrive in log order, which is mostly step order; sort where they are not.
     const traces = [];
     for (const [name, s] of this.series) {
@@ -77,10 +82,10 @@ export class MetricChart {
         order.sort((a, b) => s.step[a] - s.step[b] || s.time[a] - s.time[b]);
         for (const key of ["step", "time", "value"]) s[key] = order.map((i) => s[key][i]);
       }
-      const raw = { name, type: "scattergl", mode: "lines", x: this.xs(s), y: s.value.slice(), line: { color: s.color, width: 1.5 } };
+      const raw = { name, type, mode: "lines", x: this.xs(s), y: s.value.slice(), line: { color: s.color, width: 1.5 } };
       if (chartOptions.smoothing > 0) {
         raw.opacity = 0.25; raw.showlegend = false; raw.hoverinfo = "skip";
-        traces.push(raw, { name, type: "scattergl", mode: "lines", x: raw.x, y: smooth(s.value, chartOptions.smoothing), line: { color: s.color, width: 2 } });
+        traces.push(raw, { name, type, mode: "lines", x: raw.x, y: smooth(s.value, chartOptions.smoothing), line: { color: s.color, width: 2 } });
       } else {
         traces.push(raw);
       }
