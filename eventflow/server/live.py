@@ -248,6 +248,8 @@ class LiveConnection:
                 batch = await run_in_threadpool(read_range, self.runtime, since, target)
                 subscription.take(batch, backlog, since)
                 since = {tp: max(since.get(tp, 0), target.get(tp, 0)) for tp in {*since, *target}}
+            if self.subscriptions.get(subscription.id) is not subscription:
+                return  # unsubscribed meanwhile
             more = self.hub.attach(subscription, since)  # atomic on the loop
             backlog.entries += more.entries
             backlog.chunks += more.chunks
