@@ -36,7 +36,7 @@ Positions = dict[TopicPartition, int]
 # A subscription whose unsent frames pass this many bytes starts again from a snapshot.
 MAX_QUEUED_BYTES = int(os.environ.get("EVENTFLOW_LIVE_MAX_QUEUED", 8 * 1024 * 1024))
 # The ring of recent batches that attaching subscriptions replay from.
-RING_BYTES = 32 * 1024 * 1024
+RING_BYTES = int(os.environ.get("EVENTFLOW_LIVE_RING_BYTES", 32 * 1024 * 1024))
 # Batches handed to the loop and not yet dispatched, before the feed thread waits.
 MAX_IN_FLIGHT = 16
 
@@ -56,7 +56,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _floats(values: list[float]) -> str:
+def floats_json(values: list[float]) -> str:
     text = json.dumps(values, separators=(",", ":"))
     if "N" in text or "I" in text:  # NaN, Infinity: null in JSON
         text = text.replace("-Infinity", "null").replace("Infinity", "null").replace("NaN", "null")
@@ -148,7 +148,7 @@ def prepare(deliveries: Iterable[Delivery], spans: dict[TopicPartition, tuple[in
                 columns[2].append(value)
             count = len(points)
             body = ",".join(
-                f'{json.dumps(key)}:{{"step":{json.dumps(s)},"time":{json.dumps(t)},"value":{_floats(v)}}}'
+                f'{json.dumps(key)}:{{"step":{json.dumps(s)},"time":{json.dumps(t)},"value":{floats_json(v)}}}'
                 for key, (s, t, v) in series.items()
             )
             chunk = f'{{"run_id":{json.dumps(payload["run_id"])},"series":{{{body}}}}}'
@@ -281,13 +281,13 @@ class Subscription:
 class Hub:
     """Fans the feed's batches out to the subscriptions of every connection."""
 
-    def __init__(self, ring_bytes: int = RING_BYTES):
+    def __init__(self, ring_bytes: int | None = None):
         self.loop: asyncio.AbstractEventLoop | None = None
         self.positions: Positions = {}
         self.ready = threading.Event()
         self.subscriptions: set[Subscription] = set()
         self.ring: deque[Batch] = deque()
-        self.ring_bytes = ring_bytes
+        self.ring_bytes = RING_BYTES if ring_bytes is None else ring_bytes
         self._ring_size = 0
         self.ring_base: Positions = {}  # the positions before the oldest batch in the ring
         self._in_flight = threading.Semaphore(MAX_IN_FLIGHT)

@@ -29,7 +29,7 @@ from eventflow.server.hub import (
     Pending,
     Positions,
     Subscription,
-    _floats,
+    floats_json,
     dumps,
     parse_positions,
     positions_json,
@@ -72,7 +72,7 @@ def _history(connection: Connection, run_id: str, key: str) -> str:
     points, _ = queries.metric_history(connection, run_id, key)
     steps = json.dumps([p["step"] for p in points])
     times = json.dumps([p["timestamp"] for p in points])
-    return f'{json.dumps(key)}:{{"step":{steps},"time":{times},"value":{_floats([p["value"] for p in points])}}}'
+    return f'{json.dumps(key)}:{{"step":{steps},"time":{times},"value":{floats_json([p["value"] for p in points])}}}'
 
 
 def view_snapshot(runtime: Runtime, subscription: Subscription) -> tuple[str, Positions]:
