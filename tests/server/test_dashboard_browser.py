@@ -263,6 +263,10 @@ def test_activity_feed_shows_events_in_order(page, url):
     shot(page, "experiments")
     page.goto(url + "/#/models")
     page.wait_for_selector("#registered")
+    with httpx.Client(base_url=url + API) as http:  # appears without a reload
+        created = http.post("/logged-models", json={"experiment_id": experiment_id, "name": "feed-model", "source_run_id": run_id})
+        assert created.status_code == 200, created.text
+    page.wait_for_selector("#logged-models td:has-text('feed-model')")
     shot(page, "models")
 
 

@@ -120,7 +120,7 @@ export function modelsPage(view) {
           `<tr><td>${esc(d.target)}</td><td>${esc(d.model)}</td><td>${esc(d.status)}</td><td>${esc(fmtTime(d.time))}</td></tr>`).join("")}</tbody></table>`
       : `<p class="muted">No deployments yet.</p>`;
     view.querySelector("#logged").innerHTML = state.logged.length
-      ? `<table><thead><tr><th>Name</th><th>Model id</th><th>Status</th><th>Source run</th><th>Created</th></tr></thead><tbody>${state.logged.map((m) =>
+      ? `<table id="logged-models"><thead><tr><th>Name</th><th>Model id</th><th>Status</th><th>Source run</th><th>Created</th></tr></thead><tbody>${state.logged.map((m) =>
           `<tr><td>${esc(m.info?.name ?? m.name)}</td><td>${esc(m.info?.model_id ?? m.model_id)}</td><td>${esc(m.info?.status ?? m.status)}</td>
            <td><a href="#/runs/${esc(m.info?.source_run_id ?? m.source_run_id)}">${esc(m.info?.source_run_id ?? m.source_run_id ?? "")}</a></td>
            <td>${esc(fmtTime(m.info?.creation_timestamp_ms ?? m.creation_timestamp_ms))}</td></tr>`).join("")}</tbody></table>`
@@ -128,7 +128,19 @@ export function modelsPage(view) {
   });
   const sub = channel.subscribe("models", {}, {
     snapshot(data) { state.logged = data.logged_models; state.registered = data.registered_models; state.events = data.events; render(); },
-    events(events) { state.events.push(...events); render(); },
+    events(events) {
+      for (const { event } of events) {
+        const p = event.payload;
+        if (event.type === "logged_model.created") {
+          state.logged.unshift({ info: { model_id: p.model_id, name: p.name, status: "LOGGED_MODEL_PENDING", source_run_id: p.source_run_id, creation_timestamp_ms: p.creation_time || event.time } });
+        } else if (event.type === "logged_model.finalized") {
+          const known = state.logged.find((m) => m.info.model_id === p.model_id);
+          if (known) known.info.status = p.status;
+        }
+      }
+      state.events.push(...events);
+      render();
+    },
   });
   return () => sub.close();
 }
