@@ -20,11 +20,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, insert, select, update
 
-from eventflow.consumers.base import Delivery, StalePosition, Subscriber
+from eventflow.consumers.base import Delivery, Subscriber
 from eventflow.events import Event, Point, metric_points
 from eventflow.log import TopicPartition
 from eventflow.views.db import upsert
-from eventflow.views.positions import PROJECTOR
+from eventflow.views.positions import PROJECTOR, Progress, advance, stored_offsets
 from eventflow.views.tables import (
     applied_events,
     artifacts,
@@ -33,7 +33,7 @@ from eventflow.views.tables import (
     experiments,
     inputs,
     latest_metrics,
-    log_positions,
+    logged_model_artifacts,
     logged_model_params,
     logged_model_tags,
     logged_models,
@@ -274,6 +274,12 @@ def logged_model_tag_deleted(c: Connection, batch: _Batch, e: Event) -> None:
     c.execute(delete(logged_model_tags).where(and_(logged_model_tags.c.model_id == e.payload["model_id"], logged_model_tags.c.key == e.payload["key"])))
 
 
+def logged_model_artifact_logged(c: Connection, batch: _Batch, e: Event) -> None:
+    p = e.payload
+    row = {"model_id": p["model_id"], "path": p["path"], "size": p["size"], "sha256": p["sha256"], "logged_time": e.time}
+    upsert(c, logged_model_artifacts, [row], ["model_id", "path"])
+
+
 def logged_model_params_logged(c: Connection, batch: _Batch, e: Event) -> None:
     _update_logged_model(c, e)
     upsert(c, logged_model_params, [{"model_id": e.payload["model_id"], **x} for x in e.payload["params"]], ["model_id", "key"])
@@ -309,6 +315,7 @@ APPLY: dict[str, Apply] = {
     "logged_model.tags_set": logged_model_tags_set,
     "logged_model.tag_deleted": logged_model_tag_deleted,
     "logged_model.params_logged": logged_model_params_logged,
+    "logged_model.artifact_logged": logged_model_artifact_logged,
     "logged_model.deleted": lambda c, b, e: _update_logged_model(c, e, lifecycle_stage="deleted"),
 }
 
@@ -319,19 +326,14 @@ class Projector(Subscriber):
 
     keeps_offsets = True
 
-    def __init__(self, engine: Engine, name: str = PROJECTOR):
+    def __init__(self, engine: Engine, name: str = PROJECTOR, progress: Progress | None = None):
+        """``progress`` hears of each committed batch, to wake this process's waiting writers."""
         self.engine = engine
         self.group = name
+        self.progress = progress
 
     def stored_offsets(self, tps: set[TopicPartition]) -> dict[TopicPartition, int]:
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(log_positions.c.topic, log_positions.c.partition, log_positions.c.next_offset).where(
-                    log_positions.c.consumer == self.group
-                )
-            )
-            stored = {TopicPartition(t, p): n for t, p, n in rows}
-        return {tp: stored[tp] for tp in tps if tp in stored}
+        return stored_offsets(self.engine, self.group, tps)
 
     def apply(self, deliveries: list[Delivery], spans: dict[TopicPartition, tuple[int, int]]) -> list[tuple[Delivery, str]]:
         rejected: list[tuple[Delivery, str]] = []
@@ -355,6 +357,8 @@ class Projector(Subscriber):
                     savepoint.rollback()
                     rejected.append((delivery, str(why)))
             batch.write(connection)
+        if self.progress is not None:
+            self.progress.advance({tp: end for tp, (_, end) in spans.items()})
         return rejected
 
     def _first_seen(self, connection: Connection, deliveries: list[Delivery]) -> list[Delivery]:
@@ -378,26 +382,4 @@ class Projector(Subscriber):
 
     def _fence(self, connection: Connection, spans: dict[TopicPartition, tuple[int, int]]) -> None:
         """Move each partition's stored offset from the batch's start to its end, or refuse."""
-        for tp, (start, end) in spans.items():
-            moved = connection.execute(
-                update(log_positions)
-                .where(
-                    log_positions.c.consumer == self.group,
-                    log_positions.c.topic == tp.topic,
-                    log_positions.c.partition == tp.partition,
-                    log_positions.c.next_offset == start,
-                )
-                .values(next_offset=end)
-            )
-            if moved.rowcount == 1:
-                continue
-            stored = connection.execute(
-                select(log_positions.c.next_offset).where(
-                    log_positions.c.consumer == self.group,
-                    log_positions.c.topic == tp.topic,
-                    log_positions.c.partition == tp.partition,
-                )
-            ).first()
-            if stored is not None:
-                raise StalePosition(f"{tp.topic}[{tp.partition}] is at {stored.next_offset}, this batch starts at {start}")
-            connection.execute(insert(log_positions).values(consumer=self.group, topic=tp.topic, partition=tp.partition, next_offset=end))
+        advance(connection, self.group, spans)

@@ -55,7 +55,7 @@ class KafkaLog(Log):
         partitions: int = DEFAULT_PARTITIONS,
         replication_factor: int = 1,
         compression: str | None = "gzip",
-        linger_ms: int = 5,
+        linger_ms: int = 0,
         timeout: float = 30.0,
         client_id: str = "eventflow",
     ):
@@ -196,8 +196,10 @@ class KafkaLog(Log):
             self.create_topic(topic)
         producer = self.producer
         try:
+            # No flush(): it waits for every record buffered by any thread, so concurrent
+            # writers would wait on each other. With no linger the sender ships at once
+            # and records that arrive meanwhile batch up behind the request in flight.
             futures = [producer.send(m.topic, value=m.value, key=m.key, headers=list(m.headers)) for m in messages]
-            producer.flush(timeout=self.timeout)
             results = [future.get(timeout=self.timeout) for future in futures]
         except KafkaError as error:
             raise LogError(f"append to Kafka failed: {error}") from error

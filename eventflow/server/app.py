@@ -14,7 +14,7 @@ from starlette.routing import Route
 from eventflow import __version__
 from eventflow.codec import CodecError
 from eventflow.log import LogError
-from eventflow.server import artifacts, dashboard, events_api, live, openapi, tracking
+from eventflow.server import artifacts, dashboard, events_api, live, openapi, tracking, webhooks_api
 from eventflow.server.errors import ApiError, error_response, handle_api_error
 from eventflow.server.runtime import Runtime
 from eventflow.validation import InvalidInput
@@ -52,6 +52,7 @@ def create_app(runtime: Runtime) -> Starlette:
         *tracking.routes(runtime),
         *artifacts.routes(runtime),
         *events_api.routes(runtime),
+        *webhooks_api.routes(runtime),
         *live.routes(runtime),
         *dashboard.routes(),
     ]

@@ -19,6 +19,7 @@ from eventflow.events import Event
 from eventflow.log import Log, Position
 from eventflow.log.event_log import EventLog
 from eventflow.server.errors import ApiError
+from eventflow.views.positions import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +48,19 @@ class Runtime:
         self.artifacts.mkdir(parents=True, exist_ok=True)
         self.run_consumers = run_consumers
         self.write_timeout = write_timeout
+        # Set when this process runs the projector, which then wakes waiting writes.
+        self.progress: Progress | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         from eventflow.server.hub import Hub
 
         self.hub = Hub()  # the live dashboard's fan-out; its loop is bound by the app
+        from eventflow.webhooks.settings import Settings
+        from eventflow.webhooks.tables import create_tables
+
+        self.webhook_settings = Settings.from_env()
+        create_tables(self.engine)
+        self._webhook_sender: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -59,11 +68,15 @@ class Runtime:
         if self.run_consumers:
             from eventflow.consumers.base import ConsumerLoop
             from eventflow.consumers.projector import Projector
+            from eventflow.consumers.webhooks import Dispatcher
 
-            loop = ConsumerLoop(self.log, Projector(self.engine))
-            thread = threading.Thread(target=self._guard(loop.run), name="eventflow-projector", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            self.progress = Progress()
+            loop = ConsumerLoop(self.log, Projector(self.engine, progress=self.progress))
+            dispatcher = Dispatcher(self.log, self.engine, self.webhook_settings)
+            for name, run in (("eventflow-projector", loop.run), ("eventflow-webhooks", dispatcher.run)):
+                thread = threading.Thread(target=self._guard(run), name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
         self._start_feed()
         self._ensure_default_experiment()
 
@@ -105,10 +118,20 @@ class Runtime:
                 # are not up): serve anyway; it shows once they are.
                 logger.warning("the Default experiment is not in the views yet: %s", error.message)
 
+    def webhook_sender(self) -> Any:
+        """The sender the API uses for test messages (the dispatcher has its own)."""
+        if self._webhook_sender is None:
+            from eventflow.webhooks.sender import Sender
+
+            self._webhook_sender = Sender(self.engine, self.log, self.webhook_settings, name=f"api-{os.getpid()}")
+        return self._webhook_sender
+
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        if self._webhook_sender is not None:
+            self._webhook_sender.close()
         self.log.close()
         self.engine.dispose()
 
@@ -123,7 +146,7 @@ class Runtime:
         from eventflow.views.positions import wait_for
 
         positions = self.events.append_many(events)
-        if not wait_for(self.engine, positions, self.write_timeout):
+        if not wait_for(self.engine, positions, self.write_timeout, progress=self.progress):
             raise ApiError(
                 f"the write was appended to the log (at {positions[-1].topic}[{positions[-1].partition}]@"
                 f"{positions[-1].offset}) but the views did not apply it within {self.write_timeout:.0f} s: "

@@ -34,11 +34,17 @@ def _experiment(runtime: Runtime, experiment_id: Any) -> dict[str, Any]:
     return experiment
 
 
-def _run(runtime: Runtime, data: dict[str, Any], *, active: bool = True) -> dict[str, Any]:
+def _run(runtime: Runtime, data: dict[str, Any], *, active: bool = True, full: bool = False) -> dict[str, Any]:
+    """The run a request names, as ``{"info": ...}`` (with ``"data"`` and the rest when
+    ``full``: most writes only need to know it exists and is active)."""
     run_id = data.get("run_id") or data.get("run_uuid")
     if not run_id:
         raise ApiError("Missing value for required parameter 'run_id'.")
-    run = runtime.read(queries.get_run, str(run_id))
+    if full:
+        run = runtime.read(queries.get_run, str(run_id))
+    else:
+        info = runtime.read(queries.get_run_info, str(run_id))
+        run = {"info": info} if info is not None else None
     if run is None:
         raise not_found(f"Run with id={run_id} not found")
     if active and run["info"]["lifecycle_stage"] != "active":
@@ -146,7 +152,7 @@ def create_run(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_run(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
-    return {"run": _run(runtime, data, active=False)}
+    return {"run": _run(runtime, data, active=False, full=True)}
 
 
 def update_run(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +168,7 @@ def update_run(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
         raise ApiError(f"Invalid run status {status!r}")
     if events:
         runtime.write(events)
-    return {"run_info": runtime.read(queries.get_run, run_id)["info"]}
+    return {"run_info": runtime.read(queries.get_run_info, run_id)}
 
 
 def delete_run(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
@@ -177,8 +183,10 @@ def restore_run(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def _check_params_unchanged(run: dict[str, Any], params: list[tuple[str, Any]]) -> None:
-    logged = {p["key"]: p["value"] for p in run["data"].get("params", [])}
+def _check_params_unchanged(runtime: Runtime, run: dict[str, Any], params: list[tuple[str, Any]]) -> None:
+    if not params:
+        return
+    logged = runtime.read(queries.get_params, run["info"]["run_id"], [str(key) for key, _ in params])
     for key, value in params:
         before = logged.get(key)
         if before is not None and before != str(value):
@@ -197,7 +205,7 @@ def log_batch(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     params = pairs(data, "params")
     tags = pairs(data, "tags")
     events = commands.log_batch(run["info"]["run_id"], metrics, params, tags)
-    _check_params_unchanged(run, params)
+    _check_params_unchanged(runtime, run, params)
     if events:
         runtime.write(events)
     return {}
@@ -222,7 +230,7 @@ def set_tag(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_tag(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
-    run = _run(runtime, data)
+    run = _run(runtime, data, full=True)
     if data.get("key") not in {t["key"] for t in run["data"].get("tags", [])}:
         raise not_found(f"No tag with name: {data.get('key')} in run with id {run['info']['run_id']}")
     runtime.write([commands.delete_tag(run["info"]["run_id"], data.get("key"))])

@@ -1,37 +1,121 @@
-"""Read your writes: wait until the projector has applied given log positions."""
+"""Consumers that keep their own offsets: fence and store them, and wait for them.
+
+Read your writes: wait until the projector (or another such consumer) has applied
+given log positions.
+
+The database's ``log_positions`` table is the truth, and the only thing a process can
+see of a projector running elsewhere. When the projector runs in this process, it also
+tells a ``Progress`` the moment it commits, so a waiting request wakes at once instead
+of polling the database (polling from many request threads costs the projector the very
+CPU and GIL time it needs to get there).
+"""
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, insert, select, update
 
-from eventflow.log import Position
+from eventflow.log import Position, TopicPartition
 from eventflow.views.tables import log_positions
 
 PROJECTOR = "projector"
 
+# How long a waiter trusts this process's projector before it asks the database: the
+# partition may have moved to another instance in a rebalance.
+_LOCAL_SLICE = 0.05
 
-def wait_for(engine: Engine, positions: Sequence[Position], timeout: float, consumer: str = PROJECTOR) -> bool:
+Needed = dict[tuple[str, int], int]
+
+
+class Progress:
+    """The next offset per partition that this process's projector has committed."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._next: dict[tuple[str, int], int] = {}
+
+    def advance(self, ends: Mapping[TopicPartition, int]) -> None:
+        """Called by the projector after its transaction committed."""
+        with self._changed:
+            for tp, end in ends.items():
+                key = (tp.topic, tp.partition)
+                if end > self._next.get(key, -1):
+                    self._next[key] = end
+            self._changed.notify_all()
+
+    def follows(self, needed: Needed) -> bool:
+        """True when this process's projector has applied each of these partitions before,
+        so it is the one to wake the waiter."""
+        return all(tp in self._next for tp in needed)
+
+    def wait(self, needed: Needed, timeout: float) -> bool:
+        """True once every needed offset is applied here, False after ``timeout``."""
+        with self._changed:
+            return self._changed.wait_for(lambda: all(self._next.get(tp, 0) > offset for tp, offset in needed.items()), timeout)
+
+
+def wait_for(
+    engine: Engine,
+    positions: Sequence[Position],
+    timeout: float,
+    consumer: str = PROJECTOR,
+    progress: Progress | None = None,
+) -> bool:
     """True once every position is applied (next_offset beyond it), False at the timeout."""
-    needed: dict[tuple[str, int], int] = {}
+    needed: Needed = {}
     for p in positions:
         needed[(p.topic, p.partition)] = max(needed.get((p.topic, p.partition), -1), p.offset)
     if not needed:
         return True
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        local = progress is not None and progress.follows(needed)
+        if local and progress.wait(needed, min(_LOCAL_SLICE, max(0.0, deadline - time.monotonic()))):
+            return True
+        if _applied(engine, needed, consumer):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        if not local:
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+
+
+def _applied(engine: Engine, needed: Needed, consumer: str) -> bool:
     topics = sorted({topic for topic, _ in needed})
     query = select(log_positions.c.topic, log_positions.c.partition, log_positions.c.next_offset).where(
         log_positions.c.consumer == consumer, log_positions.c.topic.in_(topics)
     )
-    deadline = time.monotonic() + timeout
-    pause = 0.001
-    while True:
-        with engine.connect() as connection:
-            applied = {(t, p): n for t, p, n in connection.execute(query)}
-        if all(applied.get(tp, 0) > offset for tp, offset in needed.items()):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(pause)
-        pause = min(pause * 2, 0.02)
+    with engine.connect() as connection:
+        applied = {(t, p): n for t, p, n in connection.execute(query)}
+    return all(applied.get(tp, 0) > offset for tp, offset in needed.items())
+
+
+def stored_offsets(engine: Engine, consumer: str, tps: set[TopicPartition]) -> dict[TopicPartition, int]:
+    """Where a consumer resumes these partitions (absent: from the beginning)."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(log_positions.c.topic, log_positions.c.partition, log_positions.c.next_offset).where(log_positions.c.consumer == consumer)
+        )
+        stored = {TopicPartition(t, p): n for t, p, n in rows}
+    return {tp: stored[tp] for tp in tps if tp in stored}
+
+
+def advance(connection: Connection, consumer: str, spans: dict[TopicPartition, tuple[int, int]]) -> None:
+    """Move each partition's stored offset from the batch's start to its end, or refuse
+    with StalePosition when another instance got there first (a fence)."""
+    from eventflow.consumers.base import StalePosition
+
+    for tp, (start, end) in spans.items():
+        where = (log_positions.c.consumer == consumer, log_positions.c.topic == tp.topic, log_positions.c.partition == tp.partition)
+        moved = connection.execute(update(log_positions).where(*where, log_positions.c.next_offset == start).values(next_offset=end))
+        if moved.rowcount == 1:
+            continue
+        stored = connection.execute(select(log_positions.c.next_offset).where(*where)).first()
+        if stored is not None:
+            raise StalePosition(f"{tp.topic}[{tp.partition}] is at {stored.next_offset}, this batch starts at {start}")
+        connection.execute(insert(log_positions).values(consumer=consumer, topic=tp.topic, partition=tp.partition, next_offset=end))

@@ -23,6 +23,7 @@ from eventflow.views.tables import (
     experiments,
     inputs,
     latest_metrics,
+    logged_model_artifacts,
     logged_model_params,
     logged_model_tags,
     logged_models,
@@ -160,24 +161,28 @@ def _run_dicts(connection: Connection, rows: Sequence[Any]) -> list[dict[str, An
             outputs.setdefault(row.run_id, []).append({"model_id": row.model_id, "step": row.step})
     return [
         {
-            "info": {
-                "run_id": row.run_id,
-                "run_uuid": row.run_id,
-                "experiment_id": row.experiment_id,
-                "run_name": row.run_name,
-                "user_id": row.user_id,
-                "status": row.status,
-                "start_time": row.start_time,
-                **({"end_time": row.end_time} if row.end_time is not None else {}),
-                "artifact_uri": row.artifact_uri,
-                "lifecycle_stage": row.lifecycle_stage,
-            },
+            "info": _run_info(row),
             "data": data[row.run_id],
             "inputs": {"dataset_inputs": dataset_inputs[row.run_id]} if row.run_id in dataset_inputs else {},
             "outputs": {"model_outputs": outputs[row.run_id]} if row.run_id in outputs else {},
         }
         for row in rows
     ]
+
+
+def _run_info(row: Any) -> dict[str, Any]:
+    return {
+        "run_id": row.run_id,
+        "run_uuid": row.run_id,
+        "experiment_id": row.experiment_id,
+        "run_name": row.run_name,
+        "user_id": row.user_id,
+        "status": row.status,
+        "start_time": row.start_time,
+        **({"end_time": row.end_time} if row.end_time is not None else {}),
+        "artifact_uri": row.artifact_uri,
+        "lifecycle_stage": row.lifecycle_stage,
+    }
 
 
 def _point(row: Any) -> dict[str, Any]:
@@ -189,10 +194,54 @@ def get_run(connection: Connection, run_id: str) -> dict[str, Any] | None:
     return _run_dicts(connection, rows)[0] if rows else None
 
 
+def get_run_info(connection: Connection, run_id: str) -> dict[str, Any] | None:
+    """A run's info alone: one query, for writes that only check the run exists and is active."""
+    row = connection.execute(select(runs).where(runs.c.run_id == run_id)).first()
+    return _run_info(row) if row is not None else None
+
+
+def get_params(connection: Connection, run_id: str, keys: Sequence[str]) -> dict[str, str]:
+    """The values already logged for some of a run's params."""
+    found: dict[str, str] = {}
+    wanted = sorted(set(keys))
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        rows = connection.execute(select(params.c.key, params.c.value).where(params.c.run_id == run_id, params.c.key.in_(chunk)))
+        found.update((key, value) for key, value in rows)
+    return found
+
+
 def artifact_digest(connection: Connection, run_id: str, path: str) -> str | None:
     """The sha256 the log recorded for a run's artifact, if it recorded one."""
     row = connection.execute(select(artifacts.c.sha256).where(artifacts.c.run_id == run_id, artifacts.c.path == path)).first()
     return row[0] if row else None
+
+
+def artifact_digests(connection: Connection, run_id: str, prefix: str = "") -> list[dict[str, Any]]:
+    """Every file the log recorded for a run under ``prefix`` (a directory or one file), with
+    its size and sha256: what a model loader may trust, and nothing else."""
+    return _digests(connection, artifacts, artifacts.c.run_id == run_id, prefix)
+
+
+def logged_model_digests(connection: Connection, model_id: str, prefix: str = "") -> list[dict[str, Any]]:
+    """The same for a logged model's files (MLflow 3's ``models:/m-...``)."""
+    return _digests(connection, logged_model_artifacts, logged_model_artifacts.c.model_id == model_id, prefix)
+
+
+def logged_model_artifact_digest(connection: Connection, model_id: str, path: str) -> str | None:
+    table = logged_model_artifacts
+    row = connection.execute(select(table.c.sha256).where(table.c.model_id == model_id, table.c.path == path)).first()
+    return row[0] if row else None
+
+
+def _digests(connection: Connection, table: Any, owner: ColumnElement[bool], prefix: str) -> list[dict[str, Any]]:
+    prefix = prefix.strip("/")
+    rows = connection.execute(select(table.c.path, table.c.size, table.c.sha256).where(owner).order_by(table.c.path)).all()
+    return [
+        {"path": row.path, "size": row.size, "sha256": row.sha256}
+        for row in rows
+        if not prefix or row.path == prefix or row.path.startswith(prefix + "/")
+    ]
 
 
 def _compare(column: Any, clause: Clause) -> ColumnElement[bool]:

@@ -78,6 +78,8 @@ def test_fluent_logging_reads_back_and_is_on_the_log_in_order(client, url, tmp_p
         mlflow.log_artifacts(str(tmp_path), "dir")
         mlflow.log_dict({"x": 1}, "cfg.json")
         mlflow.log_text("txt", "notes/a.txt")
+        figure = _figure()
+        mlflow.log_figure(figure, "plots/curve.png")
     got = client.get_run(run.info.run_id)
     assert got.info.status == "FINISHED" and got.info.run_name == "outer"
     assert got.data.params == {"a": "1", "b": "2", "c": "x"}
@@ -85,16 +87,29 @@ def test_fluent_logging_reads_back_and_is_on_the_log_in_order(client, url, tmp_p
     assert got.data.tags["t"] == "v" and got.data.tags["u"] == "1" and got.data.tags["mlflow.runName"] == "outer"
     assert client.get_run(child.info.run_id).data.tags["mlflow.parentRunId"] == run.info.run_id
     assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "m")] == [(1, 0.5), (2, 0.7)]
-    assert sorted(f.path for f in client.list_artifacts(run.info.run_id)) == ["cfg.json", "dir", "f.txt", "notes"]
+    assert sorted(f.path for f in client.list_artifacts(run.info.run_id)) == ["cfg.json", "dir", "f.txt", "notes", "plots"]
+    png = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="plots/curve.png")
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n", "log_figure's PNG comes back whole"
     assert [f.path for f in client.list_artifacts(run.info.run_id, "dir")] == ["dir/f.txt"]
     downloaded = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="cfg.json")
     assert open(downloaded).read().strip().startswith("{") and '"x": 1' in open(downloaded).read()
     mine = [e["event"] for e in events(url, type="run.*") if e["event"]["payload"]["run_id"] == run.info.run_id]
     kinds = [e["type"] for e in mine]
     assert kinds[0] == "run.created" and kinds[-1] == "run.finished"
-    assert kinds.count("run.artifact_logged") == 4, "each upload (f.txt, dir/f.txt, cfg.json, notes/a.txt) is an event"
+    assert kinds.count("run.artifact_logged") == 5, "each upload (f.txt, dir/f.txt, cfg.json, notes/a.txt, the figure) is an event"
     assert all(len(e["payload"]["sha256"]) == 64 for e in mine if e["type"] == "run.artifact_logged")
     assert experiment.experiment_id in {e["event"]["payload"]["experiment_id"] for e in events(url, type="experiment.created")}
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display in tests
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots()
+    axes.plot([0, 1, 2], [0.9, 0.5, 0.2])
+    return figure
 
 
 @pytest.mark.parametrize("status", ["FINISHED", "FAILED", "KILLED"])
