@@ -1,6 +1,6 @@
 // An experiment's runs: a live table (status badges, params and latest metrics as
 // columns), sortable, filtered with MLflow's search grammar, runs selected to compare.
-import { applyLatest, applyRunEvent, badge, channel, esc, fmtDuration, fmtTime, fmtValue, runFromView, throttled } from "./util.js";
+import { applyLatest, applyRunEvent, badge, channel, esc, fmtDuration, fmtTime, fmtValue, runFromView, setHTML, throttled } from "./util.js";
 
 export function experimentPage(view, experimentId) {
   const state = { runs: new Map(), experiment: null, sort: { column: "start", asc: false }, selected: new Set(), filter: "", error: "" };
@@ -74,13 +74,13 @@ export function experimentPage(view, experimentId) {
     });
     const paramCount = cols.filter((c) => c[0].startsWith("params.")).length;
     const metricCount = cols.filter((c) => c[0].startsWith("metrics.")).length;
-    table.innerHTML =
+    setHTML(table,
       `<thead><tr><th rowspan="2"></th>${cols.slice(0, 6).map((c) => head(c, 'rowspan="2"')).join("")}` +
       (paramCount ? `<th colspan="${paramCount}">Parameters</th>` : "") + (metricCount ? `<th colspan="${metricCount}">Metrics</th>` : "") +
       `</tr><tr>${cols.slice(6).map((c) => head(c, "")).join("")}</tr></thead><tbody>` +
       rows.map((r) => `<tr data-run="${esc(r.info.run_id)}" class="${r.isNew ? "changed" : ""}">
         <td><input type="checkbox" data-select="${esc(r.info.run_id)}" ${state.selected.has(r.info.run_id) ? "checked" : ""}></td>
-        ${cols.map((c) => `<td data-column="${esc(c[0])}">${cell(c[0], r, c[2](r))}</td>`).join("")}</tr>`).join("") + "</tbody>";
+        ${cols.map((c) => `<td data-column="${esc(c[0])}">${cell(c[0], r, c[2](r))}</td>`).join("")}</tr>`).join("") + "</tbody>");
     view.querySelector("#count").textContent = `${rows.length} run${rows.length === 1 ? "" : "s"}`;
     view.querySelector("#compare").disabled = state.selected.size < 2;
   });

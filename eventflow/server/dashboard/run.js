@@ -1,7 +1,7 @@
 // A run: live charts of every metric, params, tags, environment and artifacts.
 // Compare: several runs' metrics overlaid, params side by side with differences marked.
 import { chartControls, MetricChart } from "./charts.js";
-import { applyRunEvent, badge, channel, esc, fmtDuration, fmtTime, fmtValue, runFromView, throttled } from "./util.js";
+import { applyRunEvent, badge, channel, esc, fmtDuration, fmtTime, fmtValue, runFromView, setHTML, throttled } from "./util.js";
 
 const ENVIRONMENT = [
   ["mlflow.source.git.commit", "git commit"], ["mlflow.source.git.branch", "git branch"], ["mlflow.source.git.repoURL", "repository"],
@@ -48,13 +48,13 @@ export function runPage(view, runId) {
     if (!run) { view.querySelector("#summary").textContent = "No such run (yet)."; return; }
     const i = run.info;
     view.querySelector("#run-name").textContent = i.run_name || i.run_id;
-    view.querySelector("#status").innerHTML = badge(i.status);
-    view.querySelector("#summary").innerHTML = `${esc(i.run_id)} · experiment <a href="#/experiments/${esc(i.experiment_id)}">${esc(i.experiment_id)}</a>
-      · started ${esc(fmtTime(i.start_time))} · ${esc(fmtDuration(i.start_time, i.end_time))} · by ${esc(i.user_id)}`;
-    view.querySelector("#params").innerHTML = table(Object.entries(run.params).sort(), "No parameters.");
-    view.querySelector("#tags").innerHTML = table(Object.entries(run.tags).filter(([k]) => !k.startsWith("mlflow.") && !k.startsWith("eventflow.")).sort(), "No tags.");
-    view.querySelector("#environment").innerHTML = table(ENVIRONMENT.filter(([k]) => run.tags[k]).map(([k, label]) => [label, run.tags[k]]), "Not recorded.") +
-      `<p><a href="#" id="packages">installed packages</a></p>`;
+    setHTML(view.querySelector("#status"), badge(i.status));
+    setHTML(view.querySelector("#summary"), `${esc(i.run_id)} · experiment <a href="#/experiments/${esc(i.experiment_id)}">${esc(i.experiment_id)}</a>
+      · started ${esc(fmtTime(i.start_time))} · ${esc(fmtDuration(i.start_time, i.end_time))} · by ${esc(i.user_id)}`);
+    setHTML(view.querySelector("#params"), table(Object.entries(run.params).sort(), "No parameters."));
+    setHTML(view.querySelector("#tags"), table(Object.entries(run.tags).filter(([k]) => !k.startsWith("mlflow.") && !k.startsWith("eventflow.")).sort(), "No tags."));
+    setHTML(view.querySelector("#environment"), table(ENVIRONMENT.filter(([k]) => run.tags[k]).map(([k, label]) => [label, run.tags[k]]), "Not recorded.") +
+      `<p><a href="#" id="packages">installed packages</a></p>`);
     view.querySelector("#packages").onclick = (e) => { e.preventDefault(); preview("environment/requirements.txt"); };
   });
 
@@ -137,7 +137,7 @@ export function comparePage(view, runIds) {
       const differ = new Set(values.map(String)).size > 1;
       return `<tr data-param="${esc(k)}" class="${differ ? "differs" : ""}"><td>${esc(k)}</td>${values.map((v) => `<td class="${differ ? "diff" : ""}">${esc(fmtValue(v))}</td>`).join("")}</tr>`;
     });
-    view.querySelector("#params").innerHTML = `<thead><tr><th>Parameter</th>${ids.map((id) => `<th><a href="#/runs/${esc(id)}">${esc(name(id))}</a> ${badge(runs.get(id).info.status)}</th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody>`;
+    setHTML(view.querySelector("#params"), `<thead><tr><th>Parameter</th>${ids.map((id) => `<th><a href="#/runs/${esc(id)}">${esc(name(id))}</a> ${badge(runs.get(id).info.status)}</th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody>`);
   });
 
   const sub = channel.subscribe("runs", { run_ids: runIds }, {

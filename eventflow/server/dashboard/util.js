@@ -31,6 +31,12 @@ export function badge(status) {
   return `<span class="badge ${esc(status)}" data-status="${esc(status)}">${esc(status)}</span>`;
 }
 
+// Replace an element's content only when it changed: no relayout of the page (and its
+// charts) for every frame of points.
+export function setHTML(element, html) {
+  if (element.__html !== html) { element.innerHTML = html; element.__html = html; }
+}
+
 // Once per animation frame, whatever the number of calls.
 export function throttled(fn) {
   let pending = false;
