@@ -195,6 +195,7 @@ def server(host, port, workers, no_consumers, home, kafka, db, artifacts) -> Non
     With no options everything runs in this one process on the embedded default: the
     log, the SQLite views and the artifacts under ~/.eventflow. Point training code at it
     with EVENTFLOW_TRACKING_URI=http://HOST:PORT, or MLflow code with MLFLOW_TRACKING_URI.
+    Open http://HOST:PORT/ for the live dashboard (charts move as metrics are logged).
 
     \b
     Examples:
@@ -208,7 +209,7 @@ def server(host, port, workers, no_consumers, home, kafka, db, artifacts) -> Non
     _export_backend(home, kafka, db, artifacts)
     os.environ["EVENTFLOW_SERVER_CONSUMERS"] = "false" if no_consumers else "true"
     where = f"Kafka {kafka}" if kafka else f"the embedded log in {home or '~/.eventflow'}"
-    click.echo(f"eventflow {__version__}: serving http://{host}:{port} on {where}", err=True)
+    click.echo(f"eventflow {__version__}: serving http://{host}:{port} on {where} (dashboard at /)", err=True)
     uvicorn.run("eventflow.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers, log_level="warning")
 
 

@@ -37,6 +37,8 @@ def test_the_wheel_carries_every_schema_and_consumer(wheel):
         assert f"eventflow/schemas/{schema.name}" in names
     for module in (ROOT / "consumers").glob("*.py"):
         assert f"eventflow/consumers/{module.name}" in names
+    for page in (ROOT / "eventflow" / "server" / "dashboard").iterdir():  # the dashboard's static files
+        assert f"eventflow/server/dashboard/{page.name}" in names
     for package in (p for p in (ROOT / "eventflow").rglob("__init__.py")):
         assert package.relative_to(ROOT).as_posix() in names, f"{package} is not listed in pyproject's packages"
 

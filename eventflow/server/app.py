@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -13,7 +14,7 @@ from starlette.routing import Route
 from eventflow import __version__
 from eventflow.codec import CodecError
 from eventflow.log import LogError
-from eventflow.server import artifacts, events_api, openapi, tracking, webhooks_api
+from eventflow.server import artifacts, dashboard, events_api, live, openapi, tracking, webhooks_api
 from eventflow.server.errors import ApiError, error_response, handle_api_error
 from eventflow.server.runtime import Runtime
 from eventflow.validation import InvalidInput
@@ -22,6 +23,7 @@ from eventflow.validation import InvalidInput
 def create_app(runtime: Runtime) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime.hub.bind(asyncio.get_running_loop())
         runtime.start()
         try:
             yield
@@ -51,6 +53,8 @@ def create_app(runtime: Runtime) -> Starlette:
         *artifacts.routes(runtime),
         *events_api.routes(runtime),
         *webhooks_api.routes(runtime),
+        *live.routes(runtime),
+        *dashboard.routes(),
     ]
     handlers = {
         ApiError: handle_api_error,

@@ -52,6 +52,9 @@ class Runtime:
         self.progress: Progress | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        from eventflow.server.hub import Hub
+
+        self.hub = Hub()  # the live dashboard's fan-out; its loop is bound by the app
         from eventflow.webhooks.settings import Settings
         from eventflow.webhooks.tables import create_tables
 
@@ -65,7 +68,6 @@ class Runtime:
         if self.run_consumers:
             from eventflow.consumers.base import ConsumerLoop
             from eventflow.consumers.projector import Projector
-
             from eventflow.consumers.webhooks import Dispatcher
 
             self.progress = Progress()
@@ -75,7 +77,21 @@ class Runtime:
                 thread = threading.Thread(target=self._guard(run), name=name, daemon=True)
                 thread.start()
                 self._threads.append(thread)
+        self._start_feed()
         self._ensure_default_experiment()
+
+    def _start_feed(self) -> None:
+        """This server's own tail of the log for its websocket hub: every instance runs
+        one, even when the other consumers run apart, since each pushes to its own clients."""
+        if self.hub.loop is None:
+            return  # no event loop to push from (a runtime used without the app)
+        from eventflow.consumers.base import ConsumerLoop
+        from eventflow.consumers.dashboard_feed import DashboardFeed
+
+        loop = ConsumerLoop(self.log, DashboardFeed(self.log, self.hub), join_group=False, poll_timeout=0.2)
+        thread = threading.Thread(target=self._guard(loop.run), name="eventflow-dashboard-feed", daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def _guard(self, run: Callable[[threading.Event], None]) -> Callable[[], None]:
         """Keep a consumer running through errors that are not the events' fault."""

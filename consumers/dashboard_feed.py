@@ -1,0 +1,45 @@
+"""The dashboard feed: this server's own tail of the log, handed to its websocket hub.
+
+Every server instance pushes to the browsers connected to it, so each one reads every
+partition itself (no group to share with: sharing would leave each server with a part
+of the events). It keeps its offsets in memory and starts at the end of the log: what
+came before is what the views' snapshots show.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eventflow.consumers.base import Delivery, Subscriber
+from eventflow.log import Log, TopicPartition
+
+if TYPE_CHECKING:
+    from eventflow.server.hub import Hub
+
+
+class DashboardFeed(Subscriber):
+    group = "dashboard-feed"
+    # Offsets live in this process (it starts from the log's end each time), which is
+    # what lets the loop read outside any group.
+    keeps_offsets = True
+
+    def __init__(self, log: Log, hub: "Hub"):
+        self.log = log
+        self.hub = hub
+        self.next: dict[TopicPartition, int] = {}  # where to go on after a restart
+
+    def stored_offsets(self, tps: set[TopicPartition]) -> dict[TopicPartition, int]:
+        if self.next:  # restarted after a crash: on from where the hub is, no gap
+            return {tp: self.next.get(tp, 0) for tp in tps}
+        ends: dict[TopicPartition, int] = {}
+        for topic in {tp.topic for tp in tps}:
+            ends.update({TopicPartition(topic, p): end for p, end in self.log.end_offsets(topic).items()})
+        start = {tp: ends.get(tp, 0) for tp in tps}
+        self.next.update(start)
+        self.hub.started(start)
+        return start
+
+    def apply(self, deliveries: list[Delivery], spans: dict[TopicPartition, tuple[int, int]]) -> None:
+        self.hub.publish(deliveries, spans)
+        self.next.update({tp: end for tp, (_, end) in spans.items()})
+        return None

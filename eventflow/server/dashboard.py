@@ -1,0 +1,38 @@
+"""The dashboard's page and static files: served from the installed package.
+
+The page is plain JavaScript modules under ``dashboard/`` (package data). Charts are
+Plotly's, taken from the installed ``plotly`` Python package — its wheel carries
+``plotly.min.js`` — so nothing is fetched from a CDN and no third-party code lives in
+this repository.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+HERE = Path(__file__).parent / "dashboard"
+
+
+def plotly_js() -> Path:
+    """plotly.min.js inside the installed plotly package."""
+    return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+
+
+def routes() -> list[Route | Mount]:
+    async def index(request: Request) -> Response:
+        return FileResponse(HERE / "index.html", headers={"cache-control": "no-cache"})
+
+    async def plotly(request: Request) -> Response:
+        return FileResponse(plotly_js(), media_type="text/javascript", headers={"cache-control": "max-age=86400"})
+
+    return [
+        Route("/", index, methods=["GET"]),
+        Route("/static/vendor/plotly.min.js", plotly, methods=["GET"]),
+        Mount("/static/dashboard", StaticFiles(directory=HERE), name="dashboard"),
+    ]

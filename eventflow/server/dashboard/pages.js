@@ -1,0 +1,146 @@
+// The experiments list, the models page and the activity feed.
+import { channel, esc, fmtTime, throttled } from "./util.js";
+
+export function experimentsPage(view) {
+  let experiments = new Map();
+  view.innerHTML = `<h1>Experiments</h1><table id="experiments"></table>`;
+  const render = throttled(() => {
+    const rows = [...experiments.values()].filter((e) => e.lifecycle_stage !== "deleted").sort((a, b) => (b.creation_time || 0) - (a.creation_time || 0));
+    view.querySelector("#experiments").innerHTML = `<thead><tr><th>Name</th><th>ID</th><th>Created</th><th>Artifact location</th></tr></thead><tbody>` +
+      rows.map((e) => `<tr data-experiment="${esc(e.experiment_id)}"><td><a href="#/experiments/${esc(e.experiment_id)}">${esc(e.name)}</a></td>
+        <td>${esc(e.experiment_id)}</td><td>${esc(fmtTime(e.creation_time))}</td><td class="muted">${esc(e.artifact_location)}</td></tr>`).join("") + "</tbody>";
+  });
+  const sub = channel.subscribe("experiments", {}, {
+    snapshot(data) { experiments = new Map(data.experiments.map((e) => [e.experiment_id, e])); render(); },
+    events(events) {
+      for (const { event } of events) {
+        const p = event.payload, known = experiments.get(p.experiment_id);
+        if (event.type === "experiment.created") experiments.set(p.experiment_id, { ...p, lifecycle_stage: "active", creation_time: p.creation_time || event.time });
+        else if (known && event.type === "experiment.renamed") known.name = p.name;
+        else if (known && event.type === "experiment.deleted") known.lifecycle_stage = "deleted";
+        else if (known && event.type === "experiment.restored") known.lifecycle_stage = "active";
+      }
+      render();
+    },
+  });
+  return () => sub.close();
+}
+
+// What an event is about, in a few words, for the feed.
+function summary(event) {
+  const p = event.payload;
+  switch (event.type) {
+    case "run.metrics_logged": return `${p.points} point${p.points === 1 ? "" : "s"} of ${p.keys.join(", ")}`;
+    case "run.params_logged": return p.params.map((x) => `${x.key}=${x.value}`).join(", ");
+    case "run.tags_set": return p.tags.map((x) => `${x.key}=${x.value}`).join(", ").slice(0, 160);
+    case "run.created": return `${p.run_name} in experiment ${p.experiment_id}`;
+    case "experiment.created": return p.name;
+    case "run.artifact_logged": return `${p.path} (${p.size} B)`;
+    case "model_version.alias_set": return `${p.name} v${p.version} → @${p.alias}`;
+    default: return "";
+  }
+}
+
+function entity(event) {
+  const p = event.payload;
+  return p.run_id || p.experiment_id || (p.name && p.version ? `${p.name} v${p.version}` : p.name) || p.model_id || p.target || p.subscription_id || "";
+}
+
+export function activityPage(view) {
+  view.innerHTML = `<h1>Activity</h1>
+    <div class="toolbar">
+      <select id="type">
+        <option value="">every event</option><option value="run.*">runs</option><option value="experiment.*">experiments</option>
+        <option value="registered_model.*">registered models</option><option value="model_version.*">model versions</option>
+        <option value="logged_model.*">logged models</option><option value="deployment.*">deployments</option><option value="webhook.*">webhooks</option>
+      </select>
+      <input id="entity" type="text" placeholder="entity: a run id, experiment id or model name">
+      <button id="apply">Filter</button>
+      <span class="muted">newest first, as each event reaches the log</span>
+    </div>
+    <ul id="feed" class="feed"></ul>`;
+  const list = view.querySelector("#feed");
+  let sub = null;
+  const item = ({ topic, partition, offset, event }) =>
+    `<li data-type="${esc(event.type)}" data-offset="${offset}" data-entity="${esc(entity(event))}">
+      <span class="muted">${esc(fmtTime(event.time))}</span> · <b>${esc(event.actor)}</b> ·
+      <span class="type">${esc(event.type)}</span> · ${esc(entity(event))} <span class="muted">${esc(summary(event))}
+      · ${esc(topic)}[${partition}]@${offset}</span></li>`;
+  function subscribe() {
+    if (sub) sub.close();
+    const spec = {};
+    const type = view.querySelector("#type").value, who = view.querySelector("#entity").value.trim();
+    if (type) spec.types = [type];
+    if (who) spec.entity = who;
+    sub = channel.subscribe("events", spec, {
+      snapshot(data) { list.innerHTML = data.events.slice().reverse().map(item).join(""); },
+      events(events) {
+        list.insertAdjacentHTML("afterbegin", events.slice().reverse().map(item).join(""));
+        while (list.children.length > 1000) list.lastElementChild.remove();
+      },
+      error(message) { list.innerHTML = `<li class="error">${esc(message)}</li>`; },
+    });
+  }
+  view.querySelector("#apply").onclick = subscribe;
+  view.querySelector("#type").onchange = subscribe;
+  subscribe();
+  return () => sub && sub.close();
+}
+
+export function modelsPage(view) {
+  const state = { logged: [], registered: [], events: [] };
+  view.innerHTML = `<h1>Models</h1>
+    <h2>Registered models</h2><div id="registered"></div>
+    <h2>Deployments</h2><div id="deployments"></div>
+    <h2>Logged models</h2><div id="logged"></div>`;
+  const render = throttled(() => {
+    // Registered models and versions as the registry's events tell them (the registry's
+    // views land later; the page shows what exists).
+    const models = new Map();
+    for (const m of state.registered) models.set(m.name, { name: m.name, versions: new Map(), aliases: {} });
+    const deployments = new Map();
+    for (const { event } of state.events) {
+      const p = event.payload;
+      if (event.type.startsWith("registered_model.") || event.type.startsWith("model_version.")) {
+        if (!models.has(p.name)) models.set(p.name, { name: p.name, versions: new Map(), aliases: {} });
+        const m = models.get(p.name);
+        if (event.type === "registered_model.deleted") models.delete(p.name);
+        if (event.type === "model_version.created") m.versions.set(p.version, { version: p.version, source: p.source, run_id: p.run_id, time: event.time });
+        if (event.type === "model_version.alias_set") m.aliases[p.alias] = p.version;
+        if (event.type === "model_version.alias_deleted") delete m.aliases[p.alias];
+      }
+      if (event.type.startsWith("deployment.")) deployments.set(p.target, { target: p.target, model: `${p.name} v${p.version}`, status: event.type.split(".")[1], time: event.time, endpoint: p.endpoint });
+    }
+    view.querySelector("#registered").innerHTML = models.size
+      ? `<table><thead><tr><th>Model</th><th>Versions</th><th>Aliases</th></tr></thead><tbody>${[...models.values()].map((m) =>
+          `<tr><td>${esc(m.name)}</td><td>${[...m.versions.keys()].map(esc).join(", ")}</td><td>${Object.entries(m.aliases).map(([a, v]) => `@${esc(a)} → v${esc(v)}`).join(", ")}</td></tr>`).join("")}</tbody></table>`
+      : `<p class="muted">No registered models yet.</p>`;
+    view.querySelector("#deployments").innerHTML = deployments.size
+      ? `<table><thead><tr><th>Target</th><th>Model</th><th>Status</th><th>When</th></tr></thead><tbody>${[...deployments.values()].map((d) =>
+          `<tr><td>${esc(d.target)}</td><td>${esc(d.model)}</td><td>${esc(d.status)}</td><td>${esc(fmtTime(d.time))}</td></tr>`).join("")}</tbody></table>`
+      : `<p class="muted">No deployments yet.</p>`;
+    view.querySelector("#logged").innerHTML = state.logged.length
+      ? `<table id="logged-models"><thead><tr><th>Name</th><th>Model id</th><th>Status</th><th>Source run</th><th>Created</th></tr></thead><tbody>${state.logged.map((m) =>
+          `<tr><td>${esc(m.info?.name ?? m.name)}</td><td>${esc(m.info?.model_id ?? m.model_id)}</td><td>${esc(m.info?.status ?? m.status)}</td>
+           <td><a href="#/runs/${esc(m.info?.source_run_id ?? m.source_run_id)}">${esc(m.info?.source_run_id ?? m.source_run_id ?? "")}</a></td>
+           <td>${esc(fmtTime(m.info?.creation_timestamp_ms ?? m.creation_timestamp_ms))}</td></tr>`).join("")}</tbody></table>`
+      : `<p class="muted">No logged models yet.</p>`;
+  });
+  const sub = channel.subscribe("models", {}, {
+    snapshot(data) { state.logged = data.logged_models; state.registered = data.registered_models; state.events = data.events; render(); },
+    events(events) {
+      for (const { event } of events) {
+        const p = event.payload;
+        if (event.type === "logged_model.created") {
+          state.logged.unshift({ info: { model_id: p.model_id, name: p.name, status: "LOGGED_MODEL_PENDING", source_run_id: p.source_run_id, creation_timestamp_ms: p.creation_time || event.time } });
+        } else if (event.type === "logged_model.finalized") {
+          const known = state.logged.find((m) => m.info.model_id === p.model_id);
+          if (known) known.info.status = p.status;
+        }
+      }
+      state.events.push(...events);
+      render();
+    },
+  });
+  return () => sub.close();
+}

@@ -1,0 +1,363 @@
+"""The websocket hub: one tail of the log per server, fanned out to live subscriptions.
+
+The feed (consumers/dashboard_feed.py) reads the log in its own thread; each batch is
+prepared there once — every event encoded to JSON once, metric points laid out column by
+column per series — and handed to the event loop, where ``dispatch`` only files the
+prepared pieces into the queues of the subscriptions that want them. Nothing on the loop
+waits for a client: a connection's sender task drains its own queues into frames, and a
+subscription whose queue outgrows its bound is marked stale and starts again from a fresh
+snapshot, so a slow client never stalls the others nor grows the server's memory.
+
+A snapshot is stamped with the log positions it reflects (``P``). The hub keeps a ring of
+recent batches, so attaching a subscription is one step on the loop: replay the ring from
+``P`` up to the hub's position ``H``, then receive every later batch. Events below ``P``
+are in the snapshot, events from ``P`` on are sent once: no gap, no duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import math
+import os
+import threading
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventflow.consumers.base import Delivery
+from eventflow.events import Event, metric_points
+from eventflow.log import TopicPartition
+
+Positions = dict[TopicPartition, int]
+
+# A subscription whose unsent frames pass this many bytes starts again from a snapshot.
+MAX_QUEUED_BYTES = int(os.environ.get("EVENTFLOW_LIVE_MAX_QUEUED", 8 * 1024 * 1024))
+# The ring of recent batches that attaching subscriptions replay from.
+RING_BYTES = int(os.environ.get("EVENTFLOW_LIVE_RING_BYTES", 32 * 1024 * 1024))
+# Batches handed to the loop and not yet dispatched, before the feed thread waits.
+MAX_IN_FLIGHT = 16
+
+
+def dumps(value: Any) -> str:
+    """JSON for the browser: no NaN or infinities (JSON has none), bytes as hex."""
+    return json.dumps(_finite(value), separators=(",", ":"), default=lambda v: v.hex() if isinstance(v, bytes) else str(v))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def floats_json(values: list[float]) -> str:
+    text = json.dumps(values, separators=(",", ":"))
+    if "N" in text or "I" in text:  # NaN, Infinity: null in JSON
+        text = text.replace("-Infinity", "null").replace("Infinity", "null").replace("NaN", "null")
+    return text
+
+
+def positions_json(positions: Positions) -> list[list[Any]]:
+    return [[tp.topic, tp.partition, offset] for tp, offset in sorted(positions.items())]
+
+
+def parse_positions(value: Any) -> Positions:
+    """Positions as the protocol writes them: ``[[topic, partition, offset], ...]``."""
+    if not isinstance(value, list):
+        raise ValueError("positions must be a list of [topic, partition, offset]")
+    out: Positions = {}
+    for entry in value:
+        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
+                and isinstance(entry[1], int) and isinstance(entry[2], int) and entry[2] >= 0):
+            raise ValueError(f"invalid position {entry!r}: expected [topic, partition, offset >= 0]")
+        out[TopicPartition(entry[0], entry[1])] = entry[2]
+    return out
+
+
+def event_entry(event: Event, topic: str, partition: int, offset: int, points: int | None = None) -> dict[str, Any]:
+    """An event as the protocol (and the activity feed) shows it; metric batches are
+    summarised (their points travel as series)."""
+    payload = event.payload
+    if points is not None:
+        names = sorted({p.key for p in metric_points(payload)})
+        payload = {"run_id": payload.get("run_id"), "points": points, "keys": names}
+    return {
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "event": {
+            "event_id": event.event_id,
+            "type": event.type,
+            "time": event.time,
+            "actor": event.actor,
+            "source": event.source,
+            "correlation_id": event.correlation_id,
+            "causation_id": event.causation_id,
+            "payload": payload,
+        },
+    }
+
+
+@dataclass(slots=True)
+class Item:
+    """One event, prepared once for every subscription."""
+
+    tp: TopicPartition
+    offset: int
+    type: str
+    key: str  # the entity's key (run id, experiment id, model name, ...)
+    run_id: str | None
+    experiment_id: str | None
+    entry: str  # the event as JSON (metric batches summarised)
+    chunk: str | None  # metric points: {"run_id":..,"series":{key:{"step":[],"time":[],"value":[]}}}
+    size: int
+
+
+@dataclass
+class Batch:
+    items: list[Item]
+    starts: Positions
+    ends: Positions  # the next offset of each partition read, poison records included
+    size: int
+
+
+def prepare(deliveries: Iterable[Delivery], spans: dict[TopicPartition, tuple[int, int]]) -> Batch:
+    """Encode a batch once (in the feed's thread, off the event loop)."""
+    items = []
+    size = 0
+    for delivery in deliveries:
+        event, record = delivery.event, delivery.record
+        payload = event.payload
+        chunk = None
+        count = None
+        if event.type == "run.metrics_logged":
+            series: dict[str, tuple[list[int], list[int], list[float]]] = {}
+            points = metric_points(payload)
+            for key, value, step, timestamp in points:
+                columns = series.get(key)
+                if columns is None:
+                    columns = series[key] = ([], [], [])
+                columns[0].append(step)
+                columns[1].append(timestamp)
+                columns[2].append(value)
+            count = len(points)
+            body = ",".join(
+                f'{json.dumps(key)}:{{"step":{json.dumps(s)},"time":{json.dumps(t)},"value":{floats_json(v)}}}'
+                for key, (s, t, v) in series.items()
+            )
+            chunk = f'{{"run_id":{json.dumps(payload["run_id"])},"series":{{{body}}}}}'
+        entry = dumps(event_entry(event, record.topic, record.partition, record.offset, count))
+        item = Item(
+            record.tp,
+            record.offset,
+            event.type,
+            event.key,
+            payload.get("run_id"),
+            payload.get("experiment_id"),
+            entry,
+            chunk,
+            len(entry) + (len(chunk) if chunk else 0),
+        )
+        size += item.size
+        items.append(item)
+    return Batch(items, {tp: s for tp, (s, _) in spans.items()}, {tp: e for tp, (_, e) in spans.items()}, size)
+
+
+MODEL_FAMILIES = ("registered_model.", "model_version.", "logged_model.", "deployment.")
+
+
+@dataclass
+class Pending:
+    """What a subscription has to send: events, point chunks, and the positions after them."""
+
+    entries: list[str] = field(default_factory=list)
+    chunks: list[str] = field(default_factory=list)
+    size: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.entries or self.chunks)
+
+
+class Subscription:
+    """One subscription of one connection: what it wants, and what it has yet to send."""
+
+    KINDS = ("experiments", "experiment", "runs", "models", "events")
+
+    def __init__(self, sub_id: str, kind: str, spec: dict[str, Any], hub: "Hub", wake: asyncio.Event):
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown subscription kind {kind!r}: use one of {', '.join(self.KINDS)}")
+        self.id = sub_id
+        self.kind = kind
+        self.spec = spec
+        self.hub = hub
+        self.wake = wake
+        self.experiment_id: str | None = str(spec["experiment_id"]) if spec.get("experiment_id") is not None else None
+        if kind == "experiment" and self.experiment_id is None:
+            raise ValueError("an 'experiment' subscription needs experiment_id")
+        self.run_ids: set[str] = {str(r) for r in spec.get("run_ids") or ()}
+        if kind == "runs" and not self.run_ids:
+            raise ValueError("a 'runs' subscription needs run_ids (a non-empty list)")
+        self.types: list[str] = [str(t) for t in spec.get("types") or ()]
+        self.entity: str | None = str(spec["entity"]) if spec.get("entity") else None
+        self.pending = Pending()
+        self.positions: Positions = {}  # everything up to these is in `pending` or sent
+        self.floor: Positions = {}  # where the hub lags the snapshot: skip below these
+        self.active = False  # attached to the hub
+        self.stale = False  # overflowed: the sender starts it again from a snapshot
+
+    # -- what it wants ------------------------------------------------------------------
+
+    def matches(self, item: Item) -> bool:
+        kind, type_ = self.kind, item.type
+        if kind == "runs":
+            return type_.startswith("run.") and item.run_id in self.run_ids
+        if kind == "experiment":
+            if type_.startswith("run."):
+                if item.run_id in self.run_ids:
+                    return True
+                if type_ == "run.created" and item.experiment_id == self.experiment_id:
+                    self.run_ids.add(item.run_id or "")
+                    return True
+                return False
+            return type_.startswith("experiment.") and item.experiment_id == self.experiment_id
+        if kind == "experiments":
+            return type_.startswith("experiment.")
+        if kind == "models":
+            return type_.startswith(MODEL_FAMILIES)
+        # events: the activity feed
+        if self.types and not any(fnmatch.fnmatchcase(type_, pattern) for pattern in self.types):
+            return False
+        return self.entity is None or self.entity in (item.key, item.run_id, item.experiment_id)
+
+    def take(self, batch: Batch, into: Pending, floor: Positions | None = None) -> None:
+        """File what this subscription wants of a batch; below ``floor`` is skipped
+        (the snapshot has it already)."""
+        as_events = self.kind == "events"
+        for item in batch.items:
+            if floor and item.offset < floor.get(item.tp, 0):
+                continue
+            if not self.matches(item):
+                continue
+            if item.chunk is not None and not as_events:
+                into.chunks.append(item.chunk)
+            else:
+                into.entries.append(item.entry)
+            into.size += item.size
+
+    # -- on the loop -----------------------------------------------------------------------
+
+    def receive(self, batch: Batch) -> None:
+        if self.stale:
+            return
+        self.take(batch, self.pending, self.floor)
+        self.positions.update(batch.ends)
+        if self.floor:
+            self.floor = {tp: o for tp, o in self.floor.items() if self.positions.get(tp, 0) < o}
+        if self.pending.size > MAX_QUEUED_BYTES:
+            # Too far behind: drop what is queued and start again from a fresh snapshot.
+            self.stale = True
+            self.pending = Pending()
+            self.hub.detach(self)
+        self.wake.set()
+
+    def frame(self) -> str | None:
+        """The next frame to send (and the queue emptied), or None if nothing is due."""
+        pending = self.pending
+        if not pending:
+            return None
+        self.pending = Pending()
+        return (
+            f'{{"type":"events","sub":{json.dumps(self.id)},"positions":{dumps(positions_json(self.positions))},'
+            f'"events":[{",".join(pending.entries)}],"points":[{",".join(pending.chunks)}]}}'
+        )
+
+
+class Hub:
+    """Fans the feed's batches out to the subscriptions of every connection."""
+
+    def __init__(self, ring_bytes: int | None = None):
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.positions: Positions = {}
+        self.ready = threading.Event()
+        self.subscriptions: set[Subscription] = set()
+        self.ring: deque[Batch] = deque()
+        self.ring_bytes = RING_BYTES if ring_bytes is None else ring_bytes
+        self._ring_size = 0
+        self.ring_base: Positions = {}  # the positions before the oldest batch in the ring
+        self._in_flight = threading.Semaphore(MAX_IN_FLIGHT)
+        self.dispatched = 0  # events, for the benchmark and tests
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    # -- from the feed's thread -----------------------------------------------------------------
+
+    def started(self, positions: Positions) -> None:
+        """The feed's starting positions (the log's end when it started)."""
+        self._call(self._start, dict(positions))
+
+    def publish(self, deliveries: list[Delivery], spans: dict[TopicPartition, tuple[int, int]]) -> None:
+        batch = prepare(deliveries, spans)
+        # Bounded hand-over: if the loop falls behind, the feed waits (the log keeps the rest).
+        while not self._in_flight.acquire(timeout=1.0):
+            if self.loop is None or self.loop.is_closed():
+                return
+        self._call(self._dispatch, batch)
+
+    def _call(self, function: Any, argument: Any) -> None:
+        if self.loop is None or self.loop.is_closed():
+            raise RuntimeError("the hub is not bound to a running event loop")
+        self.loop.call_soon_threadsafe(function, argument)
+
+    # -- on the loop ------------------------------------------------------------------------------
+
+    def _start(self, positions: Positions) -> None:
+        for tp, offset in positions.items():
+            self.positions.setdefault(tp, offset)
+            self.ring_base.setdefault(tp, offset)
+        self.ready.set()
+
+    def _dispatch(self, batch: Batch) -> None:
+        self._in_flight.release()
+        self.positions.update(batch.ends)
+        self.dispatched += len(batch.items)
+        self.ring.append(batch)
+        self._ring_size += batch.size
+        while self._ring_size > self.ring_bytes and len(self.ring) > 1:
+            old = self.ring.popleft()
+            self._ring_size -= old.size
+            self.ring_base.update(old.ends)
+        for subscription in list(self.subscriptions):
+            subscription.receive(batch)
+
+    def covers(self, positions: Positions) -> bool:
+        """Whether the ring holds every event from ``positions`` up to now."""
+        return all(positions.get(tp, 0) >= base for tp, base in self.ring_base.items() if positions.get(tp, 0) < self.positions.get(tp, 0))
+
+    def attach(self, subscription: Subscription, since: Positions) -> Pending:
+        """Attach (on the loop, atomically): returns the events from ``since`` up to the
+        hub's position, and every later batch goes to the subscription's queue."""
+        if not self.covers(since):
+            raise LookupError("the hub's ring no longer holds those positions")
+        backlog = Pending()
+        floor = {tp: offset for tp, offset in since.items()}
+        for batch in self.ring:
+            if any(batch.ends.get(tp, 0) > floor.get(tp, 0) for tp in batch.ends):
+                subscription.take(batch, backlog, floor)
+        subscription.positions = {tp: max(since.get(tp, 0), self.positions.get(tp, 0)) for tp in {*since, *self.positions}}
+        subscription.floor = {tp: o for tp, o in since.items() if o > self.positions.get(tp, 0)}
+        subscription.pending = Pending()
+        subscription.stale = False
+        subscription.active = True
+        self.subscriptions.add(subscription)
+        return backlog
+
+    def detach(self, subscription: Subscription) -> None:
+        subscription.active = False
+        self.subscriptions.discard(subscription)
