@@ -22,11 +22,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
 
-from eventflow.consumers.base import Delivery, StalePosition, Subscriber
+from eventflow.consumers.base import Delivery, Subscriber
 from eventflow.events import Event, Point, metric_points
 from eventflow.log import TopicPartition
 from eventflow.views.db import upsert
-from eventflow.views.positions import PROJECTOR, Progress
+from eventflow.views.positions import PROJECTOR, Progress, advance, stored_offsets
 from eventflow.views.tables import (
     applied_events,
     artifacts,
@@ -35,7 +35,7 @@ from eventflow.views.tables import (
     experiments,
     inputs,
     latest_metrics,
-    log_positions,
+    logged_model_artifacts,
     logged_model_params,
     logged_model_tags,
     logged_models,
@@ -285,6 +285,12 @@ def logged_model_tag_deleted(c: Connection, batch: _Batch, e: Event) -> None:
     c.execute(delete(logged_model_tags).where(and_(logged_model_tags.c.model_id == e.payload["model_id"], logged_model_tags.c.key == e.payload["key"])))
 
 
+def logged_model_artifact_logged(c: Connection, batch: _Batch, e: Event) -> None:
+    p = e.payload
+    row = {"model_id": p["model_id"], "path": p["path"], "size": p["size"], "sha256": p["sha256"], "logged_time": e.time}
+    upsert(c, logged_model_artifacts, [row], ["model_id", "path"])
+
+
 def logged_model_params_logged(c: Connection, batch: _Batch, e: Event) -> None:
     _update_logged_model(c, e)
     upsert(c, logged_model_params, [{"model_id": e.payload["model_id"], **x} for x in e.payload["params"]], ["model_id", "key"])
@@ -529,6 +535,7 @@ APPLY: dict[str, Apply] = {
     "logged_model.tags_set": logged_model_tags_set,
     "logged_model.tag_deleted": logged_model_tag_deleted,
     "logged_model.params_logged": logged_model_params_logged,
+    "logged_model.artifact_logged": logged_model_artifact_logged,
     "logged_model.deleted": lambda c, b, e: _update_logged_model(c, e, lifecycle_stage="deleted"),
     "registered_model.created": registered_model_created,
     "registered_model.renamed": _of_a_model(registered_model_renamed, notes=False),
@@ -560,14 +567,7 @@ class Projector(Subscriber):
         self.progress = progress
 
     def stored_offsets(self, tps: set[TopicPartition]) -> dict[TopicPartition, int]:
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(log_positions.c.topic, log_positions.c.partition, log_positions.c.next_offset).where(
-                    log_positions.c.consumer == self.group
-                )
-            )
-            stored = {TopicPartition(t, p): n for t, p, n in rows}
-        return {tp: stored[tp] for tp in tps if tp in stored}
+        return stored_offsets(self.engine, self.group, tps)
 
     def apply(self, deliveries: list[Delivery], spans: dict[TopicPartition, tuple[int, int]]) -> list[tuple[Delivery, str]]:
         rejected: list[tuple[Delivery, str]] = []
@@ -616,26 +616,4 @@ class Projector(Subscriber):
 
     def _fence(self, connection: Connection, spans: dict[TopicPartition, tuple[int, int]]) -> None:
         """Move each partition's stored offset from the batch's start to its end, or refuse."""
-        for tp, (start, end) in spans.items():
-            moved = connection.execute(
-                update(log_positions)
-                .where(
-                    log_positions.c.consumer == self.group,
-                    log_positions.c.topic == tp.topic,
-                    log_positions.c.partition == tp.partition,
-                    log_positions.c.next_offset == start,
-                )
-                .values(next_offset=end)
-            )
-            if moved.rowcount == 1:
-                continue
-            stored = connection.execute(
-                select(log_positions.c.next_offset).where(
-                    log_positions.c.consumer == self.group,
-                    log_positions.c.topic == tp.topic,
-                    log_positions.c.partition == tp.partition,
-                )
-            ).first()
-            if stored is not None:
-                raise StalePosition(f"{tp.topic}[{tp.partition}] is at {stored.next_offset}, this batch starts at {start}")
-            connection.execute(insert(log_positions).values(consumer=self.group, topic=tp.topic, partition=tp.partition, next_offset=end))
+        advance(connection, self.group, spans)

@@ -175,10 +175,15 @@ def delete_tag(run_id: str, key: str) -> Event:
     return Event("run.tag_deleted", {"run_id": v.check_run_id(run_id), "key": v.check_key(key)})
 
 
-def log_artifact(run_id: str, path: str, size: int, sha256: str) -> Event:
+def _artifact_path(path: str, owner: str) -> str:
     normal = path.replace("\\", "/")
     if not normal or normal.startswith("/") or ".." in normal.split("/"):
-        raise v.InvalidInput(f"Invalid artifact path {path!r}: it must be relative and stay inside the run's artifacts")
+        raise v.InvalidInput(f"Invalid artifact path {path!r}: it must be relative and stay inside the {owner}'s artifacts")
+    return normal
+
+
+def log_artifact(run_id: str, path: str, size: int, sha256: str) -> Event:
+    normal = _artifact_path(path, "run")
     return Event("run.artifact_logged", {"run_id": v.check_run_id(run_id), "path": normal, "size": int(size), "sha256": sha256})
 
 
@@ -246,6 +251,12 @@ def delete_logged_model_tag(model_id: str, key: str) -> Event:
 def log_logged_model_params(model_id: str, params: Sequence[tuple[str, Any]]) -> Event:
     checked = [v.check_param(key, value, f"params[{i}]") for i, (key, value) in enumerate(params)]
     return Event("logged_model.params_logged", {"model_id": _model_id(model_id), "params": [{"key": k, "value": val} for k, val in checked]})
+
+
+def log_logged_model_artifact(model_id: str, path: str, size: int, sha256: str) -> Event:
+    """A file stored under a logged model's artifacts, with what loading checks it against."""
+    normal = _artifact_path(path, "logged model")
+    return Event("logged_model.artifact_logged", {"model_id": _model_id(model_id), "path": normal, "size": int(size), "sha256": sha256})
 
 
 def delete_logged_model(model_id: str) -> Event:
@@ -323,3 +334,62 @@ def recheck(event: Event) -> None:
     if rebuild is None:
         raise v.InvalidInput(f"events of type {event.type!r} cannot be sent directly; use their API")
     rebuild(event.payload)
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+WEBHOOK_STATUSES = ("ACTIVE", "DISABLED")
+
+
+def webhook_state(
+    subscription_id: str,
+    url: str,
+    events: Sequence[str],
+    *,
+    experiment_id: str | None = None,
+    model_name: str | None = None,
+    condition: str | None = None,
+    status: str = "ACTIVE",
+    allowed_networks: Sequence[Any] = (),
+) -> dict[str, Any]:
+    """A subscription's complete state, checked: the payload of webhook.created/updated."""
+    from eventflow.webhooks import filters, guard
+
+    try:
+        guard.check_literal(url, allowed_networks)
+    except guard.Refused as refused:
+        raise v.InvalidInput(f"Invalid webhook url: {refused}") from None
+    try:
+        patterns = filters.check_patterns(list(events) if isinstance(events, (list, tuple)) else events)
+        filters.parse_condition(condition)
+    except filters.InvalidFilter as bad:
+        raise v.InvalidInput(f"Invalid webhook filter: {bad}") from None
+    if status not in WEBHOOK_STATUSES:
+        raise v.InvalidInput(f"Invalid webhook status {status!r}: it must be ACTIVE or DISABLED")
+    if experiment_id is not None:
+        experiment_id = v.check_experiment_id(experiment_id)
+    if model_name is not None and (not isinstance(model_name, str) or not model_name or len(model_name) > 500):
+        raise v.InvalidInput(f"Invalid model_name {model_name!r}: a registered model name of 1 to 500 characters")
+    if condition is not None and not isinstance(condition, str):
+        raise v.InvalidInput("Invalid condition: it must be a string such as \"metrics.accuracy > 0.9\"")
+    return {
+        "subscription_id": subscription_id, "url": url, "events": patterns, "experiment_id": experiment_id,
+        "model_name": model_name, "condition": condition or None, "status": status,
+    }
+
+
+def create_webhook(state: dict[str, Any]) -> Event:
+    return Event("webhook.created", state)
+
+
+def update_webhook(state: dict[str, Any]) -> Event:
+    return Event("webhook.updated", state)
+
+
+def delete_webhook(subscription_id: str) -> Event:
+    return Event("webhook.deleted", {"subscription_id": subscription_id})
+
+
+def rotate_webhook_secret(subscription_id: str, previous_expires_time: int) -> Event:
+    """That a secret was rotated, and until when the old one signs; never the secret."""
+    return Event("webhook.secret_rotated", {"subscription_id": subscription_id, "previous_expires_time": previous_expires_time})

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventflow.config import tracking_uri_from_env
 from eventflow.registry.client import RegistryMethods
 from eventflow.sdk.stores import Store, open_store
+
+if TYPE_CHECKING:
+    from eventflow.sdk.webhooks import Webhooks
 
 
 class Client(RegistryMethods):
@@ -41,8 +44,19 @@ class Client(RegistryMethods):
     def get_metric_history(self, run_id: str, key: str) -> list[dict[str, Any]]:
         return self.store.metric_history(run_id, key)
 
+    @property
+    def webhooks(self) -> "Webhooks":
+        """Webhook subscriptions of the server this client points at (http(s) URIs only)."""
+        from eventflow.sdk.webhooks import Webhooks
+
+        if getattr(self, "_webhooks", None) is None:
+            self._webhooks = Webhooks(self.tracking_uri or "")
+        return self._webhooks
+
     def close(self) -> None:
         self.store.close()
+        if getattr(self, "_webhooks", None) is not None:
+            self._webhooks.close()
 
     def __enter__(self) -> "Client":
         return self

@@ -48,6 +48,40 @@ class HttpStore(Store):
             self._call("PUT", f"/api/2.0/mlflow-artifacts/artifacts/{relative}/{artifact_path}", content=handle)
         return local_file.stat().st_size, sha256_of(local_file)
 
+    def download_artifact(self, artifact_uri: str, artifact_path: str, local_file: Path) -> None:
+        relative = artifact_uri.removeprefix("mlflow-artifacts:/").strip("/")
+        local_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.http.stream("GET", f"/api/2.0/mlflow-artifacts/artifacts/{relative}/{artifact_path}") as response:
+            if response.status_code != 200:
+                response.read()
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = {}
+                raise InvalidInput(
+                    f"the server refused {artifact_path!r} (HTTP {response.status_code}): {body.get('message') or response.text}",
+                    body.get("error_code", "INTERNAL_ERROR"),
+                )
+            with open(local_file, "wb") as handle:
+                for chunk in response.iter_bytes():
+                    handle.write(chunk)
+
+    def artifact_digests(self, run_id: str, path: str = "") -> list[dict[str, Any]]:
+        found = self._call("GET", "/api/2.0/eventflow/artifacts/digests", params={"run_id": run_id, "path": path})
+        if found is None:
+            raise InvalidInput(f"Run with id={run_id} not found", "RESOURCE_DOES_NOT_EXIST")
+        return found["files"]
+
+    def logged_model_digests(self, model_id: str, path: str = "") -> list[dict[str, Any]]:
+        found = self._call("GET", "/api/2.0/eventflow/artifacts/digests", params={"model_id": model_id, "path": path})
+        if found is None:
+            raise InvalidInput(f"Logged model with ID '{model_id}' not found.", "RESOURCE_DOES_NOT_EXIST")
+        return found["files"]
+
+    def get_logged_model(self, model_id: str) -> dict[str, Any] | None:
+        found = self._call("GET", f"/api/2.0/mlflow/logged-models/{model_id}")
+        return found and found["model"]
+
     def get_experiment(self, experiment_id: str) -> dict[str, Any] | None:
         found = self._call("GET", "/api/2.0/mlflow/experiments/get", params={"experiment_id": experiment_id})
         return found and found["experiment"]

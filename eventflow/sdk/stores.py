@@ -54,6 +54,21 @@ class Store(abc.ABC):
     def upload_artifact(self, artifact_uri: str, local_file: Path, artifact_path: str) -> tuple[int, str]:
         """Store a file under a run's artifacts; returns its size and sha256."""
 
+    @abc.abstractmethod
+    def download_artifact(self, artifact_uri: str, artifact_path: str, local_file: Path) -> None:
+        """Copy one of a run's stored files to ``local_file`` (as stored: check it yourself)."""
+
+    @abc.abstractmethod
+    def artifact_digests(self, run_id: str, path: str = "") -> list[dict[str, Any]]:
+        """The files the log recorded for a run under ``path``: ``{path, size, sha256}`` each."""
+
+    @abc.abstractmethod
+    def logged_model_digests(self, model_id: str, path: str = "") -> list[dict[str, Any]]:
+        """The same for an MLflow 3 logged model's files."""
+
+    @abc.abstractmethod
+    def get_logged_model(self, model_id: str) -> dict[str, Any] | None: ...
+
     # Reads; each sees every event appended through this store before it.
     @abc.abstractmethod
     def get_experiment(self, experiment_id: str) -> dict[str, Any] | None: ...
@@ -106,6 +121,26 @@ class LocalStore(Store):
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(local_file, target)
         return os.path.getsize(target), sha256_of(target)
+
+    def download_artifact(self, artifact_uri: str, artifact_path: str, local_file: Path) -> None:
+        root = Path(url2pathname(urlparse(artifact_uri).path))
+        local_file.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / artifact_path, local_file)
+
+    def artifact_digests(self, run_id: str, path: str = "") -> list[dict[str, Any]]:
+        from eventflow.views import queries
+
+        return self._read(queries.artifact_digests, run_id, path)
+
+    def logged_model_digests(self, model_id: str, path: str = "") -> list[dict[str, Any]]:
+        from eventflow.views import queries
+
+        return self._read(queries.logged_model_digests, model_id, path)
+
+    def get_logged_model(self, model_id: str) -> dict[str, Any] | None:
+        from eventflow.views import queries
+
+        return self._read(queries.get_logged_model, model_id)
 
     def _read(self, query, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
         self.catch_up()

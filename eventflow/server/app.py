@@ -13,7 +13,7 @@ from starlette.routing import Route
 from eventflow import __version__
 from eventflow.codec import CodecError
 from eventflow.log import LogError
-from eventflow.server import artifacts, events_api, openapi, tracking
+from eventflow.server import artifacts, events_api, openapi, tracking, webhooks_api
 from eventflow.server.errors import ApiError, error_response, handle_api_error
 from eventflow.server.runtime import Runtime
 from eventflow.validation import InvalidInput
@@ -50,6 +50,7 @@ def create_app(runtime: Runtime) -> Starlette:
         *tracking.routes(runtime),
         *artifacts.routes(runtime),
         *events_api.routes(runtime),
+        *webhooks_api.routes(runtime),
     ]
     handlers = {
         ApiError: handle_api_error,

@@ -1,8 +1,9 @@
 """Artifacts: MLflow's proxied artifact service over a local store, recorded on the log.
 
 Paths are ``<experiment_id>/<run_id>/artifacts/<file>``, as MLflow's ``mlflow-artifacts:/``
-root lays them out. Every upload becomes a ``run.artifact_logged`` event with its size
-and sha256, so a download can be checked against what the log vouches for.
+root lays them out (MLflow 3's logged models under ``<experiment_id>/models/<model_id>/artifacts/``).
+Every upload becomes a ``run.artifact_logged`` (or ``logged_model.artifact_logged``) event
+with its size and sha256, so a download can be checked against what the log vouches for.
 """
 
 from __future__ import annotations
@@ -50,12 +51,23 @@ def _run_of(relative: str) -> tuple[str, str] | None:
     return None
 
 
+def _logged_model_of(relative: str) -> tuple[str, str] | None:
+    """(model_id, path inside its artifacts) for MLflow 3's ``<exp>/models/<model_id>/artifacts/<path>``."""
+    parts = relative.strip("/").split("/")
+    if len(parts) >= 5 and parts[1] == "models" and parts[3] == "artifacts" and parts[2].startswith("m-"):
+        return parts[2], "/".join(parts[4:])
+    return None
+
+
 async def upload(request: Request, runtime: Runtime) -> JSONResponse:
     relative = request.path_params["path"]
     target = runtime.artifact_file(relative)
     owner = _run_of(relative)
+    model = _logged_model_of(relative)
     if owner is not None and await run_in_threadpool(runtime.read, queries.get_run_info, owner[0]) is None:
         raise not_found(f"Run with id={owner[0]} not found")
+    if model is not None and await run_in_threadpool(runtime.read, queries.get_logged_model, model[0]) is None:
+        model = None  # not a logged model's directory after all: stored, not recorded
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
@@ -69,6 +81,9 @@ async def upload(request: Request, runtime: Runtime) -> JSONResponse:
     if owner is not None:
         event = commands.log_artifact(owner[0], owner[1], size, digest.hexdigest())
         await run_in_threadpool(runtime.write, [event])
+    elif model is not None:
+        event = commands.log_logged_model_artifact(model[0], model[1], size, digest.hexdigest())
+        await run_in_threadpool(runtime.write, [event])
     return JSONResponse({})
 
 
@@ -81,11 +96,14 @@ def _sha256(path: os.PathLike[str]) -> str:
 
 
 def _verify(runtime: Runtime, relative: str, target: os.PathLike[str]) -> None:
-    """Refuse to serve a run's file that differs from what its artifact event recorded."""
-    owner = _run_of(relative)
-    if owner is None:
+    """Refuse to serve a run's (or logged model's) file that differs from what its artifact event recorded."""
+    owner, model = _run_of(relative), _logged_model_of(relative)
+    if owner is not None:
+        recorded = runtime.read(queries.artifact_digest, *owner)
+    elif model is not None:
+        recorded = runtime.read(queries.logged_model_artifact_digest, *model)
+    else:
         return
-    recorded = runtime.read(queries.artifact_digest, *owner)
     if recorded is not None and _sha256(target) != recorded:
         raise ApiError(
             f"Artifact {relative!r} does not match the sha256 the log recorded for it ({recorded[:12]}…): "
@@ -134,6 +152,26 @@ async def list_run_artifacts(request: Request, runtime: Runtime) -> JSONResponse
     return JSONResponse({"root_uri": root_uri, "files": files})
 
 
+async def digests(request: Request, runtime: Runtime) -> JSONResponse:
+    """``/api/2.0/eventflow/artifacts/digests``: the size and sha256 the log recorded for each
+    of a run's (``run_id``) or a logged model's (``model_id``) files under ``path``, so a
+    client can check what it downloads (model loading refuses any file the log does not
+    vouch for)."""
+    run_id, model_id = request.query_params.get("run_id"), request.query_params.get("model_id")
+    path = request.query_params.get("path", "")
+    if bool(run_id) == bool(model_id):
+        raise ApiError("Give exactly one of the parameters 'run_id' and 'model_id'.")
+    if run_id:
+        if await run_in_threadpool(runtime.read, queries.get_run_info, run_id) is None:
+            raise not_found(f"Run with id={run_id} not found")
+        files = await run_in_threadpool(runtime.read, queries.artifact_digests, run_id, path)
+    else:
+        if await run_in_threadpool(runtime.read, queries.get_logged_model, model_id) is None:
+            raise not_found(f"Logged model with ID '{model_id}' not found.")
+        files = await run_in_threadpool(runtime.read, queries.logged_model_digests, model_id, path)
+    return JSONResponse({"files": files})
+
+
 def _bind(handler, runtime: Runtime):  # type: ignore[no-untyped-def]
     async def endpoint(request: Request) -> Response:
         return await handler(request, runtime)
@@ -152,5 +190,6 @@ def routes(runtime: Runtime) -> list[Route]:
         ]
     for prefix in ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow"):
         out.append(Route(prefix + "/artifacts/list", _bind(list_run_artifacts, runtime), methods=["GET"]))
+    out.append(Route("/api/2.0/eventflow/artifacts/digests", _bind(digests, runtime), methods=["GET"]))
     return out
 

@@ -13,6 +13,7 @@ from eventflow import __version__
 from eventflow.registry.api import OPENAPI as REGISTRY
 
 MLFLOW = "/api/2.0/mlflow/"
+WEBHOOKS = "/api/2.0/eventflow/webhooks"
 
 _KEY_VALUE = {"type": "object", "properties": {"key": {"type": "string"}, "value": {"type": "string"}}}
 _METRIC = {
@@ -82,7 +83,17 @@ ENDPOINTS: list[tuple[str, str, dict[str, str], str]] = [
     *REGISTRY,
     ("GET", "artifacts/list", {"run_id": "string!", "path": "string"}, "List a run's artifacts"),
     ("GET", "/api/2.0/mlflow-artifacts/artifacts", {"path": "string"}, "List artifacts in the store"),
+    ("GET", "/api/2.0/eventflow/artifacts/digests", {"run_id": "string", "model_id": "string", "path": "string"}, "Sizes and sha256 the log recorded for a run's or a logged model's files"),
     ("GET", "/api/2.0/eventflow/events", {"type": "strings", "topic": "strings", "from_time": "integer", "from_offset": "integer", "max_results": "integer", "page_token": "string"}, "Read the event log"),
+    ("POST", WEBHOOKS, {"url": "string!", "events": "strings!", "experiment_id": "string", "experiment_name": "string", "model_name": "string", "condition": "string", "secret": "string"}, "Create a webhook subscription"),
+    ("GET", WEBHOOKS, {}, "List webhook subscriptions"),
+    ("GET", WEBHOOKS + "/{subscription_id}", {}, "Get a webhook subscription"),
+    ("PATCH", WEBHOOKS + "/{subscription_id}", {"url": "string", "events": "strings", "experiment_id": "string", "model_name": "string", "condition": "string", "status": "string"}, "Update a webhook subscription"),
+    ("DELETE", WEBHOOKS + "/{subscription_id}", {}, "Delete a webhook subscription"),
+    ("POST", WEBHOOKS + "/{subscription_id}/test", {}, "Send a test message now"),
+    ("POST", WEBHOOKS + "/{subscription_id}/rotate-secret", {"secret": "string", "expire_in_seconds": "integer"}, "Rotate the signing secret"),
+    ("GET", WEBHOOKS + "/{subscription_id}/deliveries", {"status": "string", "max_results": "integer", "before": "integer"}, "List deliveries and their attempts"),
+    ("POST", WEBHOOKS + "/{subscription_id}/deliveries/{delivery_id}/redeliver", {}, "Redeliver a finished delivery"),
 ]
 
 _ERROR = {

@@ -52,6 +52,12 @@ class Runtime:
         self.progress: Progress | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        from eventflow.webhooks.settings import Settings
+        from eventflow.webhooks.tables import create_tables
+
+        self.webhook_settings = Settings.from_env()
+        create_tables(self.engine)
+        self._webhook_sender: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -60,11 +66,15 @@ class Runtime:
             from eventflow.consumers.base import ConsumerLoop
             from eventflow.consumers.projector import Projector
 
+            from eventflow.consumers.webhooks import Dispatcher
+
             self.progress = Progress()
             loop = ConsumerLoop(self.log, Projector(self.engine, progress=self.progress))
-            thread = threading.Thread(target=self._guard(loop.run), name="eventflow-projector", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            dispatcher = Dispatcher(self.log, self.engine, self.webhook_settings)
+            for name, run in (("eventflow-projector", loop.run), ("eventflow-webhooks", dispatcher.run)):
+                thread = threading.Thread(target=self._guard(run), name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
         self._ensure_default_experiment()
 
     def _guard(self, run: Callable[[threading.Event], None]) -> Callable[[], None]:
@@ -92,10 +102,20 @@ class Runtime:
                 # are not up): serve anyway; it shows once they are.
                 logger.warning("the Default experiment is not in the views yet: %s", error.message)
 
+    def webhook_sender(self) -> Any:
+        """The sender the API uses for test messages (the dispatcher has its own)."""
+        if self._webhook_sender is None:
+            from eventflow.webhooks.sender import Sender
+
+            self._webhook_sender = Sender(self.engine, self.log, self.webhook_settings, name=f"api-{os.getpid()}")
+        return self._webhook_sender
+
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        if self._webhook_sender is not None:
+            self._webhook_sender.close()
         self.log.close()
         self.engine.dispose()
 

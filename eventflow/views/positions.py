@@ -1,4 +1,7 @@
-"""Read your writes: wait until the projector has applied given log positions.
+"""Consumers that keep their own offsets: fence and store them, and wait for them.
+
+Read your writes: wait until the projector (or another such consumer) has applied
+given log positions.
 
 The database's ``log_positions`` table is the truth, and the only thing a process can
 see of a projector running elsewhere. When the projector runs in this process, it also
@@ -13,7 +16,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from eventflow.log import Position, TopicPartition
 from eventflow.views.tables import log_positions
@@ -90,3 +93,29 @@ def _applied(engine: Engine, needed: Needed, consumer: str) -> bool:
     with engine.connect() as connection:
         applied = {(t, p): n for t, p, n in connection.execute(query)}
     return all(applied.get(tp, 0) > offset for tp, offset in needed.items())
+
+
+def stored_offsets(engine: Engine, consumer: str, tps: set[TopicPartition]) -> dict[TopicPartition, int]:
+    """Where a consumer resumes these partitions (absent: from the beginning)."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(log_positions.c.topic, log_positions.c.partition, log_positions.c.next_offset).where(log_positions.c.consumer == consumer)
+        )
+        stored = {TopicPartition(t, p): n for t, p, n in rows}
+    return {tp: stored[tp] for tp in tps if tp in stored}
+
+
+def advance(connection: Connection, consumer: str, spans: dict[TopicPartition, tuple[int, int]]) -> None:
+    """Move each partition's stored offset from the batch's start to its end, or refuse
+    with StalePosition when another instance got there first (a fence)."""
+    from eventflow.consumers.base import StalePosition
+
+    for tp, (start, end) in spans.items():
+        where = (log_positions.c.consumer == consumer, log_positions.c.topic == tp.topic, log_positions.c.partition == tp.partition)
+        moved = connection.execute(update(log_positions).where(*where, log_positions.c.next_offset == start).values(next_offset=end))
+        if moved.rowcount == 1:
+            continue
+        stored = connection.execute(select(log_positions.c.next_offset).where(*where)).first()
+        if stored is not None:
+            raise StalePosition(f"{tp.topic}[{tp.partition}] is at {stored.next_offset}, this batch starts at {start}")
+        connection.execute(insert(log_positions).values(consumer=consumer, topic=tp.topic, partition=tp.partition, next_offset=end))

@@ -23,6 +23,7 @@ from eventflow.views.tables import (
     experiments,
     inputs,
     latest_metrics,
+    logged_model_artifacts,
     logged_model_params,
     logged_model_tags,
     logged_models,
@@ -214,6 +215,33 @@ def artifact_digest(connection: Connection, run_id: str, path: str) -> str | Non
     """The sha256 the log recorded for a run's artifact, if it recorded one."""
     row = connection.execute(select(artifacts.c.sha256).where(artifacts.c.run_id == run_id, artifacts.c.path == path)).first()
     return row[0] if row else None
+
+
+def artifact_digests(connection: Connection, run_id: str, prefix: str = "") -> list[dict[str, Any]]:
+    """Every file the log recorded for a run under ``prefix`` (a directory or one file), with
+    its size and sha256: what a model loader may trust, and nothing else."""
+    return _digests(connection, artifacts, artifacts.c.run_id == run_id, prefix)
+
+
+def logged_model_digests(connection: Connection, model_id: str, prefix: str = "") -> list[dict[str, Any]]:
+    """The same for a logged model's files (MLflow 3's ``models:/m-...``)."""
+    return _digests(connection, logged_model_artifacts, logged_model_artifacts.c.model_id == model_id, prefix)
+
+
+def logged_model_artifact_digest(connection: Connection, model_id: str, path: str) -> str | None:
+    table = logged_model_artifacts
+    row = connection.execute(select(table.c.sha256).where(table.c.model_id == model_id, table.c.path == path)).first()
+    return row[0] if row else None
+
+
+def _digests(connection: Connection, table: Any, owner: ColumnElement[bool], prefix: str) -> list[dict[str, Any]]:
+    prefix = prefix.strip("/")
+    rows = connection.execute(select(table.c.path, table.c.size, table.c.sha256).where(owner).order_by(table.c.path)).all()
+    return [
+        {"path": row.path, "size": row.size, "sha256": row.sha256}
+        for row in rows
+        if not prefix or row.path == prefix or row.path.startswith(prefix + "/")
+    ]
 
 
 def _compare(column: Any, clause: Clause) -> ColumnElement[bool]:

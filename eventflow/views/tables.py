@@ -151,6 +151,16 @@ logged_model_params = Table(
     Column("value", Text, nullable=False),
 )
 
+logged_model_artifacts = Table(
+    "logged_model_artifacts",
+    metadata,
+    Column("model_id", String(64), primary_key=True),
+    Column("path", String(1000), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("logged_time", BigInteger, nullable=False),
+)
+
 run_outputs = Table(
     "run_outputs",
     metadata,

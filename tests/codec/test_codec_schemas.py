@@ -19,14 +19,14 @@ EXPECTED_EVENT_TYPES = {
     "run.restored", "run.params_logged", "run.metrics_logged", "run.tags_set", "run.tag_deleted",
     "run.artifact_logged", "run.inputs_logged", "run.outputs_logged",
     "logged_model.created", "logged_model.finalized", "logged_model.tags_set", "logged_model.tag_deleted",
-    "logged_model.params_logged", "logged_model.deleted",
+    "logged_model.params_logged", "logged_model.deleted", "logged_model.artifact_logged",
     "registered_model.created", "registered_model.updated", "registered_model.renamed",
     "registered_model.deleted", "registered_model.tag_set", "registered_model.tag_deleted",
     "model_version.created", "model_version.updated", "model_version.deleted",
     "model_version.tag_set", "model_version.tag_deleted", "model_version.stage_transitioned",
     "model_version.alias_set", "model_version.alias_deleted",
     "deployment.started", "deployment.succeeded", "deployment.failed", "deployment.rolled_back",
-    "webhook.created", "webhook.updated", "webhook.deleted", "webhook.disabled",
+    "webhook.created", "webhook.updated", "webhook.deleted", "webhook.disabled", "webhook.secret_rotated",
 }  # fmt: skip
 
 SCHEMA_FILES = sorted(p.name for p in resources.files("eventflow.schemas").iterdir() if p.name.endswith(".avsc"))
@@ -59,7 +59,7 @@ def test_every_family_is_routed_and_used(reg):
 
 
 def test_schema_files_are_shipped_in_the_installed_package():
-    assert len(SCHEMA_FILES) == 50  # 48 types at v1, run.metrics_logged v2 and v3
+    assert len(SCHEMA_FILES) == 52  # 50 types at v1, run.metrics_logged v2 and v3
     assert SchemaRegistry.load().event_types() == registry().event_types()
 
 

@@ -1,0 +1,53 @@
+"""The JSON body of a delivery: the event, as a receiver wants to read it.
+
+``{"id", "type", "time", "timestamp", "entity": {"type", "id"}, "actor", "data"}``:
+``id`` is the event id (also the ``webhook-id`` header, the receiver's idempotency key),
+``time`` milliseconds since the epoch and ``timestamp`` the same in ISO 8601, ``entity``
+the kind and id of what the event is about (its partition key), ``data`` the payload.
+Metric points are given as a plain list whichever way they were logged, and non-finite
+numbers (NaN, ±inf), which JSON has no words for, as the strings "NaN", "Infinity",
+"-Infinity".
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from typing import Any
+
+from eventflow.events import Event, metric_points
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def data_of(event: Event) -> dict[str, Any]:
+    payload = dict(event.payload)
+    if event.type == "run.metrics_logged":
+        points = metric_points(payload)
+        payload.pop("points", None)
+        payload.pop("columns", None)
+        payload["metrics"] = [{"key": p.key, "value": p.value, "step": p.step, "timestamp": p.timestamp} for p in points]
+    return _finite(payload)
+
+
+def body_of(event: Event) -> str:
+    stamp = datetime.datetime.fromtimestamp(event.time / 1000, tz=datetime.timezone.utc)
+    body = {
+        "id": event.event_id,
+        "type": event.type,
+        "time": event.time,
+        "timestamp": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "entity": {"type": event.type.partition(".")[0], "id": event.key},
+        "actor": event.actor,
+        "data": data_of(event),
+    }
+    return json.dumps(body, separators=(",", ":"), allow_nan=False, default=str)
