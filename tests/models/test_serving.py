@@ -239,6 +239,7 @@ def test_a_model_registered_by_mlflow_resolves_to_its_logged_model(tracking, log
         pytest.skip("the tracking server has no model registry in this tree (it comes with the registry branch)")
     frame, estimator = logged["frame"], logged["estimator"]
     mlflow.set_tracking_uri(url)
+    mlflow.set_experiment(experiment_id="0")  # not an experiment another test left active on another server
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(estimator, name="model", registered_model_name="churn-from-mlflow")
     version = info.registered_model_version
