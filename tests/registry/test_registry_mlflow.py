@@ -52,7 +52,12 @@ def client(url, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "secret")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     mlflow.set_tracking_uri(url)
+    # set_registry_uri also exports MLFLOW_REGISTRY_URI; monkeypatch removes it afterwards.
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", url)
     mlflow.set_registry_uri(url)
+    # mlflow keeps the active experiment globally: one an earlier test set on another
+    # server would be asked of this one.
+    mlflow.set_experiment(experiment_id="0")
     yield MlflowClient(url, url)
     while mlflow.active_run():
         mlflow.end_run()
