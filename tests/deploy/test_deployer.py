@@ -1,0 +1,173 @@
+"""The deployer with real processes: an ``eventflow server``, ``eventflow consume deployer``
+as a subprocess, ``eventflow models serve`` backends it starts, and a client scoring on
+the stable port all through the promotions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "server"))
+from serving import free_port, running_server  # noqa: E402
+
+import eventflow  # noqa: E402
+from eventflow import models  # noqa: E402
+from eventflow.models.signature import infer_signature  # noqa: E402
+
+pd = pytest.importorskip("pandas")
+
+EXAMPLE = {"x": [1.0, 2.0]}
+
+
+def constant(value: int):
+    return lambda frame: [value] * len(frame)
+
+
+def broken():
+    """A model that loads and answers /ping, but fails every prediction (nested, so it is
+    pickled by value: the scoring process cannot import this test module)."""
+
+    def predict(frame):
+        raise RuntimeError("this version is broken")
+
+    return predict
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    home = tmp_path / "server"
+    monkeypatch.setenv("EVENTFLOW_CAPTURE_ENV", "false")
+    with running_server(home) as url:
+        eventflow.set_tracking_uri(url)
+        try:
+            yield url, home
+        finally:
+            eventflow.set_tracking_uri(None)
+
+
+def register(name: str, predict) -> str:
+    with eventflow.start_run():
+        # The signature is given, so logging does not run the (maybe broken) model on its example.
+        info = models.log_model(predict, "model", signature=infer_signature(pd.DataFrame(EXAMPLE)),
+                                input_example=pd.DataFrame(EXAMPLE), registered_model_name=name)
+    assert info.registered_model_version is not None
+    return info.registered_model_version
+
+
+def promote(url: str, name: str, version: str) -> None:
+    answer = httpx.post(url + "/api/2.0/mlflow/registered-models/alias", json={"name": name, "alias": "production", "version": version})
+    assert answer.status_code == 200, answer.text
+
+
+class Deployer:
+    """``eventflow consume deployer`` for one target, as a subprocess."""
+
+    def __init__(self, url: str, home, name: str, port: int, out):
+        self.target = f"{name}@production:{port}"
+        self.out = out
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "eventflow", "consume", "deployer", "--home", str(home), "--tracking-uri", url,
+             "--target", f"models:/{name}@production={port}"],
+            stdout=open(out, "w"), stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def deployment_events(url: str, target: str) -> list[dict]:
+    page = httpx.get(url + "/api/2.0/eventflow/events", params={"topic": "eventflow.deployments", "max_results": 10000}).json()
+    return [e["event"] for e in page["events"] if e["event"]["payload"]["target"] == target]
+
+
+def wait_for(url: str, target: str, count: int, timeout: float = 120.0, log=None) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events = deployment_events(url, target)
+        if len(events) >= count:
+            return events
+        time.sleep(0.2)
+    raise AssertionError(f"{count} deployment events did not come within {timeout} s: {deployment_events(url, target)}\n"
+                         + (open(log).read()[-3000:] if log else ""))
+
+
+class Hammer(threading.Thread):
+    """Scores the stable address without pause; records every answer (or failure)."""
+
+    def __init__(self, endpoint: str):
+        super().__init__(daemon=True)
+        self.endpoint = endpoint
+        self.stopped = threading.Event()
+        self.answers: list[int] = []
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        with httpx.Client(timeout=30) as http:
+            while not self.stopped.is_set():
+                try:
+                    answer = http.post(self.endpoint + "/invocations", json={"dataframe_split": {"columns": ["x"], "data": [[1.0]]}})
+                    if answer.status_code == 200:
+                        self.answers.append(answer.json()["predictions"][0])
+                    else:
+                        self.failures.append(f"HTTP {answer.status_code}: {answer.text[:200]}")
+                except httpx.HTTPError as error:
+                    self.failures.append(repr(error))
+
+
+def types(events: list[dict]) -> list[tuple[str, str]]:
+    return [(e["type"], e["payload"]["version"]) for e in events]
+
+
+def test_promotions_roll_without_a_failed_request_and_a_broken_version_never_takes_over(server, tmp_path):
+    url, home = server
+    name = "deploy-" + uuid.uuid4().hex[:8]
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    v1, v2, v3 = register(name, constant(1)), register(name, constant(2)), register(name, broken())
+    deployer = Deployer(url, home, name, port, tmp_path / "deployer.out")
+    hammer = Hammer(endpoint)
+    try:
+        promote(url, name, v1)
+        events = wait_for(url, deployer.target, 2, log=deployer.out)
+        assert types(events) == [("deployment.started", v1), ("deployment.succeeded", v1)]
+        assert events[1]["payload"]["previous_version"] is None and events[1]["payload"]["endpoint"] == endpoint
+        assert events[1]["causation_id"] == events[0]["event_id"]
+
+        hammer.start()
+        time.sleep(0.5)
+        promote(url, name, v2)
+        events = wait_for(url, deployer.target, 4, log=deployer.out)
+        assert types(events)[2:] == [("deployment.started", v2), ("deployment.succeeded", v2)]
+        assert events[3]["payload"]["previous_version"] == v1
+        time.sleep(0.5)
+        before_broken = len(hammer.answers)
+
+        promote(url, name, v3)
+        events = wait_for(url, deployer.target, 6, log=deployer.out)
+        assert types(events)[4:] == [("deployment.started", v3), ("deployment.failed", v3)]
+        assert "failed its input example" in events[5]["payload"]["error"], events[5]["payload"]["error"]
+        time.sleep(0.5)
+        hammer.stopped.set()
+        hammer.join(timeout=30)
+
+        assert hammer.failures == [], hammer.failures[:5]
+        assert hammer.answers[0] == 1 and hammer.answers[-1] == 2, "the answers switched from version 1 to version 2"
+        switch = hammer.answers.index(2)
+        assert set(hammer.answers[:switch]) == {1} and set(hammer.answers[switch:]) == {2}, "one switch, never back"
+        assert len(hammer.answers) - before_broken > 0, "version 2 kept answering through the broken promotion"
+        answer = httpx.post(endpoint + "/invocations", json={"dataframe_split": {"columns": ["x"], "data": [[1.0]]}})
+        assert answer.json() == {"predictions": [2]} and answer.headers["x-eventflow-model-version"] == v2
+    finally:
+        hammer.stopped.set()
+        deployer.stop()
