@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from eventflow import __version__
+from eventflow.deploy import cli as deploy_cli
 from eventflow.registry import cli as registry_cli
 
 
@@ -289,6 +290,7 @@ def consume(name, targets, tracking_uri, home, kafka, db, artifacts) -> None:
 
 
 main.add_command(registry_cli.registry)
+main.add_command(deploy_cli.deployments)
 
 
 @main.group()

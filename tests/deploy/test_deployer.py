@@ -168,6 +168,83 @@ def test_promotions_roll_without_a_failed_request_and_a_broken_version_never_tak
         assert len(hammer.answers) - before_broken > 0, "version 2 kept answering through the broken promotion"
         answer = httpx.post(endpoint + "/invocations", json={"dataframe_split": {"columns": ["x"], "data": [[1.0]]}})
         assert answer.json() == {"predictions": [2]} and answer.headers["x-eventflow-model-version"] == v2
+
+        found = httpx.get(url + "/api/2.0/eventflow/deployments", params={"target": deployer.target}).json()
+        assert found["deployments"] == [{
+            "target": deployer.target, "name": name, "serving_version": v2, "last_version": v3, "status": "FAILED",
+            "endpoint": endpoint, "updated_time": events[5]["time"], "error": events[5]["payload"]["error"],
+        }]
+        assert [(e["type"], e["version"]) for e in found["history"]] == types(events)[::-1]
+        listing = cli("list", "--tracking-uri", url)
+        row = next(line.split() for line in listing.stdout.splitlines() if line.startswith(deployer.target))
+        assert row[:4] == [deployer.target, v2, v3, "FAILED"], listing.stdout
+        assert f"version {v3} failed: " in listing.stdout
+        history = cli("history", deployer.target, "--tracking-uri", url).stdout.splitlines()
+        assert [line.split()[3:5] for line in history[1:]] == [[t.removeprefix("deployment."), v] for t, v in types(events)[::-1]]
     finally:
         hammer.stopped.set()
         deployer.stop()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "eventflow", "deployments", *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def score(endpoint: str) -> int:
+    return httpx.post(endpoint + "/invocations", json={"dataframe_split": {"columns": ["x"], "data": [[1.0]]}}).json()["predictions"][0]
+
+
+def test_a_restart_or_a_replay_deploys_only_the_latest_version_and_quick_moves_end_on_the_last(server, tmp_path):
+    url, home = server
+    name = "deploy-" + uuid.uuid4().hex[:8]
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    v1, v2, v3 = (register(name, constant(n)) for n in (1, 2, 3))
+    for version in (v1, v2, v3):  # history the deployer will read, not act on
+        promote(url, name, version)
+    deployer = Deployer(url, home, name, port, tmp_path / "deployer-1.out")
+    try:
+        events = wait_for(url, deployer.target, 2, log=deployer.out)
+        time.sleep(1.0)  # room for a wrong extra deployment to show
+        assert types(deployment_events(url, deployer.target)) == [("deployment.started", v3), ("deployment.succeeded", v3)]
+        assert score(endpoint) == 3
+    finally:
+        deployer.stop()
+    assert deployer.process.returncode == 0, open(deployer.out).read()[-2000:]
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(endpoint + "/ping", timeout=2)  # it took its backends with it
+
+    deployer = Deployer(url, home, name, port, tmp_path / "deployer-2.out")
+    try:
+        events = wait_for(url, deployer.target, 4, log=deployer.out)
+        assert types(events)[2:] == [("deployment.started", v3), ("deployment.succeeded", v3)], "a restart serves the latest only"
+        for version in (v1, v2, v1, v2):  # quick moves: the last one wins
+            promote(url, name, version)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            state = httpx.get(url + "/api/2.0/eventflow/deployments", params={"target": deployer.target}).json()["deployments"][0]
+            if state["serving_version"] == v2 and state["status"] == "SUCCEEDED":
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)
+        events = deployment_events(url, deployer.target)
+        assert types(events)[-1] == ("deployment.succeeded", v2), types(events)
+        assert score(endpoint) == 2
+        assert len(events) <= 4 + 2 * 4 and len(events) % 2 == 0
+    finally:
+        deployer.stop()
+
+
+def test_bad_targets_are_refused_at_the_command_line(tmp_path):
+    def consume(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "eventflow", "consume", "deployer", "--home", str(tmp_path), *args],
+                              capture_output=True, text=True, timeout=60, env={k: v for k, v in os.environ.items() if not k.startswith("EVENTFLOW_")})
+
+    wrong = consume("--target", "churn:8080", "--tracking-uri", "http://127.0.0.1:1")
+    assert wrong.returncode == 2 and "write it as models:/NAME@ALIAS=PORT" in wrong.stderr
+    missing = consume("--tracking-uri", "http://127.0.0.1:1")
+    assert missing.returncode == 2 and "give the deployer a target" in missing.stderr
+    local = consume("--target", "models:/churn@production=8080")
+    assert local.returncode == 2 and "--tracking-uri http://HOST:PORT" in local.stderr
