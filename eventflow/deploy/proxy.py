@@ -9,6 +9,7 @@ dropped by a switch. Clients keep their connections to the proxy across switches
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -32,6 +33,7 @@ class Proxy:
         self.current: Backend | None = None
         self._lock = threading.Lock()
         self._clients: dict[int, httpx.AsyncClient] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None  # uvicorn's, where the clients live
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -49,7 +51,9 @@ class Proxy:
         while time.monotonic() < deadline:
             with self._lock:
                 if backend.inflight == 0:
-                    self._clients.pop(id(backend), None)  # its connections close with the process
+                    client = self._clients.pop(id(backend), None)
+                    if client is not None and self._loop is not None and self._loop.is_running():
+                        asyncio.run_coroutine_threadsafe(client.aclose(), self._loop)
                     return True
             time.sleep(0.01)
         return False
@@ -70,6 +74,7 @@ class Proxy:
     def _client(self, backend: Backend) -> httpx.AsyncClient:
         client = self._clients.get(id(backend))
         if client is None:
+            self._loop = asyncio.get_running_loop()
             client = self._clients[id(backend)] = httpx.AsyncClient(base_url=backend.url, timeout=60)
         return client
 

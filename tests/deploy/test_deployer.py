@@ -40,14 +40,29 @@ def broken():
     return predict
 
 
-@pytest.fixture
-def server(tmp_path, monkeypatch):
+def kafka_options(request) -> list[str]:
+    """A Kafka log and a PostgreSQL database of the test's own (shared session services)."""
+    from sqlalchemy import create_engine, text
+
+    postgres_url = request.getfixturevalue("postgres_url")
+    name = "deploy_" + uuid.uuid4().hex[:10]
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return ["--kafka", request.getfixturevalue("kafka_bootstrap"), "--db", postgres_url.rsplit("/", 1)[0] + "/" + name]
+
+
+@pytest.fixture(params=["embedded", pytest.param("kafka+postgresql", marks=pytest.mark.kafka)])
+def server(request, tmp_path, monkeypatch):
+    """A real ``eventflow server``, and the options a deployer needs to read its log."""
     home = tmp_path / "server"
     monkeypatch.setenv("EVENTFLOW_CAPTURE_ENV", "false")
-    with running_server(home) as url:
+    options = kafka_options(request) if request.param != "embedded" else []
+    with running_server(home, *options) as url:
         eventflow.set_tracking_uri(url)
         try:
-            yield url, home
+            yield url, ["--home", str(home), *options]
         finally:
             eventflow.set_tracking_uri(None)
 
@@ -69,11 +84,11 @@ def promote(url: str, name: str, version: str) -> None:
 class Deployer:
     """``eventflow consume deployer`` for one target, as a subprocess."""
 
-    def __init__(self, url: str, home, name: str, port: int, out):
+    def __init__(self, url: str, backend: list[str], name: str, port: int, out):
         self.target = f"{name}@production:{port}"
         self.out = out
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "eventflow", "consume", "deployer", "--home", str(home), "--tracking-uri", url,
+            [sys.executable, "-m", "eventflow", "consume", "deployer", *backend, "--tracking-uri", url,
              "--target", f"models:/{name}@production={port}"],
             stdout=open(out, "w"), stderr=subprocess.STDOUT,
         )
@@ -125,17 +140,31 @@ class Hammer(threading.Thread):
                     self.failures.append(repr(error))
 
 
+def flaky():
+    """A model that scores its first request (the check beside the old version) and fails
+    every later one (the check through the stable port, after the switch)."""
+    calls = []
+
+    def predict(frame):
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("this version broke after its first answer")
+        return [9] * len(frame)
+
+    return predict
+
+
 def types(events: list[dict]) -> list[tuple[str, str]]:
     return [(e["type"], e["payload"]["version"]) for e in events]
 
 
 def test_promotions_roll_without_a_failed_request_and_a_broken_version_never_takes_over(server, tmp_path):
-    url, home = server
+    url, backend = server
     name = "deploy-" + uuid.uuid4().hex[:8]
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     v1, v2, v3 = register(name, constant(1)), register(name, constant(2)), register(name, broken())
-    deployer = Deployer(url, home, name, port, tmp_path / "deployer.out")
+    deployer = Deployer(url, backend, name, port, tmp_path / "deployer.out")
     hammer = Hammer(endpoint)
     try:
         promote(url, name, v1)
@@ -197,14 +226,14 @@ def score(endpoint: str) -> int:
 
 
 def test_a_restart_or_a_replay_deploys_only_the_latest_version_and_quick_moves_end_on_the_last(server, tmp_path):
-    url, home = server
+    url, backend = server
     name = "deploy-" + uuid.uuid4().hex[:8]
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     v1, v2, v3 = (register(name, constant(n)) for n in (1, 2, 3))
     for version in (v1, v2, v3):  # history the deployer will read, not act on
         promote(url, name, version)
-    deployer = Deployer(url, home, name, port, tmp_path / "deployer-1.out")
+    deployer = Deployer(url, backend, name, port, tmp_path / "deployer-1.out")
     try:
         events = wait_for(url, deployer.target, 2, log=deployer.out)
         time.sleep(1.0)  # room for a wrong extra deployment to show
@@ -216,7 +245,7 @@ def test_a_restart_or_a_replay_deploys_only_the_latest_version_and_quick_moves_e
     with pytest.raises(httpx.HTTPError):
         httpx.get(endpoint + "/ping", timeout=2)  # it took its backends with it
 
-    deployer = Deployer(url, home, name, port, tmp_path / "deployer-2.out")
+    deployer = Deployer(url, backend, name, port, tmp_path / "deployer-2.out")
     try:
         events = wait_for(url, deployer.target, 4, log=deployer.out)
         assert types(events)[2:] == [("deployment.started", v3), ("deployment.succeeded", v3)], "a restart serves the latest only"
@@ -248,3 +277,26 @@ def test_bad_targets_are_refused_at_the_command_line(tmp_path):
     assert missing.returncode == 2 and "give the deployer a target" in missing.stderr
     local = consume("--target", "models:/churn@production=8080")
     assert local.returncode == 2 and "--tracking-uri http://HOST:PORT" in local.stderr
+
+
+def test_a_version_that_fails_after_the_switch_is_rolled_back(server, tmp_path):
+    url, backend = server
+    name = "deploy-" + uuid.uuid4().hex[:8]
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    v1, v2 = register(name, constant(1)), register(name, flaky())
+    promote(url, name, v1)
+    deployer = Deployer(url, backend, name, port, tmp_path / "deployer.out")
+    try:
+        wait_for(url, deployer.target, 2, log=deployer.out)
+        promote(url, name, v2)
+        events = wait_for(url, deployer.target, 5, log=deployer.out)
+        assert types(events)[2:] == [("deployment.started", v2), ("deployment.failed", v2), ("deployment.rolled_back", v2)]
+        rolled = events[4]["payload"]
+        assert rolled["previous_version"] == v1 and "after the switch" in rolled["reason"]
+        assert events[4]["correlation_id"] == events[2]["event_id"] == events[3]["causation_id"]
+        assert score(endpoint) == 1 and score(endpoint) == 1, "version 1 serves again"
+        state = httpx.get(url + "/api/2.0/eventflow/deployments", params={"target": deployer.target}).json()["deployments"][0]
+        assert (state["serving_version"], state["status"]) == (v1, "ROLLED_BACK")
+    finally:
+        deployer.stop()
