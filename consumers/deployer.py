@@ -142,6 +142,7 @@ class Reconciler:
             proxy.serve_in_thread()
 
     def run(self, stop: threading.Event) -> None:
+        self._wait_for_server(stop)
         while not stop.is_set():
             self.wake.wait(timeout=1.0)
             self.wake.clear()
@@ -149,6 +150,19 @@ class Reconciler:
                 if stop.is_set():
                     break
                 self.reconcile(target)
+
+    def _wait_for_server(self, stop: threading.Event) -> None:
+        """Until the tracking server answers: a version is not failed because the server
+        that resolves it is still starting (the deployer inside it, or beside it in compose)."""
+        import httpx
+
+        while not stop.is_set():
+            try:
+                if httpx.get(self.tracking_uri.rstrip("/") + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            stop.wait(0.2)
 
     def reconcile(self, target: Target) -> None:
         desired = self.state.desired(target)

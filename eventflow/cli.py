@@ -197,6 +197,8 @@ def server(host, port, workers, no_consumers, home, kafka, db, artifacts) -> Non
     log, the SQLite views and the artifacts under ~/.eventflow. Point training code at it
     with EVENTFLOW_TRACKING_URI=http://HOST:PORT, or MLflow code with MLFLOW_TRACKING_URI.
     Open http://HOST:PORT/ for the live dashboard (charts move as metrics are logged).
+    With EVENTFLOW_DEPLOY_TARGETS='models:/churn@production=8080' it also runs the
+    deployer (see eventflow consume --help): promoting a version serves it on that port.
 
     \b
     Examples:
@@ -209,6 +211,13 @@ def server(host, port, workers, no_consumers, home, kafka, db, artifacts) -> Non
 
     _export_backend(home, kafka, db, artifacts)
     os.environ["EVENTFLOW_SERVER_CONSUMERS"] = "false" if no_consumers else "true"
+    if os.environ.get("EVENTFLOW_DEPLOY_TARGETS", "").strip() and not no_consumers:
+        if workers > 1:
+            raise click.UsageError("EVENTFLOW_DEPLOY_TARGETS needs one server process (its deployer owns the ports): "
+                                   "use --workers 1, or run the deployer apart with eventflow consume deployer")
+        # The deployer inside this server resolves models:/ URIs through this server.
+        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        os.environ["EVENTFLOW_SERVER_URL"] = f"http://{local}:{port}"
     where = f"Kafka {kafka}" if kafka else f"the embedded log in {home or '~/.eventflow'}"
     click.echo(f"eventflow {__version__}: serving http://{host}:{port} on {where} (dashboard at /)", err=True)
     uvicorn.run("eventflow.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers, log_level="warning")

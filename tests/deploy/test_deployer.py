@@ -300,3 +300,21 @@ def test_a_version_that_fails_after_the_switch_is_rolled_back(server, tmp_path):
         assert (state["serving_version"], state["status"]) == (v1, "ROLLED_BACK")
     finally:
         deployer.stop()
+
+
+def test_the_server_runs_the_deployer_when_targets_are_configured(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVENTFLOW_CAPTURE_ENV", "false")
+    name = "deploy-" + uuid.uuid4().hex[:8]
+    port = free_port()
+    with running_server(tmp_path / "server", env={"EVENTFLOW_DEPLOY_TARGETS": f"models:/{name}@production={port}"}) as url:
+        eventflow.set_tracking_uri(url)
+        try:
+            version = register(name, constant(7))
+        finally:
+            eventflow.set_tracking_uri(None)
+        promote(url, name, version)
+        events = wait_for(url, f"{name}@production:{port}", 2)
+        assert types(events) == [("deployment.started", version), ("deployment.succeeded", version)]
+        assert score(f"http://127.0.0.1:{port}") == 7
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2)  # the server took its deployer's backends with it
