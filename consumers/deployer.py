@@ -20,7 +20,9 @@ for the old backend's requests in flight → stop it → ``deployment.succeeded`
 version that fails its check is stopped while the old one keeps serving
 (``deployment.failed``); one that fails after the switch is switched back
 (``deployment.failed`` + ``deployment.rolled_back``). A failed version is not retried
-until the alias moves again. Deleting the alias leaves the last version serving: an
+until the alias is set again (to it: another try); a restarted deployer whose alias
+points at a version that failed serves the last version that succeeded (from the
+deployment events) instead of nothing. Deleting the alias leaves the last version serving: an
 accidental delete should not take a production endpoint down.
 """
 
@@ -36,6 +38,7 @@ from typing import Any
 
 from eventflow.consumers.base import ConsumerLoop, Delivery, Subscriber
 from eventflow.deploy.backend import Backend, HealthCheckFailed, check_scores, input_example_request
+from eventflow.deploy.history import fold, read_deployment_events
 from eventflow.deploy.proxy import Proxy
 from eventflow.events import TOPIC_PREFIX, Event
 from eventflow.log import Log, TopicPartition
@@ -91,10 +94,14 @@ class DesiredState(Subscriber):
         self.on_change = on_change
         self._lock = threading.Lock()
         self._desired: dict[str, str | None] = {t.key: None for t in targets}
+        # Counts the alias events of each target: setting an alias again to a version
+        # that failed is asking for another try, which the version alone cannot tell.
+        self._generation: dict[str, int] = {t.key: 0 for t in targets}
 
-    def desired(self, target: Target) -> str | None:
+    def desired(self, target: Target) -> tuple[str | None, int]:
+        """The version the target should serve (None: none), and its generation."""
         with self._lock:
-            return self._desired[target.key]
+            return self._desired[target.key], self._generation[target.key]
 
     def apply(self, deliveries: list[Delivery], spans: dict[TopicPartition, tuple[int, int]]) -> None:
         changed = False
@@ -119,8 +126,9 @@ class DesiredState(Subscriber):
                 new = None
             else:
                 continue
-            changed |= new != self._desired[t.key]
+            changed = True
             self._desired[t.key] = new
+            self._generation[t.key] += 1
         return changed
 
 
@@ -134,7 +142,11 @@ class Reconciler:
         self.tracking_uri = tracking_uri
         self.ready_timeout = ready_timeout
         self.proxies = {t.key: Proxy(t.host, t.port) for t in targets}
-        self.failed: dict[str, str] = {}  # target → the version that failed (not retried until the alias moves)
+        # target → (version, generation) that failed: not retried until the alias is set again
+        self.failed: dict[str, tuple[str, int]] = {}
+        # target → the last version that served well: what a restarted deployer serves
+        # when the desired version is one that failed
+        self.fallback: dict[str, str] = {}
         self.wake = threading.Event()
 
     def start_proxies(self) -> None:
@@ -165,13 +177,33 @@ class Reconciler:
             stop.wait(0.2)
 
     def reconcile(self, target: Target) -> None:
-        desired = self.state.desired(target)
+        desired, generation = self.state.desired(target)
         current = self.proxies[target.key].current
-        if desired is None or (current is not None and current.version == desired) or self.failed.get(target.key) == desired:
+        if desired is None:
             return
-        self.deploy(target, desired)
+        if self.failed.get(target.key) == (desired, generation):
+            good = self.fallback.get(target.key)
+            if current is None and good is not None and good != desired:
+                self.deploy(target, good, None)  # restarted: serve the last good version meanwhile
+            return
+        if current is None or current.version != desired:
+            self.deploy(target, desired, generation)
 
-    def deploy(self, target: Target, version: str) -> None:
+    def remember(self, history: list[dict[str, Any]]) -> None:
+        """Take what the deployment history says (eventflow/deploy/history.py's fold): the
+        last good version of each target, and a desired version that already failed."""
+        for state in history:
+            target = next((t for t in self.targets if t.key == state["target"]), None)
+            if target is None:
+                continue
+            if state["serving_version"]:
+                self.fallback[target.key] = state["serving_version"]
+            desired, generation = self.state.desired(target)
+            if state["status"] in ("FAILED", "ROLLED_BACK") and state["last_version"] == desired:
+                self.failed[target.key] = (desired, generation)
+
+    def deploy(self, target: Target, version: str, generation: int | None) -> None:
+        """Roll ``target`` to ``version``; ``generation`` None for a fallback (not the alias's)."""
         proxy = self.proxies[target.key]
         old = proxy.current
         base = {"target": target.key, "model_uri": f"models:/{target.name}/{version}", "name": target.name, "version": version,
@@ -193,13 +225,16 @@ class Reconciler:
                 proxy.switch(old)
                 proxy.drain(new)
             new.stop()
-            self.failed[target.key] = version
+            if generation is not None:
+                self.failed[target.key] = (version, generation)
+            else:
+                self.fallback.pop(target.key, None)  # the fallback broke too: do not loop on it
             logger.warning("deployer: %s version %s failed: %s", target.key, version, reason)
             self._emit("deployment.failed", {**base, "error": reason}, started)
             if switched:
                 self._emit("deployment.rolled_back", {**base, "reason": reason}, started)
             return
-        self.failed.pop(target.key, None)
+        self.fallback[target.key] = version
         if old is not None:
             if not proxy.drain(old):
                 logger.warning("deployer: %s version %s still had requests in flight after 60 s; stopping it", target.key, old.version)
@@ -248,6 +283,7 @@ class Deployer:
         self.reconciler.start_proxies()
         try:
             loop.catch_up(timeout=600)
+            self.reconciler.remember(fold(read_deployment_events(self.log)))
             thread = threading.Thread(target=self.reconciler.run, args=(stop,), name="eventflow-deployer-reconciler", daemon=True)
             self.reconciler.wake.set()
             thread.start()

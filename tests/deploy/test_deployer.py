@@ -210,6 +210,16 @@ def test_promotions_roll_without_a_failed_request_and_a_broken_version_never_tak
         assert f"version {v3} failed: " in listing.stdout
         history = cli("history", deployer.target, "--tracking-uri", url).stdout.splitlines()
         assert [line.split()[3:5] for line in history[1:]] == [[t.removeprefix("deployment."), v] for t, v in types(events)[::-1]]
+
+        deployer.stop()  # a restart while the alias points at the broken version: version 2 serves again
+        deployer = Deployer(url, backend, name, port, tmp_path / "deployer-2.out")
+        events = wait_for(url, deployer.target, 8, log=deployer.out)
+        assert types(events)[6:] == [("deployment.started", v2), ("deployment.succeeded", v2)]
+        assert score(endpoint) == 2
+        promote(url, name, v3)  # setting the alias again is another try
+        events = wait_for(url, deployer.target, 10, log=deployer.out)
+        assert types(events)[8:] == [("deployment.started", v3), ("deployment.failed", v3)]
+        assert score(endpoint) == 2
     finally:
         hammer.stopped.set()
         deployer.stop()
