@@ -140,6 +140,19 @@ class Hammer(threading.Thread):
                     self.failures.append(repr(error))
 
 
+def slow_on_five(value: int, seconds: float):
+    """Answers ``value`` at once, except for x == 5, which takes ``seconds``."""
+
+    def predict(frame):
+        import time
+
+        if 5.0 in list(frame["x"]):
+            time.sleep(seconds)
+        return [value] * len(frame)
+
+    return predict
+
+
 def flaky():
     """A model that scores its first request (the check beside the old version) and fails
     every later one (the check through the stable port, after the switch)."""
@@ -328,3 +341,36 @@ def test_the_server_runs_the_deployer_when_targets_are_configured(tmp_path, monk
         assert score(f"http://127.0.0.1:{port}") == 7
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2)  # the server took its deployer's backends with it
+
+
+def test_the_old_version_finishes_its_requests_in_flight_before_it_is_stopped(server, tmp_path):
+    url, backend = server
+    name = "deploy-" + uuid.uuid4().hex[:8]
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    v1, v2 = register(name, slow_on_five(1, 8.0)), register(name, constant(2))
+    promote(url, name, v1)
+    deployer = Deployer(url, backend, name, port, tmp_path / "deployer.out")
+    try:
+        wait_for(url, deployer.target, 2, log=deployer.out)
+        slow: dict = {}
+
+        def slow_request() -> None:
+            answer = httpx.post(endpoint + "/invocations", json={"dataframe_split": {"columns": ["x"], "data": [[5.0]]}}, timeout=60)
+            slow.update(status=answer.status_code, body=answer.json(), done=time.time() * 1000)
+
+        client = threading.Thread(target=slow_request)
+        client.start()
+        time.sleep(0.5)
+        promote(url, name, v2)
+        while "done" not in slow and score(endpoint) != 2:
+            time.sleep(0.05)
+        assert "done" not in slow, "version 2 took the traffic while the slow request was still in flight on version 1"
+        events = wait_for(url, deployer.target, 4, log=deployer.out)
+        client.join(timeout=60)
+        assert slow["status"] == 200 and slow["body"] == {"predictions": [1]}, "the request in flight on version 1 was answered by it"
+        assert types(events)[2:] == [("deployment.started", v2), ("deployment.succeeded", v2)]
+        assert events[3]["time"] >= slow["done"] - 50, "version 1 was stopped only after its request finished"
+        assert score(endpoint) == 2
+    finally:
+        deployer.stop()
