@@ -68,6 +68,12 @@ class Target:
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def local_url(self) -> str:
+        """Where this machine reaches the stable address (a wildcard bind answers on loopback)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
 
 def parse_target(spec: str) -> Target:
     """``models:/NAME@ALIAS=PORT`` (or ``=HOST:PORT``), or a ValueError saying the shape."""
@@ -161,7 +167,10 @@ class Reconciler:
             for target in self.targets:
                 if stop.is_set():
                     break
-                self.reconcile(target)
+                try:
+                    self.reconcile(target)
+                except Exception:  # the log or the server down: try again at the next wake (at most 1 s)
+                    logger.exception("deployer: reconciling %s failed; retrying", target.key)
 
     def _wait_for_server(self, stop: threading.Event) -> None:
         """Until the tracking server answers: a version is not failed because the server
@@ -218,7 +227,7 @@ class Reconciler:
             check_scores(new.url, example, new.model_uri)
             proxy.switch(new)
             switched = True
-            check_scores(f"http://127.0.0.1:{target.port}", example, f"{target.endpoint} after the switch")
+            check_scores(target.local_url, example, f"{target.endpoint} after the switch")
         except Exception as error:  # any failure of the new version: the old one keeps (or goes back to) serving
             reason = str(error) if isinstance(error, HealthCheckFailed) else f"{type(error).__name__}: {error}"
             if switched:
@@ -243,10 +252,15 @@ class Reconciler:
         logger.info("deployer: %s serves version %s", target.key, version)
 
     def _example(self, backend: Backend) -> bytes | None:
-        """The input example's request body, read from the version's verified files."""
+        """The input example's request body, read from the version's verified files
+        (fetched while the backend starts, into a directory removed afterwards)."""
+        import tempfile
+        from pathlib import Path
+
         from eventflow.models.pyfunc import local_copy
 
-        return input_example_request(local_copy(backend.model_uri, self.tracking_uri))
+        with tempfile.TemporaryDirectory(prefix="eventflow-deployer-") as directory:
+            return input_example_request(local_copy(backend.model_uri, self.tracking_uri, Path(directory) / "model"))
 
     def _emit(self, event_type: str, payload: dict[str, Any], cause: Event | None = None) -> Event:
         """Append a deployment event; the events of one deployment share the started one's id
