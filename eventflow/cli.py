@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from eventflow import __version__
+from eventflow.deploy import cli as deploy_cli
 from eventflow.registry import cli as registry_cli
 
 
@@ -196,6 +197,8 @@ def server(host, port, workers, no_consumers, home, kafka, db, artifacts) -> Non
     log, the SQLite views and the artifacts under ~/.eventflow. Point training code at it
     with EVENTFLOW_TRACKING_URI=http://HOST:PORT, or MLflow code with MLFLOW_TRACKING_URI.
     Open http://HOST:PORT/ for the live dashboard (charts move as metrics are logged).
+    With EVENTFLOW_DEPLOY_TARGETS='models:/churn@production=8080' it also runs the
+    deployer (see eventflow consume --help): promoting a version serves it on that port.
 
     \b
     Examples:
@@ -208,6 +211,13 @@ def server(host, port, workers, no_consumers, home, kafka, db, artifacts) -> Non
 
     _export_backend(home, kafka, db, artifacts)
     os.environ["EVENTFLOW_SERVER_CONSUMERS"] = "false" if no_consumers else "true"
+    if os.environ.get("EVENTFLOW_DEPLOY_TARGETS", "").strip() and not no_consumers:
+        if workers > 1:
+            raise click.UsageError("EVENTFLOW_DEPLOY_TARGETS needs one server process (its deployer owns the ports): "
+                                   "use --workers 1, or run the deployer apart with eventflow consume deployer")
+        # The deployer inside this server resolves models:/ URIs through this server.
+        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        os.environ["EVENTFLOW_SERVER_URL"] = f"http://{local}:{port}"
     where = f"Kafka {kafka}" if kafka else f"the embedded log in {home or '~/.eventflow'}"
     click.echo(f"eventflow {__version__}: serving http://{host}:{port} on {where} (dashboard at /)", err=True)
     uvicorn.run("eventflow.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers, log_level="warning")
@@ -216,13 +226,18 @@ def server(host, port, workers, no_consumers, home, kafka, db, artifacts) -> Non
 CONSUMERS = {
     "projector": "builds the SQL views (the tracking database) from the log, exactly once",
     "webhooks": "records a delivery per matching webhook subscription and sends them, signed and retried",
+    "deployer": "serves models:/NAME@ALIAS on a port and rolls it to each version the alias moves to",
 }
 
 
 @main.command()
 @click.argument("name", type=click.Choice(sorted(CONSUMERS)))
+@click.option("--target", "targets", multiple=True, metavar="models:/NAME@ALIAS=PORT",
+              help="deployer: serve this alias on this port (repeat for more). [env EVENTFLOW_DEPLOY_TARGETS, comma-separated]")
+@click.option("--tracking-uri", envvar="EVENTFLOW_TRACKING_URI", default=None,
+              help="deployer: the eventflow server that resolves models:/ URIs. [env EVENTFLOW_TRACKING_URI]")
 @backend_options
-def consume(name, home, kafka, db, artifacts) -> None:
+def consume(name, targets, tracking_uri, home, kafka, db, artifacts) -> None:
     """Run one consumer on its own, as a member of its consumer group.
 
     Run more instances to share the work: the log splits the partitions between them.
@@ -233,6 +248,14 @@ def consume(name, home, kafka, db, artifacts) -> None:
       projector  builds the SQL views (the tracking database) from the log, exactly once
       webhooks   records a delivery per matching webhook subscription and sends them,
                  signed and retried (settings: EVENTFLOW_WEBHOOK_* variables, see README)
+      deployer   serves models:/NAME@ALIAS on a port; when the alias moves, starts the
+                 new version beside the old, health-checks it with its input example,
+                 switches traffic without dropping requests, and emits deployment.* events
+
+    \b
+    Examples:
+      eventflow consume projector --kafka 127.0.0.1:9092
+      eventflow consume deployer --target 'models:/churn@production=8080' --tracking-uri http://127.0.0.1:5000
     """
     import signal
     import threading
@@ -241,6 +264,19 @@ def consume(name, home, kafka, db, artifacts) -> None:
     from eventflow.consumers.projector import Projector
     from eventflow.server.runtime import open_runtime
 
+    deployer = None
+    if name == "deployer":
+        from eventflow.consumers.deployer import parse_target, targets_from_env
+
+        try:
+            chosen = [parse_target(spec) for spec in targets] or targets_from_env()
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+        if not chosen:
+            raise click.UsageError("give the deployer a target: --target 'models:/NAME@ALIAS=PORT' (or EVENTFLOW_DEPLOY_TARGETS)")
+        if not (tracking_uri or "").startswith(("http://", "https://")):
+            raise click.UsageError("the deployer resolves models:/ URIs through an eventflow server: give --tracking-uri http://HOST:PORT")
+        deployer = chosen
     runtime = open_runtime(home=home, kafka=kafka, db=db, artifacts=artifacts, run_consumers=False)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -249,6 +285,11 @@ def consume(name, home, kafka, db, artifacts) -> None:
         from eventflow.consumers.webhooks import Dispatcher
 
         runner = Dispatcher(runtime.log, runtime.engine, runtime.webhook_settings).run
+    elif deployer is not None:
+        from eventflow.consumers.deployer import Deployer
+
+        runner = Deployer(runtime.log, deployer, tracking_uri).run
+        click.echo("deployer: " + ", ".join(f"{t.name}@{t.alias} on {t.endpoint}" for t in deployer), err=True)
     else:
         runner = ConsumerLoop(runtime.log, Projector(runtime.engine)).run
     click.echo(f"{name}: consuming (Ctrl-C to stop)", err=True)
@@ -258,6 +299,7 @@ def consume(name, home, kafka, db, artifacts) -> None:
 
 
 main.add_command(registry_cli.registry)
+main.add_command(deploy_cli.deployments)
 
 
 @main.group()

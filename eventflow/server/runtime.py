@@ -77,8 +77,27 @@ class Runtime:
                 thread = threading.Thread(target=self._guard(run), name=name, daemon=True)
                 thread.start()
                 self._threads.append(thread)
+            self._start_deployer()
         self._start_feed()
         self._ensure_default_experiment()
+
+    def _start_deployer(self) -> None:
+        """The deployer, when targets are configured (EVENTFLOW_DEPLOY_TARGETS): it owns
+        their ports, so it runs in one process only (``eventflow server`` refuses targets
+        with several workers; run ``eventflow consume deployer`` apart to scale the API)."""
+        from eventflow.consumers.deployer import Deployer, targets_from_env
+
+        targets = targets_from_env()
+        if not targets:
+            return
+        tracking_uri = os.environ.get("EVENTFLOW_SERVER_URL")
+        if not tracking_uri:
+            logger.warning("deployment targets are configured but this server does not know its own URL: run eventflow consume deployer")
+            return
+        deployer = Deployer(self.log, targets, tracking_uri)
+        thread = threading.Thread(target=self._guard(deployer.run), name="eventflow-deployer", daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def _start_feed(self) -> None:
         """This server's own tail of the log for its websocket hub: every instance runs

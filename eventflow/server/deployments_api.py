@@ -1,0 +1,25 @@
+"""``/api/2.0/eventflow/deployments``: what each deployment target serves, and its history
+(from the deployer's deployment.* events)."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from eventflow.deploy.history import deployments
+from eventflow.server.requests import as_int
+from eventflow.server.runtime import Runtime
+
+PATH = "/api/2.0/eventflow/deployments"
+
+
+def routes(runtime: Runtime) -> list[Route]:
+    async def list_deployments(request: Request) -> JSONResponse:
+        query = dict(request.query_params)
+        max_results = as_int(query, "max_results", 100, 1, 10_000)
+        found = await run_in_threadpool(deployments, runtime.log, query.get("target") or None, max_results)
+        return JSONResponse(found)
+
+    return [Route(PATH, list_deployments, methods=["GET"])]
