@@ -144,3 +144,24 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory):
         yield postgres.url
     finally:
         postgres.stop()
+
+
+@pytest.fixture(scope="session")
+def new_postgres_database(postgres_url):
+    """A function that makes an empty database of its own on the session's PostgreSQL
+    server and returns its SQLAlchemy URL: each server or projector under test gets one,
+    so tests never see each other's views."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    def make(prefix: str = "test") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE {name}"))
+        admin.dispose()
+        return postgres_url.rsplit("/", 1)[0] + "/" + name
+
+    return make
+

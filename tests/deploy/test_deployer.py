@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "server"))
-from serving import free_port, running_server  # noqa: E402
+from serving import free_port, kafka_postgres_options, running_server  # noqa: E402
 
 import eventflow  # noqa: E402
 from eventflow import models  # noqa: E402
@@ -40,25 +40,12 @@ def broken():
     return predict
 
 
-def kafka_options(request) -> list[str]:
-    """A Kafka log and a PostgreSQL database of the test's own (shared session services)."""
-    from sqlalchemy import create_engine, text
-
-    postgres_url = request.getfixturevalue("postgres_url")
-    name = "deploy_" + uuid.uuid4().hex[:10]
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return ["--kafka", request.getfixturevalue("kafka_bootstrap"), "--db", postgres_url.rsplit("/", 1)[0] + "/" + name]
-
-
 @pytest.fixture(params=["embedded", pytest.param("kafka+postgresql", marks=pytest.mark.kafka)])
 def server(request, tmp_path, monkeypatch):
     """A real ``eventflow server``, and the options a deployer needs to read its log."""
     home = tmp_path / "server"
     monkeypatch.setenv("EVENTFLOW_CAPTURE_ENV", "false")
-    options = kafka_options(request) if request.param != "embedded" else []
+    options = kafka_postgres_options(request, "deploy") if request.param != "embedded" else []
     with running_server(home, *options) as url:
         eventflow.set_tracking_uri(url)
         try:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "server"))
-from serving import running_server  # noqa: E402
+from serving import kafka_postgres_options, running_server  # noqa: E402
 
 import mlflow  # noqa: E402  (a test dependency: pip install -e '.[test]')
 from mlflow.tracking import MlflowClient  # noqa: E402
@@ -25,17 +25,7 @@ def url(request, tmp_path_factory):
     home = tmp_path_factory.mktemp("mlflow-compat")
     options: list[str] = []
     if request.param == "kafka+postgresql":
-        import uuid
-
-        from sqlalchemy import create_engine, text
-
-        postgres_url = request.getfixturevalue("postgres_url")
-        name = "compat_" + uuid.uuid4().hex[:10]
-        admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        options = ["--kafka", request.getfixturevalue("kafka_bootstrap"), "--db", postgres_url.rsplit("/", 1)[0] + "/" + name]
+        options = kafka_postgres_options(request, "compat")
     with running_server(home, *options) as url:
         HOMES[url] = home
         yield url

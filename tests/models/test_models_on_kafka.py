@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 
 import httpx
 import pytest
@@ -21,15 +20,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 
 @pytest.fixture
-def kafka_server(tmp_path, kafka_bootstrap, postgres_url, monkeypatch):
-    from sqlalchemy import create_engine, text
-
-    name = "models_" + uuid.uuid4().hex[:10]
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    db = postgres_url.rsplit("/", 1)[0] + "/" + name
+def kafka_server(tmp_path, kafka_bootstrap, new_postgres_database, monkeypatch):
+    db = new_postgres_database("models")
     home = tmp_path / "home"
     with running_server(home, "--kafka", kafka_bootstrap, "--db", db) as url:
         monkeypatch.setenv("EVENTFLOW_CAPTURE_ENV", "false")

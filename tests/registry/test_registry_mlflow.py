@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "server"))
-from serving import running_server  # noqa: E402
+from serving import kafka_postgres_options, running_server  # noqa: E402
 
 import mlflow  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
@@ -32,15 +32,7 @@ def url(request, tmp_path_factory):
     home = tmp_path_factory.mktemp("registry")
     options: list[str] = []
     if request.param == "kafka+postgresql":
-        from sqlalchemy import create_engine, text
-
-        postgres_url = request.getfixturevalue("postgres_url")
-        name = "registry_" + uuid.uuid4().hex[:10]
-        admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        options = ["--kafka", request.getfixturevalue("kafka_bootstrap"), "--db", postgres_url.rsplit("/", 1)[0] + "/" + name]
+        options = kafka_postgres_options(request, "registry")
     with running_server(home, *options) as url:
         yield url
 

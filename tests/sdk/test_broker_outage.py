@@ -50,17 +50,11 @@ def test_points_logged_while_the_broker_is_down_arrive_once_it_is_back(tmp_path,
 
 @pytest.mark.kafka
 @pytest.mark.postgres
-def test_the_sdk_produces_straight_to_kafka_with_views_in_postgresql(tmp_path, monkeypatch, kafka_bootstrap, postgres_url):
-    import uuid
-
+def test_the_sdk_produces_straight_to_kafka_with_views_in_postgresql(tmp_path, monkeypatch, kafka_bootstrap, new_postgres_database):
     from sqlalchemy import create_engine, text
 
-    name = "sdk_" + uuid.uuid4().hex[:10]
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    db = postgres_url.rsplit("/", 1)[0] + "/" + name
+    db = new_postgres_database("sdk")
+    name = db.rsplit("/", 1)[1]
     monkeypatch.setenv("EVENTFLOW_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("EVENTFLOW_DB", db)
     monkeypatch.setenv("EVENTFLOW_CAPTURE_ENV", "false")

@@ -58,6 +58,12 @@ def running_server(home, *options: str, env: dict[str, str] | None = None) -> It
         log.close()
 
 
+def kafka_postgres_options(request: pytest.FixtureRequest, prefix: str) -> list[str]:
+    """``eventflow server`` options for the session's Kafka broker and a fresh database."""
+    database = request.getfixturevalue("new_postgres_database")(prefix)
+    return ["--kafka", request.getfixturevalue("kafka_bootstrap"), "--db", database]
+
+
 @pytest.fixture
 def server(tmp_path) -> Iterator[str]:
     """A server on the embedded default, in a fresh home."""

@@ -11,27 +11,15 @@ import httpx
 import pytest
 
 from live_client import LiveClient, RawLiveClient
-from serving import running_server
+from serving import kafka_postgres_options, running_server
 
 API = "/api/2.0/mlflow"
-
-
-def _kafka_options(request) -> list[str]:  # type: ignore[no-untyped-def]
-    from sqlalchemy import create_engine, text
-
-    postgres_url = request.getfixturevalue("postgres_url")
-    name = "live_" + uuid.uuid4().hex[:10]
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return ["--kafka", request.getfixturevalue("kafka_bootstrap"), "--db", postgres_url.rsplit("/", 1)[0] + "/" + name]
 
 
 @pytest.fixture(scope="module", params=["embedded", "kafka+postgresql"])
 def backend(request, tmp_path_factory):
     """Options for a server on the embedded default, then on Kafka with PostgreSQL."""
-    options = _kafka_options(request) if request.param == "kafka+postgresql" else []
+    options = kafka_postgres_options(request, "live") if request.param == "kafka+postgresql" else []
     return request.param, options, tmp_path_factory
 
 

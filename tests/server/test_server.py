@@ -127,14 +127,10 @@ def test_the_sdk_logs_over_http(server, tmp_path):
 
 @pytest.mark.kafka
 @pytest.mark.postgres
-def test_the_server_on_kafka_and_postgresql(tmp_path, kafka_bootstrap, postgres_url):
+def test_the_server_on_kafka_and_postgresql(tmp_path, kafka_bootstrap, new_postgres_database):
     from sqlalchemy import create_engine, text
 
-    name = "server_" + os.urandom(4).hex()
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    db = postgres_url.rsplit("/", 1)[0] + "/" + name
+    db = new_postgres_database("server")
     home = tmp_path / "home"
     with running_server(home, "--kafka", kafka_bootstrap, "--db", db) as url:
         script = tmp_path / "train.py"

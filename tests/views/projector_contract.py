@@ -18,7 +18,7 @@ import time
 import uuid
 
 import pytest
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, select, text
 
 from eventflow import commands
 from eventflow.consumers.base import ConsumerLoop
@@ -237,18 +237,4 @@ class ProjectorContract:
                     break
             assert [repr(p) for p in paged] == [repr(p) for p in whole]  # repr: NaN != NaN
         engine.dispose()
-
-
-def fresh_postgres_database(postgres_url: str):
-    """A function making a new, empty PostgreSQL database per call (dropped by the server's end)."""
-
-    def make() -> str:
-        name = "views_" + uuid.uuid4().hex[:12]
-        admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        return postgres_url.rsplit("/", 1)[0] + "/" + name
-
-    return make
 

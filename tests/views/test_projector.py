@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from projector_contract import ProjectorContract, fresh_postgres_database
+from projector_contract import ProjectorContract
 
 
 class TestEmbeddedLogSQLiteViews(ProjectorContract):
@@ -26,8 +26,8 @@ class TestEmbeddedLogPostgresViews(ProjectorContract):
         return str(tmp_path / "log")
 
     @pytest.fixture
-    def database(self, postgres_url):
-        return fresh_postgres_database(postgres_url)
+    def database(self, new_postgres_database):
+        return lambda: new_postgres_database("views")
 
 
 @pytest.mark.kafka
@@ -38,5 +38,5 @@ class TestKafkaLogPostgresViews(ProjectorContract):
         return f"kafka://{kafka_bootstrap}"
 
     @pytest.fixture
-    def database(self, postgres_url):
-        return fresh_postgres_database(postgres_url)
+    def database(self, new_postgres_database):
+        return lambda: new_postgres_database("views")

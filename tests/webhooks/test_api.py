@@ -4,7 +4,6 @@ the CLI; and the SSRF guard, with the operator's allowance and without it."""
 from __future__ import annotations
 
 import ipaddress
-import os
 import subprocess
 import sys
 import time
