@@ -8,14 +8,14 @@ import httpx
 import pytest
 
 from live_client import LiveClient
-from serving import running_server
-from test_live import _kafka_options, caught_up, log_steps, new_run
+from serving import kafka_postgres_options, running_server
+from test_live import caught_up, log_steps, new_run
 
 
 @pytest.mark.kafka
 def test_every_server_on_one_kafka_pushes(request, tmp_path):
     """Behind a load balancer: a write through one server reaches the pages on each."""
-    options = _kafka_options(request)
+    options = kafka_postgres_options(request, "live")
     with running_server(tmp_path / "first", *options) as url, running_server(tmp_path / "second", *options) as second:
         caught_up(url)
         caught_up(second)
