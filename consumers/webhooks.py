@@ -40,7 +40,7 @@ from eventflow.log import Log, TopicPartition
 from eventflow.views.db import upsert
 from eventflow.views.positions import advance, stored_offsets
 from eventflow.webhooks import filters
-from eventflow.webhooks.payload import body_of
+from eventflow.webhooks.payload import render
 from eventflow.webhooks.settings import Settings
 from eventflow.webhooks.tables import create_tables, deliveries, entity_experiments, subscriptions
 
@@ -58,6 +58,7 @@ def apply_subscription_event(c: Connection, event: Event) -> None:
         row = {
             "subscription_id": sid, "url": p["url"], "events": json.dumps(p["events"]), "experiment_id": p.get("experiment_id"),
             "model_name": p.get("model_name"), "condition": p.get("condition"), "status": p["status"],
+            "flavor": p.get("flavor"), "name": p.get("name"), "description": p.get("description"),
             "disabled_reason": None, "deleted": False, "updated_time": event.time,
             "created_time": before.created_time if before is not None and event.type == "webhook.updated" else event.time,
         }
@@ -83,6 +84,7 @@ class _Subscription:
         self.experiment_id = row.experiment_id
         self.model_name = row.model_name
         self.created_time = row.created_time
+        self.flavor = row.flavor
         try:
             self.condition = filters.parse_condition(row.condition)
         except filters.InvalidFilter:  # checked at the edge; an old row never stops the dispatcher
@@ -134,7 +136,7 @@ class WebhookRecorder(Subscriber):
                 event = d.event
                 try:
                     wanting = [s for s in live if s.wants(event, experiments.get(_owner(event)) or event.payload.get("experiment_id"))]
-                    body = body_of(event) if wanting else ""
+                    bodies = {s.flavor: render(s.flavor, event) for s in wanting}
                 except Exception as error:  # an event we cannot render is the event's fault: dead-letter it, go on
                     logger.warning("webhooks: cannot deliver %s %s: %s", event.type, event.event_id, error)
                     rejected.append((d, f"webhooks: cannot render the event: {error}"))
@@ -142,7 +144,7 @@ class WebhookRecorder(Subscriber):
                 for s in wanting:
                     rows.append({
                         "subscription_id": s.id, "event_id": event.event_id, "event_type": event.type, "entity_key": event.key,
-                        "event_time": event.time, "body": body, "status": "PENDING", "attempts": 0,
+                        "event_time": event.time, "body": bodies[s.flavor], "status": "PENDING", "attempts": 0,
                         "next_attempt_time": now, "created_time": now,
                     })
             if rows:

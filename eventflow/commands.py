@@ -351,6 +351,9 @@ def webhook_state(
     condition: str | None = None,
     status: str = "ACTIVE",
     allowed_networks: Sequence[Any] = (),
+    flavor: str | None = None,
+    name: str | None = None,
+    description: str | None = None,
 ) -> dict[str, Any]:
     """A subscription's complete state, checked: the payload of webhook.created/updated."""
     from eventflow.webhooks import filters, guard
@@ -375,6 +378,7 @@ def webhook_state(
     return {
         "subscription_id": subscription_id, "url": url, "events": patterns, "experiment_id": experiment_id,
         "model_name": model_name, "condition": condition or None, "status": status,
+        "flavor": flavor, "name": name, "description": description,
     }
 
 

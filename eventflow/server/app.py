@@ -14,7 +14,7 @@ from starlette.routing import Route
 from eventflow import __version__
 from eventflow.codec import CodecError
 from eventflow.log import LogError
-from eventflow.server import artifacts, dashboard, deployments_api, events_api, live, openapi, tracking, webhooks_api
+from eventflow.server import artifacts, dashboard, deployments_api, events_api, live, mlflow_webhooks_api, openapi, tracking, webhooks_api
 from eventflow.server.errors import ApiError, error_response, handle_api_error
 from eventflow.server.runtime import Runtime
 from eventflow.validation import InvalidInput
@@ -53,6 +53,7 @@ def create_app(runtime: Runtime) -> Starlette:
         *artifacts.routes(runtime),
         *events_api.routes(runtime),
         *webhooks_api.routes(runtime),
+        *mlflow_webhooks_api.routes(runtime),
         *deployments_api.routes(runtime),
         *live.routes(runtime),
         *dashboard.routes(),

@@ -96,6 +96,7 @@ def _state(runtime: Runtime, subscription_id: str, data: dict[str, Any], current
         condition=keep("condition") or None,
         status=keep("status") or "ACTIVE",
         allowed_networks=runtime.webhook_settings.allow_networks,
+        flavor=now.get("flavor"), name=now.get("name"), description=now.get("description"),
     )
 
 
@@ -180,7 +181,7 @@ def test_webhook(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
             )
         ).inserted_primary_key[0]
     row = runtime.read(lambda c: c.execute(deliveries.select().where(deliveries.c.delivery_id == delivery_id)).first())
-    sender.deliver(row, current["url"])
+    sender.deliver(row, current["url"], current["flavor"])  # an MLflow-made subscription is tested with its headers
     return {"delivery": runtime.read(queries.get_delivery, sid, delivery_id)}
 
 

@@ -51,3 +51,12 @@ def body_of(event: Event) -> str:
         "data": data_of(event),
     }
     return json.dumps(body, separators=(",", ":"), allow_nan=False, default=str)
+
+
+def render(flavor: str | None, event: Event) -> str:
+    """The body for a subscription of this flavor (None: eventflow's own)."""
+    if flavor == "mlflow":
+        from eventflow.webhooks import mlflow
+
+        return mlflow.body_of(event)
+    return body_of(event)

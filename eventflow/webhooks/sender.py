@@ -44,7 +44,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select,
 from eventflow.events import Event, now_ms
 from eventflow.log import Log
 from eventflow.log.event_log import EventLog
-from eventflow.webhooks import guard, signing
+from eventflow.webhooks import guard, mlflow, signing
 from eventflow.webhooks.settings import Settings
 from eventflow.webhooks.tables import attempts, create_tables, deliveries, secrets, subscriptions
 
@@ -193,7 +193,7 @@ class Sender:
 
     def _send(self, row: Any) -> None:
         try:
-            outcome = self.post(row.url, row.event_id, row.body, row.keys)
+            outcome = self.post(row.url, row.event_id, row.body, row.keys, row.flavor)
         except Exception as error:  # post() never raises by design; belt and braces
             logger.exception("webhook sender: delivery %s failed unexpectedly", row.delivery_id)
             outcome = Outcome(None, 0, f"internal error: {error}", "")
@@ -256,7 +256,7 @@ class Sender:
             .scalar_subquery()
         )
         query = (
-            select(d, s.c.url)
+            select(d, s.c.url, s.c.flavor)
             .join(s, s.c.subscription_id == d.c.subscription_id)
             .where(
                 d.c.status == "PENDING",
@@ -316,8 +316,9 @@ class Sender:
                 found[row.subscription_id].append(row.secret)
         return found
 
-    def post(self, url: str, event_id: str, body: str, keys: Sequence[str]) -> Outcome:
-        """One POST, bounded in time and in what it reads; never raises."""
+    def post(self, url: str, event_id: str, body: str, keys: Sequence[str], flavor: str | None = None) -> Outcome:
+        """One POST, bounded in time and in what it reads; never raises. ``flavor``
+        "mlflow" sends MLflow's ``X-MLflow-*`` headers instead of Standard Webhooks'."""
         started = time.monotonic()
         deadline = started + self.settings.response_timeout
         began = now_ms()
@@ -329,7 +330,7 @@ class Sender:
             target = guard.resolve(url, self.settings.allow_networks, self.settings.connect_timeout)
         except guard.Refused as refused:
             return Outcome(None, took(), str(refused), "", time=began)
-        if not keys:
+        if not keys and flavor != mlflow.FLAVOR:
             return Outcome(None, took(), "the subscription has no signing secret (rotate it to make one)", "", time=began)
         stamp = int(time.time())
         data = body.encode()
@@ -338,10 +339,15 @@ class Sender:
             "content-type": "application/json",
             "user-agent": USER_AGENT,
             "accept-encoding": "identity",  # the kept snippet is the answer as sent, and its size is bounded on the wire
-            "webhook-id": event_id,
-            "webhook-timestamp": str(stamp),
-            "webhook-signature": signing.signature_header(keys, event_id, stamp, data),
         }
+        if flavor == mlflow.FLAVOR:
+            headers.update(mlflow.headers(list(keys), event_id, stamp, data))
+        else:
+            headers.update({
+                "webhook-id": event_id,
+                "webhook-timestamp": str(stamp),
+                "webhook-signature": signing.signature_header(keys, event_id, stamp, data),
+            })
         extensions = {"sni_hostname": target.server_name} if url.lower().startswith("https") else {}
         try:
             with self._client_for(url, target.server_name).stream("POST", target.url, content=data, headers=headers, extensions=extensions) as response:
@@ -362,11 +368,11 @@ class Sender:
         except httpx.HTTPError as error:
             return Outcome(None, took(), f"{type(error).__name__}: {error}"[:500], "", time=began)
 
-    def deliver(self, row: Any, url: str) -> Outcome:
+    def deliver(self, row: Any, url: str, flavor: str | None = None) -> Outcome:
         """Attempt a row leased by the caller now and record what happened (the API's
         test message)."""
         claimed = Claimed(row, url, self.signing_secrets([row.subscription_id])[row.subscription_id])
-        outcome = self.post(url, row.event_id, row.body, claimed.keys)
+        outcome = self.post(url, row.event_id, row.body, claimed.keys, flavor)
         self.record_many([(claimed, outcome)])
         return outcome
 

@@ -13,7 +13,7 @@ attempt is a ``webhook_attempts`` row.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Engine, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Column, Engine, Index, Integer, MetaData, String, Table, Text, UniqueConstraint, inspect, text
 
 metadata = MetaData()
 
@@ -32,6 +32,10 @@ subscriptions = Table(
     Column("created_time", BigInteger, nullable=False),  # events before it are not for it
     Column("updated_time", BigInteger, nullable=False),
     Column("consecutive_failures", Integer, nullable=False, default=0),
+    # None: eventflow's deliveries; "mlflow": MLflow's body, event names and headers.
+    Column("flavor", String(16)),
+    Column("name", String(500)),
+    Column("description", Text),
 )
 
 secrets = Table(
@@ -91,5 +95,19 @@ entity_experiments = Table(
 )
 
 
+# Columns added after the first release, all nullable: a views database made before them
+# gets them on start (its old subscriptions are eventflow-flavored, i.e. NULL).
+_ADDED = {"webhook_subscriptions": ("flavor", "name", "description")}
+
+
 def create_tables(engine: Engine) -> None:
     metadata.create_all(engine)
+    for table_name, names in _ADDED.items():
+        have = {column["name"] for column in inspect(engine).get_columns(table_name)}
+        table = metadata.tables[table_name]
+        for name in names:
+            if name not in have:
+                kind = table.c[name].type.compile(engine.dialect)
+                guard = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""  # another instance may be at it too
+                with engine.begin() as c:
+                    c.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {guard}{name} {kind}"))

@@ -16,7 +16,7 @@ from eventflow.webhooks import filters
 def subscription(events=("*",), experiment_id=None, model_name=None, condition=None, created_time=0):
     return _Subscription(SimpleNamespace(
         subscription_id="s", events=json.dumps(list(events)), experiment_id=experiment_id,
-        model_name=model_name, condition=condition, created_time=created_time,
+        model_name=model_name, condition=condition, created_time=created_time, flavor=None,
     ))
 
 
