@@ -55,21 +55,29 @@ def client(url, monkeypatch):
     mlflow.set_registry_uri(None)
 
 
-def test_an_older_views_database_gains_the_new_columns(tmp_path):
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def views_url(request, tmp_path) -> str:
+    if request.param == "postgresql":
+        return request.getfixturevalue("new_postgres_database")("mlhooks")
+    return f"sqlite:///{tmp_path / 'views.db'}"
+
+
+def test_an_older_views_database_gains_the_new_columns(views_url):
     """A views database from before MLflow webhooks: its subscriptions table is extended
     on start, and its rows stay eventflow-flavored."""
-    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'views.db'}")
+    engine = sqlalchemy.create_engine(views_url)
     with engine.begin() as c:
         c.execute(sqlalchemy.text(
             "CREATE TABLE webhook_subscriptions (subscription_id VARCHAR(64) PRIMARY KEY, url TEXT NOT NULL, events TEXT NOT NULL,"
             " experiment_id VARCHAR(64), model_name VARCHAR(500), condition TEXT, status VARCHAR(16) NOT NULL, disabled_reason TEXT,"
             " deleted BOOLEAN NOT NULL, created_time BIGINT NOT NULL, updated_time BIGINT NOT NULL, consecutive_failures INTEGER NOT NULL)"
         ))
-        c.execute(sqlalchemy.text("INSERT INTO webhook_subscriptions VALUES ('s1', 'http://x/', '[\"*\"]', NULL, NULL, NULL, 'ACTIVE', NULL, 0, 1, 1, 0)"))
+        c.execute(sqlalchemy.text("INSERT INTO webhook_subscriptions VALUES ('s1', 'http://x/', '[\"*\"]', NULL, NULL, NULL, 'ACTIVE', NULL, false, 1, 1, 0)"))
     create_tables(engine)
     create_tables(engine)  # twice: nothing left to add
     with engine.connect() as c:
         assert queries.get_subscription(c, "s1")["flavor"] is None
+    engine.dispose()
 
 
 def _wait(check, timeout=30.0):
