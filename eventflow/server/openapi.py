@@ -31,6 +31,7 @@ _DATASET_INPUT = {
     },
 }
 _MODEL_OUTPUT = {"type": "object", "properties": {"model_id": {"type": "string"}, "step": {"type": "integer"}}}
+_MLFLOW_WEBHOOK_EVENT = {"type": "object", "properties": {"entity": {"type": "string"}, "action": {"type": "string"}}}
 
 TYPES: dict[str, dict[str, Any]] = {
     "string": {"type": "string"},
@@ -42,6 +43,7 @@ TYPES: dict[str, dict[str, Any]] = {
     "metrics": {"type": "array", "items": _METRIC},
     "datasets": {"type": "array", "items": _DATASET_INPUT},
     "models": {"type": "array", "items": _MODEL_OUTPUT},
+    "webhook_events": {"type": "array", "items": _MLFLOW_WEBHOOK_EVENT},
 }
 
 # method, path (after /api/2.0/mlflow/ unless absolute), fields ("!" = required), summary
@@ -81,6 +83,12 @@ ENDPOINTS: list[tuple[str, str, dict[str, str], str]] = [
     ("DELETE", "logged-models/{model_id}/tags/{tag_key}", {}, "Delete a logged model tag"),
     ("POST", "logged-models/{model_id}/params", {"params": "pairs"}, "Log logged model params"),
     *REGISTRY,
+    ("POST", "webhooks", {"name": "string!", "url": "string!", "events": "webhook_events!", "description": "string", "secret": "string", "status": "string"}, "Create an MLflow webhook (an eventflow subscription with MLflow's payloads and headers)"),
+    ("GET", "webhooks", {"max_results": "integer", "page_token": "string"}, "List MLflow webhooks"),
+    ("GET", "webhooks/{webhook_id}", {}, "Get an MLflow webhook"),
+    ("PATCH", "webhooks/{webhook_id}", {"name": "string", "url": "string", "events": "webhook_events", "description": "string", "secret": "string", "status": "string"}, "Update an MLflow webhook"),
+    ("DELETE", "webhooks/{webhook_id}", {}, "Delete an MLflow webhook"),
+    ("POST", "webhooks/{webhook_id}/test", {"event": "string"}, "Send MLflow's test payload to an MLflow webhook now"),
     ("GET", "artifacts/list", {"run_id": "string!", "path": "string"}, "List a run's artifacts"),
     ("GET", "/api/2.0/mlflow-artifacts/artifacts", {"path": "string"}, "List artifacts in the store"),
     ("GET", "/api/2.0/eventflow/artifacts/digests", {"run_id": "string", "model_id": "string", "path": "string"}, "Sizes and sha256 the log recorded for a run's or a logged model's files"),

@@ -44,10 +44,11 @@ def test_every_event_type_has_a_schema_and_no_other(reg):
     assert set(reg.event_types()) == EXPECTED_EVENT_TYPES
 
 
-def test_metrics_logged_has_three_versions_and_the_rest_one(reg):
+def test_metrics_logged_has_three_versions_webhooks_two_and_the_rest_one(reg):
+    later = {"run.metrics_logged": [1, 2, 3], "webhook.created": [1, 2], "webhook.updated": [1, 2]}
     for event_type in reg.event_types():
         versions = [s.version for s in reg.versions(event_type)]
-        assert versions == ([1, 2, 3] if event_type == "run.metrics_logged" else [1])
+        assert versions == later.get(event_type, [1])
         assert reg.current(event_type).version == versions[-1]
 
 
@@ -59,8 +60,21 @@ def test_every_family_is_routed_and_used(reg):
 
 
 def test_schema_files_are_shipped_in_the_installed_package():
-    assert len(SCHEMA_FILES) == 52  # 50 types at v1, run.metrics_logged v2 and v3
+    assert len(SCHEMA_FILES) == 54  # 50 types at v1, run.metrics_logged v2 and v3, webhook.created/updated v2
     assert SchemaRegistry.load().event_types() == registry().event_types()
+
+
+def test_a_released_schema_never_changes():
+    """Events on the log name their writer schema by fingerprint, so a schema file edited
+    in place would make every event already written with it unreadable. A change is a new
+    version file; its fingerprint is then recorded in released_fingerprints.json."""
+    import json
+    from pathlib import Path
+
+    released = json.loads((Path(__file__).parent / "released_fingerprints.json").read_text())
+    current = {s.filename.rsplit("/", 1)[-1]: s.fingerprint_hex for s in registry().schemas()}
+    assert {name for name, fp in released.items() if current.get(name) != fp} == set(), "edited in place: add a new version instead"
+    assert set(current) - set(released) == set(), "a new schema file: record its fingerprint in released_fingerprints.json"
 
 
 @pytest.mark.parametrize("filename", SCHEMA_FILES)
