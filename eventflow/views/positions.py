@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from eventflow.log import Position, TopicPartition
 from eventflow.views.tables import log_positions
@@ -118,4 +119,9 @@ def advance(connection: Connection, consumer: str, spans: dict[TopicPartition, t
         stored = connection.execute(select(log_positions.c.next_offset).where(*where)).first()
         if stored is not None:
             raise StalePosition(f"{tp.topic}[{tp.partition}] is at {stored.next_offset}, this batch starts at {start}")
-        connection.execute(insert(log_positions).values(consumer=consumer, topic=tp.topic, partition=tp.partition, next_offset=end))
+        try:
+            connection.execute(insert(log_positions).values(consumer=consumer, topic=tp.topic, partition=tp.partition, next_offset=end))
+        except IntegrityError as error:
+            # Two instances both found no row and both inserted: the other one won the
+            # race; this transaction is rolled back by the caller, like any stale batch.
+            raise StalePosition(f"{tp.topic}[{tp.partition}] was first stored by another instance") from error
