@@ -12,21 +12,18 @@ MLflow's JSON shapes (``{"webhook": {...}}``, ``{"result": {...}}`` for a test).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, insert
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from eventflow import commands
 from eventflow.events import now_ms
 from eventflow.server.errors import ApiError, not_found
-from eventflow.server.requests import as_int, fields, required, text
+from eventflow.server.requests import as_int, required, text
 from eventflow.server.runtime import Runtime
-from eventflow.server.webhooks_api import _write
+from eventflow.server.webhooks_api import _write, method_routes
 from eventflow.webhooks import mlflow, queries
 from eventflow.webhooks.tables import deliveries, secrets
 
@@ -171,17 +168,5 @@ ENDPOINTS: list[tuple[str, str, Handler]] = [
 ]
 
 
-def _endpoint(runtime: Runtime, by_method: dict[str, Handler]) -> Callable[[Request], Awaitable[JSONResponse]]:
-    async def endpoint(request: Request) -> JSONResponse:
-        data = {**await fields(request), **request.path_params}
-        return JSONResponse(await run_in_threadpool(by_method[request.method], runtime, data))
-
-    return endpoint
-
-
 def routes(runtime: Runtime) -> list[Route]:
-    paths: dict[str, dict[str, Handler]] = {}
-    for prefix in PREFIXES:
-        for method, path, handler in ENDPOINTS:
-            paths.setdefault(prefix + path, {})[method] = handler
-    return [Route(path, _endpoint(runtime, handlers), methods=list(handlers)) for path, handlers in paths.items()]
+    return method_routes(runtime, ENDPOINTS, PREFIXES)

@@ -238,8 +238,14 @@ def _endpoint(runtime: Runtime, by_method: dict[str, Handler]) -> Callable[[Requ
     return endpoint
 
 
-def routes(runtime: Runtime) -> list[Route]:
+def method_routes(runtime: Runtime, endpoints: list[tuple[str, str, Handler]], prefixes: tuple[str, ...]) -> list[Route]:
+    """One Route per path under each prefix, dispatching to the handler of the method."""
     paths: dict[str, dict[str, Handler]] = {}
-    for method, path, handler in ENDPOINTS:
-        paths.setdefault(BASE + path, {})[method] = handler
+    for prefix in prefixes:
+        for method, path, handler in endpoints:
+            paths.setdefault(prefix + path, {})[method] = handler
     return [Route(path, _endpoint(runtime, handlers), methods=list(handlers)) for path, handlers in paths.items()]
+
+
+def routes(runtime: Runtime) -> list[Route]:
+    return method_routes(runtime, ENDPOINTS, (BASE,))
