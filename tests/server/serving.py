@@ -23,30 +23,26 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(home, *options: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    port = free_port()
-    os.makedirs(home, exist_ok=True)
-    log = open(os.path.join(home, "server.out"), "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "eventflow", "server", "--port", str(port), "--home", str(home), *options],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
-    )
+def running_process(command: list[str], port: int, probe: str, log_path: str, *, what: str,
+                    env: dict[str, str] | None = None, timeout: float = 60) -> Iterator[str]:
+    """Run ``command`` (a server on ``port``) until GET ``probe`` answers 200; stop it afterwards.
+    Its output goes to ``log_path``, whose tail is shown if it exits early."""
+    log = open(log_path, "w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
                 log.flush()
-                raise RuntimeError("the server exited:\n" + open(os.path.join(home, "server.out")).read()[-3000:])
+                raise RuntimeError(f"the {what} exited:\n" + open(log_path).read()[-3000:])
             try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                if httpx.get(url + probe, timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("the server did not answer /health within 60 s")
+                raise RuntimeError(f"the {what} did not answer {probe} within {timeout:.0f} s")
             time.sleep(0.1)
         yield url
     finally:
@@ -56,6 +52,14 @@ def running_server(home, *options: str, env: dict[str, str] | None = None) -> It
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def running_server(home, *options: str, env: dict[str, str] | None = None) -> contextlib.AbstractContextManager[str]:
+    """``eventflow server`` on a free port with its home in ``home``."""
+    port = free_port()
+    os.makedirs(home, exist_ok=True)
+    command = [sys.executable, "-m", "eventflow", "server", "--port", str(port), "--home", str(home), *options]
+    return running_process(command, port, "/health", os.path.join(home, "server.out"), what="server", env=env)
 
 
 def kafka_postgres_options(request: pytest.FixtureRequest, prefix: str) -> list[str]:
