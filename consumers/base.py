@@ -87,9 +87,16 @@ class ConsumerLoop:
         join_group: bool = True,
         max_batch: int = 2000,
         poll_timeout: float = 0.5,
+        linger: float = 0.0,
     ):
         """``join_group=False`` reads every partition alone: for a subscriber that keeps
-        its own offsets and may run beside the group (a process catching up its views)."""
+        its own offsets and may run beside the group (a process catching up its views).
+
+        ``linger``: once records arrive, keep reading this long (up to ``max_batch``)
+        before applying them. Under a stream of small appends, a subscriber whose batch
+        costs a transaction then writes a few large batches instead of one per append;
+        it suits a subscriber nobody waits on (the webhook dispatcher), not the projector,
+        whose every batch a writer is waiting for."""
         if not join_group and not subscriber.keeps_offsets:
             raise ValueError("only a subscriber that keeps its own offsets can read outside its group")
         self.log = log
@@ -97,6 +104,7 @@ class ConsumerLoop:
         self.join_group = join_group
         self.max_batch = max_batch
         self.poll_timeout = poll_timeout
+        self.linger = linger
         self.dead_letters = 0
         self._consumer: Consumer | None = None
 
@@ -127,6 +135,12 @@ class ConsumerLoop:
         records = self.consumer.poll(self.poll_timeout if timeout is None else timeout, self.max_batch)
         if not records:
             return 0
+        if self.linger and len(records) < self.max_batch:
+            # Let the rest arrive, then take what is there (polling all along would cost
+            # the very CPU the lingering saves).
+            time.sleep(self.linger)
+            while len(records) < self.max_batch and (more := self.consumer.poll(0, self.max_batch - len(records))):
+                records = [*records, *more]
         deliveries: list[Delivery] = []
         poison: list[Message] = []
         spans: dict[TopicPartition, tuple[int, int]] = {}

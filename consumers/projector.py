@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, u
 from eventflow.consumers.base import Delivery, Subscriber
 from eventflow.events import Event, Point, metric_points
 from eventflow.log import TopicPartition
-from eventflow.views.db import upsert
+from eventflow.views.db import insert_new, upsert
 from eventflow.views.positions import PROJECTOR, Progress, advance, stored_offsets
 from eventflow.views.tables import (
     applied_events,
@@ -162,15 +162,13 @@ def experiment_tag_deleted(c: Connection, batch: _Batch, e: Event) -> None:
 
 def run_created(c: Connection, batch: _Batch, e: Event) -> None:
     p = e.payload
-    if _run_row(c, p["run_id"]) is not None:
+    row = {
+        "run_id": p["run_id"], "experiment_id": p["experiment_id"], "run_name": p["run_name"], "user_id": p["user_id"],
+        "status": "RUNNING", "start_time": p["start_time"], "end_time": None, "lifecycle_stage": "active",
+        "artifact_uri": p["artifact_uri"], "parent_run_id": p["parent_run_id"],
+    }
+    if not insert_new(c, runs, [row], "run_id"):
         raise Rejected(f"run {p['run_id']} already exists")
-    c.execute(
-        insert(runs).values(
-            run_id=p["run_id"], experiment_id=p["experiment_id"], run_name=p["run_name"], user_id=p["user_id"],
-            status="RUNNING", start_time=p["start_time"], end_time=None, lifecycle_stage="active",
-            artifact_uri=p["artifact_uri"], parent_run_id=p["parent_run_id"],
-        )
-    )
     upsert(c, tags, [{"run_id": p["run_id"], **t} for t in p["tags"]], ["run_id", "key"])
 
 
@@ -570,6 +568,19 @@ class Projector(Subscriber):
         return stored_offsets(self.engine, self.group, tps)
 
     def apply(self, deliveries: list[Delivery], spans: dict[TopicPartition, tuple[int, int]]) -> list[tuple[Delivery, str]]:
+        try:
+            rejected = self._apply(deliveries, spans, careful=False)
+        except Rejected:
+            # An event breaks a rule (rare: the API checks first). Redo the batch with a
+            # savepoint around each event, so that one alone is refused.
+            rejected = self._apply(deliveries, spans, careful=True)
+        if self.progress is not None:
+            self.progress.advance({tp: end for tp, (_, end) in spans.items()})
+        return rejected
+
+    def _apply(self, deliveries: list[Delivery], spans: dict[TopicPartition, tuple[int, int]], careful: bool) -> list[tuple[Delivery, str]]:
+        """One transaction for the batch. Not ``careful``: no savepoints (two round trips
+        per event saved), and a ``Rejected`` rolls the whole batch back."""
         rejected: list[tuple[Delivery, str]] = []
         with self.engine.begin() as connection:
             self._fence(connection, spans)
@@ -579,8 +590,8 @@ class Projector(Subscriber):
                 apply = APPLY.get(delivery.event.type)
                 if apply is None:
                     continue
-                # A savepoint per non-metric event, so a rejected one leaves no trace.
-                if delivery.event.type == "run.metrics_logged":
+                # Metric points are only buffered here: nothing to undo.
+                if not careful or delivery.event.type == "run.metrics_logged":
                     apply(connection, batch, delivery.event)
                     continue
                 savepoint = connection.begin_nested()
@@ -591,8 +602,6 @@ class Projector(Subscriber):
                     savepoint.rollback()
                     rejected.append((delivery, str(why)))
             batch.write(connection)
-        if self.progress is not None:
-            self.progress.advance({tp: end for tp, (_, end) in spans.items()})
         return rejected
 
     def _first_seen(self, connection: Connection, deliveries: list[Delivery]) -> list[Delivery]:
@@ -600,18 +609,13 @@ class Projector(Subscriber):
         tracked = [d for d in deliveries if d.event.type in APPLY]
         if not tracked:
             return []
-        ids = list({d.event.event_id for d in tracked})
-        seen: set[str] = set()
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            seen.update(row[0] for row in connection.execute(select(applied_events.c.event_id).where(applied_events.c.event_id.in_(chunk))))
-        fresh, taken = [], set(seen)
+        ids = list(dict.fromkeys(d.event.event_id for d in tracked))
+        new = insert_new(connection, applied_events, [{"event_id": i} for i in ids], "event_id")
+        fresh = []
         for delivery in tracked:
-            if delivery.event.event_id not in taken:
-                taken.add(delivery.event.event_id)
+            if delivery.event.event_id in new:
+                new.discard(delivery.event.event_id)  # the first of two copies in one batch
                 fresh.append(delivery)
-        if fresh:
-            connection.execute(insert(applied_events), [{"event_id": d.event.event_id} for d in fresh])
         return fresh
 
     def _fence(self, connection: Connection, spans: dict[TopicPartition, tuple[int, int]]) -> None:

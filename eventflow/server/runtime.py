@@ -39,11 +39,12 @@ class Runtime:
         run_consumers: bool = True,
         write_timeout: float = 30.0,
     ):
-        from eventflow.views.db import open_views
+        from eventflow.views.db import open_views, reading
 
         self.log = log
         self.events = EventLog(log)
         self.engine = open_views(views_url)
+        self._reader = reading(self.engine)
         self.artifacts = Path(artifacts)
         self.artifacts.mkdir(parents=True, exist_ok=True)
         self.run_consumers = run_consumers
@@ -157,7 +158,7 @@ class Runtime:
     # -- reads and writes -----------------------------------------------------------------
 
     def read(self, query: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        with self.engine.connect() as connection:
+        with self._reader.connect() as connection:
             return query(connection, *args, **kwargs)
 
     def write(self, events: Sequence[Event]) -> list[Position]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.dialects import postgresql, sqlite
 
 from eventflow.views.tables import metadata
@@ -36,16 +38,70 @@ def open_views(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN")
 
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url)
+        _ping_when_idle(engine)
     metadata.create_all(engine)
     return engine
+
+
+# A pooled connection unused for longer than this is pinged before it is handed out.
+IDLE_BEFORE_PING = 2.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled PostgreSQL connection only when it has been idle a while.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: a round trip per read, which
+    under load cost the server as much as the reads themselves. A connection in steady use
+    has just proven itself; one that sat idle may have been cut (a database restart,
+    a proxy timeout), and the pool replaces it when the ping fails.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["returned"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("returned", 0.0) < IDLE_BEFORE_PING:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError(f"a pooled connection did not answer a ping: {error}") from error
+
+
+def reading(engine: Engine) -> Engine:
+    """The engine for reads that change nothing. On PostgreSQL it runs in autocommit: a
+    read inside a transaction costs a BEGIN and a ROLLBACK round trip for nothing under
+    READ COMMITTED, where every statement takes its own snapshot anyway. (SQLite's
+    transaction does give one snapshot to every statement, and costs no round trip.)"""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
+
+
+def _insert(connection: Connection, table: Table) -> Any:
+    return (postgresql if connection.dialect.name == "postgresql" else sqlite).insert(table)
 
 
 def upsert(connection: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
     """INSERT … ON CONFLICT (keys) DO UPDATE SET every other column, on SQLite or PostgreSQL."""
     if not rows:
         return
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table)
+    statement = _insert(connection, table)
     updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
     connection.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=updates), list(rows))
+
+
+def insert_new(connection: Connection, table: Table, rows: Sequence[dict[str, Any]], key: str | None = None) -> set[Any]:
+    """INSERT … ON CONFLICT DO NOTHING, rows in order; with ``key``, the values of that
+    column for the rows actually inserted (the others were there already): one
+    statement where a check first would be two."""
+    if not rows:
+        return set()
+    statement = _insert(connection, table).on_conflict_do_nothing()
+    if key is None:
+        connection.execute(statement, list(rows))
+        return set()
+    return set(connection.execute(statement.returning(table.c[key]), list(rows)).scalars())

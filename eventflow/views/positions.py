@@ -16,10 +16,11 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from eventflow.log import Position, TopicPartition
+from eventflow.views.db import reading
 from eventflow.views.tables import log_positions
 
 PROJECTOR = "projector"
@@ -91,14 +92,14 @@ def _applied(engine: Engine, needed: Needed, consumer: str) -> bool:
     query = select(log_positions.c.topic, log_positions.c.partition, log_positions.c.next_offset).where(
         log_positions.c.consumer == consumer, log_positions.c.topic.in_(topics)
     )
-    with engine.connect() as connection:
+    with reading(engine).connect() as connection:
         applied = {(t, p): n for t, p, n in connection.execute(query)}
     return all(applied.get(tp, 0) > offset for tp, offset in needed.items())
 
 
 def stored_offsets(engine: Engine, consumer: str, tps: set[TopicPartition]) -> dict[TopicPartition, int]:
     """Where a consumer resumes these partitions (absent: from the beginning)."""
-    with engine.connect() as connection:
+    with reading(engine).connect() as connection:
         rows = connection.execute(
             select(log_positions.c.topic, log_positions.c.partition, log_positions.c.next_offset).where(log_positions.c.consumer == consumer)
         )
@@ -108,19 +109,36 @@ def stored_offsets(engine: Engine, consumer: str, tps: set[TopicPartition]) -> d
 
 def advance(connection: Connection, consumer: str, spans: dict[TopicPartition, tuple[int, int]]) -> None:
     """Move each partition's stored offset from the batch's start to its end, or refuse
-    with StalePosition when another instance got there first (a fence)."""
+    with StalePosition when another instance got there first (a fence).
+
+    One UPDATE for all the partitions (an executemany: one round trip); only when it
+    moved fewer rows than there are partitions does a SELECT tell a partition seen for
+    the first time (inserted now) from one another instance moved (stale)."""
     from eventflow.consumers.base import StalePosition
 
-    for tp, (start, end) in spans.items():
-        where = (log_positions.c.consumer == consumer, log_positions.c.topic == tp.topic, log_positions.c.partition == tp.partition)
-        moved = connection.execute(update(log_positions).where(*where, log_positions.c.next_offset == start).values(next_offset=end))
-        if moved.rowcount == 1:
+    if not spans:
+        return
+    mine = log_positions.c.consumer == consumer
+    same = (log_positions.c.topic == bindparam("tp_topic"), log_positions.c.partition == bindparam("tp_partition"))
+    moves = [{"tp_topic": tp.topic, "tp_partition": tp.partition, "start": start, "end": end} for tp, (start, end) in spans.items()]
+    moved = connection.execute(
+        update(log_positions).where(mine, *same, log_positions.c.next_offset == bindparam("start")).values(next_offset=bindparam("end")), moves
+    ).rowcount
+    if moved == len(spans):
+        return
+    topics = sorted({tp.topic for tp in spans})
+    stored = {
+        TopicPartition(t, p)
+        for t, p in connection.execute(select(log_positions.c.topic, log_positions.c.partition).where(mine, log_positions.c.topic.in_(topics)))
+    }
+    present = [tp for tp in spans if tp in stored]
+    if moved < len(present):
+        raise StalePosition(f"of {sorted(present)}, only {moved} were where this batch starts: another instance moved them")
+    for tp in spans:
+        if tp in stored:
             continue
-        stored = connection.execute(select(log_positions.c.next_offset).where(*where)).first()
-        if stored is not None:
-            raise StalePosition(f"{tp.topic}[{tp.partition}] is at {stored.next_offset}, this batch starts at {start}")
         try:
-            connection.execute(insert(log_positions).values(consumer=consumer, topic=tp.topic, partition=tp.partition, next_offset=end))
+            connection.execute(insert(log_positions).values(consumer=consumer, topic=tp.topic, partition=tp.partition, next_offset=spans[tp][1]))
         except IntegrityError as error:
             # Two instances both found no row and both inserted: the other one won the
             # race; this transaction is rolled back by the caller, like any stale batch.

@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, literal, not_, select
+from sqlalchemy import BigInteger, Boolean, Connection, Float, Text, cast, func, literal, literal_column, not_, null, select, union_all
 from sqlalchemy.sql import ColumnElement
 
 from eventflow.search_filter import EXPERIMENT_ATTRIBUTES, LOGGED_MODEL_ATTRIBUTES, Clause, parse, parse_order_by
@@ -131,34 +131,62 @@ def search_experiments(
 # -- runs ----------------------------------------------------------------------------------------
 
 
+def _run_data(chunk: list[str]) -> Any:
+    """A run's params, tags, latest metrics, model outputs and the names of its inputs in
+    ONE query (kind, run_id, key, text, number, step, timestamp, is_nan): reading a run is
+    the commonest request, and each query is a round trip."""
+    text, number, big, flag = (cast(null(), Text), cast(null(), Float(precision=53)), cast(null(), BigInteger), cast(null(), Boolean))
+
+    def kind(letter: str) -> Any:
+        return literal_column(f"'{letter}'").label("kind")
+
+    return union_all(
+        select(kind("p"), params.c.run_id, params.c.key, params.c.value, number, big, big, flag).where(params.c.run_id.in_(chunk)),
+        select(kind("t"), tags.c.run_id, tags.c.key, tags.c.value, number, big, big, flag).where(tags.c.run_id.in_(chunk)),
+        select(
+            kind("m"), latest_metrics.c.run_id, latest_metrics.c.key, text, latest_metrics.c.value,
+            latest_metrics.c.step, latest_metrics.c.timestamp, latest_metrics.c.is_nan,
+        ).where(latest_metrics.c.run_id.in_(chunk)),
+        select(kind("o"), run_outputs.c.run_id, run_outputs.c.model_id, text, number, run_outputs.c.step, big, flag).where(run_outputs.c.run_id.in_(chunk)),
+        select(kind("i"), inputs.c.run_id, inputs.c.dataset_name, text, number, big, big, flag).where(inputs.c.run_id.in_(chunk)),
+    )
+
+
 def _run_dicts(connection: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
     ids = [row.run_id for row in rows]
     data: dict[str, dict[str, list[dict[str, Any]]]] = {i: {"metrics": [], "params": [], "tags": []} for i in ids}
-    dataset_inputs: dict[str, list[dict[str, Any]]] = {}
-    if ids:
-        for chunk_start in range(0, len(ids), 500):
-            chunk = ids[chunk_start : chunk_start + 500]
-            for row in connection.execute(select(params).where(params.c.run_id.in_(chunk)).order_by(params.c.key)):
-                data[row.run_id]["params"].append({"key": row.key, "value": row.value})
-            for row in connection.execute(select(tags).where(tags.c.run_id.in_(chunk)).order_by(tags.c.key)):
-                data[row.run_id]["tags"].append({"key": row.key, "value": row.value})
-            for row in connection.execute(select(latest_metrics).where(latest_metrics.c.run_id.in_(chunk)).order_by(latest_metrics.c.key)):
-                data[row.run_id]["metrics"].append(_point(row))
-            used = (
-                select(inputs, datasets)
-                .join(datasets, (datasets.c.name == inputs.c.dataset_name) & (datasets.c.digest == inputs.c.dataset_digest))
-                .join(runs, (runs.c.run_id == inputs.c.run_id) & (runs.c.experiment_id == datasets.c.experiment_id))
-                .where(inputs.c.run_id.in_(chunk))
-                .order_by(inputs.c.dataset_name, inputs.c.dataset_digest)
-            )
-            for row in connection.execute(used):
-                dataset = {"name": row.name, "digest": row.digest, "source_type": row.source_type, "source": row.source}
-                dataset.update({k: getattr(row, k) for k in ("schema", "profile") if getattr(row, k) is not None})
-                dataset_inputs.setdefault(row.run_id, []).append({"tags": json.loads(row.tags), "dataset": dataset})
     outputs: dict[str, list[dict[str, Any]]] = {}
+    with_inputs: list[str] = []
     for start in range(0, len(ids), 500):
-        for row in connection.execute(select(run_outputs).where(run_outputs.c.run_id.in_(ids[start : start + 500])).order_by(run_outputs.c.step)):
-            outputs.setdefault(row.run_id, []).append({"model_id": row.model_id, "step": row.step})
+        for kind, run_id, key, value, number, step, timestamp, is_nan in connection.execute(_run_data(ids[start : start + 500])):
+            if kind == "p":
+                data[run_id]["params"].append({"key": key, "value": value})
+            elif kind == "t":
+                data[run_id]["tags"].append({"key": key, "value": value})
+            elif kind == "m":
+                data[run_id]["metrics"].append({"key": key, "value": float("nan") if is_nan else number, "timestamp": timestamp, "step": step})
+            elif kind == "o":
+                outputs.setdefault(run_id, []).append({"model_id": key, "step": step})
+            elif run_id not in with_inputs:
+                with_inputs.append(run_id)
+    for lists in data.values():
+        for entries in lists.values():
+            entries.sort(key=lambda entry: entry["key"])
+    for entries in outputs.values():
+        entries.sort(key=lambda entry: (entry["step"], entry["model_id"]))
+    dataset_inputs: dict[str, list[dict[str, Any]]] = {}
+    for start in range(0, len(with_inputs), 500):
+        used = (
+            select(inputs, datasets)
+            .join(datasets, (datasets.c.name == inputs.c.dataset_name) & (datasets.c.digest == inputs.c.dataset_digest))
+            .join(runs, (runs.c.run_id == inputs.c.run_id) & (runs.c.experiment_id == datasets.c.experiment_id))
+            .where(inputs.c.run_id.in_(with_inputs[start : start + 500]))
+            .order_by(inputs.c.dataset_name, inputs.c.dataset_digest)
+        )
+        for row in connection.execute(used):
+            dataset = {"name": row.name, "digest": row.digest, "source_type": row.source_type, "source": row.source}
+            dataset.update({k: getattr(row, k) for k in ("schema", "profile") if getattr(row, k) is not None})
+            dataset_inputs.setdefault(row.run_id, []).append({"tags": json.loads(row.tags), "dataset": dataset})
     return [
         {
             "info": _run_info(row),
@@ -183,10 +211,6 @@ def _run_info(row: Any) -> dict[str, Any]:
         "artifact_uri": row.artifact_uri,
         "lifecycle_stage": row.lifecycle_stage,
     }
-
-
-def _point(row: Any) -> dict[str, Any]:
-    return {"key": row.key, "value": float("nan") if row.is_nan else row.value, "timestamp": row.timestamp, "step": row.step}
 
 
 def get_run(connection: Connection, run_id: str) -> dict[str, Any] | None:

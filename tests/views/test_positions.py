@@ -6,11 +6,13 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from sqlalchemy import insert, update
 
+from eventflow.consumers.base import StalePosition
 from eventflow.log import Position, TopicPartition
 from eventflow.views.db import open_views
-from eventflow.views.positions import PROJECTOR, Progress, wait_for
+from eventflow.views.positions import PROJECTOR, Progress, advance, stored_offsets, wait_for
 from eventflow.views.tables import log_positions
 
 TP = TopicPartition("eventflow.runs", 0)
@@ -67,3 +69,49 @@ def test_a_partition_that_moved_away_after_a_rebalance_is_not_waited_for_in_vain
     started = time.monotonic()
     assert wait_for(engine, [Position(TP.topic, TP.partition, 15)], timeout=10, progress=progress)
     assert time.monotonic() - started < 1.0
+
+
+# -- the fence: every partition of a batch moved at once, or the batch refused ------------------
+
+TPS = [TopicPartition("eventflow.runs", p) for p in range(3)]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def views(request, tmp_path):
+    if request.param == "sqlite":
+        engine = open_views(f"sqlite:///{tmp_path / 'views.db'}")
+    else:
+        engine = open_views(request.getfixturevalue("new_postgres_database")("fence"))
+    yield engine
+    engine.dispose()
+
+
+def stored(engine) -> dict[TopicPartition, int]:
+    return stored_offsets(engine, PROJECTOR, set(TPS))
+
+
+def test_a_batch_over_several_partitions_moves_each_from_its_start_to_its_end(views):
+    with views.begin() as connection:
+        advance(connection, PROJECTOR, {TPS[0]: (0, 4), TPS[1]: (0, 2)})  # first seen: inserted
+    with views.begin() as connection:
+        advance(connection, PROJECTOR, {TPS[0]: (4, 9), TPS[1]: (2, 3), TPS[2]: (0, 7)})  # two moved, one new
+    assert stored(views) == {TPS[0]: 9, TPS[1]: 3, TPS[2]: 7}
+
+
+def test_one_stale_partition_refuses_the_whole_batch(views):
+    with views.begin() as connection:
+        advance(connection, PROJECTOR, {TPS[0]: (0, 4), TPS[1]: (0, 2)})
+    with pytest.raises(StalePosition, match="another instance"):
+        with views.begin() as connection:
+            # Partition 1 is at 2, not 1: another instance applied it; 0 would move, 2 is new.
+            advance(connection, PROJECTOR, {TPS[0]: (4, 9), TPS[1]: (1, 5), TPS[2]: (0, 7)})
+    assert stored(views) == {TPS[0]: 4, TPS[1]: 2}, "the refused batch changed nothing"
+
+
+def test_a_partition_another_instance_stored_first_is_stale(views):
+    with views.begin() as other:
+        advance(other, PROJECTOR, {TPS[1]: (0, 3)})
+    with pytest.raises(StalePosition):
+        with views.begin() as mine:  # believes partition 1 was never applied
+            advance(mine, PROJECTOR, {TPS[0]: (0, 4), TPS[1]: (0, 6)})
+    assert stored(views) == {TPS[1]: 3}
