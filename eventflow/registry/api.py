@@ -200,11 +200,15 @@ def set_registered_model_tag(backend: Backend, data: dict[str, Any]) -> dict[str
 
 
 def delete_registered_model_tag(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:
-    event = rc.delete_registered_model_tag(data.get("name"), data.get("key"))
-    model = _model(backend, event.payload["name"])
-    if event.payload["key"] in {tag["key"] for tag in model["tags"]}:  # else nothing to do, as in MLflow
-        _write_about(backend, model["name"], [event])
+    _delete_if_there(backend, rc.delete_registered_model_tag(data.get("name"), data.get("key")), "tags", "key")
     return {}
+
+
+def _delete_if_there(backend: Backend, event: Event, listed: str, field: str) -> None:
+    """Write a deletion only when the model has what it deletes: else nothing happens, as in MLflow."""
+    model = _model(backend, event.payload["name"])
+    if event.payload[field] in {item[field] for item in model[listed]}:
+        _write_about(backend, model["name"], [event])
 
 
 # -- aliases ------------------------------------------------------------------------------------
@@ -219,10 +223,7 @@ def set_alias(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_alias(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:
-    event = rc.delete_alias(data.get("name"), data.get("alias"))
-    model = _model(backend, event.payload["name"])
-    if event.payload["alias"] in {alias["alias"] for alias in model["aliases"]}:  # else nothing to do, as in MLflow
-        _write_about(backend, model["name"], [event])
+    _delete_if_there(backend, rc.delete_alias(data.get("name"), data.get("alias")), "aliases", "alias")
     return {}
 
 
