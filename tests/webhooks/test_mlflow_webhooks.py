@@ -22,7 +22,7 @@ import sqlalchemy
 from mlflow import MlflowClient
 from mlflow.entities.webhook import WebhookEvent, WebhookStatus
 from mlflow.exceptions import MlflowException
-from serving import free_port, running_server
+from serving import free_port, kafka_postgres_options, running_server
 from webhook_receiver import Receiver
 from webhook_stack import FAST
 
@@ -41,9 +41,11 @@ def verify_mlflow(secret: str, headers: dict[str, str], body: bytes, tolerance: 
     assert hmac.compare_digest(headers["x-mlflow-signature"], expected), "X-MLflow-Signature does not verify"
 
 
-@pytest.fixture(scope="module")
-def url(tmp_path_factory):
-    with running_server(tmp_path_factory.mktemp("mlflow-webhooks"), env=FAST) as found:
+@pytest.fixture(scope="module", params=["embedded", pytest.param("kafka+postgresql", marks=[pytest.mark.kafka, pytest.mark.postgres])])
+def url(request, tmp_path_factory):
+    """A server on the embedded default, then on Kafka with its views in PostgreSQL."""
+    options = kafka_postgres_options(request, "mlhooks") if request.param == "kafka+postgresql" else []
+    with running_server(tmp_path_factory.mktemp("mlflow-webhooks"), *options, env=FAST) as found:
         yield found
 
 
