@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
 
 from eventflow.consumers.base import Delivery, Subscriber
-from eventflow.events import Event, Point, metric_points
+from eventflow.events import Event, Point, linked_points, metric_points
 from eventflow.log import TopicPartition
 from eventflow.views.db import insert_new, upsert
 from eventflow.views.positions import PROJECTOR, Progress, advance, stored_offsets
@@ -36,6 +36,7 @@ from eventflow.views.tables import (
     inputs,
     latest_metrics,
     logged_model_artifacts,
+    logged_model_metrics,
     logged_model_params,
     logged_model_tags,
     logged_models,
@@ -67,11 +68,13 @@ def _rank(point: dict[str, Any]) -> tuple[int, int, float]:
 
 
 class _Batch:
-    """What one transaction writes in bulk: the metric points and latest candidates."""
+    """What one transaction writes in bulk: the metric points, latest candidates and the
+    points about logged models."""
 
     def __init__(self) -> None:
         self.points: list[dict[str, Any]] = []
         self.latest: dict[tuple[str, str], dict[str, Any]] = {}
+        self.model_points: list[dict[str, Any]] = []
 
     def add_points(self, run_id: str, points: list[Point]) -> None:
         isnan = math.isnan
@@ -85,9 +88,26 @@ class _Batch:
             if known is None or _rank({**row, "value": value}) > _rank(known):
                 latest[(run_id, key)] = {**row, "value": value}
 
+    def add_model_points(self, run_id: str, points: list[dict[str, Any]]) -> None:
+        for p in points:
+            nan = math.isnan(p["value"])
+            self.model_points.append({
+                "model_id": p["model_id"], "key": p["key"], "step": p["step"], "timestamp": p["timestamp"], "run_id": run_id,
+                "value": 0.0 if nan else p["value"], "is_nan": nan, "dataset_name": p["dataset_name"], "dataset_digest": p["dataset_digest"],
+            })
+
+    def write_model_points(self, connection: Connection) -> None:
+        """First point per (model, key, step, timestamp, run) wins, as in MLflow; the
+        experiment is the run's (its events come before, in the run's partition)."""
+        run_ids = sorted({row["run_id"] for row in self.model_points})
+        experiment_of = dict(connection.execute(select(runs.c.run_id, runs.c.experiment_id).where(runs.c.run_id.in_(run_ids))).all())
+        insert_new(connection, logged_model_metrics, [{**row, "experiment_id": experiment_of.get(row["run_id"])} for row in self.model_points])
+
     def write(self, connection: Connection) -> None:
         if self.points:
             connection.execute(insert(metrics), self.points)
+        if self.model_points:
+            self.write_model_points(connection)
         if not self.latest:
             return
         run_ids = sorted({run_id for run_id, _ in self.latest})
@@ -212,6 +232,7 @@ def params_logged(c: Connection, batch: _Batch, e: Event) -> None:
 
 def metrics_logged(c: Connection, batch: _Batch, e: Event) -> None:
     batch.add_points(e.payload["run_id"], metric_points(e.payload))
+    batch.add_model_points(e.payload["run_id"], linked_points(e.payload))
 
 
 def tags_set(c: Connection, batch: _Batch, e: Event) -> None:

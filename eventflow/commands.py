@@ -145,9 +145,27 @@ def metric_columns(points: Iterable[tuple[str, Any, Any, Any]]) -> dict[str, lis
     return columns.columns
 
 
-def log_metrics(run_id: str, columns: dict[str, list[Any]]) -> Event:
-    """Already-checked points (see ``metric_columns``) as one event."""
-    return Event("run.metrics_logged", {"run_id": v.check_run_id(run_id), "points": [], "columns": columns})
+def split_metrics(points: Iterable[Sequence[Any]]) -> tuple[dict[str, list[Any]], list[dict[str, Any]]]:
+    """Checked points from (key, value, timestamp, step, model_id, dataset_name, dataset_digest)
+    tuples (the last three may be None): plain points column by column, and the points linked
+    to a logged model or a dataset (MLflow 3) as one record each, where the v3 schema keeps
+    their links."""
+    columns = Columns()
+    linked: list[dict[str, Any]] = []
+    for i, (key, value, timestamp, step, *link) in enumerate(points):
+        path = f"metrics[{i}]"
+        key, number, timestamp, step = v.check_metric(key, value, timestamp, step, path)
+        about = v.check_metric_link(*link, path=path) if link else None
+        if about is None:
+            columns.add(key, number, timestamp, step)
+        else:
+            linked.append({"key": key, "value": number, "step": step, "timestamp": timestamp, **about})
+    return columns.columns, linked
+
+
+def log_metrics(run_id: str, columns: dict[str, list[Any]], linked: Sequence[dict[str, Any]] = ()) -> Event:
+    """Already-checked points (see ``metric_columns`` and ``split_metrics``) as one event."""
+    return Event("run.metrics_logged", {"run_id": v.check_run_id(run_id), "points": list(linked), "columns": columns})
 
 
 def _recheck_metrics(payload: dict[str, Any]) -> None:
@@ -158,6 +176,8 @@ def _recheck_metrics(payload: dict[str, Any]) -> None:
     if any(not 0 <= i < len(columns["names"]) for i in columns["key_index"]):
         raise v.InvalidInput("a metric point names a key index outside the batch's names")
     metric_columns((p.key, p.value, p.timestamp, p.step) for p in metric_points(payload))
+    for i, point in enumerate(payload.get("points") or ()):
+        v.check_metric_link(point.get("model_id"), point.get("dataset_name"), point.get("dataset_digest"), f"points[{i}]")
 
 
 def log_params(run_id: str, params: dict[str, Any] | Sequence[tuple[str, Any]]) -> Event:
@@ -201,9 +221,10 @@ def new_model_id() -> str:
 
 
 def _model_id(model_id: Any) -> str:
-    if not isinstance(model_id, str) or not model_id.startswith("m-") or not v.check_run_id(model_id[2:], "model_id"):
-        raise v.InvalidInput(f"Invalid model id {model_id!r}: logged model ids look like m-<32 hex digits>")
-    return model_id
+    try:
+        return v.check_model_id(model_id)
+    except v.InvalidInput:
+        raise v.InvalidInput(f"Invalid model id {model_id!r}: logged model ids look like m-<32 hex digits>") from None
 
 
 def create_logged_model(
@@ -275,11 +296,14 @@ def log_outputs(run_id: str, models: Sequence[dict[str, Any]]) -> Event:
 
 def log_batch(
     run_id: str,
-    metrics: Sequence[tuple[str, Any, Any, Any]] = (),
+    metrics: Sequence[Sequence[Any]] = (),
     params: dict[str, Any] | Sequence[tuple[str, Any]] = (),
     tags: dict[str, Any] | Sequence[tuple[str, Any]] = (),
 ) -> list[Event]:
-    """MLflow's log-batch: limits checked on the whole batch, then one event per kind."""
+    """MLflow's log-batch: limits checked on the whole batch, then one event per kind.
+
+    A metric is (key, value, timestamp, step), optionally followed by MLflow 3's
+    (model_id, dataset_name, dataset_digest); see ``split_metrics``."""
     param_items = list(params.items()) if isinstance(params, dict) else list(params)
     tag_items = list(tags.items()) if isinstance(tags, dict) else list(tags)
     v.check_batch_sizes(metrics, param_items, tag_items)
@@ -289,7 +313,7 @@ def log_batch(
     if tag_items:
         events.append(set_tags(run_id, tag_items))
     if metrics:
-        events.append(log_metrics(run_id, metric_columns(metrics)))
+        events.append(log_metrics(run_id, *split_metrics(metrics)))
     return events
 
 

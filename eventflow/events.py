@@ -117,3 +117,10 @@ def metric_points(payload: dict[str, Any]) -> list[Point]:
             for i, value, step, timestamp in zip(columns["key_index"], columns["values"], columns["steps"], columns["timestamps"])
         ]
     return points
+
+
+def linked_points(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The points of a ``run.metrics_logged`` payload that are about a logged model (MLflow 3):
+    those records of ``points`` with a ``model_id``. (A point linked to a dataset alone is a
+    plain run metric to MLflow, which keeps model metrics only.)"""
+    return [p for p in payload.get("points") or () if p.get("model_id")]

@@ -34,6 +34,7 @@ MAX_INPUT_TAG_VALUE_LENGTH = 500
 _NAME = re.compile(r"^[/\w.\- :]*$")
 _RUN_ID = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")
 _EXPERIMENT_ID = re.compile(r"^[a-zA-Z0-9][\w\-]{0,63}$")
+_MODEL_ID = re.compile(r"^m-[0-9a-f]{32}$")
 _BAD_CHARACTERS = (
     "Names may only contain alphanumerics, underscores (_), dashes (-), periods (.), "
     "spaces ( ), colon(:) and slashes (/)."
@@ -195,6 +196,38 @@ def check_run_id(run_id: Any, path: str = "run_id") -> str:
     if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
         raise invalid_value(path, run_id)
     return run_id
+
+
+def check_model_id(model_id: Any, path: str = "model_id") -> str:
+    """A logged model id as MLflow 3 makes them: ``m-`` and 32 hex digits."""
+    if not isinstance(model_id, str) or not _MODEL_ID.match(model_id):
+        raise invalid_value(path, model_id, "logged model ids look like m-<32 hex digits>")
+    return model_id
+
+
+def _unset(value: Any) -> Any:
+    return None if value is None or value == "" else value
+
+
+def check_metric_link(model_id: Any, dataset_name: Any, dataset_digest: Any, path: str = "") -> dict[str, str | None] | None:
+    """What an MLflow 3 metric point is about: a logged model, a dataset (name and digest), or
+    both; None when it is a plain run metric. Empty strings count as unset, as in MLflow's
+    proto-JSON. MLflow refuses a dataset name without its digest and the other way round."""
+    prefix = f"{path}." if path else ""
+    link = {"model_id": _unset(model_id), "dataset_name": _unset(dataset_name), "dataset_digest": _unset(dataset_digest)}
+    if link["model_id"] is None and link["dataset_name"] is None and link["dataset_digest"] is None:
+        return None
+    if link["model_id"] is not None:
+        check_model_id(link["model_id"], prefix + "model_id")
+    if (link["dataset_name"] is None) != (link["dataset_digest"] is None):
+        raise InvalidInput("Both dataset_name and dataset_digest must be provided if one is provided")
+    for name, limit in (("dataset_name", MAX_DATASET_NAME_LENGTH), ("dataset_digest", MAX_DATASET_DIGEST_LENGTH)):
+        value = link[name]
+        if value is not None:
+            if not isinstance(value, str):
+                raise invalid_value(prefix + name, value, "it must be a string")
+            _check_length(prefix + name, limit, value)
+    return link
 
 
 def check_experiment_id(experiment_id: Any) -> str:

@@ -16,10 +16,15 @@ MLFLOW = "/api/2.0/mlflow/"
 WEBHOOKS = "/api/2.0/eventflow/webhooks"
 
 _KEY_VALUE = {"type": "object", "properties": {"key": {"type": "string"}, "value": {"type": "string"}}}
+# MLflow 3: a metric may be about a logged model (m-<32 hex>) and a dataset (name and digest together).
+_METRIC_LINK = {"model_id": {"type": "string"}, "dataset_name": {"type": "string"}, "dataset_digest": {"type": "string"}}
 _METRIC = {
     "type": "object",
-    "properties": {"key": {"type": "string"}, "value": {"type": "number"}, "timestamp": {"type": "integer"}, "step": {"type": "integer"}},
+    "properties": {
+        "key": {"type": "string"}, "value": {"type": "number"}, "timestamp": {"type": "integer"}, "step": {"type": "integer"}, **_METRIC_LINK,
+    },
 }
+_DATASET_FILTER = {"type": "object", "properties": {"dataset_name": {"type": "string"}, "dataset_digest": {"type": "string"}}}
 _DATASET_INPUT = {
     "type": "object",
     "properties": {
@@ -43,6 +48,7 @@ TYPES: dict[str, dict[str, Any]] = {
     "metrics": {"type": "array", "items": _METRIC},
     "datasets": {"type": "array", "items": _DATASET_INPUT},
     "models": {"type": "array", "items": _MODEL_OUTPUT},
+    "dataset_filters": {"type": "array", "items": _DATASET_FILTER},
     "webhook_events": {"type": "array", "items": _MLFLOW_WEBHOOK_EVENT},
 }
 
@@ -63,7 +69,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, str], str]] = [
     ("POST", "runs/update", {"run_id": "string!", "status": "string", "end_time": "integer", "run_name": "string"}, "Update a run"),
     ("POST", "runs/delete", {"run_id": "string!"}, "Delete a run"),
     ("POST", "runs/restore", {"run_id": "string!"}, "Restore a run"),
-    ("POST", "runs/log-metric", {"run_id": "string!", "key": "string!", "value": "number!", "timestamp": "integer!", "step": "integer"}, "Log a metric"),
+    ("POST", "runs/log-metric", {"run_id": "string!", "key": "string!", "value": "number!", "timestamp": "integer!", "step": "integer", "model_id": "string", "dataset_name": "string", "dataset_digest": "string"}, "Log a metric"),
     ("POST", "runs/log-parameter", {"run_id": "string!", "key": "string!", "value": "string!"}, "Log a param"),
     ("POST", "runs/set-tag", {"run_id": "string!", "key": "string!", "value": "string!"}, "Set a run tag"),
     ("POST", "runs/delete-tag", {"run_id": "string!", "key": "string!"}, "Delete a run tag"),
@@ -74,7 +80,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, str], str]] = [
     ("GET", "runs/search", {"experiment_ids": "strings", "filter": "string", "run_view_type": "string", "max_results": "integer", "page_token": "string"}, "Search runs"),
     ("GET", "metrics/get-history", {"run_id": "string!", "metric_key": "string!", "max_results": "integer", "page_token": "string"}, "A metric's history"),
     ("GET", "metrics/get-history-bulk-interval", {"run_ids": "strings!", "metric_key": "string!", "start_step": "integer", "end_step": "integer", "max_results": "integer"}, "Sampled histories of several runs"),
-    ("POST", "logged-models/search", {"experiment_ids": "strings", "filter": "string", "max_results": "integer", "page_token": "string"}, "Search logged models"),
+    ("POST", "logged-models/search", {"experiment_ids": "strings", "filter": "string", "datasets": "dataset_filters", "max_results": "integer", "page_token": "string"}, "Search logged models"),
     ("POST", "logged-models", {"experiment_id": "string!", "name": "string", "model_type": "string", "source_run_id": "string", "params": "pairs", "tags": "pairs"}, "Create a logged model"),
     ("GET", "logged-models/{model_id}", {}, "Get a logged model"),
     ("PATCH", "logged-models/{model_id}", {"status": "string!"}, "Finalize a logged model"),

@@ -198,16 +198,38 @@ def _check_params_unchanged(runtime: Runtime, run: dict[str, Any], params: list[
             )
 
 
+_LINK = ("model_id", "dataset_name", "dataset_digest")
+
+
+def _metric(m: dict[str, Any], now: int) -> tuple[Any, ...]:
+    """A request's metric as the tuple ``commands.log_batch`` takes; MLflow 3's link
+    fields (logged model, dataset) only when the request has any."""
+    point = (m.get("key"), m.get("value"), as_int(m, "timestamp", now), as_int(m, "step", 0))
+    if any(name in m for name in _LINK):
+        point += tuple(m.get(name) for name in _LINK)
+    return point
+
+
+def _check_models_exist(runtime: Runtime, events: list[Any]) -> None:
+    """The logged models that metrics name must exist: a typo would otherwise link points
+    to nothing, for ever (the log is not edited)."""
+    wanted = {p["model_id"] for e in events if e.type == "run.metrics_logged" for p in e.payload["points"] if p["model_id"]}
+    if not wanted:
+        return
+    missing = sorted(wanted - runtime.read(queries.existing_logged_models, sorted(wanted)))
+    if missing:
+        raise not_found(f"Logged model with ID '{missing[0]}' not found.")
+
+
 def log_batch(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     run = _run(runtime, data)
-    metrics = [
-        (m.get("key"), m.get("value"), as_int(m, "timestamp", int(time.time() * 1000)), as_int(m, "step", 0))
-        for m in objects(data, "metrics")
-    ]
+    now = int(time.time() * 1000)
+    metrics = [_metric(m, now) for m in objects(data, "metrics")]
     params = pairs(data, "params")
     tags = pairs(data, "tags")
     events = commands.log_batch(run["info"]["run_id"], metrics, params, tags)
     _check_params_unchanged(runtime, run, params)
+    _check_models_exist(runtime, events)
     if events:
         runtime.write(events)
     return {}
@@ -368,7 +390,8 @@ def search_logged_models(runtime: Runtime, data: dict[str, Any]) -> dict[str, An
     for experiment_id in experiment_ids:
         _experiment(runtime, experiment_id)
     models, token = runtime.read(
-        queries.search_logged_models, experiment_ids, data.get("filter"), as_int(data, "max_results", 100, 1, 50000), data.get("page_token")
+        queries.search_logged_models, experiment_ids, data.get("filter"), as_int(data, "max_results", 100, 1, 50000), data.get("page_token"),
+        objects(data, "datasets"),
     )
     return {"models": models, **({"next_page_token": token} if token else {})}
 

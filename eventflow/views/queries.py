@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Connection, Float, Text, cast, func, literal, literal_column, not_, null, select, union_all
+from sqlalchemy import BigInteger, Boolean, Connection, Float, Text, cast, func, literal, literal_column, not_, null, or_, select, union_all
 from sqlalchemy.sql import ColumnElement
 
 from eventflow.search_filter import EXPERIMENT_ATTRIBUTES, LOGGED_MODEL_ATTRIBUTES, Clause, parse, parse_order_by
@@ -24,6 +24,7 @@ from eventflow.views.tables import (
     inputs,
     latest_metrics,
     logged_model_artifacts,
+    logged_model_metrics,
     logged_model_params,
     logged_model_tags,
     logged_models,
@@ -413,15 +414,41 @@ def metric_history_interval(
 # -- logged models (MLflow 3) ----------------------------------------------------------------
 
 
+def _model_metrics(connection: Connection, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every point logged about each model, as MLflow 3's SqlAlchemyStore returns them: all
+    of them (not the latest per key), each a Metric proto with its run and, when set, its
+    dataset. Ordered by key, step, timestamp and run so that answers are stable (MLflow's
+    order is the database's). NaN comes back as NaN, where MLflow's store answers 0."""
+    table = logged_model_metrics
+    out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    query = select(table).where(table.c.model_id.in_(ids)).order_by(table.c.model_id, table.c.key, table.c.step, table.c.timestamp, table.c.run_id)
+    for row in connection.execute(query):
+        metric = {
+            "key": row.key, "value": float("nan") if row.is_nan else row.value, "timestamp": row.timestamp, "step": row.step,
+            "run_id": row.run_id, "model_id": row.model_id,
+        }
+        if row.dataset_name is not None:
+            metric.update(dataset_name=row.dataset_name, dataset_digest=row.dataset_digest)
+        out[row.model_id].append(metric)
+    return out
+
+
+def existing_logged_models(connection: Connection, model_ids: Sequence[str]) -> set[str]:
+    """Which of these logged models exist (deleted ones too: MLflow still takes their metrics)."""
+    return set(connection.execute(select(logged_models.c.model_id).where(logged_models.c.model_id.in_(list(model_ids)))).scalars())
+
+
 def _logged_model_dicts(connection: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
     ids = [row.model_id for row in rows]
     model_tags: dict[str, list[dict[str, str]]] = {i: [] for i in ids}
     model_params: dict[str, list[dict[str, str]]] = {i: [] for i in ids}
+    model_metrics: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
     if ids:
         for tag in connection.execute(select(logged_model_tags).where(logged_model_tags.c.model_id.in_(ids)).order_by(logged_model_tags.c.key)):
             model_tags[tag.model_id].append({"key": tag.key, "value": tag.value})
         for param in connection.execute(select(logged_model_params).where(logged_model_params.c.model_id.in_(ids)).order_by(logged_model_params.c.key)):
             model_params[param.model_id].append({"key": param.key, "value": param.value})
+        model_metrics = _model_metrics(connection, ids)
     out = []
     for row in rows:
         info: dict[str, Any] = {
@@ -437,7 +464,7 @@ def _logged_model_dicts(connection: Connection, rows: Sequence[Any]) -> list[dic
         for optional in ("status_message", "model_type", "source_run_id"):
             if getattr(row, optional) is not None:
                 info[optional] = getattr(row, optional)
-        out.append({"info": info, "data": {"params": model_params[row.model_id], "metrics": []}})
+        out.append({"info": info, "data": {"params": model_params[row.model_id], "metrics": model_metrics[row.model_id]}})
     return out
 
 
@@ -448,15 +475,41 @@ def get_logged_model(connection: Connection, model_id: str) -> dict[str, Any] | 
     return _logged_model_dicts(connection, rows)[0] if rows else None
 
 
+def _on_datasets(datasets: Sequence[dict[str, Any]]) -> ColumnElement[bool] | None:
+    """MLflow's ``datasets`` clause: a model metric on any of these datasets (a name, and
+    a digest when given)."""
+    table = logged_model_metrics
+    choices = []
+    for dataset in datasets:
+        name, digest = dataset.get("dataset_name"), dataset.get("dataset_digest")
+        if not name:
+            raise InvalidInput("`dataset_name` in the `datasets` clause must be specified.")
+        if not isinstance(name, str) or not isinstance(digest, (str, type(None))):
+            raise InvalidInput(f"Invalid dataset {dataset!r} in the `datasets` clause: dataset_name and dataset_digest are strings")
+        choice = table.c.dataset_name == name
+        if digest:
+            choice = choice & (table.c.dataset_digest == digest)
+        choices.append(choice)
+    return or_(*choices) if choices else None
+
+
 def search_logged_models(
     connection: Connection,
     experiment_ids: Sequence[str],
     filter_string: str | None = None,
     max_results: int | None = 100,
     page_token: str | None = None,
+    datasets: Sequence[dict[str, Any]] = (),
 ) -> tuple[list[dict[str, Any]], str | None]:
+    """MLflow's search: attributes, tags, params and ``metrics.<key>`` filters. As in MLflow's
+    SqlAlchemyStore, a metric filter holds when ANY point of that key logged about the
+    model matches (not only the latest), counting only points on ``datasets`` when given;
+    ``datasets`` without a metric filter keeps the models with any metric on them.
+    (``order_by`` is not supported yet: newest first, as MLflow's default.)"""
     query = select(logged_models).where(logged_models.c.experiment_id.in_([str(e) for e in experiment_ids]), logged_models.c.lifecycle_stage == "active")
     names = {"creation_timestamp": "creation_time", "last_updated_timestamp": "last_updated_time"}
+    on_datasets = _on_datasets(datasets)
+    metric_filters = 0
     for clause in parse(filter_string, LOGGED_MODEL_ATTRIBUTES):
         if clause.entity == "attributes":
             query = query.where(_compare(logged_models.c[names.get(clause.key, clause.key)], clause))
@@ -466,8 +519,15 @@ def search_logged_models(
         elif clause.entity == "params":
             inner = select(logged_model_params.c.model_id).where(logged_model_params.c.key == clause.key, _compare(logged_model_params.c.value, clause))
             query = query.where(logged_models.c.model_id.in_(inner))
+        elif clause.entity == "metrics":
+            metric_filters += 1
+            table = logged_model_metrics
+            inner = select(table.c.model_id).where(table.c.key == clause.key, table.c.is_nan.is_(False), _compare(table.c.value, clause))
+            query = query.where(logged_models.c.model_id.in_(inner if on_datasets is None else inner.where(on_datasets)))
         else:
             raise InvalidInput(f"Invalid logged model filter on {clause.entity}.{clause.key}")
+    if on_datasets is not None and not metric_filters:
+        query = query.where(logged_models.c.model_id.in_(select(logged_model_metrics.c.model_id).where(on_datasets)))
     offset = decode_token(page_token)
     limit = max_results or 100
     rows = connection.execute(query.order_by(logged_models.c.creation_time.desc(), logged_models.c.model_id).offset(offset).limit(limit + 1)).all()

@@ -161,6 +161,25 @@ logged_model_artifacts = Table(
     Column("logged_time", BigInteger, nullable=False),
 )
 
+# Metric points logged about a logged model (MLflow 3), keyed as MLflow keys them: one row
+# per model, key, step, timestamp and run; the first point logged with that key wins. The
+# run's own copy of each point is in metrics. No foreign key to logged_models: on a
+# rebuild, a run's metrics may be read before the model's creation (another topic).
+logged_model_metrics = Table(
+    "logged_model_metrics",
+    metadata,
+    Column("model_id", String(64), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("step", BigInteger, primary_key=True),
+    Column("timestamp", BigInteger, primary_key=True),
+    Column("run_id", String(256), primary_key=True),
+    Column("value", Float(precision=53), nullable=False),
+    Column("is_nan", Boolean, nullable=False),
+    Column("experiment_id", String(64)),
+    Column("dataset_name", String(500)),
+    Column("dataset_digest", String(36)),
+)
+
 run_outputs = Table(
     "run_outputs",
     metadata,

@@ -232,3 +232,87 @@ def test_a_download_is_checked_against_the_sha256_on_the_log(client, url, tmp_pa
     (HOMES[url] / "artifacts" / relative).write_bytes(b"\x02" * 1000)
     refused = httpx.get(url + "/api/2.0/mlflow-artifacts/artifacts/" + relative)
     assert refused.status_code == 500 and "does not match the sha256" in refused.json()["message"]
+
+
+def _linked(metrics) -> list[tuple]:
+    return sorted((m.key, m.value, m.step, m.timestamp, m.run_id, m.model_id, m.dataset_name, m.dataset_digest) for m in metrics or [])
+
+
+def test_metrics_logged_about_a_logged_model_come_back_with_it(client, url):
+    import pandas as pd
+
+    from mlflow.entities import Metric
+
+    experiment = mlflow.set_experiment("compat-model-metrics")
+    model = client.create_logged_model(experiment.experiment_id, name="scorer")
+    other = client.create_logged_model(experiment.experiment_id, name="other")
+    dataset = mlflow.data.from_pandas(pd.DataFrame({"x": [1, 2], "y": [0, 1]}), source="s3://bucket/eval.csv", name="eval", targets="y")
+    with mlflow.start_run() as run:
+        mlflow.log_metric("acc", 0.9, step=1, timestamp=1_000, model_id=model.model_id)
+        mlflow.log_metric("acc", 0.95, step=2, timestamp=2_000, model_id=model.model_id, dataset=dataset)
+        client.log_batch(run.info.run_id, metrics=[
+            Metric("f1", 0.8, 3_000, 3, model_id=model.model_id, dataset_name="eval", dataset_digest=dataset.digest),
+            Metric("f1", 0.1, 3_000, 3, model_id=other.model_id),
+            Metric("plain", 1.0, 3_000, 0),
+        ])
+    rid = run.info.run_id
+    assert _linked(mlflow.get_logged_model(model.model_id).metrics) == [
+        ("acc", 0.9, 1, 1_000, rid, model.model_id, None, None),
+        ("acc", 0.95, 2, 2_000, rid, model.model_id, "eval", dataset.digest),
+        ("f1", 0.8, 3, 3_000, rid, model.model_id, "eval", dataset.digest),
+    ]
+    assert _linked(client.get_logged_model(other.model_id).metrics) == [("f1", 0.1, 3, 3_000, rid, other.model_id, None, None)]
+    # The run keeps every point, as before.
+    assert client.get_run(rid).data.metrics == {"acc": 0.95, "f1": 0.8, "plain": 1.0}  # f1: same step and time, the larger value
+    assert [(m.step, m.value) for m in client.get_metric_history(rid, "acc")] == [(1, 0.9), (2, 0.95)]
+    # search_logged_models returns the metrics too, and filters on them (any point, as MLflow).
+    found = client.search_logged_models([experiment.experiment_id], filter_string="metrics.f1 > 0.5")
+    assert [m.model_id for m in found] == [model.model_id]
+    assert _linked(found[0].metrics) == _linked(mlflow.get_logged_model(model.model_id).metrics)
+    assert {m.model_id for m in client.search_logged_models([experiment.experiment_id], filter_string="metrics.f1 > 0")} == {model.model_id, other.model_id}
+    on_eval = client.search_logged_models([experiment.experiment_id], datasets=[{"dataset_name": "eval"}])
+    assert [m.model_id for m in on_eval] == [model.model_id]
+    assert not client.search_logged_models([experiment.experiment_id], filter_string="metrics.f1 < 0.5", datasets=[{"dataset_name": "eval", "dataset_digest": dataset.digest}])
+    linked = [p for e in events(url, type="run.metrics_logged") if e["event"]["payload"]["run_id"] == rid for p in e["event"]["payload"]["points"]]
+    assert sorted((p["key"], p["value"], p["model_id"], p["dataset_name"] or "") for p in linked) == [
+        ("acc", 0.9, model.model_id, ""), ("acc", 0.95, model.model_id, "eval"), ("f1", 0.1, other.model_id, ""), ("f1", 0.8, model.model_id, "eval"),
+    ], "the links are on the log, in the v3 schema's points"
+
+
+def test_a_runs_output_model_gets_the_runs_later_metrics(client):
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.set_experiment("compat-model-metrics-auto")
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(LogisticRegression().fit([[0], [1], [2], [3]], [0, 0, 1, 1]), name="clf")
+        mlflow.log_metric("acc", 0.93)  # step 0, the step the model was logged at: linked by the client
+        mlflow.log_metric("acc", 0.97, step=5)  # no model output at step 5: the run's alone
+    model = mlflow.get_logged_model(info.model_id)
+    assert [(m.key, m.value, m.step, m.run_id, m.model_id) for m in model.metrics] == [("acc", 0.93, 0, run.info.run_id, info.model_id)]
+    assert client.get_run(run.info.run_id).data.metrics == {"acc": 0.97}
+
+
+def test_a_bad_model_link_is_refused_and_nothing_reaches_the_log(client, url):
+    from mlflow.entities import Metric
+
+    experiment = mlflow.set_experiment("compat-model-metrics-bad")
+    model = client.create_logged_model(experiment.experiment_id, name="real")
+    api = url + "/api/2.0/mlflow/runs/"
+    with mlflow.start_run() as run:
+        with pytest.raises(mlflow.exceptions.MlflowException, match="m-<32 hex digits>") as refused:
+            client.log_metric(run.info.run_id, "acc", 0.5, model_id="m-not-hex")
+        assert refused.value.error_code == "INVALID_PARAMETER_VALUE" and refused.value.get_http_status_code() == 400
+        with pytest.raises(mlflow.exceptions.MlflowException, match="Logged model with ID 'm-0{32}' not found") as missing:
+            client.log_batch(run.info.run_id, metrics=[Metric("acc", 0.5, 1, 0), Metric("acc", 0.6, 1, 1, model_id="m-" + "0" * 32)])
+        assert missing.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+        half = httpx.post(api + "log-batch", json={"run_id": run.info.run_id, "metrics": [
+            {"key": "ok", "value": 1, "timestamp": 1},
+            {"key": "acc", "value": 1, "timestamp": 1, "model_id": model.model_id, "dataset_name": "eval"},
+        ]})
+        assert half.status_code == 400 and half.json() == {
+            "error_code": "INVALID_PARAMETER_VALUE", "message": "Both dataset_name and dataset_digest must be provided if one is provided",
+        }
+        wrong_type = httpx.post(api + "log-metric", json={"run_id": run.info.run_id, "key": "acc", "value": 1, "timestamp": 1, "model_id": 7})
+        assert wrong_type.status_code == 400 and wrong_type.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert [e for e in events(url, type="run.metrics_logged") if e["event"]["payload"]["run_id"] == run.info.run_id] == []
+    assert client.get_run(run.info.run_id).data.metrics == {} and mlflow.get_logged_model(model.model_id).metrics in (None, [])

@@ -77,3 +77,15 @@ def test_the_document_lists_every_route_and_nothing_else():
     # Artifact files (PUT/GET/DELETE of a path) and appending Avro events are not JSON APIs.
     binary = {(m, p) for m, p in served if "{path:path}" in p} | {("POST", "/api/2.0/eventflow/events")}
     assert documented == served - binary
+
+
+def test_the_document_describes_metrics_about_logged_models():
+    paths = openapi.document()["paths"]
+
+    def body(path: str, method: str = "post") -> dict:
+        return paths[path][method]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+
+    link = {"model_id", "dataset_name", "dataset_digest"}
+    assert link <= set(body("/api/2.0/mlflow/runs/log-metric"))
+    assert link <= set(body("/api/2.0/mlflow/runs/log-batch")["metrics"]["items"]["properties"])
+    assert set(body("/api/2.0/mlflow/logged-models/search")["datasets"]["items"]["properties"]) == {"dataset_name", "dataset_digest"}

@@ -40,3 +40,74 @@ def test_rebuild_replays_the_log_into_fresh_views_and_swaps_them_in(tmp_path, mo
     after = dump(create_engine(f"sqlite:///{home / 'views.db'}"), "projector")
     assert after == before
     assert len(after["metrics"]) == 900
+
+
+def test_metrics_linked_to_a_logged_model_survive_a_rebuild_even_read_before_the_model(tmp_path):
+    """A run's points about a logged model (MLflow 3) are on the runs topic, the model's
+    creation on the models topic: a rebuild may read the points first, and still links them."""
+    from eventflow import commands
+    from eventflow.log import open_log
+    from eventflow.log.event_log import EventLog
+    from eventflow.views import queries
+
+    home = tmp_path / "home"
+    home.mkdir()
+    run_id, model_id = commands.new_run_id(), commands.new_model_id()
+    points = [("acc", 0.5, 1000, 0, model_id, None, None), ("acc", 0.75, 2000, 1, model_id, "eval", "d1"), ("loss", 2.0, 1000, 0)]
+    with open_log(str(home / "log")) as log:
+        events = EventLog(log)
+        events.append_many([
+            commands.create_experiment("7", "linked", "file:///a"),
+            commands.create_run(run_id, "7", run_name="r", user_id="u", artifact_uri="file:///a/r"),
+            *commands.log_batch(run_id, points),
+        ])
+        events.append_many([commands.create_logged_model(model_id, "7", "model", "file:///a/m", source_run_id=run_id)])
+    engine = create_engine(f"sqlite:///{home / 'views.db'}")
+    eventflow.Client(str(home)).search_experiments()  # project the log
+    before = dump(engine, "projector")
+    with engine.connect() as connection:
+        model = queries.get_logged_model(connection, model_id)
+        run = queries.get_run(connection, run_id)
+    assert model["data"]["metrics"] == [
+        {"key": "acc", "value": 0.5, "timestamp": 1000, "step": 0, "run_id": run_id, "model_id": model_id},
+        {"key": "acc", "value": 0.75, "timestamp": 2000, "step": 1, "run_id": run_id, "model_id": model_id, "dataset_name": "eval", "dataset_digest": "d1"},
+    ]
+    assert {m["key"]: m["value"] for m in run["data"]["metrics"]} == {"acc": 0.75, "loss": 2.0}, "the run keeps every point too"
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM logged_model_metrics")
+    engine.dispose()
+    done = subprocess.run(
+        [sys.executable, "-m", "eventflow", "views", "rebuild", "--home", str(home)],
+        capture_output=True, text=True, timeout=300, env=os.environ.copy(),
+    )
+    assert done.returncode == 0, done.stderr
+    after = dump(create_engine(f"sqlite:///{home / 'views.db'}"), "projector")
+    assert after == before and len(after["logged_model_metrics"]) == 2
+    # The runs topic wholly before the models topic: the points wait for no model.
+    runs_first = _project_topic_by_topic(home / "log", f"sqlite:///{tmp_path / 'runs-first.db'}", ["eventflow.experiments", "eventflow.runs", "eventflow.models"])
+    with runs_first.connect() as connection:
+        assert queries.get_logged_model(connection, model_id)["data"]["metrics"] == model["data"]["metrics"]
+    runs_first.dispose()
+
+
+def _project_topic_by_topic(log_dir, url: str, topics: list[str]):
+    """Feed a projector each topic whole, one after another, in the given order."""
+    from eventflow.codec import decode
+    from eventflow.consumers.base import Delivery
+    from eventflow.consumers.projector import Projector
+    from eventflow.log import open_log
+    from eventflow.views.db import open_views
+
+    engine = open_views(url)
+    projector = Projector(engine, "ordered")
+    with open_log(str(log_dir)) as log:
+        for topic in topics:
+            consumer = log.consumer([topic])
+            records = []
+            while batch := consumer.poll(timeout=0.5, max_records=1000):
+                records += batch
+            consumer.close()
+            for tp in sorted({r.tp for r in records}):
+                mine = [r for r in records if r.tp == tp]
+                assert projector.apply([Delivery(decode(r.value), r) for r in mine], {tp: (mine[0].offset, mine[-1].offset + 1)}) == []
+    return engine
