@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from eventflow import proto_json
 from eventflow.codec import encode
 from eventflow.events import Event
 from eventflow.sdk.stores import Store, sha256_of
@@ -96,7 +97,7 @@ class HttpStore(Store):
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         found = self._call("GET", "/api/2.0/mlflow/runs/get", params={"run_id": run_id})
-        return found and found["run"]
+        return found and _with_doubles(found["run"])
 
     def search_runs(self, experiment_ids: Sequence[str], max_results: int = 1000, order_by: Sequence[str] = ()) -> list[dict[str, Any]]:
         found = self._call(
@@ -104,7 +105,7 @@ class HttpStore(Store):
             "/api/2.0/mlflow/runs/search",
             json={"experiment_ids": list(experiment_ids), "max_results": max_results, "order_by": list(order_by)},
         )
-        return (found or {}).get("runs", [])
+        return [_with_doubles(run) for run in (found or {}).get("runs", [])]
 
     def metric_history(self, run_id: str, key: str) -> list[dict[str, Any]]:
         points: list[dict[str, Any]] = []
@@ -112,10 +113,17 @@ class HttpStore(Store):
         while True:
             params = {"run_id": run_id, "metric_key": key, **({"page_token": token} if token else {})}
             found = self._call("GET", "/api/2.0/mlflow/metrics/get-history", params=params) or {}
-            points += found.get("metrics", [])
+            points += [{**point, "value": proto_json.double(point["value"])} for point in found.get("metrics", [])]
             token = found.get("next_page_token")
             if not token:
                 return points
 
     def close(self) -> None:
         self.http.close()
+
+
+def _with_doubles(run: dict[str, Any]) -> dict[str, Any]:
+    """A run from the REST API with its metric values as floats (NaN and ±inf come as strings)."""
+    for metric in run.get("data", {}).get("metrics", []):
+        metric["value"] = proto_json.double(metric["value"])
+    return run

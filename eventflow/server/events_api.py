@@ -25,6 +25,7 @@ from eventflow.events import Event, LIFECYCLE_TOPICS
 from eventflow.log import TopicPartition
 from eventflow.server.errors import ApiError
 from eventflow.server.requests import as_int
+from eventflow.server.responses import ProtoJSONResponse
 from eventflow.server.runtime import Runtime
 
 CONTENT_TYPE = "application/vnd.eventflow.events"
@@ -127,7 +128,7 @@ async def get_events(request: Request, runtime: Runtime) -> JSONResponse:
     query: dict[str, Any] = {key: request.query_params.get(key) for key in request.query_params.keys()}
     query["type"] = request.query_params.getlist("type")
     query["topic"] = request.query_params.getlist("topic")
-    return JSONResponse(await run_in_threadpool(read_events, runtime, query))
+    return ProtoJSONResponse(await run_in_threadpool(read_events, runtime, query))
 
 
 def append_events(runtime: Runtime, body: bytes) -> dict[str, Any]:
@@ -142,7 +143,7 @@ async def post_events(request: Request, runtime: Runtime) -> JSONResponse:
     body = await request.body()
     if len(body) > MAX_BODY:
         raise ApiError(f"an event batch may have at most {MAX_BODY} bytes, this one has {len(body)}")
-    return JSONResponse(await run_in_threadpool(append_events, runtime, body))
+    return ProtoJSONResponse(await run_in_threadpool(append_events, runtime, body))
 
 
 def routes(runtime: Runtime) -> list[Route]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import json
-import math
 import os
 import threading
 from collections import deque
@@ -30,6 +29,7 @@ from typing import Any
 from eventflow.consumers.base import Delivery
 from eventflow.events import Event, metric_points
 from eventflow.log import TopicPartition
+from eventflow.proto_json import replace_non_finite
 
 Positions = dict[TopicPartition, int]
 
@@ -42,18 +42,9 @@ MAX_IN_FLIGHT = 16
 
 
 def dumps(value: Any) -> str:
-    """JSON for the browser: no NaN or infinities (JSON has none), bytes as hex."""
-    return json.dumps(_finite(value), separators=(",", ":"), default=lambda v: v.hex() if isinstance(v, bytes) else str(v))
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+    """JSON for the browser: NaN and infinities as null (its charts skip them), bytes as hex."""
+    finite = replace_non_finite(value, lambda _: None)
+    return json.dumps(finite, separators=(",", ":"), default=lambda v: v.hex() if isinstance(v, bytes) else str(v))
 
 
 def floats_json(values: list[float]) -> str:

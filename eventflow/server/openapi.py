@@ -18,10 +18,12 @@ WEBHOOKS = "/api/2.0/eventflow/webhooks"
 _KEY_VALUE = {"type": "object", "properties": {"key": {"type": "string"}, "value": {"type": "string"}}}
 # MLflow 3: a metric may be about a logged model (m-<32 hex>) and a dataset (name and digest together).
 _METRIC_LINK = {"model_id": {"type": "string"}, "dataset_name": {"type": "string"}, "dataset_digest": {"type": "string"}}
+# A double in proto3 JSON: NaN and ±inf are strings (eventflow.proto_json).
+_DOUBLE = {"anyOf": [{"type": "number"}, {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}]}
 _METRIC = {
     "type": "object",
     "properties": {
-        "key": {"type": "string"}, "value": {"type": "number"}, "timestamp": {"type": "integer"}, "step": {"type": "integer"}, **_METRIC_LINK,
+        "key": {"type": "string"}, "value": _DOUBLE, "timestamp": {"type": "integer"}, "step": {"type": "integer"}, **_METRIC_LINK,
     },
 }
 _DATASET_FILTER = {"type": "object", "properties": {"dataset_name": {"type": "string"}, "dataset_digest": {"type": "string"}}}
@@ -41,7 +43,7 @@ _MLFLOW_WEBHOOK_EVENT = {"type": "object", "properties": {"entity": {"type": "st
 TYPES: dict[str, dict[str, Any]] = {
     "string": {"type": "string"},
     "integer": {"type": "integer"},
-    "number": {"type": "number"},
+    "double": _DOUBLE,
     "boolean": {"type": "boolean"},
     "strings": {"type": "array", "items": {"type": "string"}},
     "pairs": {"type": "array", "items": _KEY_VALUE},
@@ -69,7 +71,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, str], str]] = [
     ("POST", "runs/update", {"run_id": "string!", "status": "string", "end_time": "integer", "run_name": "string"}, "Update a run"),
     ("POST", "runs/delete", {"run_id": "string!"}, "Delete a run"),
     ("POST", "runs/restore", {"run_id": "string!"}, "Restore a run"),
-    ("POST", "runs/log-metric", {"run_id": "string!", "key": "string!", "value": "number!", "timestamp": "integer!", "step": "integer", "model_id": "string", "dataset_name": "string", "dataset_digest": "string"}, "Log a metric"),
+    ("POST", "runs/log-metric", {"run_id": "string!", "key": "string!", "value": "double!", "timestamp": "integer!", "step": "integer", "model_id": "string", "dataset_name": "string", "dataset_digest": "string"}, "Log a metric"),
     ("POST", "runs/log-parameter", {"run_id": "string!", "key": "string!", "value": "string!"}, "Log a param"),
     ("POST", "runs/set-tag", {"run_id": "string!", "key": "string!", "value": "string!"}, "Set a run tag"),
     ("POST", "runs/delete-tag", {"run_id": "string!", "key": "string!"}, "Delete a run tag"),

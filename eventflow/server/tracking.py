@@ -17,12 +17,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from eventflow import commands
+from eventflow import commands, proto_json
 from eventflow import validation as v
 from eventflow.events import ACTOR
 from eventflow.registry import api as registry
 from eventflow.server.errors import ApiError, not_found
 from eventflow.server.requests import actor, as_int, fields, objects, pairs, required, text
+from eventflow.server.responses import ProtoJSONResponse
 from eventflow.server.runtime import Runtime
 from eventflow.views import queries
 
@@ -204,7 +205,7 @@ _LINK = ("model_id", "dataset_name", "dataset_digest")
 def _metric(m: dict[str, Any], now: int) -> tuple[Any, ...]:
     """A request's metric as the tuple ``commands.log_batch`` takes; MLflow 3's link
     fields (logged model, dataset) only when the request has any."""
-    point = (m.get("key"), m.get("value"), as_int(m, "timestamp", now), as_int(m, "step", 0))
+    point = (m.get("key"), proto_json.double(m.get("value")), as_int(m, "timestamp", now), as_int(m, "step", 0))
     if any(name in m for name in _LINK):
         point += tuple(m.get(name) for name in _LINK)
     return point
@@ -447,7 +448,7 @@ def _endpoint(runtime: Runtime, handler: Handler) -> Callable[[Request], Awaitab
     async def endpoint(request: Request) -> JSONResponse:
         data = {**await fields(request), **request.path_params}
         ACTOR.set(actor(request))  # the events this request makes carry its user
-        return JSONResponse(await run_in_threadpool(handler, runtime, data))
+        return ProtoJSONResponse(await run_in_threadpool(handler, runtime, data))
 
     return endpoint
 

@@ -163,6 +163,37 @@ def test_mlflows_error_codes_reach_the_client(client):
             mlflow.log_metric("bad key!", 1.0)
 
 
+def test_nan_and_infinities_are_kept_as_mlflow_keeps_them(client, url):
+    """The client sends NaN and ±inf as proto3 JSON strings ("NaN", "Infinity"); a loss
+    that diverged is a data point like any other, and comes back as it went in."""
+    import math
+
+    from mlflow.entities import Metric
+
+    import eventflow
+
+    with mlflow.start_run() as run:
+        mlflow.log_metric("loss", 0.5, step=0)
+        mlflow.log_metric("loss", float("nan"), step=1)
+        mlflow.log_metrics({"up": float("inf"), "down": float("-inf")}, step=1)
+    MlflowClient(url).log_batch(run.info.run_id, metrics=[Metric("batched", float("nan"), STARTED_MS, 2)])
+    metrics = MlflowClient(url).get_run(run.info.run_id).data.metrics
+    assert math.isnan(metrics["loss"]) and math.isnan(metrics["batched"])
+    assert metrics["up"] == math.inf and metrics["down"] == -math.inf
+    history = MlflowClient(url).get_metric_history(run.info.run_id, "loss")
+    assert [h.value for h in history][0] == 0.5 and math.isnan(history[1].value)
+    found = mlflow.search_runs(filter_string=f"attributes.run_id = '{run.info.run_id}'", output_format="list")
+    assert found[0].data.metrics["up"] == math.inf
+    raw = httpx.get(f"{url}/api/2.0/mlflow/runs/get", params={"run_id": run.info.run_id}).json()["run"]["data"]["metrics"]
+    assert {m["key"]: m["value"] for m in raw}["down"] == "-Infinity", "proto3 JSON's spelling, as MLflow answers"
+    logged = [e["event"]["payload"] for e in events(url, type="run.metrics_logged") if e["event"]["payload"]["run_id"] == run.info.run_id]
+    values = [value for payload in logged for value in payload["columns"]["values"]]
+    assert values.count("NaN") == 2 and "Infinity" in values and "-Infinity" in values, "on the log as they were sent"
+    ours = eventflow.Client(url).get_run(run.info.run_id)  # the SDK reads the REST API too
+    assert math.isnan({m["key"]: m["value"] for m in ours["data"]["metrics"]}["loss"])
+    assert math.isnan(eventflow.Client(url).get_metric_history(run.info.run_id, "loss")[1]["value"])
+
+
 def test_datasets_logged_as_inputs_come_back_with_the_run(client, url):
     import pandas as pd
 
