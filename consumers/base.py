@@ -135,12 +135,13 @@ class ConsumerLoop:
         records = self.consumer.poll(self.poll_timeout if timeout is None else timeout, self.max_batch)
         if not records:
             return 0
-        if self.linger and len(records) < self.max_batch:
-            # Let the rest arrive, then take what is there (polling all along would cost
-            # the very CPU the lingering saves).
-            time.sleep(self.linger)
-            while len(records) < self.max_batch and (more := self.consumer.poll(0, self.max_batch - len(records))):
-                records = [*records, *more]
+        if self.linger:
+            # Keep reading until the linger is over: a delay of at most ``linger``. (Sleeping
+            # through it and reading once costs fewer polls, but a Kafka fetch answers with
+            # what it found when it was sent, so the rest waited a whole turn more.)
+            until = time.monotonic() + self.linger
+            while len(records) < self.max_batch and (left := until - time.monotonic()) > 0:
+                records = [*records, *self.consumer.poll(left, self.max_batch - len(records))]
         deliveries: list[Delivery] = []
         poison: list[Message] = []
         spans: dict[TopicPartition, tuple[int, int]] = {}
