@@ -4,39 +4,36 @@
 ``id`` is the event id (also the ``webhook-id`` header, the receiver's idempotency key),
 ``time`` milliseconds since the epoch and ``timestamp`` the same in ISO 8601, ``entity``
 the kind and id of what the event is about (its partition key), ``data`` the payload.
-Metric points are given as a plain list whichever way they were logged, and non-finite
-numbers (NaN, ±inf), which JSON has no words for, as the strings "NaN", "Infinity",
-"-Infinity".
+Metric points are given as a plain list whichever way they were logged (a point about a
+logged model or a dataset with its ``model_id``, ``dataset_name``, ``dataset_digest``), and
+non-finite numbers (NaN, ±inf), which JSON has no words for, as proto3 JSON spells them:
+"NaN", "Infinity", "-Infinity" (eventflow.proto_json).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-import math
 from typing import Any
 
 from eventflow.events import Event, metric_points
+from eventflow.proto_json import replace_non_finite, spelled
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
+_LINKS = ("model_id", "dataset_name", "dataset_digest")
 
 
 def data_of(event: Event) -> dict[str, Any]:
     payload = dict(event.payload)
     if event.type == "run.metrics_logged":
-        points = metric_points(payload)
-        payload.pop("points", None)
-        payload.pop("columns", None)
-        payload["metrics"] = [{"key": p.key, "value": p.value, "step": p.step, "timestamp": p.timestamp} for p in points]
-    return _finite(payload)
+        # Points about a logged model or a dataset (MLflow 3) keep their links.
+        linked = [
+            {"key": p["key"], "value": p["value"], "step": p["step"], "timestamp": p["timestamp"], **{k: p[k] for k in _LINKS if p.get(k)}}
+            for p in payload.pop("points", None) or ()
+        ]
+        plain = metric_points({"columns": payload.pop("columns", None)})
+        payload["metrics"] = linked + [{"key": p.key, "value": p.value, "step": p.step, "timestamp": p.timestamp} for p in plain]
+    return replace_non_finite(payload, spelled)
 
 
 def body_of(event: Event) -> str:
