@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from eventflow.events import Event
-from eventflow.webhooks.payload import _finite
+from eventflow.proto_json import replace_non_finite, spelled
 
 FLAVOR = "mlflow"
 
@@ -55,7 +55,7 @@ def data_of(event: Event) -> dict[str, Any]:
     if event.type in ("model_version.alias_set", "model_version.alias_deleted"):
         data = {"name": p["name"], "alias": p["alias"]}
         return {**data, "version": str(p["version"])} if "version" in p else data
-    return _finite(dict(p))
+    return replace_non_finite(dict(p), spelled)
 
 
 def envelope(mlflow_event: str, time_ms: int, data: dict[str, Any]) -> str:
