@@ -120,7 +120,8 @@ def advance(connection: Connection, consumer: str, spans: dict[TopicPartition, t
         return
     mine = log_positions.c.consumer == consumer
     same = (log_positions.c.topic == bindparam("tp_topic"), log_positions.c.partition == bindparam("tp_partition"))
-    moves = [{"tp_topic": tp.topic, "tp_partition": tp.partition, "start": start, "end": end} for tp, (start, end) in spans.items()]
+    # In one order everywhere, so two instances racing for the same rows cannot deadlock.
+    moves = [{"tp_topic": tp.topic, "tp_partition": tp.partition, "start": start, "end": end} for tp, (start, end) in sorted(spans.items())]
     moved = connection.execute(
         update(log_positions).where(mine, *same, log_positions.c.next_offset == bindparam("start")).values(next_offset=bindparam("end")), moves
     ).rowcount
