@@ -36,18 +36,22 @@ def trickle(log: EmbeddedLog, count: int, every: float) -> threading.Thread:
     return thread
 
 
+def step_through(loop: ConsumerLoop, appending: threading.Thread, count: int = 5) -> None:
+    """Step until ``count`` records are handled (or 10 s pass), then close the loop."""
+    handled = 0
+    deadline = time.monotonic() + 10
+    while handled < count and time.monotonic() < deadline:
+        handled += loop.step(timeout=0.5)
+    appending.join()
+    loop.close()
+
+
 def test_a_lingering_loop_gathers_appends_that_arrive_within_its_linger(tmp_path):
     log = EmbeddedLog(tmp_path / "log")
     subscriber = Batches()
     loop = ConsumerLoop(log, subscriber, join_group=False, linger=1.0)
     loop.consumer  # positioned before the first append
-    appending = trickle(log, 5, every=0.05)  # all five within 0.25 s of the first
-    handled = 0
-    deadline = time.monotonic() + 10
-    while handled < 5 and time.monotonic() < deadline:
-        handled += loop.step(timeout=0.5)
-    appending.join()
-    loop.close()
+    step_through(loop, trickle(log, 5, every=0.05))  # all five within 0.25 s of the first
     assert subscriber.sizes == [5]
 
 
@@ -56,11 +60,5 @@ def test_without_linger_each_append_is_applied_as_soon_as_it_is_read(tmp_path):
     subscriber = Batches()
     loop = ConsumerLoop(log, subscriber, join_group=False)
     loop.consumer
-    appending = trickle(log, 5, every=0.2)
-    handled = 0
-    deadline = time.monotonic() + 10
-    while handled < 5 and time.monotonic() < deadline:
-        handled += loop.step(timeout=0.5)
-    appending.join()
-    loop.close()
+    step_through(loop, trickle(log, 5, every=0.2))
     assert sum(subscriber.sizes) == 5 and len(subscriber.sizes) >= 3, subscriber.sizes
