@@ -12,6 +12,16 @@ import eventflow
 from projector_contract import dump
 
 
+
+def rebuild(home) -> subprocess.CompletedProcess:
+    """``eventflow views rebuild`` on a home, as a user runs it; it must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "eventflow", "views", "rebuild", "--home", str(home)],
+        capture_output=True, text=True, timeout=300, env=os.environ.copy(),
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
 def test_rebuild_replays_the_log_into_fresh_views_and_swaps_them_in(tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("EVENTFLOW_CAPTURE_ENV", "false")
@@ -31,11 +41,7 @@ def test_rebuild_replays_the_log_into_fresh_views_and_swaps_them_in(tmp_path, mo
         connection.exec_driver_sql("DELETE FROM metrics")
         connection.exec_driver_sql("DELETE FROM runs")
     engine.dispose()
-    done = subprocess.run(
-        [sys.executable, "-m", "eventflow", "views", "rebuild", "--home", str(home)],
-        capture_output=True, text=True, timeout=300, env=os.environ.copy(),
-    )
-    assert done.returncode == 0, done.stderr
+    done = rebuild(home)
     assert "events/s" in done.stdout and "swapped the rebuilt views" in done.stdout
     after = dump(create_engine(f"sqlite:///{home / 'views.db'}"), "projector")
     assert after == before
@@ -76,11 +82,7 @@ def test_metrics_linked_to_a_logged_model_survive_a_rebuild_even_read_before_the
     with engine.begin() as connection:
         connection.exec_driver_sql("DELETE FROM logged_model_metrics")
     engine.dispose()
-    done = subprocess.run(
-        [sys.executable, "-m", "eventflow", "views", "rebuild", "--home", str(home)],
-        capture_output=True, text=True, timeout=300, env=os.environ.copy(),
-    )
-    assert done.returncode == 0, done.stderr
+    rebuild(home)
     after = dump(create_engine(f"sqlite:///{home / 'views.db'}"), "projector")
     assert after == before and len(after["logged_model_metrics"]) == 2
     # The runs topic wholly before the models topic: the points wait for no model.
