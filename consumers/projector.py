@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
 
+from eventflow import rules
 from eventflow.consumers.base import Delivery, Subscriber
 from eventflow.events import Event, Point, linked_points, metric_points
 from eventflow.log import TopicPartition
@@ -48,6 +49,7 @@ from eventflow.views.tables import (
     registered_model_tags,
     registered_models,
     registry_names,
+    refused_events,
     registry_parked,
     run_outputs,
     runs,
@@ -57,8 +59,10 @@ from eventflow.views.tables import (
 logger = logging.getLogger(__name__)
 
 
-class Rejected(Exception):
-    """An event this view cannot apply (a rule it breaks): dead-lettered, the rest applies."""
+# An event this view cannot apply (a rule it breaks, decided by ``eventflow.rules``): it
+# is dead-lettered and its refusal recorded, so the write that carried it is answered with
+# it (``Runtime.write``); the rest of the batch applies.
+Rejected = rules.Refused
 
 
 def _rank(point: dict[str, Any]) -> tuple[int, int, float]:
@@ -72,6 +76,9 @@ class _Batch:
     points about logged models."""
 
     def __init__(self) -> None:
+        # Each run's lifecycle stage as this transaction sees it (None: no such run), so
+        # a batch of many small events about one run looks it up once.
+        self.stages: dict[str, str | None] = {}
         self.points: list[dict[str, Any]] = []
         self.latest: dict[tuple[str, str], dict[str, Any]] = {}
         self.model_points: list[dict[str, Any]] = []
@@ -105,7 +112,7 @@ class _Batch:
 
     def write(self, connection: Connection) -> None:
         if self.points:
-            connection.execute(insert(metrics), self.points)
+            insert_new(connection, metrics, self.points)
         if self.model_points:
             self.write_model_points(connection)
         if not self.latest:
@@ -127,8 +134,11 @@ class _Batch:
 Apply = Callable[[Connection, _Batch, Event], None]
 
 
-def _run_row(connection: Connection, run_id: str) -> Any:
-    return connection.execute(select(runs.c.run_id, runs.c.lifecycle_stage).where(runs.c.run_id == run_id)).first()
+def _usable_run(c: Connection, batch: _Batch, run_id: str) -> None:
+    """A write about a run needs the run, active (``rules.run_usable``)."""
+    if run_id not in batch.stages:
+        batch.stages[run_id] = c.execute(select(runs.c.lifecycle_stage).where(runs.c.run_id == run_id)).scalar()
+    rules.run_usable(run_id, batch.stages[run_id])
 
 
 # -- experiments ------------------------------------------------------------------------------
@@ -137,12 +147,11 @@ def _run_row(connection: Connection, run_id: str) -> Any:
 def experiment_created(c: Connection, batch: _Batch, e: Event) -> None:
     p = e.payload
     same_id = c.execute(select(experiments.c.name).where(experiments.c.experiment_id == p["experiment_id"])).first()
+    rules.experiment_id_free(p["experiment_id"], same_id and same_id.name, p["name"])
     if same_id is not None:
-        if same_id.name == p["name"]:
-            return  # created twice (two servers ensuring the Default experiment): one is enough
-        raise Rejected(f"experiment {p['experiment_id']} already exists with another name ({same_id.name!r})")
-    if c.execute(select(experiments.c.experiment_id).where(experiments.c.name == p["name"])).first() is not None:
-        raise Rejected(f"an experiment named {p['name']!r} already exists")
+        return  # created twice (two servers ensuring the Default experiment): one is enough
+    holder = c.execute(select(experiments.c.experiment_id).where(experiments.c.name == p["name"])).scalar()
+    rules.experiment_name_free(p["name"], holder, p["experiment_id"])
     c.execute(
         insert(experiments).values(
             experiment_id=p["experiment_id"], name=p["name"], artifact_location=p["artifact_location"],
@@ -156,14 +165,12 @@ def _update_experiment(c: Connection, e: Event, **values: Any) -> None:
     done = c.execute(
         update(experiments).where(experiments.c.experiment_id == e.payload["experiment_id"]).values(last_update_time=e.time, **values)
     )
-    if done.rowcount == 0:
-        raise Rejected(f"no experiment {e.payload['experiment_id']}")
+    rules.experiment_exists(e.payload["experiment_id"], done.rowcount > 0)
 
 
 def experiment_renamed(c: Connection, batch: _Batch, e: Event) -> None:
-    taken = c.execute(select(experiments.c.experiment_id).where(experiments.c.name == e.payload["new_name"])).first()
-    if taken is not None and taken.experiment_id != e.payload["experiment_id"]:
-        raise Rejected(f"an experiment named {e.payload['new_name']!r} already exists")
+    holder = c.execute(select(experiments.c.experiment_id).where(experiments.c.name == e.payload["new_name"])).scalar()
+    rules.experiment_name_free(e.payload["new_name"], holder, e.payload["experiment_id"])
     _update_experiment(c, e, name=e.payload["new_name"])
 
 
@@ -187,20 +194,29 @@ def run_created(c: Connection, batch: _Batch, e: Event) -> None:
         "status": "RUNNING", "start_time": p["start_time"], "end_time": None, "lifecycle_stage": "active",
         "artifact_uri": p["artifact_uri"], "parent_run_id": p["parent_run_id"],
     }
-    if not insert_new(c, runs, [row], "run_id"):
-        raise Rejected(f"run {p['run_id']} already exists")
+    rules.run_id_free(p["run_id"], not insert_new(c, runs, [row], "run_id"))
+    batch.stages[p["run_id"]] = "active"
     upsert(c, tags, [{"run_id": p["run_id"], **t} for t in p["tags"]], ["run_id", "key"])
 
 
 def _update_run(c: Connection, e: Event, **values: Any) -> None:
     done = c.execute(update(runs).where(runs.c.run_id == e.payload["run_id"]).values(**values))
-    if done.rowcount == 0:
-        raise Rejected(f"no run {e.payload['run_id']}")
+    rules.run_usable(e.payload["run_id"], "active" if done.rowcount else None, active=False)
 
 
 def run_ended(status: str) -> Apply:
     def apply(c: Connection, batch: _Batch, e: Event) -> None:
         _update_run(c, e, status=status, end_time=e.payload["end_time"])
+
+    return apply
+
+
+def run_staged(stage: str) -> Apply:
+    """Deleting or restoring a run (the only events that change its lifecycle stage)."""
+
+    def apply(c: Connection, batch: _Batch, e: Event) -> None:
+        _update_run(c, e, lifecycle_stage=stage, deleted_time=e.time if stage == "deleted" else None)
+        batch.stages[e.payload["run_id"]] = stage
 
     return apply
 
@@ -212,31 +228,28 @@ def run_renamed(c: Connection, batch: _Batch, e: Event) -> None:
 
 def params_logged(c: Connection, batch: _Batch, e: Event) -> None:
     run_id = e.payload["run_id"]
-    if _run_row(c, run_id) is None:
-        raise Rejected(f"no run {run_id}")
+    _usable_run(c, batch, run_id)
     logged = {row.key: row.value for row in c.execute(select(params.c.key, params.c.value).where(params.c.run_id == run_id))}
     new = []
     for param in e.payload["params"]:
         before = logged.get(param["key"])
+        rules.param_unchanged(run_id, param["key"], before, param["value"])
         if before is None:
             new.append({"run_id": run_id, **param})
             logged[param["key"]] = param["value"]
-        elif before != param["value"]:
-            raise Rejected(
-                f"Changing param values is not allowed. Param with key='{param['key']}' was already logged "
-                f"with value='{before}' for run ID='{run_id}'. Attempted logging new value '{param['value']}'."
-            )
     if new:
         c.execute(insert(params), new)
 
 
 def metrics_logged(c: Connection, batch: _Batch, e: Event) -> None:
+    _usable_run(c, batch, e.payload["run_id"])
     batch.add_points(e.payload["run_id"], metric_points(e.payload))
     batch.add_model_points(e.payload["run_id"], linked_points(e.payload))
 
 
 def tags_set(c: Connection, batch: _Batch, e: Event) -> None:
     run_id = e.payload["run_id"]
+    _usable_run(c, batch, run_id)
     upsert(c, tags, [{"run_id": run_id, **t} for t in e.payload["tags"]], ["run_id", "key"])
     for tag in e.payload["tags"]:
         if tag["key"] == "mlflow.runName":
@@ -244,18 +257,19 @@ def tags_set(c: Connection, batch: _Batch, e: Event) -> None:
 
 
 def tag_deleted(c: Connection, batch: _Batch, e: Event) -> None:
+    _usable_run(c, batch, e.payload["run_id"])
     c.execute(delete(tags).where(and_(tags.c.run_id == e.payload["run_id"], tags.c.key == e.payload["key"])))
 
 
 def artifact_logged(c: Connection, batch: _Batch, e: Event) -> None:
     p = e.payload
+    _usable_run(c, batch, p["run_id"])
     upsert(c, artifacts, [{"run_id": p["run_id"], "path": p["path"], "size": p["size"], "sha256": p["sha256"], "logged_time": e.time}], ["run_id", "path"])
 
 
 def inputs_logged(c: Connection, batch: _Batch, e: Event) -> None:
-    run = c.execute(select(runs.c.experiment_id).where(runs.c.run_id == e.payload["run_id"])).first()
-    if run is None:
-        raise Rejected(f"no run {e.payload['run_id']}")
+    _usable_run(c, batch, e.payload["run_id"])
+    run = c.execute(select(runs.c.experiment_id).where(runs.c.run_id == e.payload["run_id"])).one()
     for item in e.payload["datasets"]:
         d = item["dataset"]
         upsert(
@@ -276,8 +290,8 @@ def inputs_logged(c: Connection, batch: _Batch, e: Event) -> None:
 
 def logged_model_created(c: Connection, batch: _Batch, e: Event) -> None:
     p = e.payload
-    if c.execute(select(logged_models.c.model_id).where(logged_models.c.model_id == p["model_id"])).first() is not None:
-        raise Rejected(f"logged model {p['model_id']} already exists")
+    taken = c.execute(select(logged_models.c.model_id).where(logged_models.c.model_id == p["model_id"])).first() is not None
+    rules.logged_model_id_free(p["model_id"], taken)
     c.execute(
         insert(logged_models).values(
             model_id=p["model_id"], experiment_id=p["experiment_id"], name=p["name"], artifact_location=p["artifact_location"],
@@ -291,8 +305,7 @@ def logged_model_created(c: Connection, batch: _Batch, e: Event) -> None:
 
 def _update_logged_model(c: Connection, e: Event, **values: Any) -> None:
     done = c.execute(update(logged_models).where(logged_models.c.model_id == e.payload["model_id"]).values(last_updated_time=e.time, **values))
-    if done.rowcount == 0:
-        raise Rejected(f"no logged model {e.payload['model_id']}")
+    rules.logged_model_exists(e.payload["model_id"], done.rowcount > 0)
 
 
 def logged_model_tags_set(c: Connection, batch: _Batch, e: Event) -> None:
@@ -402,8 +415,7 @@ def _touch_model(c: Connection, name: str, when: int) -> None:
 
 def registered_model_created(c: Connection, batch: _Batch, e: Event) -> None:
     p = e.payload
-    if _model_row(c, p["name"]) is not None:
-        raise Rejected(f"Registered Model (name={p['name']}) already exists.")
+    rules.registered_model_name_free(p["name"], _model_row(c, p["name"]) is not None)
     c.execute(
         insert(registered_models).values(
             name=p["name"], description=p["description"], user_id=e.actor, creation_time=p["creation_time"],
@@ -419,8 +431,7 @@ def registered_model_renamed(c: Connection, batch: _Batch, e: Event) -> None:
     old, new = e.payload["name"], e.payload["new_name"]
     if e.causation_id and _last_about(c, new) != e.causation_id:
         raise _Wait(new)  # the new name's earlier history comes first
-    if _model_row(c, new) is not None:
-        raise Rejected(f"Registered Model (name={new}) already exists.")
+    rules.registered_model_name_free(new, _model_row(c, new) is not None)
     c.execute(update(registered_models).where(registered_models.c.name == old).values(name=new, event_id=e.event_id, last_updated_time=e.time))
     for table in (registered_model_tags, model_versions, model_version_tags, registered_model_aliases):
         c.execute(update(table).where(table.c.name == old).values(name=new))
@@ -463,8 +474,7 @@ def _version_is(c: Connection, e: Event, version: str | None = None) -> Any:
             model_versions.c.name == name, model_versions.c.version == number, model_versions.c.lifecycle_stage == "active"
         )
     ).first()
-    if row is None:
-        raise Rejected(f"Model Version (name={name}, version={number}) not found")
+    rules.model_version_exists(name, number, row is not None)
     return and_(model_versions.c.name == name, model_versions.c.version == number)
 
 
@@ -472,8 +482,7 @@ def model_version_created(c: Connection, batch: _Batch, e: Event) -> None:
     p = e.payload
     number = int(p["version"])
     taken = c.execute(select(model_versions.c.event_id).where(model_versions.c.name == p["name"], model_versions.c.version == number)).first()
-    if taken is not None:
-        raise Rejected(f"Model Version (name={p['name']}, version={number}) already exists")  # a writer lost a race
+    rules.model_version_free(p["name"], number, taken is not None)  # a writer lost a race
     c.execute(
         insert(model_versions).values(
             name=p["name"], version=number, description=p["description"], user_id=e.actor, current_stage="None",
@@ -540,8 +549,8 @@ APPLY: dict[str, Apply] = {
     "run.failed": run_ended("FAILED"),
     "run.killed": run_ended("KILLED"),
     "run.renamed": run_renamed,
-    "run.deleted": lambda c, b, e: _update_run(c, e, lifecycle_stage="deleted", deleted_time=e.time),
-    "run.restored": lambda c, b, e: _update_run(c, e, lifecycle_stage="active", deleted_time=None),
+    "run.deleted": run_staged("deleted"),
+    "run.restored": run_staged("active"),
     "run.params_logged": params_logged,
     "run.metrics_logged": metrics_logged,
     "run.tags_set": tags_set,
@@ -590,19 +599,22 @@ class Projector(Subscriber):
 
     def apply(self, deliveries: list[Delivery], spans: dict[TopicPartition, tuple[int, int]]) -> list[tuple[Delivery, str]]:
         try:
-            rejected = self._apply(deliveries, spans, careful=False)
+            refused = self._apply(deliveries, spans, careful=False)
         except Rejected:
             # An event breaks a rule (rare: the API checks first). Redo the batch with a
             # savepoint around each event, so that one alone is refused.
-            rejected = self._apply(deliveries, spans, careful=True)
+            refused = self._apply(deliveries, spans, careful=True)
         if self.progress is not None:
-            self.progress.advance({tp: end for tp, (_, end) in spans.items()})
-        return rejected
+            self.progress.advance(
+                {tp: end for tp, (_, end) in spans.items()}, {d.event.event_id: (why.error_code, why.message) for d, why in refused}
+            )
+        return [(delivery, why.message) for delivery, why in refused]
 
-    def _apply(self, deliveries: list[Delivery], spans: dict[TopicPartition, tuple[int, int]], careful: bool) -> list[tuple[Delivery, str]]:
+    def _apply(self, deliveries: list[Delivery], spans: dict[TopicPartition, tuple[int, int]], careful: bool) -> list[tuple[Delivery, Rejected]]:
         """One transaction for the batch. Not ``careful``: no savepoints (two round trips
-        per event saved), and a ``Rejected`` rolls the whole batch back."""
-        rejected: list[tuple[Delivery, str]] = []
+        per event saved), and a ``Rejected`` rolls the whole batch back. ``careful``: each
+        refused event is undone alone and its refusal stored in the same transaction."""
+        rejected: list[tuple[Delivery, Rejected]] = []
         with self.engine.begin() as connection:
             self._fence(connection, spans)
             fresh = self._first_seen(connection, deliveries)
@@ -611,18 +623,22 @@ class Projector(Subscriber):
                 apply = APPLY.get(delivery.event.type)
                 if apply is None:
                     continue
-                # Metric points are only buffered here: nothing to undo.
-                if not careful or delivery.event.type == "run.metrics_logged":
+                if not careful:
                     apply(connection, batch, delivery.event)
                     continue
-                savepoint = connection.begin_nested()
+                # Metric points are only buffered here (after the checks): nothing to undo.
+                savepoint = None if delivery.event.type == "run.metrics_logged" else connection.begin_nested()
                 try:
                     apply(connection, batch, delivery.event)
-                    savepoint.commit()
+                    if savepoint is not None:
+                        savepoint.commit()
                 except Rejected as why:
-                    savepoint.rollback()
-                    rejected.append((delivery, str(why)))
+                    if savepoint is not None:
+                        savepoint.rollback()
+                    rejected.append((delivery, why))
             batch.write(connection)
+            rows = [{"event_id": d.event.event_id, "error_code": why.error_code, "message": why.message} for d, why in rejected]
+            insert_new(connection, refused_events, rows)
         return rejected
 
     def _first_seen(self, connection: Connection, deliveries: list[Delivery]) -> list[Delivery]:

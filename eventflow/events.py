@@ -25,14 +25,20 @@ DEAD_LETTER_TOPIC = TOPIC_PREFIX + "dead-letter"
 
 @dataclass(frozen=True)
 class Family:
-    """A group of event types about one kind of entity: one topic, one key field."""
+    """A group of event types about one kind of entity: one topic, one key field — or,
+    with ``shared_key``, one key for the whole family."""
 
     topic: str
     key_field: str
+    # Set for a family whose entities compete for something unique across them (an
+    # experiment name, which a rename moves from one experiment to another): all its
+    # events then share one partition, so the first claim in log order wins, live and on
+    # replay alike. Only for families with few events.
+    shared_key: str | None = None
 
 
 FAMILIES: dict[str, Family] = {
-    "experiment": Family(TOPIC_PREFIX + "experiments", "experiment_id"),
+    "experiment": Family(TOPIC_PREFIX + "experiments", "experiment_id", shared_key="experiments"),
     "run": Family(TOPIC_PREFIX + "runs", "run_id"),
     "registered_model": Family(TOPIC_PREFIX + "models", "name"),
     "model_version": Family(TOPIC_PREFIX + "models", "name"),
@@ -94,8 +100,10 @@ class Event:
 
     @property
     def key(self) -> str:
-        """The partition key: the id (or name) of the entity the event is about."""
-        return str(self.payload[family_of(self.type).key_field])
+        """The partition key: the id (or name) of the entity the event is about, or the
+        family's shared key."""
+        family = family_of(self.type)
+        return family.shared_key or str(self.payload[family.key_field])
 
 
 class Point(NamedTuple):

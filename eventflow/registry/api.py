@@ -25,6 +25,7 @@ from eventflow.events import Event
 from eventflow.registry import commands as rc
 from eventflow.registry import queries as rq
 from eventflow.registry.sources import Source, check_source
+from eventflow.rules import Refused
 from eventflow.validation import InvalidInput
 from eventflow.views import queries
 
@@ -274,7 +275,12 @@ def create_model_version(backend: Backend, data: dict[str, Any]) -> dict[str, An
                 name, version, source.uri, run_id=run_id, run_link=_text(data, "run_link"),
                 description=_text(data, "description"), tags=tags, model_id=model_id,
             )
-            backend.write([event])
+            try:
+                backend.write([event])
+            except Refused as refusal:
+                if refusal.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                continue  # another writer's version took the number first: take the next
             winner = backend.read(rq.version_event_id, name, version)
             if winner == event.event_id:
                 return {"model_version": backend.read(rq.get_model_version, name, version)}

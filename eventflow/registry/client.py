@@ -31,8 +31,15 @@ class _LocalBackend:
         return self.store._read(query, *args, **kwargs)
 
     def write(self, events: list[Event]) -> None:
+        """Append, apply, and answer with the projector's decision, as the server does."""
+        from eventflow.rules import Refused
+        from eventflow.views.positions import refusal_of
+
         self.store.append(events)
         self.store.catch_up()
+        refusal = refusal_of(self.store.engine, [e.event_id for e in events], [])
+        if refusal is not None:
+            raise Refused(refusal[1], refusal[0])
 
 
 def call(store: Store, endpoint: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from eventflow import commands
 from eventflow.events import Event
 from eventflow.log import Log, Position
 from eventflow.log.event_log import EventLog
+from eventflow.rules import Refused
 from eventflow.server.errors import ApiError
 from eventflow.views.positions import Progress
 
@@ -161,18 +162,26 @@ class Runtime:
         with self._reader.connect() as connection:
             return query(connection, *args, **kwargs)
 
-    def write(self, events: Sequence[Event]) -> list[Position]:
-        """Append events and return once the views show them (503 if they don't in time)."""
-        from eventflow.views.positions import wait_for
+    def write(self, events: Sequence[Event], *, retry: bool = False) -> list[Position]:
+        """Append events and return once the projector has applied them — and accepted
+        them: an event it refused (a rule that needs state, decided in log order, the
+        same on replay) answers the write with that refusal. 503 if the views do not
+        apply the events in time; a retry of the same events (same ids: ``retry``, an
+        idempotent request) is then answered with what became of the first copy."""
+        from eventflow.views.positions import refusal_of, wait_for
 
         positions = self.events.append_many(events)
         if not wait_for(self.engine, positions, self.write_timeout, progress=self.progress):
             raise ApiError(
                 f"the write was appended to the log (at {positions[-1].topic}[{positions[-1].partition}]@"
                 f"{positions[-1].offset}) but the views did not apply it within {self.write_timeout:.0f} s: "
-                "is the projector running?",
+                "is the projector running? Retrying the same request is safe.",
                 "TEMPORARILY_UNAVAILABLE",
             )
+        # A retried event may have been decided long ago, before this process kept refusals.
+        refusal = refusal_of(self.engine, [e.event_id for e in events], positions, None if retry else self.progress)
+        if refusal is not None:
+            raise Refused(refusal[1], refusal[0])
         return positions
 
     # -- artifacts --------------------------------------------------------------------------

@@ -41,7 +41,24 @@ def open_views(url: str) -> Engine:
         engine = create_engine(url)
         _ping_when_idle(engine)
     metadata.create_all(engine)
+    _identify_metric_points(engine)
     return engine
+
+
+def _identify_metric_points(engine: Engine) -> None:
+    """Views made before metric points had an identity (a unique index) get one: their
+    repeated points (a retried request stored twice) are dropped, keeping the first."""
+    from sqlalchemy import inspect, text
+
+    from eventflow.views.tables import METRIC_IDENTITY
+
+    if any(index["name"] == METRIC_IDENTITY for index in inspect(engine).get_indexes("metrics")):
+        return
+    columns = "run_id, key, step, timestamp, value, is_nan"
+    with engine.begin() as connection:
+        connection.execute(text(f"DELETE FROM metrics WHERE id NOT IN (SELECT MIN(id) FROM metrics GROUP BY {columns})"))
+        connection.execute(text(f"CREATE UNIQUE INDEX IF NOT EXISTS {METRIC_IDENTITY} ON metrics ({columns})"))
+        connection.execute(text("DROP INDEX IF EXISTS metrics_history"))
 
 
 # A pooled connection unused for longer than this is pinged before it is handed out.

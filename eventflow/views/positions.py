@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from eventflow.log import Position, TopicPartition
 from eventflow.views.db import reading
-from eventflow.views.tables import log_positions
+from eventflow.views.tables import log_positions, refused_events
 
 PROJECTOR = "projector"
 
@@ -31,6 +32,13 @@ _LOCAL_SLICE = 0.05
 
 Needed = dict[tuple[str, int], int]
 
+# A refusal: MLflow's error code and the message.
+Refusal = tuple[str, str]
+
+# How many recent refusals this process's projector keeps in memory for its waiters
+# (they look right after waking; the database keeps them all).
+_KEPT_REFUSALS = 10_000
+
 
 class Progress:
     """The next offset per partition that this process's projector has committed."""
@@ -38,15 +46,31 @@ class Progress:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._next: dict[tuple[str, int], int] = {}
+        self._refused: OrderedDict[str, Refusal] = OrderedDict()
 
-    def advance(self, ends: Mapping[TopicPartition, int]) -> None:
-        """Called by the projector after its transaction committed."""
+    def advance(self, ends: Mapping[TopicPartition, int], refused: Mapping[str, Refusal] | None = None) -> None:
+        """Called by the projector after its transaction committed, with the events it
+        refused in it."""
         with self._changed:
             for tp, end in ends.items():
                 key = (tp.topic, tp.partition)
                 if end > self._next.get(key, -1):
                     self._next[key] = end
+            if refused:
+                self._refused.update(refused)
+                while len(self._refused) > _KEPT_REFUSALS:
+                    self._refused.popitem(last=False)
             self._changed.notify_all()
+
+    def applied_here(self, needed: Needed) -> bool:
+        """True when this process's projector applied every needed offset: then it knows
+        every refusal among them."""
+        with self._changed:
+            return all(self._next.get(tp, 0) > offset for tp, offset in needed.items())
+
+    def refusal(self, event_ids: Iterable[str]) -> Refusal | None:
+        with self._changed:
+            return next((self._refused[i] for i in event_ids if i in self._refused), None)
 
     def follows(self, needed: Needed) -> bool:
         """True when this process's projector has applied each of these partitions before,
@@ -67,9 +91,7 @@ def wait_for(
     progress: Progress | None = None,
 ) -> bool:
     """True once every position is applied (next_offset beyond it), False at the timeout."""
-    needed: Needed = {}
-    for p in positions:
-        needed[(p.topic, p.partition)] = max(needed.get((p.topic, p.partition), -1), p.offset)
+    needed = needed_for(positions)
     if not needed:
         return True
     deadline = time.monotonic() + timeout
@@ -85,6 +107,28 @@ def wait_for(
         if not local:
             time.sleep(pause)
             pause = min(pause * 2, 0.02)
+
+
+def needed_for(positions: Sequence[Position]) -> Needed:
+    """The offset each partition must pass for all these positions to be applied."""
+    needed: Needed = {}
+    for p in positions:
+        needed[(p.topic, p.partition)] = max(needed.get((p.topic, p.partition), -1), p.offset)
+    return needed
+
+
+def refusal_of(
+    engine: Engine, event_ids: Sequence[str], positions: Sequence[Position], progress: Progress | None = None
+) -> Refusal | None:
+    """Whether the projector refused any of these (applied) events, and why: this
+    process's projector knows at once when it applied them; otherwise the database does."""
+    if progress is not None and progress.applied_here(needed_for(positions)):
+        return progress.refusal(event_ids)
+    with reading(engine).connect() as connection:
+        row = connection.execute(
+            select(refused_events.c.error_code, refused_events.c.message).where(refused_events.c.event_id.in_(list(event_ids))).limit(1)
+        ).first()
+    return None if row is None else (row.error_code, row.message)
 
 
 def _applied(engine: Engine, needed: Needed, consumer: str) -> bool:

@@ -61,8 +61,12 @@ tags = Table(
     Column("value", Text, nullable=False),
 )
 
-# Every point, as logged. NaN is stored as value 0 with is_nan set (SQLite turns NaN
-# into NULL); ±inf are stored as they are.
+# Every point, as logged, once: as in MLflow's store, (run, key, step, timestamp, value)
+# is a point's identity, so a retried request (or an event appended twice) stores it
+# once. NaN is stored as value 0 with is_nan set (SQLite turns NaN into NULL); ±inf are
+# stored as they are.
+METRIC_IDENTITY = "metrics_identity"
+
 metrics = Table(
     "metrics",
     metadata,
@@ -73,7 +77,7 @@ metrics = Table(
     Column("is_nan", Boolean, nullable=False),
     Column("step", BigInteger, nullable=False),
     Column("timestamp", BigInteger, nullable=False),
-    Index("metrics_history", "run_id", "key", "step", "timestamp"),
+    Index(METRIC_IDENTITY, "run_id", "key", "step", "timestamp", "value", "is_nan", unique=True),
 )
 
 latest_metrics = Table(
@@ -273,6 +277,16 @@ applied_events = Table(
     "applied_events",
     metadata,
     Column("event_id", String(36), primary_key=True),
+)
+
+# The events the projector refused, by id, with MLflow's error code and the message: the
+# write that appended one is answered with its refusal, and so is a retry of it (same id).
+refused_events = Table(
+    "refused_events",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("error_code", String(64), nullable=False),
+    Column("message", Text, nullable=False),
 )
 
 # Where each consumer is in each partition: written in the same transaction as the rows.
