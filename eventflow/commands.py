@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from eventflow import idempotency
 from eventflow import validation as v
 from eventflow.events import Event, metric_points, now_ms
 
@@ -20,7 +21,11 @@ END_EVENTS = {"FINISHED": "run.finished", "FAILED": "run.failed", "KILLED": "run
 
 
 def new_run_id() -> str:
-    return uuid.uuid4().hex
+    return idempotency.new_run_id()
+
+
+def new_experiment_id() -> str:
+    return idempotency.new_experiment_id()
 
 
 def _tags(tags: dict[str, Any] | Iterable[tuple[str, Any]] | None, check=v.check_tag) -> list[dict[str, str]]:
@@ -195,16 +200,27 @@ def delete_tag(run_id: str, key: str) -> Event:
     return Event("run.tag_deleted", {"run_id": v.check_run_id(run_id), "key": v.check_key(key)})
 
 
-def _artifact_path(path: str, owner: str) -> str:
+def artifact_path(path: str, owner: str) -> str:
     normal = path.replace("\\", "/")
     if not normal or normal.startswith("/") or ".." in normal.split("/"):
         raise v.InvalidInput(f"Invalid artifact path {path!r}: it must be relative and stay inside the {owner}'s artifacts")
     return normal
 
 
+def _file_facts(size: Any, sha256: Any) -> tuple[int, str]:
+    """An artifact's size and digest, as the log vouches for them: what loading and
+    serving verify a file against, so they must be well-formed."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise v.InvalidInput(f"Invalid artifact size {size!r}: a file's size in bytes, 0 or more")
+    if not isinstance(sha256, str) or len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise v.InvalidInput(f"Invalid artifact sha256 {sha256!r}: 64 lower-case hexadecimal digits")
+    return size, sha256
+
+
 def log_artifact(run_id: str, path: str, size: int, sha256: str) -> Event:
-    normal = _artifact_path(path, "run")
-    return Event("run.artifact_logged", {"run_id": v.check_run_id(run_id), "path": normal, "size": int(size), "sha256": sha256})
+    normal = artifact_path(path, "run")
+    size, sha256 = _file_facts(size, sha256)
+    return Event("run.artifact_logged", {"run_id": v.check_run_id(run_id), "path": normal, "size": size, "sha256": sha256})
 
 
 def log_inputs(run_id: str, datasets: Sequence[dict[str, Any]]) -> Event:
@@ -276,8 +292,9 @@ def log_logged_model_params(model_id: str, params: Sequence[tuple[str, Any]]) ->
 
 def log_logged_model_artifact(model_id: str, path: str, size: int, sha256: str) -> Event:
     """A file stored under a logged model's artifacts, with what loading checks it against."""
-    normal = _artifact_path(path, "logged model")
-    return Event("logged_model.artifact_logged", {"model_id": _model_id(model_id), "path": normal, "size": int(size), "sha256": sha256})
+    normal = artifact_path(path, "logged model")
+    size, sha256 = _file_facts(size, sha256)
+    return Event("logged_model.artifact_logged", {"model_id": _model_id(model_id), "path": normal, "size": size, "sha256": sha256})
 
 
 def delete_logged_model(model_id: str) -> Event:

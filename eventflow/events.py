@@ -12,12 +12,12 @@ import getpass
 import os
 import socket
 import time
-import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from eventflow import __version__
+from eventflow.idempotency import new_event_id
 
 TOPIC_PREFIX = "eventflow."
 DEAD_LETTER_TOPIC = TOPIC_PREFIX + "dead-letter"
@@ -87,7 +87,7 @@ class Event:
 
     type: str
     payload: dict[str, Any]
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    event_id: str = field(default_factory=new_event_id)  # derived from the request's key, if any
     time: int = field(default_factory=now_ms)
     actor: str = field(default_factory=default_actor)
     source: dict[str, str] = field(default_factory=default_source)

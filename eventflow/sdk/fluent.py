@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eventflow import commands
+from eventflow import commands, rules
 from eventflow import validation as v
 from eventflow.config import tracking_uri_from_env
 from eventflow.sdk import environment
@@ -291,12 +291,7 @@ def log_params(params: dict[str, Any]) -> None:
     active = _run()
     event = commands.log_params(active.info.run_id, params)
     for item in event.payload["params"]:
-        before = active.params.get(item["key"])
-        if before is not None and before != item["value"]:
-            raise v.InvalidInput(
-                f"Changing param values is not allowed. Param with key='{item['key']}' was already logged "
-                f"with value='{before}' for run ID='{active.info.run_id}'. Attempted logging new value '{item['value']}'."
-            )
+        rules.param_unchanged(active.info.run_id, item["key"], active.params.get(item["key"]), item["value"])
     active.params.update({item["key"]: item["value"] for item in event.payload["params"]})
     _session.sender.event(event)
 
@@ -355,7 +350,7 @@ def log_dict(dictionary: dict[str, Any], artifact_file: str) -> None:
 
 def _store_file(source: Path, artifact_path: str) -> None:
     active = _run()
-    commands.log_artifact(active.info.run_id, artifact_path, 0, "")  # check the path before copying
+    commands.artifact_path(artifact_path, "run")  # check the path before copying
     store = _session.store
     if store.records_uploads:
         _session.sender.flush()  # the server must know the run before it takes its files

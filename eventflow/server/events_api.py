@@ -24,6 +24,7 @@ from eventflow.codec import decode
 from eventflow.events import Event, LIFECYCLE_TOPICS
 from eventflow.log import TopicPartition
 from eventflow.server.errors import ApiError
+from eventflow.server.prechecks import check_events
 from eventflow.server.requests import as_int
 from eventflow.server.responses import ProtoJSONResponse
 from eventflow.server.runtime import Runtime
@@ -135,6 +136,7 @@ def append_events(runtime: Runtime, body: bytes) -> dict[str, Any]:
     events = [decode(item) for item in unpack(body)]
     for event in events:
         commands.recheck(event)
+    check_events(runtime.read, events)
     positions = runtime.write(events) if events else []
     return {"positions": [{"topic": p.topic, "partition": p.partition, "offset": p.offset} for p in positions]}
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from eventflow import commands
+from eventflow import commands, idempotency
 from eventflow.events import Event
 from eventflow.log import Log, Position
 from eventflow.log.event_log import EventLog
@@ -179,6 +179,7 @@ class Runtime:
                 "TEMPORARILY_UNAVAILABLE",
             )
         # A retried event may have been decided long ago, before this process kept refusals.
+        retry = retry or idempotency.active()
         refusal = refusal_of(self.engine, [e.event_id for e in events], positions, None if retry else self.progress)
         if refusal is not None:
             raise Refused(refusal[1], refusal[0])

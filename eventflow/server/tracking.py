@@ -7,7 +7,6 @@ in MLflow's proto-JSON shape.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from eventflow import commands, proto_json
+from eventflow import commands, idempotency, proto_json, rules
 from eventflow import validation as v
 from eventflow.events import ACTOR
 from eventflow.registry import api as registry
@@ -48,13 +47,8 @@ def _run(runtime: Runtime, data: dict[str, Any], *, active: bool = True, full: b
     else:
         info = runtime.read(queries.get_run_info, str(run_id))
         run = {"info": info} if info is not None else None
-    if run is None:
-        raise not_found(f"Run with id={run_id} not found")
-    if active and run["info"]["lifecycle_stage"] != "active":
-        raise ApiError(
-            f"The run {run_id} must be in the 'active' state. Current state is {run['info']['lifecycle_stage']}."
-        )
-    return run
+    rules.run_usable(str(run_id), run and run["info"]["lifecycle_stage"], active=active)
+    return run  # type: ignore[return-value]
 
 
 # -- experiments --------------------------------------------------------------------------
@@ -62,9 +56,11 @@ def _run(runtime: Runtime, data: dict[str, Any], *, active: bool = True, full: b
 
 def create_experiment(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     name = v.check_experiment_name(data.get("name"))
-    if runtime.read(queries.get_experiment_by_name, name) is not None:
-        raise ApiError(f"Experiment '{name}' already exists.", "RESOURCE_ALREADY_EXISTS")
-    experiment_id = str(secrets.randbelow(2**53 - 1) + 1)
+    experiment_id = commands.new_experiment_id()
+    holder = runtime.read(queries.get_experiment_by_name, name)
+    if holder is not None and holder["experiment_id"] == experiment_id and holder["lifecycle_stage"] == "active":
+        return {"experiment_id": experiment_id}  # a retry of a creation that took effect
+    rules.experiment_name_free(name, holder and holder["experiment_id"], experiment_id)
     location = text(data, "artifact_location") or runtime.experiment_artifact_location(experiment_id)
     runtime.write([commands.create_experiment(experiment_id, name, location, pairs(data, "tags"))])
     return {"experiment_id": experiment_id}
@@ -191,12 +187,7 @@ def _check_params_unchanged(runtime: Runtime, run: dict[str, Any], params: list[
         return
     logged = runtime.read(queries.get_params, run["info"]["run_id"], [str(key) for key, _ in params])
     for key, value in params:
-        before = logged.get(key)
-        if before is not None and before != str(value):
-            raise ApiError(
-                f"Changing param values is not allowed. Param with key='{key}' was already logged with "
-                f"value='{before}' for run ID='{run['info']['run_id']}'. Attempted logging new value '{value}'."
-            )
+        rules.param_unchanged(run["info"]["run_id"], key, logged.get(key), str(value))
 
 
 _LINK = ("model_id", "dataset_name", "dataset_digest")
@@ -444,10 +435,13 @@ ENDPOINTS: dict[str, tuple[Handler, tuple[str, ...]]] = {
 }
 
 
-def _endpoint(runtime: Runtime, handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
+def _endpoint(runtime: Runtime, route: str, handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
     async def endpoint(request: Request) -> JSONResponse:
         data = {**await fields(request), **request.path_params}
-        ACTOR.set(actor(request))  # the events this request makes carry its user
+        user = actor(request)
+        ACTOR.set(user)  # the events this request makes carry its user
+        # A retry makes the same ids as the first try (eventflow/idempotency.py).
+        idempotency.begin(idempotency.key_for(route, user, data, request.headers.get(idempotency.HEADER)))
         return ProtoJSONResponse(await run_in_threadpool(handler, runtime, data))
 
     return endpoint
@@ -458,5 +452,5 @@ def routes(runtime: Runtime) -> list[Route]:
     for prefix in ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/"):
         for name, (handler, methods) in ENDPOINTS.items():
             path = name.partition("#")[0]  # "#…" tells apart handlers of one path by method
-            out.append(Route(prefix + path, _endpoint(runtime, handler), methods=list(methods)))
+            out.append(Route(prefix + path, _endpoint(runtime, path, handler), methods=list(methods)))
     return out
