@@ -60,7 +60,7 @@ def create_experiment(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     holder = runtime.read(queries.get_experiment_by_name, name)
     if holder is not None and holder["experiment_id"] == experiment_id and holder["lifecycle_stage"] == "active":
         return {"experiment_id": experiment_id}  # a retry of a creation that took effect
-    rules.experiment_name_free(name, holder and holder["experiment_id"], experiment_id)
+    rules.experiment_name_free(name, holder and holder["experiment_id"], claimant="")  # held: even by a deleted one
     location = text(data, "artifact_location") or runtime.experiment_artifact_location(experiment_id)
     runtime.write([commands.create_experiment(experiment_id, name, location, pairs(data, "tags"))])
     return {"experiment_id": experiment_id}
