@@ -238,3 +238,40 @@ class ProjectorContract:
             assert [repr(p) for p in paged] == [repr(p) for p in whole]  # repr: NaN != NaN
         engine.dispose()
 
+
+    def test_a_retried_point_is_stored_once_and_each_refusal_is_kept_with_its_code(self, log_uri, database):
+        """MLflow's identity of a point (run, key, step, timestamp, value): the same points
+        in two events (a request retried after a lost answer) are stored once, a point that
+        differs in any of them is another point. A refused event's refusal is stored with
+        MLflow's code, for the write that carried it (and for a retry of it)."""
+        from eventflow.views.positions import refusal_of
+
+        experiment = str(uuid.uuid4().int % 10**12)
+        run = commands.new_run_id()
+        points = [("loss", 0.5, 1000, 1), ("loss", float("nan"), 1001, 2), ("acc", 0.9, 1000, 1)]
+        bad_param = commands.log_params(run, {"lr": "2"})
+        orphan_tags = commands.set_tags(commands.new_run_id(), {"k": "v"})
+        with open_log(log_uri) as log:
+            EventLog(log).append_many([
+                commands.create_experiment(experiment, f"identity-{experiment}", "file:///a"),
+                commands.create_run(run, experiment, run_name="r", user_id="u", artifact_uri="file:///a/r"),
+                commands.log_params(run, {"lr": "1"}),
+                commands.log_metrics(run, commands.metric_columns(points)),
+                commands.log_metrics(run, commands.metric_columns(points)),  # the retry: new event id, same points
+                commands.log_metrics(run, commands.metric_columns([("loss", 0.5, 1000, 3), ("loss", 0.25, 1000, 1)])),
+                bad_param,
+                orphan_tags,
+            ])
+        name = "identity-" + uuid.uuid4().hex[:8]
+        engine = self.project(log_uri, database(), name, join_group=False)
+        with engine.connect() as connection:
+            stored = connection.execute(text("SELECT key, step, timestamp, is_nan FROM metrics WHERE run_id = :r"), {"r": run}).all()
+        assert sorted(stored) == sorted([("loss", 1, 1000, False), ("loss", 2, 1001, True), ("acc", 1, 1000, False),
+                                         ("loss", 3, 1000, False), ("loss", 1, 1000, False)])
+        assert refusal_of(engine, [bad_param.event_id], []) == (
+            "INVALID_PARAMETER_VALUE",
+            f"Changing param values is not allowed. Param with key='lr' was already logged with value='1' for run ID='{run}'. "
+            "Attempted logging new value '2'.",
+        )
+        assert refusal_of(engine, [orphan_tags.event_id], []) == ("RESOURCE_DOES_NOT_EXIST", f"Run with id={orphan_tags.payload['run_id']} not found")
+        engine.dispose()
