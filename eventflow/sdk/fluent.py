@@ -18,7 +18,6 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import secrets
 import signal
 import sys
 import tempfile
@@ -156,7 +155,7 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
             if name == DEFAULT_EXPERIMENT_NAME:
                 _ensure_default_experiment(store)
             else:
-                new_id = str(secrets.randbelow(2**53 - 1) + 1)
+                new_id = commands.new_experiment_id()
                 location = store.experiment_artifact_location(new_id)
                 store.append([commands.create_experiment(new_id, name, location)])
             experiment = store.get_experiment_by_name(name)
