@@ -163,6 +163,7 @@ class _Session:
 
     def reset(self) -> None:
         with self.lock:
+            self.settle(flush_timeout())  # bounded: an unreachable target gets a spool, not a hang
             if self._sender is not None:
                 self._sender.close()
             if self._store is not None:

@@ -47,6 +47,8 @@ class _Flush:
 
 
 class Sender:
+    _TAKEN = "eventflow: the sender was stopped; what it had not sent was handed over for the spool"
+
     def __init__(
         self,
         append: Append,
@@ -72,7 +74,7 @@ class Sender:
         self._closed = False
         self._stopping = threading.Event()  # set by take_unsent: stop retrying, stop sending
         self._handover = threading.Lock()  # guards moving items from the queue to _inflight
-        self._inflight: list[Event] = []  # drained, not yet durable
+        self._inflight: tuple[list[Event], list[_Flush]] = ([], [])  # drained, not yet durable
         self.retries = 0
         self._thread = threading.Thread(target=self._run, name="eventflow-sender", daemon=True)
         self._thread.start()
@@ -99,13 +101,15 @@ class Sender:
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything submitted so far is durable; raise ``SendError`` on refusals."""
+        if self._stopping.is_set():
+            raise SendError(self._TAKEN)
         marker = _Flush()
         self._queue.append((marker, None))
         self._wake.set()
         if not marker.done.wait(timeout):
             raise TimeoutError(f"eventflow: {len(self._queue)} items still unsent after {timeout} s (is the log reachable?)")
         if marker.taken:
-            raise SendError("eventflow: the sender was stopped; what it had not sent was handed to the spool")
+            raise SendError(self._TAKEN)
         if self._errors:
             errors, self._errors = self._errors, []
             raise SendError("eventflow refused some events: " + "; ".join(errors))
@@ -136,8 +140,8 @@ class Sender:
         self._wake.set()
         self._thread.join(timeout=grace)
         with self._handover:
-            events, self._inflight = self._inflight, []
-            markers: list[_Flush] = []
+            events, markers = self._inflight
+            self._inflight = ([], [])
             while self._queue:
                 more, found = self._drain()
                 events += more
@@ -167,11 +171,11 @@ class Sender:
                 if self._stopping.is_set():
                     return
                 events, markers = self._drain()
-                self._inflight = events
+                self._inflight = (events, markers)
             if events and not self._send(events):
                 return  # stopped: take_unsent has the events
             with self._handover:
-                self._inflight = []
+                self._inflight = ([], [])
             for marker in markers:
                 marker.done.set()
             with self._room:

@@ -72,18 +72,18 @@ def start_training(tmp_path: Path, env: dict[str, str], first: int = 0, mode: st
     return process, run_id, go
 
 
-def stop_within(process: subprocess.Popen, seconds: float) -> str:
-    """SIGTERM the script; it must exit within ``seconds``. Returns its stderr."""
-    process.send_signal(signal.SIGTERM)
+def stop_within(process: subprocess.Popen, seconds: float, signum: int = signal.SIGTERM) -> str:
+    """Signal the script (SIGTERM, or SIGINT as Ctrl-C); it must exit within ``seconds``. Returns its stderr."""
+    process.send_signal(signum)
     started = time.monotonic()
     try:
         _, stderr = process.communicate(timeout=seconds + 30)
     except subprocess.TimeoutExpired:
         process.kill()
         process.communicate()
-        pytest.fail(f"the script ignored SIGTERM for {seconds + 30:.0f} s")
+        pytest.fail(f"the script ignored signal {signum} for {seconds + 30:.0f} s")
     elapsed = time.monotonic() - started
-    assert elapsed < seconds, f"the script took {elapsed:.1f} s to exit after SIGTERM:\n{stderr}"
+    assert elapsed < seconds, f"the script took {elapsed:.1f} s to exit after signal {signum}:\n{stderr}"
     return stderr
 
 
@@ -115,7 +115,8 @@ def rest_history(url: str, run_id: str) -> list[dict]:
             return points
 
 
-def test_sigterm_with_the_server_down_exits_at_once_and_sync_delivers_every_point(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_stop_with_the_server_down_exits_at_once_and_sync_delivers_every_point(tmp_path, signum):
     port = free_port()  # nothing listens here for the whole run
     url = f"http://127.0.0.1:{port}"
     home = tmp_path / "client-home"
@@ -124,7 +125,7 @@ def test_sigterm_with_the_server_down_exits_at_once_and_sync_delivers_every_poin
     process, run_id, go = start_training(tmp_path, env)
     go.touch()
     assert process.stdout.readline().strip() == "ready"
-    stderr = stop_within(process, 8)
+    stderr = stop_within(process, 8, signum)
     assert "eventflow sync" in stderr and str(home / "spool") in stderr, stderr
     assert spool_files(home), "what was not sent is on disk"
 
@@ -257,33 +258,37 @@ def sdk(monkeypatch):
     eventflow.set_tracking_uri(None)
 
 
-def test_a_read_only_home_is_a_clear_error_at_start_run(tmpfs, sdk, monkeypatch):
+def home_error(call) -> str:
+    """The error ``call`` raises: eventflow's, naming the problem, not a raw OSError or SQLite's."""
+    with pytest.raises(Exception) as caught:
+        call()
+    text = str(caught.value)
+    assert "EVENTFLOW_HOME" in text, f"a raw error, not one that says what to do: {caught.value!r}"
     from eventflow.sdk.stores import HomeUnavailable
 
+    assert isinstance(caught.value, HomeUnavailable)
+    return text
+
+
+def test_a_read_only_home_is_a_clear_error_at_start_run(tmpfs, sdk, monkeypatch):
     home = tmpfs("ro,size=1m")
     monkeypatch.setenv("EVENTFLOW_HOME", str(home))
-    with pytest.raises(HomeUnavailable, match="read-only") as caught:
-        eventflow.start_run()
-    assert str(home) in str(caught.value) and "EVENTFLOW_HOME" in str(caught.value)
+    text = home_error(eventflow.start_run)
+    assert str(home) in text and "read-only" in text
 
 
 def test_a_home_made_read_only_after_use_is_a_clear_error_at_start_run(tmpfs, sdk, monkeypatch):
-    from eventflow.sdk.stores import HomeUnavailable
-
     home = tmpfs("size=8m")
     monkeypatch.setenv("EVENTFLOW_HOME", str(home))
     with eventflow.start_run():
         eventflow.log_metric("m", 1.0)
     eventflow.set_tracking_uri(None)
     subprocess.run(["mount", "-o", "remount,ro", str(home)], check=True)
-    with pytest.raises(HomeUnavailable, match="read-only") as caught:
-        eventflow.start_run()
-    assert str(home) in str(caught.value)
+    text = home_error(eventflow.start_run)
+    assert str(home) in text and "read-only" in text
 
 
 def test_a_full_home_is_a_clear_error_at_start_run(tmpfs, sdk, monkeypatch):
-    from eventflow.sdk.stores import HomeUnavailable
-
     home = tmpfs("size=64k")
     fd = os.open(home / "filler", os.O_WRONLY | os.O_CREAT)
     try:
@@ -294,6 +299,131 @@ def test_a_full_home_is_a_clear_error_at_start_run(tmpfs, sdk, monkeypatch):
     finally:
         os.close(fd)
     monkeypatch.setenv("EVENTFLOW_HOME", str(home))
-    with pytest.raises(HomeUnavailable, match="full") as caught:
-        eventflow.start_run()
-    assert str(home) in str(caught.value) and "free space" in str(caught.value)
+    text = home_error(eventflow.start_run)
+    assert str(home) in text and "full" in text and "free space" in text
+
+
+# -- the sender and the spool, in process, on a real embedded log ----------------------
+
+
+def read_runs(log) -> list:
+    from eventflow.codec import decode
+
+    with log.consumer(["eventflow.runs"]) as consumer:
+        records = []
+        while batch := consumer.poll(timeout=0.2, max_records=10_000):
+            records += batch
+    return [decode(r.value) for r in sorted(records, key=lambda r: (r.partition, r.offset))]
+
+
+class DownLog:
+    """A real embedded log that refuses appends while ``down`` is set (a stopped broker)."""
+
+    def __init__(self, log):
+        import threading
+
+        from eventflow.log.event_log import EventLog
+
+        self.events = EventLog(log)
+        self.down = threading.Event()
+
+    def append(self, events):
+        from eventflow.log import LogError
+
+        if self.down.is_set():
+            raise LogError("broker unreachable")
+        return self.events.append_many(events)
+
+
+def test_a_runs_spooled_events_go_before_its_later_ones_and_a_stop_is_prompt(tmp_path):
+    from eventflow import commands
+    from eventflow.events import metric_points
+    from eventflow.log.embedded import EmbeddedLog
+    from eventflow.sdk import spool
+    from eventflow.sdk.sender import SendError, Sender
+
+    log = EmbeddedLog(tmp_path / "log")
+    target = DownLog(log)
+    target.down.set()
+    run = commands.new_run_id()
+    first = Sender(target.append, retry_max=5.0)
+    first.event(commands.create_run(run, "0", run_name="r", user_id="u", artifact_uri="file:///x"))
+    for step in range(1500):
+        first.metric(run, "loss", value(step), 1000 + step, step)
+    with pytest.raises(TimeoutError):
+        first.flush(timeout=0.5)
+    started = time.monotonic()
+    unsent = first.take_unsent()
+    assert time.monotonic() - started < 3, "stopping does not wait out the retry backoff"
+    with pytest.raises(SendError, match="spool"):
+        first.flush(timeout=1)  # a flush after the stop does not claim the events are durable
+    root = tmp_path / "spool"
+    spool.write(root, "kafka://somewhere:9092", unsent)
+    where = spool.directory(root, "kafka://somewhere:9092/")
+    assert spool.count(where) == len(unsent) and len(unsent) >= 2
+
+    # The next process: its sender sends the spool before the run's later events.
+    target.down.clear()
+    second = Sender(target.append, before=lambda s: spool.send(where, target.append, stop=lambda: s.stopping))
+    for step in range(1500, 2000):
+        second.metric(run, "loss", value(step), 1000 + step, step)
+    second.event(commands.end_run(run, "FINISHED"))
+    second.flush(timeout=60)
+    second.close()
+    events = [e for e in read_runs(log) if e.payload["run_id"] == run]
+    assert events[0].type == "run.created" and events[-1].type == "run.finished"
+    steps = [p.step for e in events if e.type == "run.metrics_logged" for p in metric_points(e.payload)]
+    assert steps == list(range(2000)), "every point once, spooled ones first"
+    assert spool.files(where) == []
+    log.close()
+
+
+def test_one_sender_at_a_time_and_a_file_is_kept_until_sent(tmp_path):
+    from eventflow import commands
+    from eventflow.log.embedded import EmbeddedLog
+    from eventflow.sdk import spool
+
+    log = EmbeddedLog(tmp_path / "log")
+    target = DownLog(log)
+    root = tmp_path / "spool"
+    run = commands.new_run_id()
+    spool.write(root, "http://h:1", [commands.set_tags(run, {"a": 1})])
+    where = spool.directory(root, "http://h:1")
+    with spool.locked(where) as held:
+        assert held
+        deadline = time.monotonic() + 0.5
+        assert spool.send(where, target.append, stop=lambda: time.monotonic() > deadline) == 0, "the lock is held"
+    assert len(spool.files(where)) == 1
+    target.down.set()
+    with pytest.raises(Exception, match="unreachable"):
+        spool.send(where, target.append)
+    assert len(spool.files(where)) == 1, "a failed send keeps the file"
+    target.down.clear()
+    assert spool.send(where, target.append) == 1
+    assert spool.files(where) == [] and read_runs(log)[0].payload["run_id"] == run
+    log.close()
+
+
+def test_a_spool_file_sent_twice_is_applied_once(tmp_path, monkeypatch):
+    """A send that died after the append but before removing the file: the resend is harmless."""
+    from eventflow import commands
+    from eventflow.sdk import spool
+    from eventflow.sdk.stores import open_store
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("EVENTFLOW_HOME", str(home))
+    store = open_store(str(home))
+    run = commands.new_run_id()
+    store.append([commands.create_experiment("0", "Default", store.experiment_artifact_location("0"))])
+    events = [commands.create_run(run, "0", run_name="r", user_id="u", artifact_uri="file:///x")]
+    columns = commands.Columns()
+    for step in range(100):
+        columns.add("loss", value(step), 1000 + step, step)
+    events.append(commands.log_metrics(run, columns.columns))
+    where = spool.directory(spool.root(), str(home))
+    spool.write(spool.root(), str(home), events)
+    store.append(events)  # the first send: appended, then the process died
+    assert spool.send(where, store.append) == 2
+    history = store.metric_history(run, "loss")
+    assert sorted((p["step"], p["value"]) for p in history) == [(s, value(s)) for s in range(100)]
+    store.close()
