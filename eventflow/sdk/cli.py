@@ -14,7 +14,9 @@ import click
                    "Default: every target that has spooled events.")
 @click.option("--home", type=click.Path(file_okay=False), default=None,
               help="The eventflow home whose spool to send. Default: EVENTFLOW_HOME, or ~/.eventflow.")
-def sync(tracking_uri: str | None, home: str | None) -> None:
+@click.option("--wait", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds to wait while another process (a training script) is sending the same spool.")
+def sync(tracking_uri: str | None, home: str | None, wait: float) -> None:
     """Send the events spooled in the eventflow home to the server or broker they were for.
 
     A training process that had to stop (Ctrl-C, SIGTERM, or the end of the script after
@@ -44,12 +46,12 @@ def sync(tracking_uri: str | None, home: str | None) -> None:
         return
     failed = 0
     for uri, directory in found.items():
-        failed += not _send(uri, directory)
+        failed += not _send(uri, directory, wait)
     if failed:
         sys.exit(1)
 
 
-def _send(uri: str, directory) -> bool:  # type: ignore[no-untyped-def]
+def _send(uri: str, directory, wait: float) -> bool:  # type: ignore[no-untyped-def]
     """Send one target's spool; True when all of it went."""
     from eventflow.codec import CodecError
     from eventflow.sdk import spool
@@ -64,7 +66,10 @@ def _send(uri: str, directory) -> bool:  # type: ignore[no-untyped-def]
         return False
     try:
         with click.progressbar(length=total, label=f"sending to {uri}", show_pos=True, file=sys.stderr) as bar:
-            sent = spool.send(directory, store.append, progress=bar.update)
+            sent = spool.send(directory, store.append, progress=bar.update, lock_wait=wait)
+    except spool.SpoolBusy as error:
+        click.echo(f"error: {error} (a training process that logs to {uri}); run `eventflow sync` again once it is done", err=True)
+        return False
     except (CodecError, InvalidInput) as error:
         left = spool.count(directory)
         click.echo(f"error: {uri} refused spooled events ({error}); {left} events stay in {directory}", err=True)

@@ -103,6 +103,10 @@ class ActiveRun:
             end_run("FAILED", error_message=f"{exc_type.__name__}: {exc}")
 
 
+class _Terminated(BaseException):
+    """SIGTERM while the exit waits for the log: ends the wait (caught in ``settle``)."""
+
+
 class _Session:
     """This process's connection: one store, one sender, the stack of active runs."""
 
@@ -113,6 +117,8 @@ class _Session:
         self.experiment_id: str | None = None
         self.runs: list[ActiveRun] = []
         self.lock = threading.RLock()
+        self.settling: str | None = None  # "waiting" or "spooling" inside settle()
+        self.terminated = False  # a SIGTERM came while spooling; delivered again after it
 
     @property
     def store(self) -> Store:
@@ -138,15 +144,36 @@ class _Session:
             spool.send(where, self.store.append, stop=lambda: sender.stopping)
 
     def settle(self, wait: float) -> None:
-        """Let the sender finish for up to ``wait`` s; spool what it has not, and say so."""
+        """Let the sender finish for up to ``wait`` s; spool what it has not, and say so.
+
+        A SIGTERM or Ctrl-C during the wait ends the wait (spool now); one while spooling
+        waits for the spool file to be written, then the process ends by it.
+        """
         sender = self._sender
-        if sender is None:
+        if sender is None or self.settling:
             return
+        interrupted: BaseException | None = None
+        self.settling = "waiting"
         try:
-            sender.flush(wait)
-            return
-        except TimeoutError:
-            pass
+            try:
+                sender.flush(wait)
+                sender = None
+            except TimeoutError:
+                pass
+            except (KeyboardInterrupt, _Terminated) as error:
+                interrupted = error
+            self.settling = "spooling"
+            if sender is not None:
+                self._spool(sender)
+        finally:
+            self.settling = None
+        if isinstance(interrupted, KeyboardInterrupt):
+            raise interrupted
+        if self.terminated or interrupted is not None:
+            self.terminated = False
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def _spool(self, sender: Sender) -> None:
         events = sender.take_unsent()
         self._sender = None  # a later log call starts a new sender, which sends the spool first
         if not events:
@@ -465,6 +492,11 @@ def _install_exit_handlers() -> None:
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
 
         def on_sigterm(signum, frame):  # type: ignore[no-untyped-def]
+            if _session.settling == "waiting":
+                raise _Terminated  # stop waiting for the log: spool now, then end
+            if _session.settling == "spooling":  # let the spool file be written, then end
+                _session.terminated = True
+                return
             try:
                 _end_all("KILLED", "terminated by SIGTERM")
             finally:  # die by the signal, as the caller expects, whatever happened above

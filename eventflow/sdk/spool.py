@@ -39,6 +39,10 @@ SUFFIX = ".events"
 Append = Callable[[Sequence[Event]], object]
 
 
+class SpoolBusy(RuntimeError):
+    """Another process holds the target's lock: it is sending these files now."""
+
+
 def normalize(uri: str) -> str:
     """One spelling per target, so every process finds the same spool directory."""
     if uri.startswith(("http://", "https://", "kafka://")):
@@ -115,17 +119,26 @@ def send(
     batch: int = 500,
     progress: Callable[[int], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    lock_wait: float | None = None,
 ) -> int:
     """Send a target's spool files, oldest first; returns how many events were sent.
 
     Each file is removed once ``append`` returned for all its events (durable). An
     ``append`` error propagates and leaves the file, to be sent again whole later.
-    ``stop`` ends the wait for the lock, and the sending between files, when it is true.
+    ``stop`` ends the wait for the lock, and the sending between files, when it is true;
+    ``SpoolBusy`` is raised if the lock was not had (by ``stop`` or after ``lock_wait`` s).
     """
+    if not where.is_dir():
+        return 0
     sent = 0
-    with locked(where, stop) as held:
+    deadline = None if lock_wait is None else time.monotonic() + lock_wait
+
+    def give_up() -> bool:
+        return bool(stop and stop()) or (deadline is not None and time.monotonic() > deadline)
+
+    with locked(where, give_up) as held:
         if not held:
-            return 0
+            raise SpoolBusy(f"another eventflow process is sending the spool in {where} now")
         while not (stop and stop()):
             pending = files(where)
             if not pending:
@@ -153,9 +166,6 @@ def send(
 @contextlib.contextmanager
 def locked(where: Path, stop: Callable[[], bool] | None = None) -> Iterator[bool]:
     """Hold the target's lock (one sender at a time); yields False if ``stop`` came first."""
-    if not where.is_dir():
-        yield False
-        return
     with open(where / "lock", "a+b") as handle:
         while True:
             try:

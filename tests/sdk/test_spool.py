@@ -185,6 +185,19 @@ def test_a_normal_exit_spools_after_the_flush_timeout_and_the_next_process_sends
         assert httpx.get(f"{served}/api/2.0/mlflow/runs/get", params={"run_id": second}, timeout=60).json()["run"]["info"]["status"] == "FINISHED"
 
 
+def test_sigterm_during_the_exits_wait_for_the_log_ends_it_at_once(tmp_path):
+    port = free_port()
+    home = tmp_path / "client-home"
+    env = {"EVENTFLOW_HOME": str(home), "EVENTFLOW_TRACKING_URI": f"http://127.0.0.1:{port}", "EVENTFLOW_EXPERIMENT_ID": "0",
+           "EVENTFLOW_CAPTURE_ENV": "false", "EVENTFLOW_FLUSH_TIMEOUT": "300"}
+    process, run_id, go = start_training(tmp_path, env, mode="exit")
+    go.touch()
+    assert process.stdout.readline().strip() == "ready"
+    time.sleep(1)  # the script is at its end now, waiting up to 300 s for the server
+    stderr = stop_within(process, 8)
+    assert "eventflow sync" in stderr and spool_files(home), stderr
+
+
 @pytest.mark.kafka
 def test_sigterm_with_the_broker_stopped_spools_and_sync_delivers_after_restart(tmp_path, kafka_bootstrap):
     from eventflow.dev.kafka import LocalKafka
@@ -244,8 +257,10 @@ def tmpfs(tmp_path):
         return where
 
     yield mount
+    eventflow.set_tracking_uri(None)  # close what the SDK holds open there
     for where in mounted:
-        subprocess.run(["umount", str(where)], check=False)
+        if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(where)], check=False)  # still busy: detach it
 
 
 @pytest.fixture
@@ -385,14 +400,16 @@ def test_one_sender_at_a_time_and_a_file_is_kept_until_sent(tmp_path):
 
     log = EmbeddedLog(tmp_path / "log")
     target = DownLog(log)
-    root = tmp_path / "spool"
+    root = tmp_path / "spool"  # the spool of the home tmp_path
     run = commands.new_run_id()
     spool.write(root, "http://h:1", [commands.set_tags(run, {"a": 1})])
     where = spool.directory(root, "http://h:1")
     with spool.locked(where) as held:
         assert held
-        deadline = time.monotonic() + 0.5
-        assert spool.send(where, target.append, stop=lambda: time.monotonic() > deadline) == 0, "the lock is held"
+        with pytest.raises(spool.SpoolBusy):
+            spool.send(where, target.append, lock_wait=0.5)
+        busy = sync(tmp_path, "--tracking-uri", "http://h:1", "--wait", "1")  # another process: the lock is per file, not per process
+        assert busy.returncode != 0 and "another eventflow process" in busy.stderr, busy
     assert len(spool.files(where)) == 1
     target.down.set()
     with pytest.raises(Exception, match="unreachable"):
