@@ -9,9 +9,9 @@ A spool file is the encoded events as they would have been sent (laid out as the
 of ``POST /api/2.0/eventflow/events``). Each keeps its event id, so a file sent twice
 after a partial send is applied once: the projector skips event ids it has applied.
 A file is written to a temporary name, fsynced, renamed and its directory fsynced, so
-a file that exists is whole. Files are sent oldest first, one
-process at a time (an ``fcntl`` lock per target), and a file is removed only after the
-target took all its events durably.
+a file that exists is whole. Files are sent oldest first, one process at a time (an
+``fcntl`` lock per target), and a file is removed only after the target took all its
+events durably.
 """
 
 from __future__ import annotations
@@ -83,11 +83,11 @@ def count(where: Path) -> int:
 
 def write(spool: Path, uri: str, events: Sequence[Event]) -> Path:
     """Write ``events`` for ``uri`` durably as one new spool file; returns its path."""
-    uri = normalize(uri)
-    where = directory(spool, uri)
     from eventflow.server.events_api import pack
 
-    body = pack([encode(event) for event in events])
+    uri = normalize(uri)
+    where = directory(spool, uri)
+    body = pack(_encoded(events))
     name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}{SUFFIX}"
     try:
         fresh = not where.is_dir()
@@ -102,6 +102,17 @@ def write(spool: Path, uri: str, events: Sequence[Event]) -> Path:
     except OSError as error:
         raise HomeUnavailable.because(error, spool) from error
     return path
+
+
+def _encoded(events: Sequence[Event]) -> list[bytes]:
+    """Each event encoded; one that cannot be (the log would refuse it too) is left out, loudly."""
+    encoded = []
+    for event in events:
+        try:
+            encoded.append(encode(event))
+        except CodecError as error:
+            logger.error("eventflow: not spooling %s %s: %s", event.type, event.event_id, error)
+    return encoded
 
 
 def read(path: Path) -> list[bytes]:
