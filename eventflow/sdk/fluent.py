@@ -10,7 +10,13 @@
 Every call is checked at once (a bad key or value raises here, and nothing of it is
 sent) and then only enqueued: the background sender appends it. A run that ends by an
 exception becomes ``run.failed``; by SIGTERM or Ctrl-C ``run.killed``; otherwise
-``run.finished``. Everything is flushed at exit.
+``run.finished``.
+
+Training code is never held hostage by an unreachable server or broker: ending the
+last run (and so the exit) waits at most ``EVENTFLOW_FLUSH_TIMEOUT`` seconds, SIGTERM
+and Ctrl-C at most ``KILL_WAIT``; what is still unsent then goes to the local spool
+(``spool.py``) with one line on stderr, and is sent by the next process that logs to
+the same target, or by ``eventflow sync``.
 """
 
 from __future__ import annotations
@@ -30,12 +36,33 @@ from typing import Any
 from eventflow import commands, rules
 from eventflow import validation as v
 from eventflow.config import tracking_uri_from_env
-from eventflow.sdk import environment
+from eventflow.sdk import environment, spool
 from eventflow.sdk.sender import Sender
-from eventflow.sdk.stores import Store, open_store
+from eventflow.sdk.stores import HomeUnavailable, Store, open_store
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
+
+# SIGTERM and Ctrl-C: how long a stopping process lets the sender finish before spooling.
+KILL_WAIT = 2.0
+
+
+def flush_timeout() -> float:
+    """``EVENTFLOW_FLUSH_TIMEOUT``: seconds ending the last run (and a normal exit) waits for
+    the log to take what is pending, default 30; the rest is spooled, not lost.
+
+    Why bounded: a script whose server or broker is down must still end. Why 30 s: long
+    enough for a healthy but loaded server to take a large backlog, short enough that a
+    job scheduler does not kill the script first.
+    """
+    raw = os.environ.get("EVENTFLOW_FLUSH_TIMEOUT", "30")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise v.InvalidInput(f"EVENTFLOW_FLUSH_TIMEOUT must be a number of seconds, not {raw!r}") from None
+    if not seconds >= 0:
+        raise v.InvalidInput(f"EVENTFLOW_FLUSH_TIMEOUT must be 0 or more seconds, not {raw!r}")
+    return seconds
 
 
 @dataclass
@@ -75,6 +102,10 @@ class ActiveRun:
             end_run("FAILED", error_message=f"{exc_type.__name__}: {exc}")
 
 
+class _Terminated(BaseException):
+    """SIGTERM while the exit waits for the log: ends the wait (caught in ``settle``)."""
+
+
 class _Session:
     """This process's connection: one store, one sender, the stack of active runs."""
 
@@ -85,6 +116,8 @@ class _Session:
         self.experiment_id: str | None = None
         self.runs: list[ActiveRun] = []
         self.lock = threading.RLock()
+        self.settling: str | None = None  # "waiting" or "spooling" inside settle()
+        self.terminated = False  # a SIGTERM came while spooling; delivered again after it
 
     @property
     def store(self) -> Store:
@@ -99,11 +132,64 @@ class _Session:
             if self._sender is None:
                 # Items waiting to be sent before log calls block (never drop).
                 max_pending = int(os.environ.get("EVENTFLOW_MAX_PENDING", "1000000"))
-                self._sender = Sender(self.store.append, max_pending=max_pending)
+                flush_timeout()  # a bad value fails now, not at exit with events pending
+                self._sender = Sender(self.store.append, max_pending=max_pending, before=self._send_spool)
             return self._sender
+
+    def _send_spool(self, sender: Sender) -> None:
+        """First thing a new sender does: send what earlier processes spooled for this target."""
+        where = spool.directory(spool.root(), get_tracking_uri())
+        if where.is_dir():
+            spool.send(where, self.store.append, stop=lambda: sender.stopping)
+
+    def settle(self, wait: float) -> None:
+        """Let the sender finish for up to ``wait`` s; spool what it has not, and say so.
+
+        A SIGTERM or Ctrl-C during the wait ends the wait (spool now); one while spooling
+        waits for the spool file to be written, then the process ends by it.
+        """
+        sender = self._sender
+        if sender is None or self.settling:
+            return
+        interrupted: BaseException | None = None
+        self.settling = "waiting"
+        try:
+            try:
+                sender.flush(wait)
+                sender = None
+            except TimeoutError:
+                pass
+            except (KeyboardInterrupt, _Terminated) as error:
+                interrupted = error
+            self.settling = "spooling"
+            if sender is not None:
+                self._spool(sender)
+        finally:
+            self.settling = None
+        if isinstance(interrupted, KeyboardInterrupt):
+            raise interrupted
+        if self.terminated or interrupted is not None:
+            self.terminated = False
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def _spool(self, sender: Sender) -> None:
+        events = sender.take_unsent()
+        self._sender = None  # a later log call starts a new sender, which sends the spool first
+        if not events:
+            return
+        target = get_tracking_uri()
+        try:
+            path = spool.write(spool.root(), target, events)
+        except HomeUnavailable as error:
+            print(f"eventflow: {target} is unreachable, and {len(events)} unsent events could not be spooled: {error}",
+                  file=sys.stderr, flush=True)
+            raise
+        print(f"eventflow: {target} is unreachable; {len(events)} unsent events are spooled in {path.parent} "
+              "and will be sent by the next process that logs there, or run `eventflow sync`", file=sys.stderr, flush=True)
 
     def reset(self) -> None:
         with self.lock:
+            self.settle(flush_timeout())  # bounded: an unreachable target gets a spool, not a hang
             if self._sender is not None:
                 self._sender.close()
             if self._store is not None:
@@ -249,15 +335,23 @@ def _run() -> ActiveRun:
 
 
 def end_run(status: str = "FINISHED", error_message: str | None = None) -> None:
-    """End the active run with ``status`` (FINISHED, FAILED or KILLED)."""
+    """End the active run with ``status`` (FINISHED, FAILED or KILLED).
+
+    Ending the last run waits until everything logged is durable, for at most
+    ``EVENTFLOW_FLUSH_TIMEOUT`` seconds (``KILL_WAIT`` for KILLED); the rest is spooled.
+    """
     if not _session.runs:
         return
+    _end_one(status, error_message)
+    if not _session.runs:
+        _session.settle(KILL_WAIT if status == "KILLED" else flush_timeout())
+
+
+def _end_one(status: str, error_message: str | None) -> None:
     event = commands.end_run(_session.runs[-1].run_id, status, error_message=error_message)
     active = _session.runs.pop()
     active.info.status = status
     _session.sender.event(event)
-    if not _session.runs:
-        _session.sender.flush()
 
 
 # -- logging --------------------------------------------------------------------------
@@ -359,7 +453,12 @@ def _store_file(source: Path, artifact_path: str) -> None:
 
 
 def flush(timeout: float | None = None) -> None:
-    """Block until everything logged so far is durable on the log."""
+    """Block until everything logged so far is durable on the log.
+
+    With no ``timeout`` this waits as long as the log is unreachable (the sender keeps
+    retrying); with one it raises ``TimeoutError`` and keeps the items queued. Nothing
+    is spooled here: ending the last run, or the exit, does that.
+    """
     if _session._sender is not None:
         _session._sender.flush(timeout)
 
@@ -387,14 +486,21 @@ def _install_exit_handlers() -> None:
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
 
         def on_sigterm(signum, frame):  # type: ignore[no-untyped-def]
-            _end_all("KILLED", "terminated by SIGTERM")
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
+            if _session.settling == "waiting":
+                raise _Terminated  # stop waiting for the log: spool now, then end
+            if _session.settling == "spooling":  # let the spool file be written, then end
+                _session.terminated = True
+                return
+            try:
+                _end_all("KILLED", "terminated by SIGTERM")
+            finally:  # die by the signal, as the caller expects, whatever happened above
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
 
         signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def _end_all(status: str, error_message: str | None) -> None:
     while _session.runs:
-        end_run(status, error_message if status == "FAILED" else None)
-    flush()
+        _end_one(status, error_message if status == "FAILED" else None)
+    _session.settle(KILL_WAIT if status == "KILLED" else flush_timeout())

@@ -9,7 +9,11 @@ points.
 
 Nothing is dropped: while the log is unreachable the sender retries with backoff and
 keeps the items; when ``max_pending`` items wait, log calls block until there is room.
-``flush()`` returns once everything submitted before it is durable.
+``flush()`` returns once everything submitted before it is durable (with no timeout it
+waits as long as that takes). A process that must stop first calls ``take_unsent()``:
+the sender stops retrying and hands back, as events, everything not yet durable, for
+the spool (see ``spool.py``). Before its own items the sender runs ``before`` (sending
+an earlier process's spool), so a run's spooled events go before its later ones.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,13 +39,16 @@ class SendError(RuntimeError):
 
 
 class _Flush:
-    __slots__ = ("done",)
+    __slots__ = ("done", "taken")
 
     def __init__(self) -> None:
         self.done = threading.Event()
+        self.taken = False  # set when the items before it were handed to the spool instead
 
 
 class Sender:
+    _TAKEN = "eventflow: the sender was stopped; what it had not sent was handed over for the spool"
+
     def __init__(
         self,
         append: Append,
@@ -52,8 +58,10 @@ class Sender:
         max_events_per_batch: int = 500,
         linger: float = 0.005,
         retry_max: float = 5.0,
+        before: Callable[["Sender"], object] | None = None,
     ):
         self._append = append
+        self._before = before
         self.max_pending = max_pending
         self.points_per_event = points_per_event
         self.max_events_per_batch = max_events_per_batch
@@ -64,6 +72,9 @@ class Sender:
         self._room = threading.Condition()
         self._errors: list[str] = []
         self._closed = False
+        self._stopping = threading.Event()  # set by take_unsent: stop retrying, stop sending
+        self._handover = threading.Lock()  # guards moving items from the queue to _inflight
+        self._inflight: tuple[list[Event], list[_Flush]] = ([], [])  # drained, not yet durable
         self.retries = 0
         self._thread = threading.Thread(target=self._run, name="eventflow-sender", daemon=True)
         self._thread.start()
@@ -90,11 +101,15 @@ class Sender:
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything submitted so far is durable; raise ``SendError`` on refusals."""
+        if self._stopping.is_set():
+            raise SendError(self._TAKEN)
         marker = _Flush()
         self._queue.append((marker, None))
         self._wake.set()
         if not marker.done.wait(timeout):
             raise TimeoutError(f"eventflow: {len(self._queue)} items still unsent after {timeout} s (is the log reachable?)")
+        if marker.taken:
+            raise SendError(self._TAKEN)
         if self._errors:
             errors, self._errors = self._errors, []
             raise SendError("eventflow refused some events: " + "; ".join(errors))
@@ -109,17 +124,58 @@ class Sender:
     def pending(self) -> int:
         return len(self._queue)
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def take_unsent(self, grace: float = 1.0) -> list[Event]:
+        """Stop retrying and sending; return every event not yet durable, in order.
+
+        The sender thread gets ``grace`` seconds to leave an append in progress; one that
+        does not return (a hung connection) still has its events handed back: if it
+        succeeds later they are appended twice, and the projector applies them once (it
+        skips event ids it has applied). The sender is of no further use.
+        """
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(timeout=grace)
+        with self._handover:
+            events, markers = self._inflight
+            self._inflight = ([], [])
+            while self._queue:
+                more, found = self._drain()
+                events += more
+                markers += found
+        for marker in markers:
+            marker.taken = True
+            marker.done.set()
+        with self._room:
+            self._room.notify_all()
+        return events
+
     # -- the sender thread -------------------------------------------------------------
 
     def _run(self) -> None:
-        while not (self._closed and not self._queue):
+        if self._before is not None:
+            try:
+                self._retrying(lambda: self._before(self))
+            except (CodecError, InvalidInput) as error:  # refused for good: say so, go on with our own
+                logger.error("eventflow refused spooled events: %s (see `eventflow sync`)", error)
+                self._errors.append(f"spooled events: {error}")
+        while not (self._closed and not self._queue) and not self._stopping.is_set():
             if not self._queue:
                 self._wake.wait(self.linger)
                 self._wake.clear()
                 continue
-            events, markers = self._drain()
-            if events:
-                self._send(events)
+            with self._handover:
+                if self._stopping.is_set():
+                    return
+                events, markers = self._drain()
+                self._inflight = (events, markers)
+            if events and not self._send(events):
+                return  # stopped: take_unsent has the events
+            with self._handover:
+                self._inflight = ([], [])
             for marker in markers:
                 marker.done.set()
             with self._room:
@@ -158,19 +214,28 @@ class Sender:
             emit_points(run_id)
         return events, markers
 
-    def _send(self, events: list[Event]) -> None:
+    def _send(self, events: list[Event]) -> bool:
+        """Append one batch, retrying while the log is unreachable; False if stopped first."""
+        try:
+            return self._retrying(lambda: self._append(events), len(events))
+        except (CodecError, InvalidInput) as error:
+            # The events themselves are wrong: retrying cannot help. Keep the reason.
+            logger.error("eventflow refused %d events: %s", len(events), error)
+            self._errors.append(str(error))
+            return True
+
+    def _retrying(self, call: Callable[[], object], size: int = 0) -> bool:
+        """Run ``call`` until it succeeds (True) or the sender is stopping (False)."""
         delay = 0.05
-        while True:
+        while not self._stopping.is_set():
             try:
-                self._append(events)
-                return
-            except (CodecError, InvalidInput) as error:
-                # The events themselves are wrong: retrying cannot help. Keep the reason.
-                logger.error("eventflow refused %d events: %s", len(events), error)
-                self._errors.append(str(error))
-                return
+                call()
+                return True
+            except (CodecError, InvalidInput):
+                raise
             except Exception as error:  # unreachable log, server restarting: keep trying
                 self.retries += 1
-                logger.warning("eventflow: cannot append %d events (%s); retrying in %.1f s", len(events), error, delay)
-                time.sleep(delay)
+                logger.warning("eventflow: cannot append %d events (%s); retrying in %.1f s", size, error, delay)
+                self._stopping.wait(delay)
                 delay = min(delay * 2, self.retry_max)
+        return False

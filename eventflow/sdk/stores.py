@@ -9,9 +9,12 @@ fences its offsets. ``HttpStore`` talks to an ``eventflow server``.
 from __future__ import annotations
 
 import abc
+import contextlib
+import errno
 import hashlib
 import os
 import shutil
+import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +25,44 @@ from urllib.request import url2pathname
 from eventflow.events import Event
 from eventflow.log import Log
 from eventflow.log.event_log import EventLog
+
+
+class HomeUnavailable(RuntimeError):
+    """The eventflow home cannot be written (read-only or full): say where, and what to do.
+
+    Raised at the call that needs the home (``start_run``, ``Client()``, spooling), in
+    place of a raw ``OSError`` or SQLite/SQLAlchemy error from deep inside.
+    """
+
+    @classmethod
+    def because(cls, error: BaseException, path: str | os.PathLike[str]) -> "HomeUnavailable":
+        text = str(error).lower()
+        if getattr(error, "errno", None) == errno.ENOSPC or "full" in text or "no space" in text:
+            return cls(
+                f"the eventflow home {str(path)!r} is full ({error}): free space there, "
+                "or set EVENTFLOW_HOME to a directory with room"
+            )
+        if getattr(error, "errno", None) in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in text or "read-only" in text:
+            return cls(
+                f"the eventflow home {str(path)!r} is read-only ({error}): set EVENTFLOW_HOME "
+                "to a directory this process can write"
+            )
+        return cls(f"the eventflow home {str(path)!r} cannot be used ({error}): set EVENTFLOW_HOME to a writable directory")
+
+
+def check_writable(path: Path) -> None:
+    """Write and fsync a few bytes in ``path``: a read-only or full home fails here, clearly."""
+    probe = path / f".probe-{os.getpid()}"
+    try:
+        with open(probe, "wb") as handle:
+            handle.write(b"eventflow")
+            handle.flush()
+            os.fsync(handle.fileno())
+        probe.unlink()
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+        raise HomeUnavailable.because(error, path) from error
 
 
 def sha256_of(path: Path) -> str:
@@ -185,16 +226,25 @@ class LocalStore(Store):
 
 def open_store(uri: str | None) -> Store:
     """A store for a tracking URI: nothing or a path (embedded), ``kafka://``, ``http(s)://``."""
-    from eventflow.config import Home
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from eventflow.config import DEFAULT_HOME, Home
     from eventflow.log import open_log
 
     if uri and uri.startswith(("http://", "https://")):
         from eventflow.sdk.http_store import HttpStore
 
         return HttpStore(uri)
-    if uri and uri.startswith("kafka://"):
-        home = Home.resolve()
-        views = os.environ.get("EVENTFLOW_DB") or f"sqlite:///{home.path / 'kafka-views.db'}"
-        return LocalStore(open_log(uri), views, home.artifacts_dir)
-    home = Home.resolve(uri.removeprefix("file://") if uri else None)
-    return LocalStore(open_log(str(home.log_dir)), home.views_url, home.artifacts_dir)
+    where = uri.removeprefix("file://") if uri and not uri.startswith("kafka://") else None
+    path = Path(where or os.environ.get("EVENTFLOW_HOME") or DEFAULT_HOME).expanduser()
+    try:
+        home = Home.resolve(where)
+        check_writable(home.path)
+        if uri and uri.startswith("kafka://"):
+            views = os.environ.get("EVENTFLOW_DB") or f"sqlite:///{home.path / 'kafka-views.db'}"
+            return LocalStore(open_log(uri), views, home.artifacts_dir)
+        return LocalStore(open_log(str(home.log_dir)), home.views_url, home.artifacts_dir)
+    except HomeUnavailable:
+        raise
+    except (OSError, sqlite3.Error, SQLAlchemyError) as error:
+        raise HomeUnavailable.because(error, path) from error
