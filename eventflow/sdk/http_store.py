@@ -12,7 +12,7 @@ from eventflow import proto_json
 from eventflow.codec import encode
 from eventflow.events import Event
 from eventflow.sdk.stores import Store, sha256_of
-from eventflow.server.events_api import CONTENT_TYPE, pack
+from eventflow.codec.framing import CONTENT_TYPE, pack
 from eventflow.validation import InvalidInput
 
 

@@ -215,14 +215,15 @@ class Sender:
         return events, markers
 
     def _send(self, events: list[Event]) -> bool:
-        """Append one batch, retrying while the log is unreachable; False if stopped first."""
-        try:
-            return self._retrying(lambda: self._append(events), len(events))
-        except (CodecError, InvalidInput) as error:
-            # The events themselves are wrong: retrying cannot help. Keep the reason.
-            logger.error("eventflow refused %d events: %s", len(events), error)
+        """Append one batch, retrying while the log is unreachable; False if stopped first.
+        Events the target refuses are left out, each alone, with the reason kept."""
+        refused: list[tuple[Event, Exception]] = []
+        done = self._retrying(lambda: refused.extend(append_all_but_refused(self._append, events)), len(events))
+        for event, error in refused:
+            # The event itself is wrong: retrying cannot help. Keep the reason.
+            logger.error("eventflow refused %s %s: %s", event.type, event.event_id, error)
             self._errors.append(str(error))
-            return True
+        return done
 
     def _retrying(self, call: Callable[[], object], size: int = 0) -> bool:
         """Run ``call`` until it succeeds (True) or the sender is stopping (False)."""
@@ -239,3 +240,18 @@ class Sender:
                 self._stopping.wait(delay)
                 delay = min(delay * 2, self.retry_max)
         return False
+
+
+def append_all_but_refused(append: Callable[[Sequence[Event]], object], events: Sequence[Event]) -> list[tuple[Event, Exception]]:
+    """Append a batch; where the target refuses it (the server refuses a whole batch for
+    one event that breaks a rule, and appends nothing of it), append the halves apart,
+    down to the refused events alone, so that no good event goes with a bad one.
+    Returns the refused events with the reason; errors of the log itself propagate."""
+    try:
+        append(events)
+        return []
+    except (CodecError, InvalidInput) as error:
+        if len(events) == 1:
+            return [(events[0], error)]
+    middle = len(events) // 2
+    return append_all_but_refused(append, events[:middle]) + append_all_but_refused(append, events[middle:])

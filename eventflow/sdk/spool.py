@@ -28,7 +28,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from eventflow.codec import CodecError, decode, encode
+from eventflow.codec.framing import pack, unpack
 from eventflow.events import Event
+from eventflow.sdk.sender import append_all_but_refused
 from eventflow.sdk.stores import HomeUnavailable
 
 logger = logging.getLogger(__name__)
@@ -83,8 +85,6 @@ def count(where: Path) -> int:
 
 def write(spool: Path, uri: str, events: Sequence[Event]) -> Path:
     """Write ``events`` for ``uri`` durably as one new spool file; returns its path."""
-    from eventflow.server.events_api import pack
-
     uri = normalize(uri)
     where = directory(spool, uri)
     body = pack(_encoded(events))
@@ -163,11 +163,17 @@ def send(
                 os.replace(path, aside)
                 logger.error("eventflow: %s cannot be read (%s); kept as %s, not sent", path, error, aside)
                 continue
+            refused: list[Event] = []
             for start in range(0, len(events), batch):
                 chunk = events[start : start + batch]
-                append(chunk)
+                for event, error in append_all_but_refused(append, chunk):
+                    logger.error("eventflow: the target refused spooled %s %s: %s", event.type, event.event_id, error)
+                    refused.append(event)
                 if progress is not None:
                     progress(len(chunk))
+            if refused:
+                # Never resent (it would be refused again), never lost: kept for a person to look at.
+                _write_durably(path.with_name(path.name + ".refused"), MAGIC + pack(_encoded(refused)))
             path.unlink()
             _fsync_dir(where)
             sent += len(events)
@@ -196,12 +202,9 @@ def locked(where: Path, stop: Callable[[], bool] | None = None) -> Iterator[bool
 
 
 def _unpack(body: bytes, path: Path) -> list[bytes]:
-    from eventflow.server.errors import ApiError
-    from eventflow.server.events_api import unpack
-
     try:
         return unpack(body)
-    except ApiError as error:
+    except CodecError as error:
         raise ValueError(f"{path} is damaged ({error})") from error
 
 

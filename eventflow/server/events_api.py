@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import fnmatch
 import json
-import struct
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -21,6 +20,7 @@ from starlette.routing import Route
 
 from eventflow import commands
 from eventflow.codec import decode
+from eventflow.codec.framing import CONTENT_TYPE, unpack  # noqa: F401 (CONTENT_TYPE: this route's body)
 from eventflow.events import Event, LIFECYCLE_TOPICS
 from eventflow.log import TopicPartition
 from eventflow.server.errors import ApiError
@@ -29,27 +29,7 @@ from eventflow.server.requests import as_int
 from eventflow.server.responses import ProtoJSONResponse
 from eventflow.server.runtime import Runtime
 
-CONTENT_TYPE = "application/vnd.eventflow.events"
 MAX_BODY = 64 * 1024 * 1024
-
-
-def pack(encoded: list[bytes]) -> bytes:
-    """Events for the wire: each one length-prefixed (4 bytes, big-endian)."""
-    return b"".join(struct.pack(">I", len(item)) + item for item in encoded)
-
-
-def unpack(body: bytes) -> list[bytes]:
-    items, at = [], 0
-    while at < len(body):
-        if at + 4 > len(body):
-            raise ApiError("truncated event batch: a length prefix is cut short")
-        (size,) = struct.unpack_from(">I", body, at)
-        at += 4
-        if at + size > len(body):
-            raise ApiError(f"truncated event batch: an event of {size} bytes is cut short")
-        items.append(body[at : at + size])
-        at += size
-    return items
 
 
 def event_json(event: Event) -> dict[str, Any]:
