@@ -12,7 +12,7 @@ from eventflow import commands
 from eventflow.consumers.base import ConsumerLoop, Delivery, Subscriber
 from eventflow.consumers.dead_letters import SKIPS_TOPIC, read_dead_letters
 from eventflow.events import DEAD_LETTER_TOPIC
-from eventflow.log import Log, TopicPartition, open_log
+from eventflow.log import Log, Message, TopicPartition, open_log
 from eventflow.log.event_log import to_message
 
 
@@ -107,3 +107,38 @@ def test_dead_letters_written_by_older_versions_are_reported_once(log: Log):
     letters = [d for d in read_dead_letters(log) if d.topic == topic]
     assert [(d.offset, d.consumers) for d in letters] == [(bad.offset, ("projector", "webhooks"))]
     assert SKIPS_TOPIC != DEAD_LETTER_TOPIC
+
+
+def test_groups_meeting_the_same_poison_at_once_write_it_once(log: Log):
+    """The server runs its consumers side by side: they meet a poison record together."""
+    import threading
+
+    topic = f"eventflow.together-{uuid.uuid4().hex[:8]}"
+    positions = log.append_batch([Message(topic, f"k{i}".encode(), b"junk %d" % i) for i in range(6)])
+    poisoned = sorted((p.topic, p.partition, p.offset) for p in positions)
+    groups = [f"g{i}-{uuid.uuid4().hex[:6]}" for i in range(4)]
+    start = threading.Barrier(len(groups))
+    failures: list[BaseException] = []
+
+    def consume(group: str) -> None:
+        try:
+            # Each reads every partition alone (as the server's projector catching up
+            # beside its group does), so the race is the dead letters', not the groups' join.
+            loop = ConsumerLoop(log, Rebuild(group, [topic]), join_group=False)
+            loop.consumer  # positioned before the race starts
+            start.wait()
+            loop.catch_up(timeout=120)
+            loop.close()
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=consume, args=(group,)) for group in groups]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert failures == []
+    assert sorted(raw_dead_letters(log, topic)) == poisoned
+    for letter in read_dead_letters(log):
+        if letter.topic == topic:
+            assert letter.consumers == tuple(sorted(groups)), letter
