@@ -20,8 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from eventflow.codec import CodecError, decode
-from eventflow.events import DEAD_LETTER_TOPIC, LIFECYCLE_TOPICS, Event
-from eventflow.log.base import Consumer, Log, Message, Record, TopicPartition
+from eventflow.consumers.dead_letters import DeadLetterBox, dead_letter
+from eventflow.events import LIFECYCLE_TOPICS, Event
+from eventflow.log.base import Consumer, Log, Record, TopicPartition
 
 logger = logging.getLogger(__name__)
 
@@ -64,16 +65,7 @@ class Subscriber(abc.ABC):
         return {}
 
 
-def dead_letter(record: Record, reason: str, group: str) -> Message:
-    """A dead-letter record: the original bytes, with why and where they failed."""
-    headers = tuple(record.headers) + (
-        ("dead_letter.reason", reason.encode()),
-        ("dead_letter.topic", record.topic.encode()),
-        ("dead_letter.partition", str(record.partition).encode()),
-        ("dead_letter.offset", str(record.offset).encode()),
-        ("dead_letter.group", group.encode()),
-    )
-    return Message(DEAD_LETTER_TOPIC, record.key, record.value, headers)
+__all__ = ["ConsumerLoop", "Delivery", "StalePosition", "Subscriber", "dead_letter"]
 
 
 class ConsumerLoop:
@@ -105,7 +97,8 @@ class ConsumerLoop:
         self.max_batch = max_batch
         self.poll_timeout = poll_timeout
         self.linger = linger
-        self.dead_letters = 0
+        self.dead_letters = 0  # records this loop skipped (dead-lettered by it or before it)
+        self._box = DeadLetterBox(log, subscriber.group)
         self._consumer: Consumer | None = None
 
     @property
@@ -143,19 +136,19 @@ class ConsumerLoop:
             while len(records) < self.max_batch and (left := until - time.monotonic()) > 0:
                 records = [*records, *self.consumer.poll(left, self.max_batch - len(records))]
         deliveries: list[Delivery] = []
-        poison: list[Message] = []
+        poison: list[tuple[Record, str]] = []
         spans: dict[TopicPartition, tuple[int, int]] = {}
         for record in records:
             spans[record.tp] = (spans.get(record.tp, (record.offset, 0))[0], record.offset + 1)
+            if record.error is not None:  # the log could not read it (damaged, gone)
+                poison.append((record, record.error))
+                continue
             try:
                 deliveries.append(Delivery(decode(record.value), record))
             except CodecError as error:
-                logger.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, error)
-                poison.append(dead_letter(record, str(error), self.subscriber.group))
-        if poison:
-            # Before the offsets move past them, so a crash never loses a poison record.
-            self.log.append_batch(poison)
-            self.dead_letters += len(poison)
+                poison.append((record, str(error)))
+        # Before the offsets move past them, so a crash never loses a poison record.
+        self._dead_letter(poison)
         try:
             rejected = self.subscriber.apply(deliveries, spans) or []
         except StalePosition:
@@ -163,12 +156,16 @@ class ConsumerLoop:
             # nothing of this batch was written. Go back to what the store says.
             self._resume(self.consumer.assignment())
             return 0
-        if rejected:
-            self.log.append_batch([dead_letter(d.record, reason, self.subscriber.group) for d, reason in rejected])
-            self.dead_letters += len(rejected)
+        self._dead_letter([(d.record, reason) for d, reason in rejected])
         if not self.subscriber.keeps_offsets:
             self.consumer.commit({tp: end for tp, (_, end) in spans.items()})
         return len(records)
+
+    def _dead_letter(self, poison: list[tuple[Record, str]]) -> None:
+        for record, reason in poison:
+            logger.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+        self._box.send(poison)
+        self.dead_letters += len(poison)
 
     def catch_up(self, timeout: float = 60.0, on_step: Callable[[int], object] | None = None) -> None:
         """Step until every partition is read up to where the log ended when called;
@@ -196,6 +193,7 @@ class ConsumerLoop:
             self.close()
 
     def close(self) -> None:
+        self._box.close()
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None

@@ -10,6 +10,7 @@ from eventflow.models import cli as models_cli
 from eventflow.registry import cli as registry_cli
 from eventflow.sdk import cli as sdk_cli
 from eventflow.webhooks import cli as webhooks_cli
+from eventflow.log import cli as log_cli
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -307,6 +308,7 @@ main.add_command(registry_cli.registry)
 main.add_command(deploy_cli.deployments)
 main.add_command(webhooks_cli.webhooks)
 main.add_command(sdk_cli.sync)
+main.add_command(log_cli.log_group)
 
 
 @main.group()

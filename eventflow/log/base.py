@@ -10,13 +10,19 @@ on a laptop and on a cluster:
 - ``append`` returns only once the record is durable, with its partition and offset;
 - a consumer either joins a named group (the group splits the partitions between its
   members and stores committed offsets) or reads alone (``group=None``);
-- a committed offset is the *next* offset to read, as in Kafka.
+- a committed offset is the *next* offset to read, as in Kafka;
+- a record that cannot be read as it was appended (its checksum fails, its headers do
+  not decode, its row is gone) is still handed out, at its position, with ``error``
+  saying why and nothing of its content: a reader skips it (the consumer loop
+  dead-letters it) and goes on, rather than stopping or trusting damaged bytes.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -58,6 +64,9 @@ class Record:
     value: bytes
     timestamp: int  # ms since the epoch, set when appended
     headers: Headers = field(default=())
+    # Why this record could not be read, or None. Then key is None, value and headers
+    # empty: the damaged bytes never reach a decoder (a flipped bit can still decode).
+    error: str | None = None
 
     @property
     def tp(self) -> TopicPartition:
@@ -70,9 +79,17 @@ class Record:
         return None
 
 
+def unreadable(topic: str, partition: int, offset: int, timestamp: int, reason: str) -> Record:
+    """The record handed out in place of one that cannot be read."""
+    return Record(topic, partition, offset, None, b"", timestamp, (), reason)
+
+
 class LogError(Exception):
     """The log could not do what was asked (unreachable, closed, misconfigured)."""
 
+
+_guard_lock = threading.Lock()
+_guards: dict[str, threading.Lock] = {}
 
 # Called with the partitions a consumer gains or loses in a rebalance.
 RebalanceCallback = Callable[[set[TopicPartition]], None]
@@ -173,6 +190,19 @@ class Log(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Flush and release resources."""
+
+    @contextlib.contextmanager
+    def guard(self, name: str) -> Iterator[None]:
+        """Hold a named lock around a read-then-append (append only if not yet there).
+
+        Kafka has no lock a client could take, so the default serializes the threads of
+        this process only; the embedded log overrides it with a file lock that also
+        holds off other processes.
+        """
+        with _guard_lock:
+            lock = _guards.setdefault(name, threading.Lock())
+        with lock:
+            yield
 
     def __enter__(self) -> "Log":
         return self

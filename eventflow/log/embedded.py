@@ -11,18 +11,29 @@ the same assignment (partition *i* of the sorted list goes to live member *i mod
 hands away partitions it no longer should own (calling ``on_revoke`` first, so it can
 commit), and claims a partition only once no live member owns it. Two members therefore
 never read one partition at the same time.
+
+Every record carries a checksum (see ``record_checksum``), checked on every read: SQLite
+guards its own structure, not the bytes inside a row, so a flipped bit in a value would
+otherwise replay as a different metric. A record that fails it, or whose headers no
+longer decode, or whose row is gone, is handed out as unreadable at its position
+(``Record.error``), never raised out of ``poll``. Rows written before checksums existed
+have none ("unchecked"): they are read as before, and ``eventflow log verify`` counts them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import itertools
 import json
 import os
 import sqlite3
+import struct
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from kafka.partitioner.default import murmur2
@@ -37,6 +48,7 @@ from eventflow.log.base import (
     RebalanceCallback,
     Record,
     TopicPartition,
+    unreadable,
 )
 
 DEFAULT_PARTITIONS = 3
@@ -61,6 +73,7 @@ CREATE TABLE IF NOT EXISTS records (
     key BLOB,
     value BLOB NOT NULL,
     headers TEXT,
+    checksum INTEGER,
     PRIMARY KEY (topic, partition, offset)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS group_offsets (
@@ -94,14 +107,77 @@ def partition_for(key: bytes, partitions: int) -> int:
 def _encode_headers(headers: Headers) -> str | None:
     if not headers:
         return None
-    # latin-1 maps every byte to one code point, so any header value survives JSON.
+    # latin-1 maps every byte to one code point, so any header value survives JSON
+    # (and json.dumps escapes the rest: the text is plain ASCII, its bytes are its UTF-8).
     return json.dumps([[name, value.decode("latin-1")] for name, value in headers])
 
 
-def _decode_headers(text: str | None) -> Headers:
-    if not text:
+def _decode_headers(raw: bytes | None) -> Headers:
+    """The headers from the column's bytes; raises ValueError on anything else."""
+    if not raw:
         return ()
-    return tuple((name, value.encode("latin-1")) for name, value in json.loads(text))
+    pairs = json.loads(raw.decode("utf-8"))
+    if not isinstance(pairs, list) or not all(
+        isinstance(pair, list) and len(pair) == 2 and all(isinstance(part, str) for part in pair) for pair in pairs
+    ):
+        raise ValueError("not a list of [name, value] pairs")
+    return tuple((name, value.encode("latin-1")) for name, value in pairs)
+
+
+_POSITION = struct.Struct(">qqq")
+_LENGTH = struct.Struct(">i")
+
+
+def record_checksum(
+    topic: str, partition: int, offset: int, timestamp: int, key: bytes | None, value: bytes, headers: bytes | None
+) -> int:
+    """CRC-32 (zlib's, the IEEE polynomial) over where the record is and what it holds.
+
+    Not CRC-32C as Kafka uses: no CRC-32C library is installed here, and both catch every
+    burst of up to 32 flipped bits; zlib's runs in C at several GB/s. Each part is
+    length-prefixed (-1 for none), so moving bytes between key, value and headers, or a
+    record to another position, changes the sum too. ``headers`` are the column's bytes.
+    """
+    crc = zlib.crc32(_POSITION.pack(partition, offset, timestamp))
+    for part in (topic.encode(), key, value, headers):
+        if part is None:
+            crc = zlib.crc32(_LENGTH.pack(-1), crc)
+        else:
+            crc = zlib.crc32(part, zlib.crc32(_LENGTH.pack(len(part)), crc))
+    return crc
+
+
+def _record(topic: str, partition: int, row: tuple) -> Record:
+    """A row as a record, or as an unreadable record saying what is wrong with it."""
+    offset, timestamp, key, value, headers, checksum = row
+    try:
+        try:  # first, as the more telling reason (the checksum then fails too)
+            decoded = _decode_headers(headers)
+        except ValueError as error:
+            return unreadable(topic, partition, offset, 0, f"undecodable headers: {error}")
+        if checksum is not None:
+            actual = record_checksum(topic, partition, offset, timestamp, key, value, headers)
+            if actual != checksum:
+                return unreadable(
+                    topic, partition, offset, 0,
+                    f"checksum mismatch: the record changed after it was appended (stored {checksum:08x}, read {actual:08x})",
+                )
+        return Record(topic, partition, offset, key, value, timestamp, decoded)
+    except (TypeError, struct.error, AttributeError) as error:  # a column of the wrong type
+        return unreadable(topic, partition, offset, 0, f"unreadable record: {error}")
+
+
+def _missing(tp: TopicPartition, offset: int) -> Record:
+    return unreadable(tp.topic, tp.partition, offset, 0, "missing: the partition has no record at this offset")
+
+
+# Every column as the bytes stored, so a damaged text column cannot fail in the driver.
+_COLUMNS = "offset, timestamp, CAST(key AS BLOB), CAST(value AS BLOB), CAST(headers AS BLOB), checksum"
+
+
+def _damaged(error: sqlite3.DatabaseError) -> bool:
+    """A damaged file ("malformed"), not a busy or unreachable one (OperationalError)."""
+    return not isinstance(error, sqlite3.OperationalError)
 
 
 def _connect(path: Path, sync: str) -> sqlite3.Connection:
@@ -148,6 +224,9 @@ class EmbeddedLog(Log):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            # A log from before checksums: its rows stay unchecked, new ones get one.
+            if "checksum" not in {row[1] for row in conn.execute("PRAGMA table_info(records)")}:
+                conn.execute("ALTER TABLE records ADD COLUMN checksum INTEGER")
         self._partition_counts: dict[str, int] = {}
         self._round_robin = itertools.count()
         self._appended = threading.Condition()  # wakes this process's consumers at once
@@ -241,10 +320,15 @@ class EmbeddedLog(Log):
                 # can binary-search offsets.
                 timestamp = end[1] = max(now, end[1])
                 end[0] += 1
-                rows.append((tp.topic, tp.partition, offset, timestamp, message.key, message.value, _encode_headers(message.headers)))
+                headers = _encode_headers(message.headers)
+                crc = record_checksum(
+                    tp.topic, tp.partition, offset, timestamp, message.key, message.value, headers and headers.encode()
+                )
+                rows.append((tp.topic, tp.partition, offset, timestamp, message.key, message.value, headers, crc))
                 positions.append(Position(tp.topic, tp.partition, offset))
             conn.executemany(
-                "INSERT INTO records (topic, partition, offset, timestamp, key, value, headers) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO records (topic, partition, offset, timestamp, key, value, headers, checksum) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             conn.executemany(
@@ -281,6 +365,21 @@ class EmbeddedLog(Log):
             from_beginning=from_beginning,
             session_timeout=session_timeout,
         )
+
+    def unchecked(self) -> int:
+        """How many records were appended before checksums existed (not checkable)."""
+        self._check_open()
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM records WHERE checksum IS NULL").fetchone()[0]
+
+    @contextlib.contextmanager
+    def guard(self, name: str) -> Iterator[None]:
+        """A file lock beside the log: held off across threads and processes alike
+        (``flock`` locks belong to each opened file, so two opens in one process exclude
+        each other too)."""
+        with open(self.directory / f"{name}.lock", "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
 
     def wait_for_append(self, timeout: float) -> None:
         """Block until this process appends something, or ``timeout`` passes."""
@@ -447,18 +546,48 @@ class EmbeddedConsumer(Consumer):
         for tp, position in sorted(self._positions.items()):
             if len(records) >= max_records:
                 break
-            if ends.get(tp, 0) <= position:
+            end = ends.get(tp, 0)
+            if end <= position:
                 continue
-            rows = self._conn.execute(
-                "SELECT offset, timestamp, key, value, headers FROM records "
-                "WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?",
-                (tp.topic, tp.partition, position, max_records - len(records)),
-            ).fetchall()
-            for offset, timestamp, key, value, headers in rows:
-                records.append(Record(tp.topic, tp.partition, offset, key, value, timestamp, _decode_headers(headers)))
-            if rows:
-                self._positions[tp] = rows[-1][0] + 1
+            read = self._read_partition(tp, position, min(end, position + max_records - len(records)))
+            records.extend(read)
+            if read:
+                self._positions[tp] = read[-1].offset + 1
         return records
+
+    def _read_partition(self, tp: TopicPartition, start: int, stop: int) -> list[Record]:
+        """Offsets ``start`` to ``stop`` (all below the partition's end, so all appended):
+        every one comes out, as a record or as an unreadable one."""
+        try:
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM records WHERE topic = ? AND partition = ? AND offset >= ? AND offset < ? ORDER BY offset",
+                (tp.topic, tp.partition, start, stop),
+            ).fetchall()
+        except sqlite3.DatabaseError as error:
+            if not _damaged(error):
+                raise
+            return [self._read_one(tp, offset) for offset in range(start, stop)]
+        records: list[Record] = []
+        expected = start
+        for row in rows:
+            records.extend(_missing(tp, gap) for gap in range(expected, row[0]))
+            records.append(_record(tp.topic, tp.partition, row))
+            expected = row[0] + 1
+        records.extend(_missing(tp, gap) for gap in range(expected, stop))
+        return records
+
+    def _read_one(self, tp: TopicPartition, offset: int) -> Record:
+        """One offset alone, when a damaged page spoils reading the range around it."""
+        try:
+            row = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM records WHERE topic = ? AND partition = ? AND offset = ?",
+                (tp.topic, tp.partition, offset),
+            ).fetchone()
+        except sqlite3.DatabaseError as error:
+            if not _damaged(error):
+                raise
+            return unreadable(tp.topic, tp.partition, offset, 0, f"unreadable record: SQLite says {error}")
+        return _missing(tp, offset) if row is None else _record(tp.topic, tp.partition, row)
 
     def position(self, tp: TopicPartition) -> int:
         try:

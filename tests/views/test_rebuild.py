@@ -113,3 +113,34 @@ def _project_topic_by_topic(log_dir, url: str, topics: list[str]):
                 mine = [r for r in records if r.tp == tp]
                 assert projector.apply([Delivery(decode(r.value), r) for r in mine], {tp: (mine[0].offset, mine[-1].offset + 1)}) == []
     return engine
+
+
+def test_a_rebuild_dead_letters_a_damaged_record_once_and_finishes(tmp_path):
+    """A record whose headers no longer decode (one bad byte) is dead-lettered, and the
+    rebuild replays the rest; a second rebuild adds no second dead letter."""
+    import sqlite3
+
+    from eventflow import commands
+    from eventflow.consumers.dead_letters import read_dead_letters
+    from eventflow.log import open_log
+    from eventflow.log.event_log import EventLog
+    from eventflow.views import queries
+
+    home = tmp_path / "home"
+    home.mkdir()
+    with open_log(str(home / "log")) as log:
+        EventLog(log).append_many([commands.create_experiment(str(i), f"name-{i}", "file:///a") for i in range(1, 6)])
+    with sqlite3.connect(home / "log" / "log.db", isolation_level=None) as conn:
+        assert conn.execute("UPDATE records SET headers = CAST(CAST(headers AS BLOB) || x'ff' AS TEXT) "
+                            "WHERE value IN (SELECT value FROM records WHERE instr(value, 'name-3') > 0)").rowcount == 1
+    for _ in range(2):
+        rebuild(home)
+    engine = create_engine(f"sqlite:///{home / 'views.db'}")
+    with engine.connect() as connection:
+        experiments, _ = queries.search_experiments(connection)
+        names = sorted(e["name"] for e in experiments if e["name"].startswith("name-"))
+    engine.dispose()
+    assert names == ["name-1", "name-2", "name-4", "name-5"]
+    with open_log(str(home / "log")) as log:
+        letters = read_dead_letters(log)
+    assert len(letters) == 1 and letters[0].consumers == ("projector",)
