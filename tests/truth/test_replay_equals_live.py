@@ -16,6 +16,7 @@ there too, and a rebuild runs none of them).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -50,7 +51,7 @@ def test_writers_racing_on_the_same_names_rebuild_to_the_same_views(kind, tmp_pa
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     with running_server(backend.home, *backend.options) as url:
-        env = {**__import__("os").environ, **backend.sdk_env()}
+        env = {**os.environ, **backend.sdk_env()}
         writers = [
             subprocess.Popen([sys.executable, str(HERE / "racer.py"), str(i), str(WRITERS), str(barrier), prefix, str(ROUNDS), url],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
