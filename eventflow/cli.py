@@ -6,11 +6,11 @@ import click
 
 from eventflow import __version__
 from eventflow.deploy import cli as deploy_cli
+from eventflow.log import cli as log_cli
 from eventflow.models import cli as models_cli
 from eventflow.registry import cli as registry_cli
 from eventflow.sdk import cli as sdk_cli
 from eventflow.webhooks import cli as webhooks_cli
-from eventflow.log import cli as log_cli
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

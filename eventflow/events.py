@@ -40,8 +40,9 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "experiment": Family(TOPIC_PREFIX + "experiments", "experiment_id", shared_key="experiments"),
     "run": Family(TOPIC_PREFIX + "runs", "run_id"),
-    "registered_model": Family(TOPIC_PREFIX + "models", "name"),
-    "model_version": Family(TOPIC_PREFIX + "models", "name"),
+    # Model names are unique and a rename moves one: as for experiments, one key for all.
+    "registered_model": Family(TOPIC_PREFIX + "models", "name", shared_key="registered-models"),
+    "model_version": Family(TOPIC_PREFIX + "models", "name", shared_key="registered-models"),
     "logged_model": Family(TOPIC_PREFIX + "models", "model_id"),
     "deployment": Family(TOPIC_PREFIX + "deployments", "target"),
     "webhook": Family(TOPIC_PREFIX + "webhooks", "subscription_id"),

@@ -76,7 +76,6 @@ def stored_points(backend: Backend, run_id: str) -> tuple[int, int]:
 
 @pytest.mark.kafka
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason="issue 12: during a broker outage the server answers 503 for records kafka-python delivers later; the MLflow client's retries are stored again")
 def test_mlflow_batches_logged_through_a_broker_outage_are_stored_once(tmp_path, kafka_bootstrap, new_postgres_database, retries):
     # kafka_bootstrap: the suite's broker must be available (Java and the broker's jars are
     # here); this test stops and restarts a broker of its own.
@@ -131,7 +130,6 @@ def test_mlflow_batches_logged_through_a_broker_outage_are_stored_once(tmp_path,
             restarted.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: when the projector lags more than EVENTFLOW_WRITE_TIMEOUT the server answers 503 for an appended event; the MLflow client's retry is a new run / new points")
 def test_mlflow_retries_while_the_projector_lags_are_stored_once(tmp_path, request, retries):
     """``eventflow server --no-consumers`` with a short write timeout: the projector comes
     back only after the client got its first 503 and retried."""
@@ -172,7 +170,6 @@ def test_mlflow_retries_while_the_projector_lags_are_stored_once(tmp_path, reque
         )
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: a request retried with the same Idempotency-Key is applied again (and answered differently)")
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_a_request_retried_with_an_idempotency_key_is_applied_once_and_answered_alike(kind, tmp_path, request):
     """Each request is sent first with no projector (503: appended, not applied), then
