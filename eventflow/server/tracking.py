@@ -21,6 +21,7 @@ from eventflow import commands, proto_json
 from eventflow import validation as v
 from eventflow.events import ACTOR
 from eventflow.registry import api as registry
+from eventflow.registry.sources import check_artifact_location
 from eventflow.server.errors import ApiError, not_found
 from eventflow.server.requests import actor, as_int, fields, objects, pairs, required, text
 from eventflow.server.responses import ProtoJSONResponse
@@ -65,7 +66,8 @@ def create_experiment(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     if runtime.read(queries.get_experiment_by_name, name) is not None:
         raise ApiError(f"Experiment '{name}' already exists.", "RESOURCE_ALREADY_EXISTS")
     experiment_id = str(secrets.randbelow(2**53 - 1) + 1)
-    location = text(data, "artifact_location") or runtime.experiment_artifact_location(experiment_id)
+    given = text(data, "artifact_location")
+    location = check_artifact_location(given, runtime.artifacts) if given else runtime.experiment_artifact_location(experiment_id)
     runtime.write([commands.create_experiment(experiment_id, name, location, pairs(data, "tags"))])
     return {"experiment_id": experiment_id}
 

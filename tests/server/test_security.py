@@ -146,11 +146,15 @@ def test_a_cross_site_text_plain_post_changes_nothing(live):
     before = event_count(url)
     simple = {"content-type": "text/plain;charset=UTF-8", "origin": "http://attacker.example"}
     status, body, _ = raw(url, "POST", API + "/experiments/create", json.dumps({"name": "csrf"}).encode(), simple)
+    assert status == 403 and "--cors-allowed-origins" in body["message"], (status, body)
+    plain = {"content-type": "text/plain;charset=UTF-8"}  # as an older browser sends it, without Origin
+    status, body, _ = raw(url, "POST", API + "/experiments/create", json.dumps({"name": "csrf"}).encode(), plain)
     assert status == 415 and "application/json" in body["message"], (status, body)
     no_type = raw(url, "POST", API + "/experiments/create?name=csrf2", b"")
     assert no_type[0] == 415, "a body-less POST naming its fields in the query string is refused too"
     alias = json.dumps({"name": "m", "alias": "production", "version": "1"}).encode()
-    assert raw(url, "POST", API + "/registered-models/alias", alias, simple)[0] == 415
+    assert raw(url, "POST", API + "/registered-models/alias", alias, simple)[0] == 403
+    assert raw(url, "POST", API + "/registered-models/alias", alias, plain)[0] == 415
     foreign = raw(url, "POST", API + "/experiments/create", json.dumps({"name": "csrf3"}).encode(),
                   {**JSON, "origin": "http://attacker.example"})
     assert foreign[0] == 403 and "--cors-allowed-origins" in foreign[1]["message"]
@@ -288,7 +292,7 @@ def test_a_long_search_filter_is_refused_at_once(live):
     response = httpx.post(url + API + "/runs/search", json={"experiment_ids": ["0"], "filter": "a" * 1_000_000}, timeout=120)
     assert response.status_code == 400 and "at most" in response.json()["message"], response.text
     assert time.monotonic() - started < 5
-    ok = httpx.post(url + API + "/runs/search", json={"experiment_ids": ["0"], "filter": " AND ".join(["metrics.m > 0"] * 2000)})
+    ok = httpx.post(url + API + "/runs/search", json={"experiment_ids": ["0"], "filter": " AND ".join(["metrics.m > 0"] * 200)})
     assert ok.status_code == 200, ok.text
 
 
