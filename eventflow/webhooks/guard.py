@@ -38,7 +38,7 @@ class Refused(Exception):
 
 def _kind(address: Address) -> str:
     for name in ("loopback", "link_local", "private", "multicast", "site_local", "unspecified", "reserved"):
-        if getattr(address, f"is_{name}"):
+        if getattr(address, f"is_{name}", False):
             return name.replace("_", "-")
     return "non-public"
 

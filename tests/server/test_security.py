@@ -326,3 +326,26 @@ def test_a_webhook_to_an_address_that_embeds_a_private_one_is_refused(live, addr
     response = httpx.post(url + "/api/2.0/eventflow/webhooks", json={"url": f"http://{address}/hook", "events": ["*"]})
     assert response.status_code == 400, response.text
     assert "refused" in response.json()["message"]
+
+
+def test_the_registry_never_hands_out_a_location_outside_the_store(tmp_path):
+    """An experiment the log holds from before locations were checked, kept in file:///etc."""
+    from eventflow import commands
+    from eventflow.log import open_log
+    from eventflow.log.event_log import EventLog
+
+    home = tmp_path / "home"
+    log = open_log(str(home / "log"))
+    try:
+        EventLog(log).append_many([commands.create_experiment("77", "old", "file:///etc")])
+    finally:
+        log.close()
+    with running_server(home) as url:
+        run_id = new_run(url, "77")
+        assert httpx.get(url + API + "/runs/get", params={"run_id": run_id}).json()["run"]["info"]["artifact_uri"].startswith("file:///etc")
+        assert httpx.post(url + API + "/registered-models/create", json={"name": "leaky"}).status_code == 200
+        created = httpx.post(url + API + "/model-versions/create", json={"name": "leaky", "source": f"runs:/{run_id}/model", "run_id": run_id})
+        assert created.status_code == 200, created.text
+        answer = httpx.get(url + API + "/model-versions/get-download-uri", params={"name": "leaky", "version": "1"})
+        assert answer.status_code == 400, answer.text
+        assert "outside the artifact store" in answer.json()["message"] and "/etc" not in answer.json().get("artifact_uri", "")
