@@ -160,16 +160,16 @@ class BrowserGuard:
             await self.app(scope, receive, send)
             return
         cap = body_cap(scope["method"], scope["path"])
+        total = 0
 
         async def counted() -> Message:
+            nonlocal total
             message = await receive()
             if cap is not None and message["type"] == "http.request":
-                counted.total += len(message.get("body", b""))  # type: ignore[attr-defined]
-                if counted.total > cap:  # type: ignore[attr-defined]
+                total += len(message.get("body", b""))
+                if total > cap:
                     raise BodyTooLarge(cap)
             return message
-
-        counted.total = 0  # type: ignore[attr-defined]
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
