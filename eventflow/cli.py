@@ -193,8 +193,14 @@ def _export_backend(home, kafka, db, artifacts) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="Port to listen on.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Server processes (each runs the API; consumers share the work through their group).")
 @click.option("--no-consumers", is_flag=True, help="Run only the API: the projector and the other consumers run apart (eventflow consume NAME).")
+@click.option("--allowed-hosts", envvar="EVENTFLOW_ALLOWED_HOSTS", metavar="NAME[,NAME]", default="",
+              help="Host names this server answers besides localhost, 127.0.0.1, [::1] and --host (other Host headers get 403: "
+                   "DNS rebinding); '*.example.com' allows a domain, '*' any. [env EVENTFLOW_ALLOWED_HOSTS]")
+@click.option("--cors-allowed-origins", envvar="EVENTFLOW_CORS_ALLOWED_ORIGINS", metavar="ORIGIN[,ORIGIN]", default="",
+              help="Pages on these origins (https://app.example.com) may call the API and open the live socket; "
+                   "none by default but the server's own. [env EVENTFLOW_CORS_ALLOWED_ORIGINS]")
 @backend_options
-def server(host, port, workers, no_consumers, home, kafka, db, artifacts) -> None:
+def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origins, home, kafka, db, artifacts) -> None:
     """Run the tracking server: MLflow's REST API 2.0 and eventflow's extensions.
 
     With no options everything runs in this one process on the embedded default: the
@@ -213,8 +219,15 @@ def server(host, port, workers, no_consumers, home, kafka, db, artifacts) -> Non
 
     import uvicorn
 
+    from eventflow.server.browsers import Policy
+
+    try:
+        Policy.create(allowed_hosts.split(","), [o for o in cors_allowed_origins.split(",") if o.strip()], host)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--cors-allowed-origins") from None
     _export_backend(home, kafka, db, artifacts)
     os.environ["EVENTFLOW_SERVER_CONSUMERS"] = "false" if no_consumers else "true"
+    os.environ.update(EVENTFLOW_ALLOWED_HOSTS=allowed_hosts, EVENTFLOW_CORS_ALLOWED_ORIGINS=cors_allowed_origins, EVENTFLOW_BIND_HOST=host)
     if os.environ.get("EVENTFLOW_DEPLOY_TARGETS", "").strip() and not no_consumers:
         if workers > 1:
             raise click.UsageError("EVENTFLOW_DEPLOY_TARGETS needs one server process (its deployer owns the ports): "

@@ -11,7 +11,7 @@ event type and version; events are always written with the current (highest) ver
 and read back resolved to it, whatever version wrote them.
 """
 
-from eventflow.codec.binary import decode, encode, explain
+from eventflow.codec.binary import decode, decode_untrusted, encode, explain
 from eventflow.codec.compat import check_backward, check_registry
 from eventflow.codec.errors import CodecError, DecodeError, EncodeError
 from eventflow.codec.registry import (
@@ -37,6 +37,7 @@ __all__ = [
     "check_backward",
     "check_registry",
     "decode",
+    "decode_untrusted",
     "encode",
     "explain",
     "fingerprint",

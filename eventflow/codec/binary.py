@@ -147,6 +147,148 @@ def decode(data: bytes) -> Event:
     )
 
 
+# ------------------------------------------------------------------ untrusted input
+
+# Above this size an untrusted event is walked (not decoded) first; below it, decoding it
+# whole costs at most a few MB even at the worst ratio, and it is counted afterwards.
+SCAN_ABOVE = 64 * 1024
+
+
+def decode_untrusted(data: bytes, max_records: int) -> tuple[Event, int]:
+    """Decode an event from a client, refusing one whose arrays hold more than
+    ``max_records`` records; returns the event and how many it holds.
+
+    A record in an array is what a few bytes can make expensive: ``{key: "", value: ""}``
+    is 2 bytes on the wire and ~190 bytes as a dict, so 16 MB of empty tags would decode
+    to 2 GB. A large event is therefore walked first, its array block counts checked
+    before a single item is materialised; a small one is decoded and counted. Events read
+    back from the log (the consumers' hot path) use ``decode``, which this does not slow.
+    """
+    if type(data) is not bytes:
+        data = bytes(data)
+    if len(data) > SCAN_ABOVE and len(data) >= HEADER_SIZE and data[:2] == MARKER:
+        entry = _DECODERS.get(data[2:HEADER_SIZE]) if _DECODERS else None
+        if entry is None and not _DECODERS:
+            _build_tables()
+            entry = _DECODERS.get(data[2:HEADER_SIZE])
+        if entry is not None:
+            schema, writer, _ = entry
+            counted = _Counter(max_records, schema.event_type)
+            try:
+                _walk(writer, data, HEADER_SIZE, writer.get("__named_schemas", {}), counted)
+            except (IndexError, ValueError, KeyError, RecursionError) as exc:
+                if isinstance(exc, DecodeError):
+                    raise
+                raise DecodeError(f"corrupt event body: cannot walk it with schema {schema.name}: {_short(exc)}") from None
+    event = decode(data)
+    records = _records_in(event.payload)
+    if records > max_records:
+        raise _too_many(event.type, records, max_records)
+    return event, records
+
+
+def _too_many(event_type: str, count: int, limit: int) -> DecodeError:
+    return DecodeError(
+        f"a {event_type} event holds {count} or more items (records in arrays), over the {limit} this request may "
+        "carry for its size; send fewer items per event, or fewer events per request"
+    )
+
+
+class _Counter:
+    __slots__ = ("left", "limit", "event_type")
+
+    def __init__(self, limit: int, event_type: str):
+        self.left, self.limit, self.event_type = limit, limit, event_type
+
+    def take(self, count: int) -> None:
+        self.left -= count
+        if self.left < 0:
+            raise _too_many(self.event_type, self.limit - self.left, self.limit)
+
+
+def _records_in(value: Any) -> int:
+    """Records in the arrays of a decoded value (every array of our schemas holds records
+    or primitives, never both)."""
+    if isinstance(value, dict):
+        return sum(_records_in(v) for v in value.values() if isinstance(v, (dict, list)))
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return len(value) + sum(_records_in(item) for item in value)
+    return 0
+
+
+_FIXED_SIZE = {"null": 0, "boolean": 1, "float": 4, "double": 8}
+
+
+def _long(data: bytes, pos: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        byte = data[pos]  # IndexError past the end: truncated
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return (result >> 1) ^ -(result & 1), pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("a varint longer than 10 bytes")
+
+
+def _holds_records(schema: Any, named: dict) -> bool:
+    if isinstance(schema, str):
+        return schema in named and named[schema].get("type") == "record"
+    if isinstance(schema, list):
+        return any(_holds_records(branch, named) for branch in schema)
+    return schema.get("type") in ("record", "array", "map")
+
+
+def _walk(schema: Any, data: bytes, pos: int, named: dict, counted: _Counter) -> int:
+    """The position after one datum of ``schema`` at ``pos``, counting records in arrays."""
+    if isinstance(schema, str):
+        if schema in _FIXED_SIZE:
+            return pos + _FIXED_SIZE[schema]
+        if schema in ("int", "long"):
+            return _long(data, pos)[1]
+        if schema in ("string", "bytes"):
+            size, pos = _long(data, pos)
+            if size < 0 or pos + size > len(data):
+                raise ValueError(f"a {schema} of {size} bytes runs past the end")
+            return pos + size
+        return _walk(named[schema], data, pos, named, counted)
+    if isinstance(schema, list):
+        index, pos = _long(data, pos)
+        return _walk(schema[index], data, pos, named, counted)
+    kind = schema["type"]
+    if kind == "record":
+        for field in schema["fields"]:
+            pos = _walk(field["type"], data, pos, named, counted)
+        return pos
+    if kind == "enum":
+        return _long(data, pos)[1]
+    if kind == "fixed":
+        return pos + schema["size"]
+    if kind in ("array", "map"):
+        item = schema["items"] if kind == "array" else schema["values"]
+        heavy = _holds_records(item, named)
+        while True:
+            count, pos = _long(data, pos)
+            if count == 0:
+                return pos
+            if count < 0:
+                count = -count
+                size, pos = _long(data, pos)
+                if not heavy and size >= 0:
+                    pos += size  # a sized block of primitives: skipped whole
+                    continue
+            if heavy:
+                counted.take(count)  # before walking (or anyone materialising) the items
+            elif count > len(data) - pos:  # every primitive item here is at least a byte
+                raise ValueError(f"an array block of {count} items runs past the end")
+            for _ in range(count):
+                if kind == "map":
+                    pos = _walk("string", data, pos, named, counted)
+                pos = _walk(item, data, pos, named, counted)
+    return _walk(kind, data, pos, named, counted)  # a primitive with a logical type
+
+
 # ---------------------------------------------------------------------------- errors
 
 
@@ -276,4 +418,4 @@ def _explain(schema: Any, datum: Any, path: str, named: dict, out: list[str]) ->
         _explain(t, datum, path, named, out)
 
 
-__all__ = ["encode", "decode", "explain", "CodecError", "DecodeError", "EncodeError"]
+__all__ = ["encode", "decode", "decode_untrusted", "explain", "CodecError", "DecodeError", "EncodeError"]

@@ -353,7 +353,23 @@ def search_model_versions(backend: Backend, data: dict[str, Any]) -> dict[str, A
 
 
 def download_uri(backend: Backend, version: dict[str, Any]) -> str:
-    """Where a version's files are: a run's artifact URI, a logged model's, or the source."""
+    """Where a version's files are: a run's artifact URI, a logged model's, or the source;
+    never a place outside the artifact store (an experiment created before locations were
+    checked may name one), so a client is not sent to fetch from it."""
+    uri = _download_uri(backend, version)
+    try:
+        check_source(uri, backend.artifacts)
+    except InvalidInput:
+        raise InvalidInput(
+            f"The files of {version['name']} version {version['version']} are at {uri!r}, outside the artifact store: "
+            "this server does not hand out that location. Register the model again from a run whose experiment keeps "
+            "its artifacts in the store.",
+            "INVALID_STATE",
+        ) from None
+    return uri
+
+
+def _download_uri(backend: Backend, version: dict[str, Any]) -> str:
     source = check_source(version["source"], backend.artifacts)
     if source.kind == "runs":
         root = backend.read(rq.run_artifact_uri, source.target)

@@ -86,3 +86,54 @@ def check_source(source: object, store: Path) -> Source:
     if scheme == "":
         raise _refuse(source, "a relative path is ambiguous")
     raise _refuse(source, f"the scheme {parts.scheme!r} is not allowed")
+
+
+def allowed_roots() -> list[Path]:
+    """Local directories besides the store where the operator lets experiments keep their
+    artifacts (``EVENTFLOW_ARTIFACT_ROOTS``, separated by ``os.pathsep``)."""
+    return [Path(p) for p in os.environ.get("EVENTFLOW_ARTIFACT_ROOTS", "").split(os.pathsep) if p.strip()]
+
+
+def check_artifact_location(location: str, store: Path, roots: list[Path] | None = None) -> str:
+    """An experiment's ``artifact_location``, refused unless it lies inside the artifact
+    store (or a root the operator allows): a location of ``file:///etc`` or
+    ``http://169.254.169.254/`` would otherwise become the run artifact URIs and the model
+    download URIs this server hands out.
+
+    ``mlflow-artifacts:/<name>`` names one directory of the store: runs are then found as
+    ``<name>/<run_id>/artifacts``, the layout every artifact check relies on.
+    """
+    def refuse(why: str) -> InvalidInput:
+        return InvalidInput(f"Invalid artifact_location {location!r}: {why}. It must lie inside the artifact store: "
+                            "mlflow-artifacts:/<name> (one directory name), or a local path inside the store"
+                            + (" or under EVENTFLOW_ARTIFACT_ROOTS" if roots or allowed_roots() else "")
+                            + "; leave it out to get mlflow-artifacts:/<experiment_id>.")
+
+    if not isinstance(location, str) or not location.strip() or len(location) > 2000:
+        raise refuse("it must be a string of 1 to 2000 characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in location):
+        raise refuse("it holds control characters")
+    parts = urlsplit(location)
+    scheme = parts.scheme.lower()
+    if scheme == "mlflow-artifacts":
+        name = parts.path.strip("/")
+        if parts.netloc or parts.query or parts.fragment or not name or "/" in name or name in (".", "..") or "\\" in name:
+            raise refuse("an mlflow-artifacts location is mlflow-artifacts:/<name>, one directory of the store, with no host")
+        if unquote(name) != name:
+            raise refuse("the name must not be percent-encoded")
+        return location
+    if scheme == "file" or (scheme == "" and location.startswith("/")):
+        if scheme == "file" and parts.netloc not in ("", "localhost"):
+            raise refuse("a file URI must name a local path")
+        local = url2pathname(parts.path) if scheme == "file" else location
+        if any(part in ("..", ".") for part in local.split("/")):
+            raise refuse("it must not hold '..' or '.' segments")
+        target = Path(os.path.realpath(local))
+        for root in (store, *(allowed_roots() if roots is None else roots)):
+            resolved = root.resolve()
+            if target == resolved or resolved in target.parents:
+                return location
+        raise refuse("the path is outside the artifact store")
+    if scheme == "":
+        raise refuse("a relative path is ambiguous")
+    raise refuse(f"the scheme {parts.scheme!r} is not allowed (this server serves artifacts from its own store)")

@@ -69,7 +69,7 @@ class Webhooks:
 
     def test(self, subscription_id: str) -> dict[str, Any]:
         """Send a ``webhook.test`` message now; returns the delivery with its attempt."""
-        return self._call("POST", f"/{subscription_id}/test")["delivery"]
+        return self._call("POST", f"/{subscription_id}/test", json={})["delivery"]  # JSON: the server refuses other POSTs
 
     def rotate_secret(self, subscription_id: str, expire_in_seconds: int | None = None) -> dict[str, Any]:
         """A new secret; the old one keeps signing alongside for ``expire_in_seconds``."""
@@ -81,7 +81,7 @@ class Webhooks:
         return self._call("GET", f"/{subscription_id}/deliveries", params=params)["deliveries"]
 
     def redeliver(self, subscription_id: str, delivery_id: int) -> dict[str, Any]:
-        return self._call("POST", f"/{subscription_id}/deliveries/{delivery_id}/redeliver")["delivery"]
+        return self._call("POST", f"/{subscription_id}/deliveries/{delivery_id}/redeliver", json={})["delivery"]
 
     def close(self) -> None:
         self.http.close()

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
@@ -15,12 +16,14 @@ from eventflow import __version__
 from eventflow.codec import CodecError
 from eventflow.log import LogError
 from eventflow.server import artifacts, dashboard, deployments_api, events_api, live, mlflow_webhooks_api, openapi, tracking, webhooks_api
+from eventflow.server.browsers import BrowserGuard, Policy
 from eventflow.server.errors import ApiError, error_response, handle_api_error
 from eventflow.server.runtime import Runtime
 from eventflow.validation import InvalidInput
 
 
-def create_app(runtime: Runtime) -> Starlette:
+def create_app(runtime: Runtime, policy: Policy | None = None) -> Starlette:
+    """The app over ``runtime``; ``policy`` says what browsers may do (from the environment by default)."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime.hub.bind(asyncio.get_running_loop())
@@ -67,7 +70,8 @@ def create_app(runtime: Runtime) -> Starlette:
         404: not_found,
         405: not_allowed,
     }
-    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    guard = Middleware(BrowserGuard, policy=policy or Policy.from_env())
+    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan, middleware=[guard])
 
 
 def app_from_environment() -> Starlette:

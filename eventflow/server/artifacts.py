@@ -4,6 +4,11 @@ Paths are ``<experiment_id>/<run_id>/artifacts/<file>``, as MLflow's ``mlflow-ar
 root lays them out (MLflow 3's logged models under ``<experiment_id>/models/<model_id>/artifacts/``).
 Every upload becomes a ``run.artifact_logged`` (or ``logged_model.artifact_logged``) event
 with its size and sha256, so a download can be checked against what the log vouches for.
+
+A run's files are frozen once the run has ended (a logged model's once it is finalized):
+an upload or a delete then answers 409 RESOURCE_CONFLICT before a byte is written, so a
+model cannot be swapped under a version that was registered, or a deployment, from it.
+The store's root and anything but a run's or logged model's artifacts cannot be deleted.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -43,45 +49,115 @@ def _listing(runtime: Runtime, relative: str) -> list[dict[str, Any]]:
     return files
 
 
-def _run_of(relative: str) -> tuple[str, str] | None:
-    """(run_id, path inside the run's artifacts) for ``<exp>/<run>/artifacts/<path>``."""
+def _run_of(relative: str, *, whole: bool = False) -> tuple[str, str] | None:
+    """(run_id, path inside the run's artifacts) for ``<exp>/<run>/artifacts/<path>``
+    (``whole``: also the artifacts directory itself, with the path "")."""
     parts = relative.strip("/").split("/")
-    if len(parts) >= 4 and parts[2] == "artifacts":
+    if len(parts) >= (3 if whole else 4) and parts[2] == "artifacts" and parts[1] != "models":
         return parts[1], "/".join(parts[3:])
     return None
 
 
-def _logged_model_of(relative: str) -> tuple[str, str] | None:
+def _logged_model_of(relative: str, *, whole: bool = False) -> tuple[str, str] | None:
     """(model_id, path inside its artifacts) for MLflow 3's ``<exp>/models/<model_id>/artifacts/<path>``."""
     parts = relative.strip("/").split("/")
-    if len(parts) >= 5 and parts[1] == "models" and parts[3] == "artifacts" and parts[2].startswith("m-"):
+    if len(parts) >= (4 if whole else 5) and parts[1] == "models" and parts[3] == "artifacts" and parts[2].startswith("m-"):
         return parts[2], "/".join(parts[4:])
     return None
 
 
+OPEN_RUN_STATUSES = ("RUNNING", "SCHEDULED")
+
+
+def _check_changeable(runtime: Runtime, relative: str, *, deleting: bool = False) -> bool:
+    """Refuse to change the files of a run that has ended (or a finalized logged model);
+    True when the path is a run's or logged model's, whose changes go on the log.
+
+    Deleting a deleted run's files stays possible: that is ``mlflow gc`` reclaiming them.
+    """
+    owner, model = _run_of(relative, whole=deleting), _logged_model_of(relative, whole=deleting)
+    if owner is not None:
+        info = runtime.read(queries.get_run_info, owner[0])
+        if info is None:
+            raise not_found(f"Run with id={owner[0]} not found")
+        if deleting and info["lifecycle_stage"] == "deleted":
+            return True
+        state = info["status"] if info["lifecycle_stage"] == "active" else "deleted"
+        if state not in OPEN_RUN_STATUSES:
+            raise ApiError(
+                f"Run {owner[0]} is {state}: its artifacts cannot be changed once it has ended, so that what was "
+                f"logged (and perhaps registered or deployed) stays what is served. Log to a new run instead.",
+                "RESOURCE_CONFLICT",
+            )
+        return True
+    if model is not None:
+        logged = runtime.read(queries.get_logged_model, model[0])
+        if logged is None:
+            if deleting:
+                raise not_found(f"Logged model with ID '{model[0]}' not found.")
+            return False  # not a logged model's directory after all: stored, not recorded
+        status = logged["info"].get("status")
+        if status != "LOGGED_MODEL_PENDING":
+            raise ApiError(
+                f"Logged model {model[0]} is {status}: its artifacts cannot be changed once it is finalized. "
+                "Log a new model instead.",
+                "RESOURCE_CONFLICT",
+            )
+        return True
+    if deleting:
+        raise ApiError(
+            f"Invalid artifact path {relative!r} to delete: only files inside a run's or a logged model's artifacts "
+            "(<experiment_id>/<run_id>/artifacts/...) can be deleted, never the store, an experiment or a run directory",
+            "INVALID_PARAMETER_VALUE",
+        )
+    return False
+
+
+def _target(runtime: Runtime, relative: str, action: str) -> Path:
+    """The file an upload or delete names; never the store's root."""
+    target = runtime.artifact_file(relative)
+    if not relative.strip("/"):
+        raise ApiError(
+            f"Invalid artifact path {relative!r}: cannot {action} the artifact store's root; "
+            "name a file, e.g. <experiment_id>/<run_id>/artifacts/model.pkl",
+            "INVALID_PARAMETER_VALUE",
+        )
+    return target
+
+
 async def upload(request: Request, runtime: Runtime) -> JSONResponse:
     relative = request.path_params["path"]
-    target = runtime.artifact_file(relative)
-    owner = _run_of(relative)
-    model = _logged_model_of(relative)
-    if owner is not None and await run_in_threadpool(runtime.read, queries.get_run_info, owner[0]) is None:
-        raise not_found(f"Run with id={owner[0]} not found")
-    if model is not None and await run_in_threadpool(runtime.read, queries.get_logged_model, model[0]) is None:
-        model = None  # not a logged model's directory after all: stored, not recorded
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = _target(runtime, relative, "upload to")
+    whole = _run_of(relative, whole=True) or _logged_model_of(relative, whole=True)
+    if target.is_dir() or (whole is not None and not whole[1]):
+        raise ApiError(f"Invalid artifact path {relative!r}: it is a directory; upload to a file inside it", "INVALID_PARAMETER_VALUE")
+    recorded = await run_in_threadpool(_check_changeable, runtime, relative)
+    owner, model = _run_of(relative), _logged_model_of(relative)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ApiError(f"Invalid artifact path {relative!r}: a part of it is a file, not a directory", "INVALID_PARAMETER_VALUE") from None
     digest = hashlib.sha256()
     size = 0
-    # Write beside the target and rename: a reader never sees half a file.
+    # Write beside the target (inside the store: the root is refused) and rename: a
+    # reader never sees half a file, and a refused or broken upload leaves nothing.
     with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".", suffix=".partial", delete=False) as partial:
-        async for chunk in request.stream():
-            partial.write(chunk)
-            digest.update(chunk)
-            size += len(chunk)
-    os.replace(partial.name, target)
-    if owner is not None:
+        try:
+            async for chunk in request.stream():
+                partial.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+            partial.close()
+            # The run may have ended while the body arrived.
+            await run_in_threadpool(_check_changeable, runtime, relative)
+            os.replace(partial.name, target)
+        finally:
+            if os.path.exists(partial.name):
+                os.unlink(partial.name)
+    if recorded and owner is not None:
         event = commands.log_artifact(owner[0], owner[1], size, digest.hexdigest())
         await run_in_threadpool(runtime.write, [event])
-    elif model is not None:
+    elif recorded and model is not None:
         event = commands.log_logged_model_artifact(model[0], model[1], size, digest.hexdigest())
         await run_in_threadpool(runtime.write, [event])
     return JSONResponse({})
@@ -122,7 +198,9 @@ async def download(request: Request, runtime: Runtime) -> Response:
 
 
 async def delete(request: Request, runtime: Runtime) -> JSONResponse:
-    target = runtime.artifact_file(request.path_params["path"])
+    relative = request.path_params["path"]
+    target = _target(runtime, relative, "delete")
+    await run_in_threadpool(_check_changeable, runtime, relative, deleting=True)
     if target.is_dir():
         shutil.rmtree(target)
     elif target.exists():

@@ -22,6 +22,7 @@ STATUS = {
     "RESOURCE_ALREADY_EXISTS": 400,
     "BAD_REQUEST": 400,
     "INVALID_STATE": 400,
+    "RESOURCE_CONFLICT": 409,
     "MALFORMED_REQUEST": 400,
     "RESOURCE_DOES_NOT_EXIST": 404,
     "ENDPOINT_NOT_FOUND": 404,
@@ -51,7 +52,9 @@ def error_response(error_code: str, message: str, status: int | None = None) -> 
 
 
 async def handle_api_error(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, (ApiError, InvalidInput)):
+    if isinstance(exc, ApiError):
+        return error_response(exc.error_code, exc.message, exc.status)
+    if isinstance(exc, InvalidInput):
         return error_response(exc.error_code, exc.message)
     if isinstance(exc, CodecError):
         return error_response("INVALID_PARAMETER_VALUE", str(exc))

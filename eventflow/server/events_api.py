@@ -19,17 +19,27 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from eventflow import commands
-from eventflow.codec import decode
+from eventflow.codec import decode, decode_untrusted
 from eventflow.codec.framing import CONTENT_TYPE, unpack  # noqa: F401 (CONTENT_TYPE: this route's body)
 from eventflow.events import Event, LIFECYCLE_TOPICS
 from eventflow.log import TopicPartition
+from eventflow.registry.sources import check_artifact_location
+from eventflow.server.browsers import EVENTS_MAX_BODY
 from eventflow.server.errors import ApiError
 from eventflow.server.prechecks import check_events
 from eventflow.server.requests import as_int
 from eventflow.server.responses import ProtoJSONResponse
 from eventflow.server.runtime import Runtime
 
-MAX_BODY = 64 * 1024 * 1024
+MAX_BODY = EVENTS_MAX_BODY  # enforced while the body is read (browsers.BrowserGuard); checked again here
+# Records in arrays (tags, params, linked points…) one batch may decode to: a few per
+# eight bytes of body — real batches hold far fewer — and never more than the SDK's
+# largest batch could, so a body of tiny records cannot decode to gigabytes.
+MAX_RECORDS = 500_000
+
+
+def record_budget(size: int) -> int:
+    return min(MAX_RECORDS, 1024 + size // 8)
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -113,9 +123,15 @@ async def get_events(request: Request, runtime: Runtime) -> JSONResponse:
 
 
 def append_events(runtime: Runtime, body: bytes) -> dict[str, Any]:
-    events = [decode(item) for item in unpack(body)]
+    events, budget = [], record_budget(len(body))
+    for item in unpack(body):
+        event, records = decode_untrusted(item, budget)
+        budget -= records
+        events.append(event)
     for event in events:
         commands.recheck(event)
+        if event.type == "experiment.created":  # the same rule as experiments/create
+            check_artifact_location(event.payload["artifact_location"], runtime.artifacts)
     check_events(runtime.read, events)
     positions = runtime.write(events) if events else []
     return {"positions": [{"topic": p.topic, "partition": p.partition, "offset": p.offset} for p in positions]}

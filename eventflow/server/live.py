@@ -48,6 +48,8 @@ FRAME_INTERVAL = 0.02
 # A resume further behind than this many records gets a fresh snapshot instead.
 MAX_CATCH_UP = 100_000
 RECENT_EVENTS = 200
+# Subscriptions one connection may hold: each costs a snapshot and a queue on the hub.
+MAX_SUBSCRIPTIONS = 64
 
 
 # -- snapshots (in a worker thread) ------------------------------------------------------
@@ -210,6 +212,8 @@ class LiveConnection:
         try:
             if sub_id in self.subscriptions:
                 raise ValueError(f"subscription {sub_id!r} exists: unsubscribe it first")
+            if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+                raise ValueError(f"a connection may hold at most {MAX_SUBSCRIPTIONS} subscriptions: unsubscribe one first")
             subscription = Subscription(sub_id, str(message.get("kind")), message, self.hub, self.wake)
             resume = parse_positions(message["resume"]) if message.get("resume") is not None else None
         except ValueError as error:

@@ -191,7 +191,18 @@ class Runtime:
         return f"mlflow-artifacts:/{experiment_id}"
 
     def artifact_file(self, relative: str) -> Path:
-        """The local file behind an artifact path, refusing anything outside the store."""
+        """The local file behind an artifact path, refusing anything outside the store.
+
+        A file has one name only: ``.``, ``..`` and empty segments are refused even when
+        they stay inside, since every check keyed by the path (whose run it is, whether
+        that run has ended, the digest the log recorded) would judge the alias instead.
+        """
+        if any(part in ("", ".", "..") for part in relative.strip("/").split("/")) and relative.strip("/"):
+            raise ApiError(
+                f"Invalid artifact path {relative[:200]!r}: '.', '..' and empty segments are not allowed; "
+                "name the file by its own path, e.g. <experiment_id>/<run_id>/artifacts/model/model.pkl",
+                "INVALID_PARAMETER_VALUE",
+            )
         if "\x00" in relative:
             raise ApiError(f"Invalid artifact path {relative!r}: it contains a NUL byte", "INVALID_PARAMETER_VALUE")
         if len(relative.encode()) > 3000 or any(len(part.encode()) > 255 for part in relative.split("/")):

@@ -20,6 +20,7 @@ from eventflow import commands, idempotency, proto_json, rules
 from eventflow import validation as v
 from eventflow.events import ACTOR
 from eventflow.registry import api as registry
+from eventflow.registry.sources import check_artifact_location
 from eventflow.server.errors import ApiError, not_found
 from eventflow.server.requests import actor, as_int, fields, objects, pairs, required, text
 from eventflow.server.responses import ProtoJSONResponse
@@ -61,7 +62,8 @@ def create_experiment(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     if holder is not None and holder["experiment_id"] == experiment_id and holder["lifecycle_stage"] == "active":
         return {"experiment_id": experiment_id}  # a retry of a creation that took effect
     rules.experiment_name_free(name, holder and holder["experiment_id"], claimant="")  # held: even by a deleted one
-    location = text(data, "artifact_location") or runtime.experiment_artifact_location(experiment_id)
+    given = text(data, "artifact_location")
+    location = check_artifact_location(given, runtime.artifacts) if given else runtime.experiment_artifact_location(experiment_id)
     runtime.write([commands.create_experiment(experiment_id, name, location, pairs(data, "tags"))])
     return {"experiment_id": experiment_id}
 

@@ -5,11 +5,16 @@ inside the operator's network: without a guard, a subscription to
 ``http://169.254.169.254/`` or ``http://10.0.0.5:8080/admin`` makes the server a proxy
 into it. So every delivery resolves the host itself, refuses when *any* address is not
 globally routable (loopback, private, link-local — the cloud metadata service —, CGNAT,
-multicast, reserved, IPv4-mapped forms of those) and is not inside a network the
-operator allowed, and then connects to exactly the address it checked (the URL's host
+multicast, site-local, reserved) and is not inside a network the operator allowed, and then connects to exactly the address it checked (the URL's host
 goes in the ``Host`` header and TLS SNI). Resolving again at connect time, as a plain
 client would, lets a DNS answer change between the check and the connection (DNS
 rebinding); connecting to the checked address closes that gap.
+
+An IPv6 address that carries an IPv4 address (IPv4-mapped ``::ffff:a.b.c.d``,
+IPv4-compatible ``::a.b.c.d``, IPv4-translated ``::ffff:0:a.b.c.d``, NAT64
+``64:ff9b::a.b.c.d``, 6to4 ``2002:AABB:CCDD::``) reaches that IPv4 host through a
+translator or tunnel, so it is judged as that IPv4 address: ``64:ff9b::a9fe:a9fe`` is
+169.254.169.254, whatever Python's ``is_global`` says of the IPv6 form.
 """
 
 from __future__ import annotations
@@ -32,23 +37,54 @@ class Refused(Exception):
 
 
 def _kind(address: Address) -> str:
-    for name in ("loopback", "link_local", "private", "multicast", "unspecified", "reserved"):
-        if getattr(address, f"is_{name}"):
+    for name in ("loopback", "link_local", "private", "multicast", "site_local", "unspecified", "reserved"):
+        if getattr(address, f"is_{name}", False):
             return name.replace("_", "-")
     return "non-public"
 
 
+_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # IPv4-translated (RFC 2765)
+_COMPATIBLE = ipaddress.ip_network("::/96")  # IPv4-compatible (deprecated, RFC 4291)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # the well-known NAT64 prefix (RFC 6052)
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # local-use NAT64 (RFC 8215): never public
+
+
+def embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries, if it is of a form that reaches one."""
+    if address.version == 4:
+        return None
+    assert isinstance(address, ipaddress.IPv6Address)
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in _TRANSLATED or address in _NAT64:
+        return low
+    if address in _COMPATIBLE and int(address) > 1:  # not :: or ::1, which are themselves
+        return low
+    return None
+
+
+def _forbidden(address: Address) -> bool:
+    if address.is_multicast or not address.is_global:
+        return True
+    return address.version == 6 and (address.is_site_local or address in _NAT64_LOCAL)  # type: ignore[union-attr]
+
+
 def check_address(address: Address, allowed: Sequence[Network]) -> None:
-    """Refuse an address that is not public, unless an allowed network holds it."""
-    mapped = getattr(address, "ipv4_mapped", None)
-    effective: Address = mapped if mapped is not None else address
-    if any(effective in network for network in allowed if network.version == effective.version):
-        return
-    if not effective.is_global:
+    """Refuse an address that is not public, unless an allowed network holds it; an IPv6
+    address that embeds an IPv4 one is judged as that IPv4 address."""
+    effective: Address = embedded_ipv4(address) or address
+    for candidate in {address, effective}:
+        if any(candidate in network for network in allowed if network.version == candidate.version):
+            return
+    if _forbidden(effective) or _forbidden(address):
         hint = f"{effective}/{effective.max_prefixlen}"
+        seen = f"{address} (that is {effective})" if effective != address else str(address)
         raise Refused(
-            f"refused to connect to {address} ({_kind(effective)} address); an operator can allow it "
-            f"with EVENTFLOW_WEBHOOK_ALLOW_NETWORKS={hint}"
+            f"refused to connect to {seen}, a {_kind(effective if _forbidden(effective) else address)} address; "
+            f"an operator can allow it with EVENTFLOW_WEBHOOK_ALLOW_NETWORKS={hint}"
         )
 
 

@@ -221,3 +221,23 @@ def test_https_is_pinned_to_the_checked_address_and_verified_for_the_name(tmp_pa
         delivery = hooks.test(sid)
         assert delivery["status"] == "PENDING" and "CERTIFICATE_VERIFY_FAILED" in delivery["attempts"][0]["error"]
         assert receiver.received == []
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["64:ff9b::a9fe:a9fe", "64:ff9b::a00:1", "2002:a9fe:a9fe::1", "2002:7f00:1::", "::a9fe:a9fe", "::7f00:1",
+     "::ffff:0:a9fe:a9fe", "::ffff:0:a00:5", "64:ff9b:1::a9fe:a9fe", "fec0::1", "feff::1", "224.0.0.251", "239.255.255.250",
+     "ff02::1", "ff0e::1"],
+)
+def test_addresses_that_embed_a_private_ipv4_and_multicast_and_site_local_are_refused(address):
+    with pytest.raises(guard.Refused, match="refused to connect"):
+        guard.check_address(ipaddress.ip_address(address), ())
+
+
+def test_an_embedded_ipv4_address_is_judged_as_itself():
+    for public in ("64:ff9b::808:808", "2002:808:808::1", "::ffff:0:808:808", "::ffff:8.8.8.8"):
+        guard.check_address(ipaddress.ip_address(public), ())
+    assert guard.embedded_ipv4(ipaddress.ip_address("64:ff9b::a9fe:a9fe")) == ipaddress.ip_address("169.254.169.254")
+    with pytest.raises(guard.Refused, match=r"that is 169\.254\.169\.254.*ALLOW_NETWORKS=169\.254\.169\.254/32"):
+        guard.check_address(ipaddress.ip_address("64:ff9b::a9fe:a9fe"), ())
+    guard.check_address(ipaddress.ip_address("64:ff9b::a9fe:a9fe"), parse_networks("169.254.0.0/16"))
