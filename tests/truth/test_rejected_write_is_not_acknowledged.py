@@ -153,7 +153,7 @@ RULE_BREAKERS = {
         "SELECT key FROM tags WHERE run_id = :other",
     ),
     "experiment 0 created again with another name": (
-        lambda run, other: commands.create_experiment("0", f"not-default-{other[:8]}", "file:///elsewhere"),
+        lambda run, other: commands.create_experiment("0", f"not-default-{other[:8]}", "mlflow-artifacts:/0"),
         "RESOURCE_ALREADY_EXISTS",
         "SELECT name FROM experiments WHERE experiment_id = '0' AND name <> 'Default' OR name = 'not-default-' || substr(:other, 1, 8)",
     ),
