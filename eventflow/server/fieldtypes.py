@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from eventflow.server.errors import ApiError
@@ -51,49 +52,132 @@ def invalid(name: str, value: Any) -> ApiError:
 
 def check(method: str, path: str, data: dict[str, Any]) -> None:
     """Refuse the first field of ``data`` whose value is not of its documented type."""
-    schemas = TABLE.get((method, path))
-    if not schemas:
+    checkers = _CHECKERS.get((method, path))
+    if not checkers:
         return
     query = method in ("GET", "DELETE")
-    for name, schema in schemas.items():
+    for name, checker in checkers:
         value = data.get(name)
-        if value is not None:
-            _check(schema, name, value, query and isinstance(value, (str, list)))
+        if value is None:
+            continue
+        try:
+            checker(value, query and isinstance(value, (str, list)))
+        except _Mistyped as bad:
+            raise invalid(name + "".join(reversed(bad.where)), bad.value) from None
 
 
-def _fits(schema: dict[str, Any], value: Any, query: bool) -> bool:
+class _Mistyped(Exception):
+    """A value that does not fit; ``where`` gathers its path inside the field, innermost first."""
+
+    def __init__(self, value: Any):
+        self.value = value
+        self.where: list[str] = []
+
+
+Checker = Callable[[Any, bool], None]
+
+
+def _integer(value: Any, query: bool) -> None:
+    if isinstance(value, str):
+        ok = bool(_INTEGER.match(value.strip()))
+    else:
+        ok = isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and value.is_integer()
+    if not ok:
+        raise _Mistyped(value)
+
+
+def _number(value: Any, query: bool) -> None:
+    if isinstance(value, str):
+        ok = bool(_NUMBER.match(value.strip()))
+    else:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok:
+        raise _Mistyped(value)
+
+
+def _string(enum: frozenset[str] | None) -> Checker:
+    def check(value: Any, query: bool) -> None:
+        if not isinstance(value, str) or enum is not None and value not in enum:
+            raise _Mistyped(value)
+
+    return check
+
+
+def _boolean(value: Any, query: bool) -> None:
+    if not (isinstance(value, bool) or query and isinstance(value, str) and value.lower() in ("true", "false")):
+        raise _Mistyped(value)
+
+
+def _any_of(options: list[Checker]) -> Checker:
+    def check(value: Any, query: bool) -> None:
+        for option in options:
+            try:
+                option(value, query)
+                return
+            except _Mistyped:
+                pass
+        raise _Mistyped(value)
+
+    return check
+
+
+def _array(items: Checker | None) -> Checker:
+    def check(value: Any, query: bool) -> None:
+        if not isinstance(value, list):
+            if query and isinstance(value, str):
+                return
+            raise _Mistyped(value)
+        if items is None:
+            return
+        for i, item in enumerate(value):
+            if item is None:
+                continue
+            try:
+                items(item, query)
+            except _Mistyped as bad:
+                bad.where.append(f"[{i}]")
+                raise
+
+    return check
+
+
+def _object(properties: list[tuple[str, Checker]]) -> Checker:
+    def check(value: Any, query: bool) -> None:
+        if not isinstance(value, dict):
+            raise _Mistyped(value)
+        for key, inner in properties:
+            found = value.get(key)
+            if found is None:
+                continue
+            try:
+                inner(found, False)
+            except _Mistyped as bad:
+                bad.where.append(f".{key}")
+                raise
+
+    return check
+
+
+def _compile(schema: dict[str, Any]) -> Checker:
+    """A JSON schema of the table (the few shapes it uses) as a function that raises."""
+    if "anyOf" in schema:
+        return _any_of([_compile(option) for option in schema["anyOf"]])
     kind = schema.get("type")
     if kind == "string":
-        return isinstance(value, str) and ("enum" not in schema or value in schema["enum"])
+        return _string(frozenset(schema["enum"]) if "enum" in schema else None)
     if kind == "integer":
-        if isinstance(value, str):
-            return bool(_INTEGER.match(value.strip()))
-        return isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and value.is_integer()
+        return _integer
     if kind == "number":
-        if isinstance(value, str):
-            return bool(_NUMBER.match(value.strip()))
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return _number
     if kind == "boolean":
-        return isinstance(value, bool) or query and isinstance(value, str) and value.lower() in ("true", "false")
+        return _boolean
     if kind == "array":
-        return isinstance(value, list) or query and isinstance(value, str)
+        return _array(_compile(schema["items"]) if "items" in schema else None)
     if kind == "object":
-        return isinstance(value, dict)
-    return True
+        return _object([(key, _compile(inner)) for key, inner in schema.get("properties", {}).items()])
+    return lambda value, query: None
 
 
-def _check(schema: dict[str, Any], name: str, value: Any, query: bool = False) -> None:
-    if "anyOf" in schema:
-        if not any(_fits(option, value, query) for option in schema["anyOf"]):
-            raise invalid(name, value)
-        return
-    if not _fits(schema, value, query):
-        raise invalid(name, value)
-    if isinstance(value, list) and "items" in schema:
-        for i, item in enumerate(value):
-            if item is not None:
-                _check(schema["items"], f"{name}[{i}]", item, query)
-    elif isinstance(value, dict):
-        for key, inner in schema.get("properties", {}).items():
-            if value.get(key) is not None:
-                _check(inner, f"{name}.{key}", value[key])
+_CHECKERS: dict[tuple[str, str], list[tuple[str, Checker]]] = {
+    route: [(name, _compile(schema)) for name, schema in fields.items()] for route, fields in TABLE.items()
+}
