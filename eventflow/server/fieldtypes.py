@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from eventflow.server.errors import ApiError
-from eventflow.server.openapi import ENDPOINTS, TYPES
+from eventflow.server.openapi import ENDPOINTS, TYPES, _path
 from eventflow.server.requests import REPEATED
 
 _INTEGER = re.compile(r"^-?\d+$")
@@ -51,8 +51,10 @@ def invalid(name: str, value: Any) -> ApiError:
 
 
 def check(method: str, path: str, data: dict[str, Any]) -> None:
-    """Refuse the first field of ``data`` whose value is not of its documented type."""
-    checkers = _CHECKERS.get((method, path))
+    """Refuse the first field of ``data`` whose value is not of its documented type
+    (``path`` as the table writes it: after /api/2.0/mlflow/, or absolute; the ajax API's
+    paths are the API's)."""
+    checkers = _CHECKERS.get((method, path)) or _CHECKERS.get((method, _API_PATH.get(path, "")))
     if not checkers:
         return
     query = method in ("GET", "DELETE")
@@ -177,6 +179,8 @@ def _compile(schema: dict[str, Any]) -> Checker:
         return _object([(key, _compile(inner)) for key, inner in schema.get("properties", {}).items()])
     return lambda value, query: None
 
+
+_API_PATH = {_path(p).replace("/api/", "/ajax-api/", 1): p for _, p, _, _ in ENDPOINTS} | {_path(p): p for _, p, _, _ in ENDPOINTS}
 
 _CHECKERS: dict[tuple[str, str], list[tuple[str, Checker]]] = {
     route: [(name, _compile(schema)) for name, schema in fields.items()] for route, fields in TABLE.items()

@@ -52,6 +52,7 @@ TYPES: dict[str, dict[str, Any]] = {
     "models": {"type": "array", "items": _MODEL_OUTPUT},
     "model_inputs": {"type": "array", "items": {"type": "object", "properties": {"model_id": {"type": "string"}}}},
     "dataset_filters": {"type": "array", "items": _DATASET_FILTER},
+    "webhook_event": _MLFLOW_WEBHOOK_EVENT,
     "webhook_events": {"type": "array", "items": _MLFLOW_WEBHOOK_EVENT},
 }
 
@@ -99,7 +100,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, str], str]] = [
     ("GET", "webhooks/{webhook_id}", {}, "Get an MLflow webhook"),
     ("PATCH", "webhooks/{webhook_id}", {"name": "string", "url": "string", "events": "webhook_events", "description": "string", "secret": "string", "status": "string"}, "Update an MLflow webhook"),
     ("DELETE", "webhooks/{webhook_id}", {}, "Delete an MLflow webhook"),
-    ("POST", "webhooks/{webhook_id}/test", {"event": "string"}, "Send MLflow's test payload to an MLflow webhook now"),
+    ("POST", "webhooks/{webhook_id}/test", {"event": "webhook_event"}, "Send MLflow's test payload to an MLflow webhook now"),
     ("GET", "artifacts/list", {"run_id": "string!", "path": "string"}, "List a run's artifacts"),
     ("GET", "/api/2.0/mlflow-artifacts/artifacts", {"path": "string"}, "List artifacts in the store"),
     ("GET", "/api/2.0/eventflow/artifacts/digests", {"run_id": "string", "model_id": "string", "path": "string"}, "Sizes and sha256 the log recorded for a run's or a logged model's files"),

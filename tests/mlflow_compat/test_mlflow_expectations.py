@@ -93,6 +93,8 @@ def test_experiment_name_and_webhook_url_errors_use_mlflows_wording(url):
     assert message.startswith("Invalid webhook URL scheme: 'ftp'."), message
     message = _refused(httpx.post(url + API + "webhooks", json={"name": "h", "url": "https:///no-host", "events": event}))
     assert message.startswith("Webhook URL must include a hostname"), message
+    message = _refused(httpx.post(url + API + "webhooks", json={"name": 7, "url": "https://example.com/hook", "events": event}))
+    assert message.startswith("Invalid value 7 for parameter 'name' supplied."), message
 
 
 # -- metric histories -------------------------------------------------------------------------
