@@ -51,6 +51,7 @@ from eventflow.views.tables import (
     registry_names,
     refused_events,
     registry_parked,
+    run_model_inputs,
     run_outputs,
     runs,
     tags,
@@ -283,6 +284,8 @@ def inputs_logged(c: Connection, batch: _Batch, e: Event) -> None:
             [{"run_id": e.payload["run_id"], "dataset_name": d["name"], "dataset_digest": d["digest"], "tags": json.dumps(item["tags"])}],
             ["run_id", "dataset_name", "dataset_digest"],
         )
+    if e.payload.get("models"):  # events of version 1 have none
+        insert_new(c, run_model_inputs, [{"run_id": e.payload["run_id"], **m} for m in e.payload["models"]])
 
 
 # -- logged models (MLflow 3) -----------------------------------------------------------------

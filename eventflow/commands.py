@@ -223,10 +223,18 @@ def log_artifact(run_id: str, path: str, size: int, sha256: str) -> Event:
     return Event("run.artifact_logged", {"run_id": v.check_run_id(run_id), "path": normal, "size": size, "sha256": sha256})
 
 
-def log_inputs(run_id: str, datasets: Sequence[dict[str, Any]]) -> Event:
-    """MLflow's log-inputs: the datasets a run used, each with its input tags."""
+def log_inputs(run_id: str, datasets: Sequence[dict[str, Any]], models: Sequence[dict[str, Any]] = ()) -> Event:
+    """MLflow's log-inputs: the datasets a run used, each with its input tags, and (MLflow 3)
+    the logged models it used."""
     checked = [v.check_dataset_input(item, f"datasets[{i}]") for i, item in enumerate(datasets)]
-    return Event("run.inputs_logged", {"run_id": v.check_run_id(run_id), "datasets": checked})
+    used = [{"model_id": _model_input(item, f"models[{i}]")} for i, item in enumerate(models)]
+    return Event("run.inputs_logged", {"run_id": v.check_run_id(run_id), "datasets": checked, "models": used})
+
+
+def _model_input(item: Any, path: str) -> str:
+    if not isinstance(item, dict) or not item.get("model_id"):
+        raise v.InvalidInput(f"Missing value for required parameter '{path}.model_id'.")
+    return v.check_model_id(item["model_id"], f"{path}.model_id")
 
 
 LOGGED_MODEL_STATUSES = ("LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED")
@@ -361,7 +369,7 @@ _RECHECK = {
     "run.tag_deleted": lambda p: delete_tag(p["run_id"], p["key"]),
     "run.metrics_logged": lambda p: (v.check_run_id(p["run_id"]), _recheck_metrics(p)),
     "run.artifact_logged": lambda p: log_artifact(p["run_id"], p["path"], p["size"], p["sha256"]),
-    "run.inputs_logged": lambda p: log_inputs(p["run_id"], p["datasets"]),
+    "run.inputs_logged": lambda p: log_inputs(p["run_id"], p["datasets"], p.get("models", [])),
 }
 
 
@@ -402,7 +410,7 @@ def webhook_state(
     try:
         guard.check_literal(url, allowed_networks)
     except guard.Refused as refused:
-        raise v.InvalidInput(f"Invalid webhook url: {refused}") from None
+        raise v.InvalidInput(str(refused)) from None  # the guard's message names the URL
     try:
         patterns = filters.check_patterns(list(events) if isinstance(events, (list, tuple)) else events)
         filters.parse_condition(condition)

@@ -16,11 +16,13 @@ loser, seeing that the version's row holds another event, takes the next number.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from eventflow import commands as tc
 from eventflow.events import Event
 from eventflow.registry import commands as rc
 from eventflow.registry import queries as rq
@@ -252,14 +254,36 @@ def _resolve_source(backend: Backend, source: Source, run_id: str | None, model_
         if model_id and model_id != source.target:
             raise InvalidInput(f"The source {source.uri!r} names logged model {source.target}, but model_id is {model_id}")
         model_id = source.target
-    if run_id and backend.read(rq.run_artifact_uri, run_id) is None:
-        raise _not_found(f"Run with id={run_id} not found")
+    # A run is named, not required: MLflow registers versions of runs it does not hold (a
+    # registry shared by several tracking servers); what is served is the source's files.
     if model_id:
         logged = backend.read(queries.get_logged_model, model_id)
         if logged is None:
             raise _not_found(f"Logged model with ID '{model_id}' not found.")
         run_id = run_id or logged["info"].get("source_run_id")
     return run_id, model_id
+
+
+MODEL_VERSIONS_TAG = "mlflow.modelVersions"
+_tag_lock = threading.Lock()
+
+
+def _record_version_on_logged_model(backend: Backend, model_id: str, name: str, version: Any) -> None:
+    """MLflow lists a logged model's registered versions in its ``mlflow.modelVersions`` tag
+    (a JSON list of ``{"name", "version"}``); its UI links the two through it."""
+    with _tag_lock:  # read, add, write: one at a time in this server
+        logged = backend.read(queries.get_logged_model, model_id)
+        if logged is None:
+            return
+        current = next((t["value"] for t in logged["info"].get("tags", []) if t["key"] == MODEL_VERSIONS_TAG), None)
+        try:
+            versions = json.loads(current) if current else []
+        except ValueError:
+            versions = []
+        entry = {"name": name, "version": str(version)}
+        if not isinstance(versions, list) or entry in versions:
+            return
+        backend.write([tc.set_logged_model_tags(model_id, [(MODEL_VERSIONS_TAG, json.dumps([*versions, entry]))])])
 
 
 def create_model_version(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:
@@ -283,6 +307,8 @@ def create_model_version(backend: Backend, data: dict[str, Any]) -> dict[str, An
                 continue  # another writer's version took the number first: take the next
             winner = backend.read(rq.version_event_id, name, version)
             if winner == event.event_id:
+                if model_id:
+                    _record_version_on_logged_model(backend, model_id, name, version)
                 return {"model_version": backend.read(rq.get_model_version, name, version)}
             if winner is None:  # the model went away meanwhile
                 raise _not_found(f"Registered Model with name={name} not found")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Collection
 from typing import Any
 
 from starlette.requests import Request
@@ -15,12 +16,13 @@ from eventflow.server.errors import ApiError
 REPEATED = {"experiment_ids", "order_by", "run_ids", "metric_keys", "stages"}
 
 
-async def fields(request: Request) -> dict[str, Any]:
+async def fields(request: Request, repeated: Collection[str] = REPEATED) -> dict[str, Any]:
+    """The request's fields; in a query string, those in ``repeated`` are lists."""
     if request.method == "GET":
         out: dict[str, Any] = {}
         for key in request.query_params.keys():
             values = request.query_params.getlist(key)
-            out[key] = values if key in REPEATED else values[-1]
+            out[key] = values if key in repeated else values[-1]
         return out
     body = await request.body()
     if not body.strip():
@@ -34,10 +36,11 @@ async def fields(request: Request) -> dict[str, Any]:
     return parsed
 
 
-def required(data: dict[str, Any], name: str) -> Any:
+def required(data: dict[str, Any], name: str, path: str | None = None) -> Any:
+    """A field that must be there (``path`` names it in the message when it is nested)."""
     value = data.get(name)
     if value is None or value == "":
-        raise ApiError(f"Missing value for required parameter '{name}'. See the API docs for more information about request parameters.")
+        raise ApiError(f"Missing value for required parameter '{path or name}'. See the API docs for more information about request parameters.")
     return value
 
 

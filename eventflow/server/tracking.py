@@ -7,7 +7,6 @@ in MLflow's proto-JSON shape.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ from eventflow import validation as v
 from eventflow.events import ACTOR
 from eventflow.registry import api as registry
 from eventflow.registry.sources import check_artifact_location
+from eventflow.server import fieldtypes
 from eventflow.server.errors import ApiError, not_found
 from eventflow.server.requests import actor, as_int, fields, objects, pairs, required, text
 from eventflow.server.responses import ProtoJSONResponse
@@ -56,7 +56,7 @@ def _run(runtime: Runtime, data: dict[str, Any], *, active: bool = True, full: b
 
 
 def create_experiment(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
-    name = v.check_experiment_name(data.get("name"))
+    name = v.check_experiment_name(required(data, "name"))
     experiment_id = commands.new_experiment_id()
     holder = runtime.read(queries.get_experiment_by_name, name)
     if holder is not None and holder["experiment_id"] == experiment_id and holder["lifecycle_stage"] == "active":
@@ -94,7 +94,7 @@ def search_experiments(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]
 
 def update_experiment(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     experiment = _experiment(runtime, required(data, "experiment_id"))
-    new_name = v.check_experiment_name(data.get("new_name"))
+    new_name = v.check_experiment_name(required(data, "new_name"))
     if new_name != experiment["name"] and runtime.read(queries.get_experiment_by_name, new_name) is not None:
         raise ApiError(f"Experiment '{new_name}' already exists.", "RESOURCE_ALREADY_EXISTS")
     runtime.write([commands.rename_experiment(experiment["experiment_id"], new_name)])
@@ -195,10 +195,12 @@ def _check_params_unchanged(runtime: Runtime, run: dict[str, Any], params: list[
 _LINK = ("model_id", "dataset_name", "dataset_digest")
 
 
-def _metric(m: dict[str, Any], now: int) -> tuple[Any, ...]:
+def _metric(m: dict[str, Any], index: int) -> tuple[Any, ...]:
     """A request's metric as the tuple ``commands.log_batch`` takes; MLflow 3's link
-    fields (logged model, dataset) only when the request has any."""
-    point = (m.get("key"), proto_json.double(m.get("value")), as_int(m, "timestamp", now), as_int(m, "step", 0))
+    fields (logged model, dataset) only when the request has any. The timestamp is
+    required, as MLflow requires it: the server's clock is not when the point was measured."""
+    required(m, "timestamp", f"metrics[{index}].timestamp")
+    point = (m.get("key"), proto_json.double(m.get("value")), as_int(m, "timestamp"), as_int(m, "step", 0))
     if any(name in m for name in _LINK):
         point += tuple(m.get(name) for name in _LINK)
     return point
@@ -217,8 +219,7 @@ def _check_models_exist(runtime: Runtime, events: list[Any]) -> None:
 
 def log_batch(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     run = _run(runtime, data)
-    now = int(time.time() * 1000)
-    metrics = [_metric(m, now) for m in objects(data, "metrics")]
+    metrics = [_metric(m, i) for i, m in enumerate(objects(data, "metrics"))]
     params = pairs(data, "params")
     tags = pairs(data, "tags")
     events = commands.log_batch(run["info"]["run_id"], metrics, params, tags)
@@ -230,6 +231,7 @@ def log_batch(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def log_metric(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    required(data, "timestamp")
     return log_batch(runtime, {"run_id": data.get("run_id") or data.get("run_uuid"), "metrics": [data]})
 
 
@@ -286,33 +288,72 @@ def get_metric_history(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]
 
 def log_inputs(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     run = _run(runtime, data)
-    datasets = objects(data, "datasets")
-    if datasets:
-        runtime.write([commands.log_inputs(run["info"]["run_id"], datasets)])
+    datasets, models = objects(data, "datasets"), objects(data, "models")
+    for model in models:  # as for outputs: a typo would link the run to nothing, for ever
+        _logged_model(runtime, model.get("model_id"))
+    if datasets or models:
+        runtime.write([commands.log_inputs(run["info"]["run_id"], datasets, models)])
     return {}
 
 
 MAX_BULK_RUNS = 100
-MAX_BULK_POINTS = 1000
+MAX_BULK_POINTS = 2500  # per run, MLflow's MAX_RESULTS_PER_RUN
+MAX_BULK_HISTORY = 25000  # in all, for get-history-bulk
+
+
+def _run_ids(data: dict[str, Any], name: str) -> list[str]:
+    run_ids = data.get(name) or []
+    return [run_ids] if isinstance(run_ids, str) else list(run_ids)
 
 
 def get_metric_history_bulk_interval(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
-    run_ids = data.get("run_ids") or []
-    if isinstance(run_ids, str):
-        run_ids = [run_ids]
+    run_ids = _run_ids(data, "run_ids")
     if not run_ids:
         raise ApiError("Missing value for required parameter 'run_ids'.")
     if len(run_ids) > MAX_BULK_RUNS:
         raise ApiError(f"GetMetricHistoryBulkInterval request must specify at most {MAX_BULK_RUNS} run_ids. Received {len(run_ids)} run_ids.")
     key = required(data, "metric_key")
-    max_results = as_int(data, "max_results", 320, 1, MAX_BULK_POINTS)
+    try:
+        max_results = as_int(data, "max_results", MAX_BULK_POINTS, 1, MAX_BULK_POINTS)
+    except ApiError:
+        raise ApiError(f"max_results must be between 1 and {MAX_BULK_POINTS}. See the API docs for more information about request parameters.") from None
     start, end = as_int(data, "start_step"), as_int(data, "end_step")
+    if (start is None) != (end is None):
+        raise ApiError("If either start step or end step are specified, both must be specified.")
     if start is not None and end is not None and start > end:
         raise ApiError(f"end_step must be greater than start_step. Found start_step={start} and end_step={end}.")
     for run_id in run_ids:
         _run(runtime, {"run_id": run_id}, active=False)
     points = runtime.read(queries.metric_history_interval, run_ids, key, start, end, max_results)
     return {"metrics": points}
+
+
+def get_metric_history_bulk(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    """The history of one metric in several runs (MLflow's UI asks for it on the ajax API)."""
+    run_ids = _run_ids(data, "run_id")
+    if not run_ids:
+        raise ApiError("GetMetricHistoryBulk request must specify at least one run_id.")
+    if len(run_ids) > MAX_BULK_RUNS:
+        raise ApiError(f"GetMetricHistoryBulk request cannot specify more than {MAX_BULK_RUNS} run_ids. Received {len(run_ids)} run_ids.")
+    key = data.get("metric_key")
+    if key is None:
+        raise ApiError("GetMetricHistoryBulk request must specify a metric_key.")
+    max_results = min(as_int(data, "max_results", MAX_BULK_HISTORY, 1), MAX_BULK_HISTORY)
+    return {"metrics": runtime.read(queries.metric_history_bulk, run_ids, key, max_results)}
+
+
+MAX_DATASET_EXPERIMENTS = 20
+
+
+def search_datasets(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    experiment_ids = [str(e) for e in data.get("experiment_ids") or []]
+    if not experiment_ids:
+        raise ApiError("SearchDatasets request must specify at least one experiment_id.")
+    if len(experiment_ids) > MAX_DATASET_EXPERIMENTS:
+        raise ApiError(
+            f"SearchDatasets request cannot specify more than {MAX_DATASET_EXPERIMENTS} experiment_ids. Received {len(experiment_ids)} experiment_ids."
+        )
+    return {"dataset_summaries": runtime.read(queries.search_datasets, experiment_ids)}
 
 
 # -- logged models (MLflow 3) ----------------------------------------------------------------
@@ -332,9 +373,7 @@ def create_logged_model(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any
     model_id = commands.new_model_id()
     name = data.get("name") or f"model-{model_id[2:10]}"
     location = f"{experiment['artifact_location'].rstrip('/')}/models/{model_id}/artifacts"
-    source_run_id = data.get("source_run_id") or None
-    if source_run_id is not None:
-        _run(runtime, {"run_id": source_run_id}, active=False)
+    source_run_id = data.get("source_run_id") or None  # named, not required to exist (as in MLflow)
     event = commands.create_logged_model(
         model_id, experiment["experiment_id"], name, location, model_type=data.get("model_type") or None,
         source_run_id=source_run_id, params=pairs(data, "params"), tags=pairs(data, "tags"),
@@ -369,6 +408,9 @@ def set_logged_model_tags(runtime: Runtime, data: dict[str, Any]) -> dict[str, A
 
 def delete_logged_model_tag(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     model = _logged_model(runtime, required(data, "model_id"))
+    key = required(data, "tag_key")
+    if key not in {t["key"] for t in model["info"].get("tags", [])}:
+        raise not_found(f"No tag with key {key!r} found for model with ID {model['info']['model_id']!r}.")
     runtime.write([commands.delete_logged_model_tag(model["info"]["model_id"], required(data, "tag_key"))])
     return {}
 
@@ -410,6 +452,7 @@ ENDPOINTS: dict[str, tuple[Handler, tuple[str, ...]]] = {
     "experiments/restore": (restore_experiment, ("POST",)),
     "experiments/set-experiment-tag": (set_experiment_tag, ("POST",)),
     "experiments/delete-experiment-tag": (delete_experiment_tag, ("POST",)),
+    "experiments/search-datasets": (search_datasets, ("POST",)),
     "runs/create": (create_run, ("POST",)),
     "runs/get": (get_run, ("GET",)),
     "runs/update": (update_run, ("POST",)),
@@ -424,6 +467,7 @@ ENDPOINTS: dict[str, tuple[Handler, tuple[str, ...]]] = {
     "metrics/get-history": (get_metric_history, ("GET",)),
     "runs/log-inputs": (log_inputs, ("POST",)),
     "metrics/get-history-bulk-interval": (get_metric_history_bulk_interval, ("GET",)),
+    "metrics/get-history-bulk": (get_metric_history_bulk, ("GET",)),
     "runs/outputs": (log_outputs, ("POST",)),
     "logged-models/search": (search_logged_models, ("POST",)),
     "logged-models": (create_logged_model, ("POST",)),
@@ -439,7 +483,8 @@ ENDPOINTS: dict[str, tuple[Handler, tuple[str, ...]]] = {
 
 def _endpoint(runtime: Runtime, route: str, handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
     async def endpoint(request: Request) -> JSONResponse:
-        data = {**await fields(request), **request.path_params}
+        data = {**await fields(request, fieldtypes.repeated(request.method, route)), **request.path_params}
+        fieldtypes.check(request.method, route, data)  # a mistyped field is refused, never looked up
         user = actor(request)
         ACTOR.set(user)  # the events this request makes carry its user
         # A retry makes the same ids as the first try (eventflow/idempotency.py).

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from eventflow import commands
 from eventflow.events import Event, now_ms
+from eventflow.server import fieldtypes
 from eventflow.server.errors import ApiError, not_found
 from eventflow.server.requests import as_int, fields, required, text
 from eventflow.server.runtime import Runtime
@@ -230,9 +231,10 @@ ENDPOINTS: list[tuple[str, str, Handler]] = [
 ]
 
 
-def _endpoint(runtime: Runtime, by_method: dict[str, Handler]) -> Callable[[Request], Awaitable[JSONResponse]]:
+def _endpoint(runtime: Runtime, by_method: dict[str, Handler], path: str) -> Callable[[Request], Awaitable[JSONResponse]]:
     async def endpoint(request: Request) -> JSONResponse:
         data = {**await fields(request), **request.path_params}
+        fieldtypes.check(request.method, path, data)  # the OpenAPI table's types, as for tracking
         return JSONResponse(await run_in_threadpool(by_method[request.method], runtime, data))
 
     return endpoint
@@ -244,7 +246,7 @@ def method_routes(runtime: Runtime, endpoints: list[tuple[str, str, Handler]], p
     for prefix in prefixes:
         for method, path, handler in endpoints:
             paths.setdefault(prefix + path, {})[method] = handler
-    return [Route(path, _endpoint(runtime, handlers), methods=list(handlers)) for path, handlers in paths.items()]
+    return [Route(path, _endpoint(runtime, handlers, path), methods=list(handlers)) for path, handlers in paths.items()]
 
 
 def routes(runtime: Runtime) -> list[Route]:

@@ -31,6 +31,9 @@ def open_views(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA busy_timeout=60000")
+            # MLflow's LIKE is case-sensitive (ILIKE is not), as PostgreSQL's is; SQLite's
+            # ignores ASCII case unless told otherwise.
+            cursor.execute("PRAGMA case_sensitive_like=ON")
             cursor.close()
 
         @event.listens_for(engine, "begin")

@@ -29,6 +29,7 @@ from eventflow.views.tables import (
     logged_model_tags,
     logged_models,
     params,
+    run_model_inputs,
     run_outputs,
     runs,
     tags,
@@ -150,6 +151,7 @@ def _run_data(chunk: list[str]) -> Any:
         ).where(latest_metrics.c.run_id.in_(chunk)),
         select(kind("o"), run_outputs.c.run_id, run_outputs.c.model_id, text, number, run_outputs.c.step, big, flag).where(run_outputs.c.run_id.in_(chunk)),
         select(kind("i"), inputs.c.run_id, inputs.c.dataset_name, text, number, big, big, flag).where(inputs.c.run_id.in_(chunk)),
+        select(kind("n"), run_model_inputs.c.run_id, run_model_inputs.c.model_id, text, number, big, big, flag).where(run_model_inputs.c.run_id.in_(chunk)),
     )
 
 
@@ -157,6 +159,7 @@ def _run_dicts(connection: Connection, rows: Sequence[Any]) -> list[dict[str, An
     ids = [row.run_id for row in rows]
     data: dict[str, dict[str, list[dict[str, Any]]]] = {i: {"metrics": [], "params": [], "tags": []} for i in ids}
     outputs: dict[str, list[dict[str, Any]]] = {}
+    model_inputs: dict[str, list[dict[str, Any]]] = {}
     with_inputs: list[str] = []
     for start in range(0, len(ids), 500):
         for kind, run_id, key, value, number, step, timestamp, is_nan in connection.execute(_run_data(ids[start : start + 500])):
@@ -168,6 +171,8 @@ def _run_dicts(connection: Connection, rows: Sequence[Any]) -> list[dict[str, An
                 data[run_id]["metrics"].append({"key": key, "value": float("nan") if is_nan else number, "timestamp": timestamp, "step": step})
             elif kind == "o":
                 outputs.setdefault(run_id, []).append({"model_id": key, "step": step})
+            elif kind == "n":
+                model_inputs.setdefault(run_id, []).append({"model_id": key})
             elif run_id not in with_inputs:
                 with_inputs.append(run_id)
     for lists in data.values():
@@ -192,7 +197,10 @@ def _run_dicts(connection: Connection, rows: Sequence[Any]) -> list[dict[str, An
         {
             "info": _run_info(row),
             "data": data[row.run_id],
-            "inputs": {"dataset_inputs": dataset_inputs[row.run_id]} if row.run_id in dataset_inputs else {},
+            "inputs": {
+                **({"dataset_inputs": dataset_inputs[row.run_id]} if row.run_id in dataset_inputs else {}),
+                **({"model_inputs": sorted(model_inputs[row.run_id], key=lambda m: m["model_id"])} if row.run_id in model_inputs else {}),
+            },
             "outputs": {"model_outputs": outputs[row.run_id]} if row.run_id in outputs else {},
         }
         for row in rows
@@ -217,6 +225,26 @@ def _run_info(row: Any) -> dict[str, Any]:
 def get_run(connection: Connection, run_id: str) -> dict[str, Any] | None:
     rows = connection.execute(select(runs).where(runs.c.run_id == run_id)).all()
     return _run_dicts(connection, rows)[0] if rows else None
+
+
+def search_datasets(connection: Connection, experiment_ids: Sequence[str], limit: int = 1000) -> list[dict[str, Any]]:
+    """MLflow's dataset summaries (its UI's dataset filter): each dataset the experiments'
+    runs used, once per context it was used in (the ``mlflow.data.context`` input tag)."""
+    used = (
+        select(runs.c.experiment_id, inputs.c.dataset_name, inputs.c.dataset_digest, inputs.c.tags)
+        .join(runs, runs.c.run_id == inputs.c.run_id)
+        .where(runs.c.experiment_id.in_(list(experiment_ids)))
+        .order_by(runs.c.experiment_id, inputs.c.dataset_name, inputs.c.dataset_digest)
+    )
+    seen: dict[tuple[str, str, str, str | None], None] = {}
+    for row in connection.execute(used):
+        context = next((t["value"] for t in json.loads(row.tags) if t["key"] == "mlflow.data.context"), None)
+        seen.setdefault((row.experiment_id, row.dataset_name, row.dataset_digest, context), None)
+        if len(seen) >= limit:
+            break
+    return [
+        {"experiment_id": e, "name": n, "digest": d, **({"context": c} if c is not None else {})} for e, n, d, c in seen
+    ]
 
 
 def get_run_info(connection: Connection, run_id: str) -> dict[str, Any] | None:
@@ -380,17 +408,26 @@ def metric_history(
     return points, None
 
 
-def sample_steps(points: list[dict[str, Any]], max_results: int) -> list[dict[str, Any]]:
-    """At most ``max_results`` points spread evenly over the steps, first and last kept
-    (what a chart needs from a long history)."""
-    steps = sorted({p["step"] for p in points})
-    if len(steps) <= max_results:
+def sample_points(points: list[dict[str, Any]], max_results: int) -> list[dict[str, Any]]:
+    """At most ``max_results`` of a history's points, as MLflow 3.17 samples them: the
+    points (by step, timestamp, value) cut into ``max_results`` buckets of near-equal size
+    (SQL's NTILE: the first ones one larger), the first point of each, with the last
+    point in the last place. By point, not by step: a history logged at one step
+    still comes back sampled, and charts drawn by MLflow's UI look the same here."""
+    if len(points) <= max_results:
         return points
-    if max_results == 1:
-        keep = {steps[-1]}
-    else:
-        keep = {steps[round(i * (len(steps) - 1) / (max_results - 1))] for i in range(max_results)}
-    return [p for p in points if p["step"] in keep]
+    size, larger = divmod(len(points), max_results)
+    sample, at = [], 0
+    for bucket in range(max_results):
+        sample.append(points[at])
+        at += size + (1 if bucket < larger else 0)
+    sample[-1] = points[-1]
+    return sample
+
+
+def _point_order(point: dict[str, Any]) -> tuple[Any, ...]:
+    nan = point["value"] != point["value"]
+    return (point["step"], point["timestamp"], 0.0 if nan else point["value"], nan)
 
 
 def metric_history_interval(
@@ -402,13 +439,23 @@ def metric_history_interval(
     max_results: int,
 ) -> list[dict[str, Any]]:
     """MLflow's get-history-bulk-interval: each run's points of ``key`` in a step range,
-    sampled down to ``max_results`` steps per run."""
+    sampled down to ``max_results`` points per run."""
     out: list[dict[str, Any]] = []
     for run_id in run_ids:
         points, _ = metric_history(connection, run_id, key)
         within = [p for p in points if (start_step is None or p["step"] >= start_step) and (end_step is None or p["step"] <= end_step)]
-        out += [{**p, "run_id": run_id} for p in sample_steps(within, max_results)]
+        out += [{**p, "run_id": run_id} for p in sample_points(sorted(within, key=_point_order), max_results)]
     return out
+
+
+def metric_history_bulk(connection: Connection, run_ids: Sequence[str], key: str, max_results: int) -> list[dict[str, Any]]:
+    """MLflow's get-history-bulk (its UI's charts): the runs in id order, each run's points
+    by timestamp, step and value, at most ``max_results`` in all."""
+    out: list[dict[str, Any]] = []
+    for run_id in sorted(set(run_ids)):
+        points, _ = metric_history(connection, run_id, key, max_results=max_results)
+        out += [{**p, "run_id": run_id} for p in sorted(points, key=lambda p: (p["timestamp"], p["step"], p["value"]))]
+    return out[:max_results]
 
 
 # -- logged models (MLflow 3) ----------------------------------------------------------------

@@ -184,6 +184,14 @@ logged_model_metrics = Table(
     Column("dataset_digest", String(36)),
 )
 
+# MLflow 3: the logged models a run took as inputs (log-inputs' "models").
+run_model_inputs = Table(
+    "run_model_inputs",
+    metadata,
+    Column("run_id", String(256), primary_key=True),
+    Column("model_id", String(64), primary_key=True),
+)
+
 run_outputs = Table(
     "run_outputs",
     metadata,

@@ -97,8 +97,11 @@ def check_url(url: str) -> str:
         port = parts.port
     except ValueError as error:
         raise Refused(f"{url!r} is not a valid URL: {error}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Refused(f"{url!r} is not an http:// or https:// URL with a host")
+    # MLflow's wording (its tests and its users match on it).
+    if parts.scheme not in ("http", "https"):
+        raise Refused(f"Invalid webhook URL scheme: {parts.scheme!r}. Allowed schemes are: http, https.")
+    if not parts.hostname:
+        raise Refused(f"Webhook URL must include a hostname: {url!r}")
     if parts.username or parts.password:
         raise Refused(f"{url!r} carries credentials; put them in the receiver's check of the signature instead")
     if port == 0:

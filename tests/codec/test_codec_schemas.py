@@ -44,8 +44,8 @@ def test_every_event_type_has_a_schema_and_no_other(reg):
     assert set(reg.event_types()) == EXPECTED_EVENT_TYPES
 
 
-def test_metrics_logged_has_three_versions_webhooks_two_and_the_rest_one(reg):
-    later = {"run.metrics_logged": [1, 2, 3], "webhook.created": [1, 2], "webhook.updated": [1, 2]}
+def test_metrics_logged_has_three_versions_webhooks_and_inputs_two_and_the_rest_one(reg):
+    later = {"run.metrics_logged": [1, 2, 3], "webhook.created": [1, 2], "webhook.updated": [1, 2], "run.inputs_logged": [1, 2]}
     for event_type in reg.event_types():
         versions = [s.version for s in reg.versions(event_type)]
         assert versions == later.get(event_type, [1])
@@ -60,7 +60,7 @@ def test_every_family_is_routed_and_used(reg):
 
 
 def test_schema_files_are_shipped_in_the_installed_package():
-    assert len(SCHEMA_FILES) == 54  # 50 types at v1, run.metrics_logged v2 and v3, webhook.created/updated v2
+    assert len(SCHEMA_FILES) == 55  # 50 types at v1, run.metrics_logged v2 and v3, webhook.created/updated and run.inputs_logged v2
     assert SchemaRegistry.load().event_types() == registry().event_types()
 
 
