@@ -15,7 +15,7 @@ from eventflow import __version__
 from eventflow.codec import CodecError
 from eventflow.log import LogError
 from eventflow.server import artifacts, dashboard, deployments_api, events_api, live, mlflow_webhooks_api, openapi, tracking, webhooks_api
-from eventflow.server.errors import ApiError, error_response, handle_api_error
+from eventflow.server.errors import FAULTS, ApiError, error_response, handle_api_error
 from eventflow.server.runtime import Runtime
 from eventflow.validation import InvalidInput
 
@@ -63,11 +63,14 @@ def create_app(runtime: Runtime) -> Starlette:
         InvalidInput: handle_api_error,
         CodecError: handle_api_error,
         LogError: handle_api_error,
+        **{fault: handle_api_error for fault in FAULTS},
         Exception: handle_api_error,
         404: not_found,
         405: not_allowed,
     }
-    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    app.state.runtime = runtime  # the error handlers name the store that failed
+    return app
 
 
 def app_from_environment() -> Starlette:
