@@ -86,5 +86,6 @@ def app_from_environment() -> Starlette:
         db=os.environ.get("EVENTFLOW_DB"),
         artifacts=os.environ.get("EVENTFLOW_ARTIFACTS"),
         run_consumers=os.environ.get("EVENTFLOW_SERVER_CONSUMERS", "true") != "false",
+        allow_finite_retention=os.environ.get("EVENTFLOW_ALLOW_FINITE_RETENTION", "") == "true",
     )
     return create_app(runtime)
