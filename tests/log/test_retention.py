@@ -141,3 +141,15 @@ def test_the_server_and_a_consumer_refuse_topics_that_expire_and_start_with_the_
         admin.close()
     with running_server(tmp_path / "fixed", "--kafka", broker) as url:
         assert httpx.get(url + "/health").status_code == 200
+
+
+def test_compose_brokers_keep_records_for_ever():
+    """compose/'s broker defaults keep even a topic made by hand (the default is a week)."""
+    import pathlib
+
+    import yaml
+
+    compose = yaml.safe_load((pathlib.Path(__file__).parents[2] / "compose" / "docker-compose.yml").read_text())
+    environment = compose["services"]["kafka"]["environment"]
+    assert str(environment["KAFKA_LOG_RETENTION_MS"]) == "-1"
+    assert str(environment["KAFKA_LOG_RETENTION_BYTES"]) == "-1"
