@@ -147,3 +147,42 @@ def test_an_oversized_search_has_no_sql_in_its_answer(request, tmp_path, backend
         if answer.status_code != 200:
             assert_clean(answer.text)
             assert len(answer.text) < 2000, answer.text[:500]
+
+
+def test_a_full_views_database_answers_503_naming_it(tmp_path):
+    """The views' SQLite file full (SQLite's ``max_page_count``: the file may not grow,
+    the same SQLITE_FULL a full disk gives), on a request that writes to the views
+    itself (a webhook's secret is kept there, off the log). No consumers run: a write
+    that reached the log answers 503 once it is not applied within a short timeout, and
+    the secrets fill the last free room of the file within a few requests."""
+    from sqlalchemy import event, text
+    from starlette.testclient import TestClient
+
+    from eventflow.server.app import create_app
+    from eventflow.server.runtime import open_runtime
+
+    runtime = open_runtime(home=str(tmp_path / "home"), run_consumers=False)
+    runtime.write_timeout = 0.1
+    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
+        with runtime.engine.begin() as connection:
+            connection.execute(text("CREATE TABLE ballast (b BLOB)"))
+            cap = connection.execute(text("PRAGMA page_count")).scalar_one() + 20
+
+        @event.listens_for(runtime.engine, "connect")
+        def _cap(dbapi_connection, _record):
+            dbapi_connection.execute(f"PRAGMA max_page_count = {cap}")
+
+        runtime.engine.dispose()
+        with pytest.raises(Exception, match="full"):
+            for _ in range(1000):
+                with runtime.engine.begin() as connection:
+                    connection.execute(text("INSERT INTO ballast VALUES (zeroblob(4000))"))
+        for _ in range(500):
+            answer = client.post("/api/2.0/eventflow/webhooks", json={"url": "https://example.com/hook", "events": ["run.*"]})
+            assert answer.status_code == 503, answer.text
+            assert_clean(answer.text)
+            if "did not apply" not in answer.json()["message"]:
+                break
+    message = answer.json()["message"]
+    assert message.startswith(f"the views database (SQLite file {tmp_path / 'home'}") and "is full" in message, message
+    assert_clean(answer.text)
