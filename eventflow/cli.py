@@ -188,6 +188,12 @@ def _export_backend(home, kafka, db, artifacts) -> None:
             os.environ.pop(name, None)
 
 
+allow_finite_retention_option = click.option(
+    "--allow-finite-retention", envvar="EVENTFLOW_ALLOW_FINITE_RETENTION", is_flag=True,
+    help="Run even on Kafka topics that delete records (retention.ms/retention.bytes not -1, or compacted); "
+         "without it, eventflow refuses, since the log must keep every event. [env EVENTFLOW_ALLOW_FINITE_RETENTION]")
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for every interface).")
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="Port to listen on.")
@@ -200,7 +206,8 @@ def _export_backend(home, kafka, db, artifacts) -> None:
               help="Pages on these origins (https://app.example.com) may call the API and open the live socket; "
                    "none by default but the server's own. [env EVENTFLOW_CORS_ALLOWED_ORIGINS]")
 @backend_options
-def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origins, home, kafka, db, artifacts) -> None:
+@allow_finite_retention_option
+def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origins, home, kafka, db, artifacts, allow_finite_retention) -> None:
     """Run the tracking server: MLflow's REST API 2.0 and eventflow's extensions.
 
     With no options everything runs in this one process on the embedded default: the
@@ -228,6 +235,15 @@ def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origin
     _export_backend(home, kafka, db, artifacts)
     os.environ["EVENTFLOW_SERVER_CONSUMERS"] = "false" if no_consumers else "true"
     os.environ.update(EVENTFLOW_ALLOWED_HOSTS=allowed_hosts, EVENTFLOW_CORS_ALLOWED_ORIGINS=cors_allowed_origins, EVENTFLOW_BIND_HOST=host)
+    os.environ["EVENTFLOW_ALLOW_FINITE_RETENTION"] = "true" if allow_finite_retention else "false"
+    if kafka and not allow_finite_retention:  # refuse here, not as a traceback from each worker
+        from eventflow.log import LogError
+        from eventflow.log.retention import check_kafka
+
+        try:
+            check_kafka(kafka)
+        except LogError as error:
+            raise click.ClickException(str(error)) from None
     if os.environ.get("EVENTFLOW_DEPLOY_TARGETS", "").strip() and not no_consumers:
         if workers > 1:
             raise click.UsageError("EVENTFLOW_DEPLOY_TARGETS needs one server process (its deployer owns the ports): "
@@ -254,7 +270,8 @@ CONSUMERS = {
 @click.option("--tracking-uri", envvar="EVENTFLOW_TRACKING_URI", default=None,
               help="deployer: the eventflow server that resolves models:/ URIs. [env EVENTFLOW_TRACKING_URI]")
 @backend_options
-def consume(name, targets, tracking_uri, home, kafka, db, artifacts) -> None:
+@allow_finite_retention_option
+def consume(name, targets, tracking_uri, home, kafka, db, artifacts, allow_finite_retention) -> None:
     """Run one consumer on its own, as a member of its consumer group.
 
     Run more instances to share the work: the log splits the partitions between them.
@@ -294,7 +311,13 @@ def consume(name, targets, tracking_uri, home, kafka, db, artifacts) -> None:
         if not (tracking_uri or "").startswith(("http://", "https://")):
             raise click.UsageError("the deployer resolves models:/ URIs through an eventflow server: give --tracking-uri http://HOST:PORT")
         deployer = chosen
-    runtime = open_runtime(home=home, kafka=kafka, db=db, artifacts=artifacts, run_consumers=False)
+    from eventflow.log import LogError
+
+    try:
+        runtime = open_runtime(home=home, kafka=kafka, db=db, artifacts=artifacts, run_consumers=False,
+                               allow_finite_retention=allow_finite_retention)
+    except LogError as error:
+        raise click.ClickException(str(error)) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

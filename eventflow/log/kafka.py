@@ -3,7 +3,9 @@
 The producer is idempotent with ``acks=all``: a record is acknowledged once every in-sync
 replica has it, and retries never duplicate it. Topics are created on first use with the
 configured partition count and replication factor, since brokers here run with
-``auto.create.topics.enable=false`` (a mistyped topic should fail, not appear).
+``auto.create.topics.enable=false`` (a mistyped topic should fail, not appear). They are
+created to be kept for ever: the log is the source of truth, and a cluster's default
+retention (a week) would make a rebuild or an audit silently lose history.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
@@ -35,6 +37,35 @@ from eventflow.log.base import (
 DEFAULT_PARTITIONS = 3
 
 logger = logging.getLogger(__name__)
+
+# What keeps a topic's records for ever: no age limit, no size limit, never compacted.
+KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+
+
+def topic_configs(replication_factor: int) -> dict[str, str]:
+    """The configs every topic eventflow creates has.
+
+    With replicas, ``min.insync.replicas`` is one fewer than their number: with
+    ``acks=all`` an append then survives one broker down, and is refused (never
+    acknowledged on a single copy) when two are.
+    """
+    configs = {
+        # The broker stamps records, as the embedded log does, so that seeking by time
+        # means "appended at or after".
+        "message.timestamp.type": "LogAppendTime",
+        **KEEP_FOREVER,
+    }
+    if replication_factor > 1:
+        configs["min.insync.replicas"] = str(replication_factor - 1)
+    return configs
+
+
+def expiring(configs: dict[str, str]) -> list[str]:
+    """The settings among a topic's ``configs`` that delete records, as ``key=value``."""
+    found = [f"{key}={configs[key]}" for key in ("retention.ms", "retention.bytes") if configs.get(key, "-1") != "-1"]
+    if "compact" in configs.get("cleanup.policy", "delete"):
+        found.append(f"cleanup.policy={configs['cleanup.policy']}")
+    return found
 
 
 def _ours(tps: Iterable[KafkaTopicPartition]) -> set[TopicPartition]:
@@ -142,9 +173,7 @@ class KafkaLog(Log):
                         topic,
                         partitions or self.default_partitions,
                         self.replication_factor,
-                        # The broker stamps records, as the embedded log does, so that
-                        # seeking by time means "appended at or after".
-                        topic_configs={"message.timestamp.type": "LogAppendTime"},
+                        topic_configs=topic_configs(self.replication_factor),
                     )
                 ],
                 timeout_ms=int(self.timeout * 1000),
@@ -166,6 +195,25 @@ class KafkaLog(Log):
             if time.monotonic() > deadline:
                 raise LogError(f"topic {topic!r} has no partitions after {self.timeout:.0f} s")
             time.sleep(0.05)
+
+    def expiring_topics(self, topics: Sequence[str]) -> dict[str, list[str]]:
+        """The topics among ``topics`` whose settings delete records, with those settings
+        (``{"eventflow.runs": ["retention.ms=604800000"]}``): one request for all."""
+        keys = dict.fromkeys(("retention.ms", "retention.bytes", "cleanup.policy"))
+        resources = [ConfigResource(ConfigResourceType.TOPIC, topic, dict(keys)) for topic in topics]
+        try:
+            found = self.admin.describe_configs(resources, config_filter="all")
+        except KafkaError as error:
+            raise LogError(f"cannot read the settings of topics {', '.join(topics)}: {error}") from error
+        described = found.get("topic", {})
+        out = {}
+        for topic in topics:
+            if not described.get(topic):
+                raise LogError(f"cannot read the settings of topic {topic!r}: the broker did not describe it")
+            settings = expiring({key: entry["value"] for key, entry in described[topic].items()})
+            if settings:
+                out[topic] = settings
+        return out
 
     def topics(self) -> list[str]:
         try:

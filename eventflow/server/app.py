@@ -17,7 +17,7 @@ from eventflow.codec import CodecError
 from eventflow.log import LogError
 from eventflow.server import artifacts, dashboard, deployments_api, events_api, live, mlflow_webhooks_api, openapi, tracking, webhooks_api
 from eventflow.server.browsers import BrowserGuard, Policy
-from eventflow.server.errors import ApiError, error_response, handle_api_error
+from eventflow.server.errors import FAULTS, ApiError, error_response, handle_api_error
 from eventflow.server.runtime import Runtime
 from eventflow.validation import InvalidInput
 
@@ -66,12 +66,15 @@ def create_app(runtime: Runtime, policy: Policy | None = None) -> Starlette:
         InvalidInput: handle_api_error,
         CodecError: handle_api_error,
         LogError: handle_api_error,
+        **{fault: handle_api_error for fault in FAULTS},
         Exception: handle_api_error,
         404: not_found,
         405: not_allowed,
     }
     guard = Middleware(BrowserGuard, policy=policy or Policy.from_env())
-    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan, middleware=[guard])
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan, middleware=[guard])
+    app.state.runtime = runtime  # the error handlers name the store that failed
+    return app
 
 
 def app_from_environment() -> Starlette:
@@ -87,5 +90,6 @@ def app_from_environment() -> Starlette:
         db=os.environ.get("EVENTFLOW_DB"),
         artifacts=os.environ.get("EVENTFLOW_ARTIFACTS"),
         run_consumers=os.environ.get("EVENTFLOW_SERVER_CONSUMERS", "true") != "false",
+        allow_finite_retention=os.environ.get("EVENTFLOW_ALLOW_FINITE_RETENTION", "") == "true",
     )
     return create_app(runtime)

@@ -7,12 +7,17 @@ None on RESOURCE_DOES_NOT_EXIST), so codes and statuses must match MLflow's exac
 from __future__ import annotations
 
 import logging
+import sqlite3
+import uuid
+from typing import Any
 
+from sqlalchemy import exc as sa
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from eventflow.codec import CodecError
 from eventflow.log import LogError
+from eventflow.server.faults import fault_of, sentence
 from eventflow.validation import InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -61,5 +66,37 @@ async def handle_api_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, LogError):  # the broker is unreachable, or the log closed under us
         logger.warning("log unavailable on %s %s: %s", request.method, request.url.path, exc)
         return error_response("TEMPORARILY_UNAVAILABLE", f"the event log is unavailable: {exc}")
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response("INTERNAL_ERROR", f"internal error: {type(exc).__name__}: {exc}", 500)
+    fault = fault_of(exc)
+    if fault is not None:
+        store = store_of(exc, getattr(request.app.state, "runtime", None))
+        logger.warning("%s %s on %s %s: %s", store, fault, request.method, request.url.path, exc)
+        return error_response("TEMPORARILY_UNAVAILABLE", sentence(fault, store))
+    # The exception's text may hold SQL, parameters, paths: it goes to the log, under an
+    # id the client can quote, and never into the body.
+    reference = uuid.uuid4().hex[:12]
+    logger.exception("unhandled error %s on %s %s", reference, request.method, request.url.path)
+    return error_response(
+        "INTERNAL_ERROR",
+        f"internal error on {request.method} {request.url.path}: the server's log has the details under the id {reference}",
+        500,
+    )
+
+
+# What handle_api_error answers besides ApiError and the like: store faults, and every
+# other exception (as a 500 with no detail).
+FAULTS: tuple[type[BaseException], ...] = (sa.DBAPIError, sa.TimeoutError, sqlite3.Error, OSError)
+
+
+def store_of(error: BaseException, runtime: Any) -> str:
+    """Which store failed, as a client should read it (no password, no driver)."""
+    if isinstance(error, (sa.DBAPIError, sa.TimeoutError)) and runtime is not None:
+        url = runtime.engine.url
+        if url.get_backend_name() == "sqlite":
+            return f"the views database (SQLite file {url.database})"
+        return f"the views database (PostgreSQL at {url.host}:{url.port or 5432}/{url.database})"
+    if isinstance(error, sqlite3.Error):  # only the embedded log speaks sqlite3 directly
+        path = getattr(getattr(runtime, "log", None), "path", None)
+        return f"the embedded log ({path})" if path else "the embedded log"
+    if isinstance(error, OSError) and error.filename:
+        return f"the disk holding {error.filename}"
+    return "the server's storage"

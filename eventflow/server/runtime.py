@@ -223,13 +223,25 @@ def open_runtime(
     db: str | None = None,
     artifacts: str | None = None,
     run_consumers: bool = True,
+    allow_finite_retention: bool = False,
 ) -> Runtime:
-    """The runtime for the server's options: the embedded default, or Kafka and a database."""
+    """The runtime for the server's options: the embedded default, or Kafka and a database.
+
+    On Kafka it first checks that the lifecycle topics keep their records for ever
+    (FiniteRetention if not, unless ``allow_finite_retention``): the server and every
+    consumer start here, so none runs on a log that forgets.
+    """
     from eventflow.config import Home
     from eventflow.log import open_log
+    from eventflow.log.retention import check_retention
 
     where = Home.resolve(home)
     log = open_log(f"kafka://{kafka}" if kafka else str(where.log_dir))
+    try:
+        check_retention(log, allow_finite=allow_finite_retention)
+    except BaseException:
+        log.close()
+        raise
     views = db or (f"sqlite:///{where.path / 'kafka-views.db'}" if kafka else where.views_url)
     store = Path(artifacts.removeprefix("file://")) if artifacts else where.artifacts_dir
     timeout = float(os.environ.get("EVENTFLOW_WRITE_TIMEOUT", "30"))

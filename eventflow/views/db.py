@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -38,30 +39,58 @@ def open_views(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Connection) -> None:
-            connection.exec_driver_sql("BEGIN")
+            connection.exec_driver_sql("BEGIN " + connection.get_execution_options().get(SQLITE_BEGIN, ""))
 
     else:
         engine = create_engine(url)
         _ping_when_idle(engine)
-    metadata.create_all(engine)
-    _identify_metric_points(engine)
+    with schema_lock(engine) as connection:
+        metadata.create_all(connection)
+        _identify_metric_points(connection)
     return engine
 
 
-def _identify_metric_points(engine: Engine) -> None:
+def _identify_metric_points(connection: Connection) -> None:
     """Views made before metric points had an identity (a unique index) get one: their
     repeated points (a retried request stored twice) are dropped, keeping the first."""
-    from sqlalchemy import inspect, text
+    from sqlalchemy import inspect
 
     from eventflow.views.tables import METRIC_IDENTITY
 
-    if any(index["name"] == METRIC_IDENTITY for index in inspect(engine).get_indexes("metrics")):
+    if any(index["name"] == METRIC_IDENTITY for index in inspect(connection).get_indexes("metrics")):
         return
     columns = "run_id, key, step, timestamp, value, is_nan"
+    connection.execute(text(f"DELETE FROM metrics WHERE id NOT IN (SELECT MIN(id) FROM metrics GROUP BY {columns})"))
+    connection.execute(text(f"CREATE UNIQUE INDEX IF NOT EXISTS {METRIC_IDENTITY} ON metrics ({columns})"))
+    connection.execute(text("DROP INDEX IF EXISTS metrics_history"))
+
+
+# Execution option naming the kind of SQLite BEGIN (DEFERRED when absent).
+SQLITE_BEGIN = "eventflow_sqlite_begin"
+# The advisory lock every eventflow process takes to create tables on PostgreSQL.
+SCHEMA_LOCK_KEY = 0x6576_656E_7466_6C77  # "eventflw"
+
+
+@contextlib.contextmanager
+def schema_lock(engine: Engine) -> Iterator[Connection]:
+    """A transaction in which no other eventflow process changes the schema.
+
+    ``create_all`` looks for each table, then creates the missing ones: two processes
+    starting at once on an empty database both see a table missing and the second
+    CREATE fails (PostgreSQL: ``UniqueViolation pg_type_typname_nsp_index``). Under this
+    lock the second one waits, then finds the tables there. PostgreSQL: a
+    transaction-scoped advisory lock (DDL is transactional, so the tables appear to
+    others at the same commit that frees the lock). SQLite: ``BEGIN IMMEDIATE`` takes
+    the database's write lock before the first look, waiting through busy_timeout.
+    """
+    if engine.dialect.name == "sqlite":
+        with engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).begin() as connection:
+            yield connection
+        return
     with engine.begin() as connection:
-        connection.execute(text(f"DELETE FROM metrics WHERE id NOT IN (SELECT MIN(id) FROM metrics GROUP BY {columns})"))
-        connection.execute(text(f"CREATE UNIQUE INDEX IF NOT EXISTS {METRIC_IDENTITY} ON metrics ({columns})"))
-        connection.execute(text("DROP INDEX IF EXISTS metrics_history"))
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        yield connection
 
 
 # A pooled connection unused for longer than this is pinged before it is handed out.

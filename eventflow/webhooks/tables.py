@@ -101,13 +101,16 @@ _ADDED = {"webhook_subscriptions": ("flavor", "name", "description")}
 
 
 def create_tables(engine: Engine) -> None:
-    metadata.create_all(engine)
-    for table_name, names in _ADDED.items():
-        have = {column["name"] for column in inspect(engine).get_columns(table_name)}
-        table = metadata.tables[table_name]
-        for name in names:
-            if name not in have:
-                kind = table.c[name].type.compile(engine.dialect)
-                guard = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""  # another instance may be at it too
-                with engine.begin() as c:
-                    c.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {guard}{name} {kind}"))
+    """Create the tables and add the columns that came later, under the schema lock
+    (several processes may start at once on an empty database)."""
+    from eventflow.views.db import schema_lock
+
+    with schema_lock(engine) as connection:
+        metadata.create_all(connection)
+        for table_name, names in _ADDED.items():
+            have = {column["name"] for column in inspect(connection).get_columns(table_name)}
+            table = metadata.tables[table_name]
+            for name in names:
+                if name not in have:
+                    kind = table.c[name].type.compile(engine.dialect)
+                    connection.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}"))
