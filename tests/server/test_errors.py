@@ -159,11 +159,13 @@ def test_a_full_views_database_answers_503_naming_it(tmp_path):
     from starlette.testclient import TestClient
 
     from eventflow.server.app import create_app
+    from eventflow.server.browsers import Policy
     from eventflow.server.runtime import open_runtime
 
     runtime = open_runtime(home=str(tmp_path / "home"), run_consumers=False)
     runtime.write_timeout = 0.1
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
+    app = create_app(runtime, policy=Policy.create(["testserver"]))  # the test client's Host
+    with TestClient(app, raise_server_exceptions=False) as client:
         with runtime.engine.begin() as connection:
             connection.execute(text("CREATE TABLE ballast (b BLOB)"))
             cap = connection.execute(text("PRAGMA page_count")).scalar_one() + 20
