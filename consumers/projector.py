@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
 
 from eventflow import rules
+from eventflow.auth import projection as access
 from eventflow.consumers.base import Delivery, Subscriber
 from eventflow.events import Event, Point, linked_points, metric_points
 from eventflow.log import TopicPartition
@@ -582,6 +583,7 @@ APPLY: dict[str, Apply] = {
     "model_version.tag_deleted": _of_a_model(model_version_tag_deleted),
     "model_version.alias_set": _of_a_model(model_version_alias_set),
     "model_version.alias_deleted": _of_a_model(model_version_alias_deleted),
+    **access.APPLY,  # users, tokens, permissions (eventflow/auth/projection.py)
 }
 
 

@@ -46,6 +46,11 @@ FAMILIES: dict[str, Family] = {
     "logged_model": Family(TOPIC_PREFIX + "models", "model_id"),
     "deployment": Family(TOPIC_PREFIX + "deployments", "target"),
     "webhook": Family(TOPIC_PREFIX + "webhooks", "subscription_id"),
+    # Who may do what (eventflow/auth): few events, and a grant must follow the creation
+    # of its user in log order, so the three families share one partition.
+    "user": Family(TOPIC_PREFIX + "access", "username", shared_key="access"),
+    "token": Family(TOPIC_PREFIX + "access", "token_id", shared_key="access"),
+    "permission": Family(TOPIC_PREFIX + "access", "resource_id", shared_key="access"),
 }
 
 LIFECYCLE_TOPICS: tuple[str, ...] = tuple(sorted({f.topic for f in FAMILIES.values()}))

@@ -87,3 +87,14 @@ def model_version_free(name: str, version: int, taken: bool) -> None:
 def model_version_exists(name: str, version: int, found: bool) -> None:
     if not found:
         raise Refused(f"Model Version (name={name}, version={version}) not found", "RESOURCE_DOES_NOT_EXIST")
+
+
+def username_free(username: str, taken: bool) -> None:
+    if taken:
+        raise Refused(f"User '{username}' already exists.", "RESOURCE_ALREADY_EXISTS")
+
+
+def user_exists(username: str, exists: bool) -> None:
+    """A token or a permission is only ever given to a user that exists."""
+    if not exists:
+        raise Refused(f"User with username={username} not found", "RESOURCE_DOES_NOT_EXIST")

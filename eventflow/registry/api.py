@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from eventflow import commands as tc
+from eventflow.auth.context import visible
 from eventflow.events import Event
 from eventflow.registry import commands as rc
 from eventflow.registry import queries as rq
@@ -30,6 +31,7 @@ from eventflow.registry.sources import Source, check_source
 from eventflow.rules import Refused
 from eventflow.validation import InvalidInput
 from eventflow.views import queries
+from eventflow.views.tables import model_versions, registered_models
 
 MAX_REGISTERED_MODELS_PAGE = 1000
 MAX_MODEL_VERSIONS_PAGE = 200_000
@@ -186,6 +188,7 @@ def search_registered_models(backend: Backend, data: dict[str, Any]) -> dict[str
         _int(data, "max_results", 100, MAX_REGISTERED_MODELS_PAGE),
         _strings(data, "order_by"),
         _text(data, "page_token"),
+        visible=visible("registered_model", registered_models.c.name),
     )
     return {"registered_models": models, **({"next_page_token": token} if token else {})}
 
@@ -374,6 +377,7 @@ def search_model_versions(backend: Backend, data: dict[str, Any]) -> dict[str, A
         _int(data, "max_results", 10_000, MAX_MODEL_VERSIONS_PAGE),
         _strings(data, "order_by"),
         _text(data, "page_token"),
+        visible=visible("registered_model", model_versions.c.name),
     )
     return {"model_versions": versions, **({"next_page_token": token} if token else {})}
 

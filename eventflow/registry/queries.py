@@ -178,8 +178,11 @@ def search_registered_models(
     max_results: int = 100,
     order_by: Sequence[str] = (),
     page_token: str | None = None,
+    visible: Any = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     query = select(registered_models)
+    if visible is not None:  # what the caller may READ (eventflow.auth.context.visible)
+        query = query.where(visible)
     for clause in parse(filter_string, REGISTERED_MODEL_ATTRIBUTES):
         if clause.entity == "attributes":
             query = query.where(compare(registered_models.c[_TIMES.get(clause.key, clause.key)], clause))
@@ -202,8 +205,11 @@ def search_model_versions(
     max_results: int = 10000,
     order_by: Sequence[str] = (),
     page_token: str | None = None,
+    visible: Any = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     query = select(model_versions).where(model_versions.c.lifecycle_stage == "active")
+    if visible is not None:  # what the caller may READ (eventflow.auth.context.visible)
+        query = query.where(visible)
     for clause in parse(filter_string, MODEL_VERSION_ATTRIBUTES):
         if clause.entity == "attributes":
             column = model_versions.c[_VERSION_COLUMNS.get(clause.key, clause.key)]

@@ -22,12 +22,23 @@ from eventflow.server.runtime import Runtime
 from eventflow.validation import InvalidInput
 
 
-def create_app(runtime: Runtime, policy: Policy | None = None) -> Starlette:
-    """The app over ``runtime``; ``policy`` says what browsers may do (from the environment by default)."""
+def create_app(runtime: Runtime, policy: Policy | None = None, *, auth: bool | None = None) -> Starlette:
+    """The app over ``runtime``; ``policy`` says what browsers may do, ``auth`` whether
+    requests must authenticate (both from the environment by default)."""
+    from eventflow.auth import api as access_api
+    from eventflow.auth.authenticator import Authenticator
+    from eventflow.auth.middleware import AuthMiddleware
+
+    if auth is None:
+        auth = auth_from_environment()
+    authenticator = Authenticator(runtime) if auth else None
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime.hub.bind(asyncio.get_running_loop())
         runtime.start()
+        if authenticator is not None:
+            access_api.ensure_admin(runtime)
         try:
             yield
         finally:
@@ -60,6 +71,7 @@ def create_app(runtime: Runtime, policy: Policy | None = None) -> Starlette:
         *deployments_api.routes(runtime),
         *live.routes(runtime),
         *dashboard.routes(),
+        *access_api.routes(runtime, authenticator),
     ]
     handlers = {
         ApiError: handle_api_error,
@@ -71,10 +83,19 @@ def create_app(runtime: Runtime, policy: Policy | None = None) -> Starlette:
         404: not_found,
         405: not_allowed,
     }
-    guard = Middleware(BrowserGuard, policy=policy or Policy.from_env())
-    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan, middleware=[guard])
+    middleware = [Middleware(BrowserGuard, policy=policy or Policy.from_env())]
+    if authenticator is not None:
+        middleware.append(Middleware(AuthMiddleware, authenticator=authenticator))
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan, middleware=middleware)
     app.state.runtime = runtime  # the error handlers name the store that failed
     return app
+
+
+def auth_from_environment() -> bool:
+    """Whether ``eventflow server --auth`` asked for authentication (EVENTFLOW_AUTH)."""
+    import os
+
+    return os.environ.get("EVENTFLOW_AUTH", "").strip().lower() in ("1", "true", "yes")
 
 
 def app_from_environment() -> Starlette:

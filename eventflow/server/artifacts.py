@@ -26,6 +26,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from eventflow import commands
+from eventflow.auth import context as access
+from eventflow.auth import policy
 from eventflow.server.errors import ApiError, not_found
 from eventflow.server.runtime import Runtime
 from eventflow.views import queries
@@ -252,9 +254,16 @@ async def digests(request: Request, runtime: Runtime) -> JSONResponse:
 
 def _bind(handler, runtime: Runtime):  # type: ignore[no-untyped-def]
     async def endpoint(request: Request) -> Response:
+        principal = access.current()
+        if principal is not None:
+            store_path = request.path_params.get("path", request.query_params.get("path", "")) if handler in STORE_HANDLERS else None
+            await run_in_threadpool(runtime.read, policy.authorize_artifact, principal, request.method, store_path, dict(request.query_params))
         return await handler(request, runtime)
 
     return endpoint
+
+
+STORE_HANDLERS = (list_root, upload, download, delete)  # named by a store path; the others by a run or model id
 
 
 def routes(runtime: Runtime) -> list[Route]:

@@ -16,6 +16,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from eventflow import commands, idempotency, proto_json, rules
+from eventflow.auth import context as access
+from eventflow.auth import policy
 from eventflow import validation as v
 from eventflow.events import ACTOR
 from eventflow.registry import api as registry
@@ -25,7 +27,7 @@ from eventflow.server.errors import ApiError, not_found
 from eventflow.server.requests import actor, as_int, fields, objects, pairs, required, text
 from eventflow.server.responses import ProtoJSONResponse
 from eventflow.server.runtime import Runtime
-from eventflow.views import queries
+from eventflow.views import queries, tables
 
 Handler = Callable[[Runtime, dict[str, Any]], dict[str, Any]]
 
@@ -88,6 +90,7 @@ def search_experiments(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]
         page_token=data.get("page_token"),
         filter_string=data.get("filter"),
         order_by=data.get("order_by") or [],
+        visible=access.visible("experiment", tables.experiments.c.experiment_id),
     )
     return {"experiments": experiments, **({"next_page_token": token} if token else {})}
 
@@ -481,15 +484,25 @@ ENDPOINTS: dict[str, tuple[Handler, tuple[str, ...]]] = {
 }
 
 
-def _endpoint(runtime: Runtime, route: str, handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
+def _endpoint(runtime: Runtime, name: str, handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
+    route = name.partition("#")[0]  # "#…" tells apart handlers of one path by method
+
     async def endpoint(request: Request) -> JSONResponse:
         data = {**await fields(request, fieldtypes.repeated(request.method, route)), **request.path_params}
         fieldtypes.check(request.method, route, data)  # a mistyped field is refused, never looked up
-        user = actor(request)
-        ACTOR.set(user)  # the events this request makes carry its user
+        principal = access.current()
+        if principal is None:
+            user = actor(request)
+            ACTOR.set(user)  # the events this request makes carry its (unchecked) user
+        else:
+            user = principal.username  # the middleware set ACTOR
+            await run_in_threadpool(runtime.read, policy.authorize, principal, name, data)
         # A retry makes the same ids as the first try (eventflow/idempotency.py).
         idempotency.begin(idempotency.key_for(route, user, data, request.headers.get(idempotency.HEADER)))
-        return ProtoJSONResponse(await run_in_threadpool(handler, runtime, data))
+        result = await run_in_threadpool(handler, runtime, data)
+        if principal is not None:
+            await run_in_threadpool(policy.after, runtime, principal, name, data, result)
+        return ProtoJSONResponse(result)
 
     return endpoint
 
@@ -498,6 +511,5 @@ def routes(runtime: Runtime) -> list[Route]:
     out = []
     for prefix in ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/"):
         for name, (handler, methods) in ENDPOINTS.items():
-            path = name.partition("#")[0]  # "#…" tells apart handlers of one path by method
-            out.append(Route(prefix + path, _endpoint(runtime, path, handler), methods=list(methods)))
+            out.append(Route(prefix + name.partition("#")[0], _endpoint(runtime, name, handler), methods=list(methods)))
     return out

@@ -44,8 +44,11 @@ def open_views(url: str) -> Engine:
     else:
         engine = create_engine(url)
         _ping_when_idle(engine)
+    from eventflow.auth.tables import metadata as access_metadata
+
     with schema_lock(engine) as connection:
         metadata.create_all(connection)
+        access_metadata.create_all(connection)
         _identify_metric_points(connection)
     return engine
 

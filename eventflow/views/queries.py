@@ -111,8 +111,11 @@ def search_experiments(
     page_token: str | None = None,
     filter_string: str | None = None,
     order_by: Sequence[str] = (),
+    visible: ColumnElement[bool] | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     query = select(experiments).where(experiments.c.lifecycle_stage.in_(_stages(view_type)))
+    if visible is not None:  # what the caller may READ (eventflow.auth.context.visible)
+        query = query.where(visible)
     for clause in parse(filter_string, EXPERIMENT_ATTRIBUTES):
         query = query.where(_experiment_condition(clause))
     ordering = []

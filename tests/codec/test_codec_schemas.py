@@ -27,6 +27,8 @@ EXPECTED_EVENT_TYPES = {
     "model_version.alias_set", "model_version.alias_deleted",
     "deployment.started", "deployment.succeeded", "deployment.failed", "deployment.rolled_back",
     "webhook.created", "webhook.updated", "webhook.deleted", "webhook.disabled", "webhook.secret_rotated",
+    "user.created", "user.password_changed", "user.admin_set", "user.deleted", "token.issued", "token.revoked",
+    "permission.set", "permission.deleted",
 }  # fmt: skip
 
 SCHEMA_FILES = sorted(p.name for p in resources.files("eventflow.schemas").iterdir() if p.name.endswith(".avsc"))
@@ -60,7 +62,7 @@ def test_every_family_is_routed_and_used(reg):
 
 
 def test_schema_files_are_shipped_in_the_installed_package():
-    assert len(SCHEMA_FILES) == 55  # 50 types at v1, run.metrics_logged v2 and v3, webhook.created/updated and run.inputs_logged v2
+    assert len(SCHEMA_FILES) == 63  # 58 types at v1, run.metrics_logged v2 and v3, webhook.created/updated and run.inputs_logged v2
     assert SchemaRegistry.load().event_types() == registry().event_types()
 
 
