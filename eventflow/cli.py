@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from eventflow import __version__
+from eventflow.auth import cli as auth_cli
 from eventflow.deploy import cli as deploy_cli
 from eventflow.log import cli as log_cli
 from eventflow.models import cli as models_cli
@@ -345,6 +346,9 @@ main.add_command(deploy_cli.deployments)
 main.add_command(webhooks_cli.webhooks)
 main.add_command(sdk_cli.sync)
 main.add_command(log_cli.log_group)
+main.add_command(auth_cli.users)
+main.add_command(auth_cli.tokens)
+main.add_command(auth_cli.permissions)
 
 
 @main.group()
