@@ -393,6 +393,13 @@ def views_rebuild(into, home, kafka, db, artifacts) -> None:
     existing = [t for t in LIFECYCLE_TOPICS if t in log.topics()]
     total = sum(sum(log.end_offsets(t).values()) for t in existing)
     engine = open_views(into)
+    from eventflow.views.db import carry_off_log_tables
+
+    replaced = open_views(db or where.views_url)
+    carried = carry_off_log_tables(replaced, engine)
+    replaced.dispose()
+    if any(carried.values()):
+        click.echo("carried over what the log does not hold: " + ", ".join(f"{n:,} rows of {t}" for t, n in carried.items()))
     loop = ConsumerLoop(log, Projector(engine), join_group=False)
     started = time.perf_counter()
     with click.progressbar(length=total, label="replaying", show_pos=True) as bar:
