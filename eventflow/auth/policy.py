@@ -52,10 +52,24 @@ def experiment_by_name(c: Connection, data: dict[str, Any]) -> list[tuple[str, s
     return [(EXPERIMENT, found["experiment_id"])] if found else []
 
 
+# A run never moves to another experiment: which one holds it is looked up once per process.
+_RUN_EXPERIMENTS: dict[str, str] = {}
+_RUN_CACHE_SIZE = 100_000
+
+
 def run(c: Connection, data: dict[str, Any]) -> list[tuple[str, str]]:
     run_id = data.get("run_id") or data.get("run_uuid")
-    info = queries.get_run_info(c, str(run_id)) if run_id else None
-    return [(EXPERIMENT, info["experiment_id"])] if info else []
+    if not run_id:
+        return []
+    experiment_id = _RUN_EXPERIMENTS.get(str(run_id))
+    if experiment_id is None:
+        info = queries.get_run_info(c, str(run_id))
+        if info is None:
+            return []
+        if len(_RUN_EXPERIMENTS) >= _RUN_CACHE_SIZE:
+            _RUN_EXPERIMENTS.clear()
+        experiment_id = _RUN_EXPERIMENTS[str(run_id)] = info["experiment_id"]
+    return [(EXPERIMENT, experiment_id)]
 
 
 def logged_model(c: Connection, data: dict[str, Any]) -> list[tuple[str, str]]:
