@@ -29,7 +29,7 @@ from eventflow.views.db import open_views  # noqa: E402
 from eventflow.views.tables import model_versions, registered_model_aliases, registered_models, registry_parked  # noqa: E402
 
 REGISTRY_TABLES = (
-    "registered_models", "registered_model_tags", "model_versions", "model_version_tags", "registered_model_aliases",
+    "registered_models", "registered_model_tags", "model_versions", "model_version_tags", "model_version_files", "registered_model_aliases",
     "registry_names", "registry_parked",
 )
 
