@@ -28,6 +28,7 @@ from eventflow.codec import encode
 from eventflow.codec.framing import CONTENT_TYPE, pack
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "server"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "deploy"))
 from serving import free_port, running_server  # noqa: E402
 
 pd = pytest.importorskip("pandas")
@@ -129,30 +130,37 @@ def test_uploading_over_a_registered_model_is_refused_and_it_still_loads(trackin
     assert not os.path.exists(marker)
 
 
-@pytest.mark.parametrize("source", ["runs", "store path"])
-def test_a_file_swapped_with_a_forged_log_record_is_refused_and_never_unpickled(tracking, frame, tmp_path, source):
+def swapped(tracking, frame, tmp_path, source_of=lambda run: f"runs:/{run['info']['run_id']}/model") -> dict:
+    """Version 1 (aliased production) loads; then its pickle is swapped on disk for an evil
+    one and a forged ``run.artifact_logged`` makes the log vouch for the evil bytes."""
     url, home = tracking
-    source_of = (lambda run: f"runs:/{run['info']['run_id']}/model") if source == "runs" else (lambda run: run["info"]["artifact_uri"] + "/model")
     model = registered(url, frame, source_of)
     run_id, name = model["run"]["info"]["run_id"], model["name"]
     assert list(models.load_model(f"models:/{name}/1").predict(frame)) == list(model["estimator"].predict(frame))
-    good = next(f for f in pinned(url, name) if f["path"] == "model.pkl")["sha256"]
     call(url, "POST", "registered-models/alias", name=name, alias="production", version="1")
-
     content, marker = evil_pickle(tmp_path)
     evil = hashlib.sha256(content).hexdigest()
     next(home.rglob(f"{run_id}/artifacts/model/model.pkl")).write_bytes(content)
     forge_artifact_record(url, run_id, "model/model.pkl", content)
     logged = httpx.get(url + "/api/2.0/eventflow/artifacts/digests", params={"run_id": run_id, "path": "model/model.pkl"}).json()["files"]
     assert logged == [{"path": "model/model.pkl", "size": len(content), "sha256": evil}], "the log now vouches for the evil file"
+    good = next(f for f in pinned(url, name) if f["path"] == "model.pkl")["sha256"]
+    assert good != evil
+    return {**model, "good": good, "evil": evil, "marker": marker}
 
+
+@pytest.mark.parametrize("source", ["runs", "store path"])
+def test_a_file_swapped_with_a_forged_log_record_is_refused_and_never_unpickled(tracking, frame, tmp_path, source):
+    url, _ = tracking
+    source_of = (lambda run: f"runs:/{run['info']['run_id']}/model") if source == "runs" else (lambda run: run["info"]["artifact_uri"] + "/model")
+    model = swapped(tracking, frame, tmp_path, source_of)
+    name, good, evil, marker = model["name"], model["good"], model["evil"], model["marker"]
     for uri in (f"models:/{name}/1", f"models:/{name}@production"):
         with pytest.raises(models.ModelIntegrityError) as refused:
             models.load_model(uri, dst_path=tmp_path / uuid.uuid4().hex)
         message = str(refused.value)
         assert "model/model.pkl" in message and evil in message and good in message and "pinned" in message, message
     assert not os.path.exists(marker), "the evil pickle was unpickled"
-    assert pinned(url, name) and next(f for f in pinned(url, name) if f["path"] == "model.pkl")["sha256"] == good
 
     # Serving it (what the deployer runs for each backend: ``eventflow models serve -m models:/NAME/VERSION``) refuses too.
     served = subprocess.run(
@@ -162,6 +170,24 @@ def test_a_file_swapped_with_a_forged_log_record_is_refused_and_never_unpickled(
     assert served.returncode != 0
     assert "model/model.pkl" in served.stderr and evil in served.stderr and good in served.stderr, served.stderr
     assert not os.path.exists(marker), "the scoring server unpickled the evil file"
+
+
+def test_the_deployer_refuses_a_swapped_version(tracking, frame, tmp_path):
+    """``eventflow consume deployer`` promoted onto the swapped version: deployment.failed
+    naming the file and both digests; the evil pickle never ran."""
+    from test_deployer import Deployer, wait_for
+
+    url, home = tracking
+    model = swapped(tracking, frame, tmp_path)
+    deployer = Deployer(url, ["--home", str(home)], model["name"], free_port(), str(tmp_path / "deployer.out"))
+    try:
+        events = wait_for(url, deployer.target, 2, log=deployer.out)
+    finally:
+        deployer.stop()
+    assert [(e["type"], e["payload"]["version"]) for e in events] == [("deployment.started", "1"), ("deployment.failed", "1")]
+    error = events[1]["payload"]["error"]
+    assert "model/model.pkl" in error and model["evil"] in error and model["good"] in error, error
+    assert not os.path.exists(model["marker"]), "the deployer unpickled the evil file"
 
 
 def test_a_version_whose_source_had_no_files_is_created_but_never_loaded(tracking):
