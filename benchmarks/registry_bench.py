@@ -5,7 +5,7 @@
 
 The same client code against each server (SQLite for MLflow, the embedded default for
 eventflow):
-  - ``create_model_version`` from a run's artifacts, one after another;
+  - ``create_model_version`` from a run's artifacts (a model of three files), one after another;
   - the same from 8 client threads at once (distinct numbers are checked);
   - ``set_registered_model_alias`` (a promotion), one after another;
   - ``search_model_versions`` of one model, every version, and ``get_model_version_by_alias``.
@@ -14,6 +14,7 @@ eventflow):
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import tempfile
 import time
@@ -30,6 +31,11 @@ def workload(url: str, versions: int) -> dict[str, float]:
     mlflow.set_registry_uri(url)
     client = MlflowClient(url, url)
     run_id = client.create_run("0").info.run_id
+    with tempfile.TemporaryDirectory() as files:  # a model's files, so a version has something to pin
+        for name, size in (("MLmodel", 400), ("model.pkl", 200_000), ("requirements.txt", 50)):
+            with open(f"{files}/{name}", "wb") as handle:
+                handle.write(os.urandom(size))
+            client.log_artifact(run_id, f"{files}/{name}", "model")
     source = f"runs:/{run_id}/model"
     out: dict[str, float] = {}
 

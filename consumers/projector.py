@@ -43,6 +43,7 @@ from eventflow.views.tables import (
     logged_model_tags,
     logged_models,
     metrics,
+    model_version_files,
     model_version_tags,
     model_versions,
     params,
@@ -437,7 +438,7 @@ def registered_model_renamed(c: Connection, batch: _Batch, e: Event) -> None:
         raise _Wait(new)  # the new name's earlier history comes first
     rules.registered_model_name_free(new, _model_row(c, new) is not None)
     c.execute(update(registered_models).where(registered_models.c.name == old).values(name=new, event_id=e.event_id, last_updated_time=e.time))
-    for table in (registered_model_tags, model_versions, model_version_tags, registered_model_aliases):
+    for table in (registered_model_tags, model_versions, model_version_tags, model_version_files, registered_model_aliases):
         c.execute(update(table).where(table.c.name == old).values(name=new))
     _note(c, old, e)
     _note(c, new, e)
@@ -447,7 +448,7 @@ def registered_model_renamed(c: Connection, batch: _Batch, e: Event) -> None:
 
 def registered_model_deleted(c: Connection, batch: _Batch, e: Event) -> None:
     name = e.payload["name"]
-    for table in (registered_model_aliases, model_version_tags, model_versions, registered_model_tags, registered_models):
+    for table in (registered_model_aliases, model_version_tags, model_version_files, model_versions, registered_model_tags, registered_models):
         c.execute(delete(table).where(table.c.name == name))
     _note(c, name, e)
     _unpark(c, batch, name)  # a rename onto this name may wait for the deletion
@@ -495,6 +496,9 @@ def model_version_created(c: Connection, batch: _Batch, e: Event) -> None:
         )
     )
     upsert(c, model_version_tags, [{"name": p["name"], "version": number, **t} for t in p["tags"]], ["name", "version", "key"])
+    pinned = [{"name": p["name"], "version": number, **f} for f in p.get("files", [])]  # v1 events pinned nothing
+    if pinned:
+        c.execute(insert(model_version_files), pinned)
     _touch_model(c, p["name"], e.time)
 
 

@@ -207,7 +207,7 @@ def artifact_path(path: str, owner: str) -> str:
     return normal
 
 
-def _file_facts(size: Any, sha256: Any) -> tuple[int, str]:
+def file_facts(size: Any, sha256: Any) -> tuple[int, str]:
     """An artifact's size and digest, as the log vouches for them: what loading and
     serving verify a file against, so they must be well-formed."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
@@ -219,7 +219,7 @@ def _file_facts(size: Any, sha256: Any) -> tuple[int, str]:
 
 def log_artifact(run_id: str, path: str, size: int, sha256: str) -> Event:
     normal = artifact_path(path, "run")
-    size, sha256 = _file_facts(size, sha256)
+    size, sha256 = file_facts(size, sha256)
     return Event("run.artifact_logged", {"run_id": v.check_run_id(run_id), "path": normal, "size": size, "sha256": sha256})
 
 
@@ -301,7 +301,7 @@ def log_logged_model_params(model_id: str, params: Sequence[tuple[str, Any]]) ->
 def log_logged_model_artifact(model_id: str, path: str, size: int, sha256: str) -> Event:
     """A file stored under a logged model's artifacts, with what loading checks it against."""
     normal = artifact_path(path, "logged model")
-    size, sha256 = _file_facts(size, sha256)
+    size, sha256 = file_facts(size, sha256)
     return Event("logged_model.artifact_logged", {"model_id": _model_id(model_id), "path": normal, "size": size, "sha256": sha256})
 
 

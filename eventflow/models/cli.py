@@ -38,8 +38,9 @@ def models() -> None:
 def serve(model_uri: str, host: str, port: int, workers: int, tracking_uri: str | None) -> None:
     """Score a model over HTTP with MLflow's scoring protocol.
 
-    The model's files are fetched and each is checked against the sha256 the log
-    recorded for it before anything is unpickled; a changed file stops here.
+    The model's files are fetched and each is checked before anything is unpickled
+    against the sha256 a registered version pinned for it when it was created (for
+    runs:/ URIs, the one the log recorded); a changed file stops here.
 
     \b
     Endpoints:

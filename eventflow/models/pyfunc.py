@@ -9,7 +9,7 @@ from typing import Any
 from eventflow.models.descriptor import Model
 from eventflow.models.flavors import Predictor, load_predictor
 from eventflow.models.uris import LoggedModelFiles, RegistryRef, RunFiles, parse, resolve_registry
-from eventflow.models.verified import fetch
+from eventflow.models.verified import fetch, fetch_version
 
 
 class PyFuncModel:
@@ -36,15 +36,17 @@ class PyFuncModel:
 
 
 def local_copy(uri: str | os.PathLike[str], tracking_uri: str | None = None, dst_path: str | os.PathLike[str] | None = None) -> Path:
-    """A local directory holding the model at ``uri``; a run's or logged model's files are verified against
-    the sha256 the log recorded for each (a registry URI resolves to a run's files first)."""
+    """A local directory holding the model at ``uri``. A registered version's files are verified against
+    the sha256 the version pinned for each when it was created; a run's or logged model's against the log's record."""
     from eventflow.sdk import fluent
     from eventflow.sdk.client import Client
 
     target = parse(uri)
     tracking = tracking_uri or fluent.get_tracking_uri()
     if isinstance(target, RegistryRef):
-        target = resolve_registry(target, tracking)
+        version = resolve_registry(target, tracking)
+        with Client(tracking) as client:
+            return fetch_version(client.store, version, Path(dst_path) if dst_path else None)
     if isinstance(target, (RunFiles, LoggedModelFiles)):
         fluent.flush()  # what this process logged must be on the log before we read it back
         with Client(tracking) as client:
@@ -58,8 +60,9 @@ def load_model(uri: str | os.PathLike[str], tracking_uri: str | None = None, dst
     """Load a model for ``predict`` from ``runs:/<run>/<path>``, ``models:/<name>/<version>``,
     ``models:/<name>@<alias>``, an MLflow 3 logged model ``models:/m-<id>`` or a local directory.
 
-    A run's or logged model's files are checked against the log before anything is unpickled; a changed file
-    raises ModelIntegrityError. A local directory is trusted as any file on disk is.
+    A registered version's files are checked against the digests it pinned when it was registered (a run's or
+    logged model's against the log) before anything is unpickled; a changed file raises ModelIntegrityError, and
+    so does a version that pinned nothing. A local directory is trusted as any file on disk is.
     """
     directory = local_copy(uri, tracking_uri, dst_path)
     metadata = Model.load(directory)

@@ -1,9 +1,10 @@
 """Model URIs: ``runs:/<run>/<path>``, ``models:/<name>/<version>``, ``models:/<name>@<alias>``,
 MLflow 3's logged models ``models:/m-<id>``, or a local directory.
 
-A registry URI resolves to the files behind the version (the seam below asks the
+A registry URI resolves to the version and the files behind it (the seam below asks the
 tracking server over MLflow's REST paths), so every remote model is loaded as a run's or
-a logged model's files — which the log vouches for, file by file.
+a logged model's files — checked, file by file, against the digests the version pinned
+when it was registered (a run's or logged model's own URI: against the log's record).
 """
 
 from __future__ import annotations
@@ -47,6 +48,22 @@ class RegistryRef:
     name: str
     version: str | None = None
     alias: str | None = None
+
+
+@dataclass(frozen=True)
+class VersionFiles:
+    """A registered version, resolved: its number and the run's or logged model's files
+    behind it (which it pinned, file by file, when it was created)."""
+
+    ref: RegistryRef
+    version: str
+    files: RunFiles | LoggedModelFiles
+
+    @property
+    def uri(self) -> str:
+        if self.ref.alias is not None:
+            return f"models:/{self.ref.name}@{self.ref.alias} (version {self.version})"
+        return f"models:/{self.ref.name}/{self.version}"
 
 
 @dataclass(frozen=True)
@@ -101,8 +118,8 @@ def files_of(artifact_uri: str) -> RunFiles | LoggedModelFiles:
     )
 
 
-def resolve_registry(ref: RegistryRef, tracking_uri: str) -> RunFiles | LoggedModelFiles:
-    """Ask the tracking server which run's files a registered version is.
+def resolve_registry(ref: RegistryRef, tracking_uri: str) -> VersionFiles:
+    """Ask the tracking server which version a registry URI names, and whose files it is.
 
     The seam between models and the registry: MLflow's REST paths
     ``registered-models/alias`` (alias → version) and ``model-versions/get-download-uri``
@@ -120,7 +137,7 @@ def resolve_registry(ref: RegistryRef, tracking_uri: str) -> RunFiles | LoggedMo
             found = _get(http, f"{base}/registered-models/alias", {"name": ref.name, "alias": ref.alias}, ref)
             version = str(found["model_version"]["version"])
         found = _get(http, f"{base}/model-versions/get-download-uri", {"name": ref.name, "version": version}, ref)
-    return files_of(found["artifact_uri"])
+    return VersionFiles(ref, str(version), files_of(found["artifact_uri"]))
 
 
 def _get(http: httpx.Client, url: str, params: dict[str, str | None], ref: RegistryRef) -> dict:

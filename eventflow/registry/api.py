@@ -26,6 +26,7 @@ from eventflow import commands as tc
 from eventflow.auth.context import visible
 from eventflow.events import Event
 from eventflow.registry import commands as rc
+from eventflow.registry import pins
 from eventflow.registry import queries as rq
 from eventflow.registry.sources import Source, check_source
 from eventflow.rules import Refused
@@ -294,13 +295,14 @@ def create_model_version(backend: Backend, data: dict[str, Any]) -> dict[str, An
     source = check_source(data.get("source"), backend.artifacts)
     run_id, model_id = _resolve_source(backend, source, _text(data, "run_id") or None, _text(data, "model_id") or None)
     tags = _pairs(data, "tags")
+    files = pins.source_files(backend.read, source)  # what this version will always be checked against
     with _locked(name):
         _exists(backend, name)
         for _ in range(ATTEMPTS):
             version = backend.read(rq.next_version, name)
             event = rc.create_model_version(
                 name, version, source.uri, run_id=run_id, run_link=_text(data, "run_link"),
-                description=_text(data, "description"), tags=tags, model_id=model_id,
+                description=_text(data, "description"), tags=tags, model_id=model_id, files=files,
             )
             try:
                 backend.write([event])
@@ -320,6 +322,14 @@ def create_model_version(backend: Backend, data: dict[str, Any]) -> dict[str, An
 
 def get_model_version(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:
     return {"model_version": _version(backend, data)}
+
+
+def get_model_version_files(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:
+    """The files the version pinned when it was created (path inside the model, size,
+    sha256): what loading it verifies each download against. Empty: nothing was pinned,
+    so the version cannot be verified."""
+    version = _version(backend, data)
+    return {"files": backend.read(rq.version_files, version["name"], version["version"])}
 
 
 def update_model_version(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:

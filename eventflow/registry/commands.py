@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from eventflow import validation as v
+from eventflow.commands import artifact_path, file_facts
 from eventflow.events import Event, now_ms
 
 STAGES = ("None", "Staging", "Production", "Archived")
@@ -131,8 +132,11 @@ def create_model_version(
     description: str | None = None,
     tags: Iterable[tuple[str, Any]] = (),
     model_id: str | None = None,
+    files: Iterable[dict[str, Any]] = (),
 ) -> Event:
-    """``source`` must already be checked (``eventflow.registry.sources.check_source``)."""
+    """``source`` must already be checked (``eventflow.registry.sources.check_source``);
+    ``files`` are its files as the log recorded them (``eventflow.registry.pins``), pinned
+    into the version so that what is loaded later is what was registered."""
     return Event(
         "model_version.created",
         {
@@ -145,8 +149,17 @@ def create_model_version(
             "tags": _tags(tags),
             "creation_time": now_ms(),
             "model_id": model_id,
+            "files": _pins(files),
         },
     )
+
+
+def _pins(files: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    pinned = []
+    for item in files:
+        size, sha256 = file_facts(item.get("size"), item.get("sha256"))
+        pinned.append({"path": artifact_path(str(item.get("path", "")), "model version"), "size": size, "sha256": sha256})
+    return sorted(pinned, key=lambda pin: pin["path"])
 
 
 def update_model_version(name: str, version: str, description: str | None) -> Event:

@@ -12,7 +12,7 @@ from eventflow.search_filter import MODEL_VERSION_ATTRIBUTES, REGISTERED_MODEL_A
 from eventflow.validation import InvalidInput
 from eventflow.views.queries import _compare as compare
 from eventflow.views.queries import decode_token, encode_token
-from eventflow.views.tables import model_version_tags, model_versions, registered_model_aliases, registered_model_tags, registered_models, registry_names, runs
+from eventflow.views.tables import model_version_files, model_version_tags, model_versions, registered_model_aliases, registered_model_tags, registered_models, registry_names, runs
 
 _TIMES = {"creation_timestamp": "creation_time", "last_updated_timestamp": "last_updated_time", "timestamp": "last_updated_time"}
 _VERSION_COLUMNS = {**_TIMES, "version_number": "version", "source_path": "source"}
@@ -56,6 +56,15 @@ def _active(name: str) -> Any:
 def get_model_version(connection: Connection, name: str, version: str) -> dict[str, Any] | None:
     rows = connection.execute(select(model_versions).where(_active(name), model_versions.c.version == int(version))).all()
     return _version_dicts(connection, rows)[0] if rows else None
+
+
+def version_files(connection: Connection, name: str, version: str) -> list[dict[str, Any]]:
+    """The files a version pinned at its creation, by path."""
+    table = model_version_files
+    rows = connection.execute(
+        select(table.c.path, table.c.size, table.c.sha256).where(table.c.name == name, table.c.version == int(version)).order_by(table.c.path)
+    )
+    return [{"path": row.path, "size": row.size, "sha256": row.sha256} for row in rows]
 
 
 def version_event_id(connection: Connection, name: str, version: str) -> str | None:

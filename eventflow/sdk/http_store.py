@@ -79,6 +79,12 @@ class HttpStore(Store):
             raise InvalidInput(f"Logged model with ID '{model_id}' not found.", "RESOURCE_DOES_NOT_EXIST")
         return found["files"]
 
+    def model_version_files(self, name: str, version: str) -> list[dict[str, Any]]:
+        found = self._call("GET", "/api/2.0/eventflow/model-versions/files", params={"name": name, "version": version})
+        if found is None:
+            raise InvalidInput(f"Model Version (name={name}, version={version}) not found", "RESOURCE_DOES_NOT_EXIST")
+        return found["files"]
+
     def get_logged_model(self, model_id: str) -> dict[str, Any] | None:
         found = self._call("GET", f"/api/2.0/mlflow/logged-models/{model_id}")
         return found and found["model"]

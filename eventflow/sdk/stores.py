@@ -108,6 +108,11 @@ class Store(abc.ABC):
         """The same for an MLflow 3 logged model's files."""
 
     @abc.abstractmethod
+    def model_version_files(self, name: str, version: str) -> list[dict[str, Any]]:
+        """The files a registered model version pinned when it was created: ``{path, size,
+        sha256}`` each, the path inside the model's directory (empty: nothing pinned)."""
+
+    @abc.abstractmethod
     def get_logged_model(self, model_id: str) -> dict[str, Any] | None: ...
 
     # Reads; each sees every event appended through this store before it.
@@ -177,6 +182,12 @@ class LocalStore(Store):
         from eventflow.views import queries
 
         return self._read(queries.logged_model_digests, model_id, path)
+
+    def model_version_files(self, name: str, version: str) -> list[dict[str, Any]]:
+        from eventflow.registry.api import get_model_version_files
+        from eventflow.registry.client import _LocalBackend
+
+        return get_model_version_files(_LocalBackend(self), {"name": name, "version": version})["files"]
 
     def get_logged_model(self, model_id: str) -> dict[str, Any] | None:
         from eventflow.views import queries

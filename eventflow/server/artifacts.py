@@ -252,6 +252,16 @@ async def digests(request: Request, runtime: Runtime) -> JSONResponse:
     return JSONResponse({"files": files})
 
 
+async def pinned_files(request: Request, runtime: Runtime) -> JSONResponse:
+    """``/api/2.0/eventflow/model-versions/files``: the files a model version (``name``,
+    ``version``) pinned when it was created — path inside the model, size and sha256 —
+    which loading, serving and deploying it verify every download against."""
+    from eventflow.registry.api import get_model_version_files
+
+    data = {key: request.query_params.get(key) for key in ("name", "version")}
+    return JSONResponse(await run_in_threadpool(get_model_version_files, runtime, data))
+
+
 def _bind(handler, runtime: Runtime):  # type: ignore[no-untyped-def]
     async def endpoint(request: Request) -> Response:
         principal = access.current()
@@ -278,5 +288,6 @@ def routes(runtime: Runtime) -> list[Route]:
     for prefix in ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow"):
         out.append(Route(prefix + "/artifacts/list", _bind(list_run_artifacts, runtime), methods=["GET"]))
     out.append(Route("/api/2.0/eventflow/artifacts/digests", _bind(digests, runtime), methods=["GET"]))
+    out.append(Route("/api/2.0/eventflow/model-versions/files", _bind(pinned_files, runtime), methods=["GET"]))
     return out
 

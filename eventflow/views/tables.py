@@ -250,6 +250,19 @@ model_version_tags = Table(
     Column("value", Text, nullable=False),
 )
 
+# The files each version pinned when it was created (its source's files as the log recorded
+# them then): loading, serving and deploying the version verify against these, never
+# against a later ``run.artifact_logged``. A version with no rows pinned nothing.
+model_version_files = Table(
+    "model_version_files",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("path", String(1000), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+)
+
 registered_model_aliases = Table(
     "registered_model_aliases",
     metadata,

@@ -46,8 +46,9 @@ def test_every_event_type_has_a_schema_and_no_other(reg):
     assert set(reg.event_types()) == EXPECTED_EVENT_TYPES
 
 
-def test_metrics_logged_has_three_versions_webhooks_and_inputs_two_and_the_rest_one(reg):
-    later = {"run.metrics_logged": [1, 2, 3], "webhook.created": [1, 2], "webhook.updated": [1, 2], "run.inputs_logged": [1, 2]}
+def test_metrics_logged_has_three_versions_webhooks_inputs_and_versions_two_and_the_rest_one(reg):
+    later = {"run.metrics_logged": [1, 2, 3], "webhook.created": [1, 2], "webhook.updated": [1, 2], "run.inputs_logged": [1, 2],
+             "model_version.created": [1, 2]}
     for event_type in reg.event_types():
         versions = [s.version for s in reg.versions(event_type)]
         assert versions == later.get(event_type, [1])
@@ -62,7 +63,7 @@ def test_every_family_is_routed_and_used(reg):
 
 
 def test_schema_files_are_shipped_in_the_installed_package():
-    assert len(SCHEMA_FILES) == 63  # 58 types at v1, run.metrics_logged v2 and v3, webhook.created/updated and run.inputs_logged v2
+    assert len(SCHEMA_FILES) == 64  # 58 types at v1, run.metrics_logged v2 and v3, webhook.created/updated, run.inputs_logged and model_version.created v2
     assert SchemaRegistry.load().event_types() == registry().event_types()
 
 
@@ -202,6 +203,15 @@ def test_metrics_logged_v2_adds_mlflow3_links_to_points(reg):
     for name in ("model_id", "dataset_name", "dataset_digest"):
         assert p2[name]["type"] == ["null", "string"] and p2[name]["default"] is None
     assert v2.raw["aliases"] == ["eventflow.events.RunMetricsLoggedV1"]
+
+
+def test_model_version_created_v2_pins_files_with_an_empty_default(reg):
+    v1, v2 = reg.get("model_version.created", 1), reg.get("model_version.created", 2)
+    fields = {f["name"]: f for f in v2.payload_schema["fields"]}
+    assert set(fields) - {f["name"] for f in v1.payload_schema["fields"]} == {"files"}
+    assert fields["files"]["default"] == []
+    assert [(f["name"], f["type"]) for f in fields["files"]["type"]["items"]["fields"]] == [("path", "string"), ("size", "long"), ("sha256", "string")]
+    assert v2.raw["aliases"] == ["eventflow.events.ModelVersionCreatedV1"]
 
 
 def test_metrics_logged_v3_adds_columns_with_an_empty_default(reg):

@@ -29,7 +29,7 @@ from eventflow.views.db import open_views  # noqa: E402
 from eventflow.views.tables import model_versions, registered_model_aliases, registered_models, registry_parked  # noqa: E402
 
 REGISTRY_TABLES = (
-    "registered_models", "registered_model_tags", "model_versions", "model_version_tags", "registered_model_aliases",
+    "registered_models", "registered_model_tags", "model_versions", "model_version_tags", "model_version_files", "registered_model_aliases",
     "registry_names", "registry_parked",
 )
 
@@ -38,7 +38,11 @@ def test_rebuild_reproduces_the_registry(tmp_path):
     home = tmp_path / "home"
     with running_server(home) as url:
         api = url + "/api/2.0/mlflow/"
-        run_id = httpx.post(api + "runs/create", json={"experiment_id": "0"}).json()["run"]["info"]["run_id"]
+        run = httpx.post(api + "runs/create", json={"experiment_id": "0"}).json()["run"]["info"]
+        run_id = run["run_id"]
+        for path in ("model/MLmodel", "model/model.pkl"):  # files the versions pin
+            stored = httpx.put(f"{url}/api/2.0/mlflow-artifacts/artifacts/{run['artifact_uri'].removeprefix('mlflow-artifacts:/')}/{path}", content=path.encode())
+            assert stored.status_code == 200, stored.text
 
         def call(method: str, path: str, **body) -> dict:
             answer = httpx.request(method, api + path, json=body)
@@ -68,6 +72,7 @@ def test_rebuild_reproduces_the_registry(tmp_path):
     before = dump(create_engine(views), "projector")
     assert [row[0] for row in before["registered_models"]] == ["gone"]
     assert len(before["model_versions"]) == 4 and before["registry_parked"] == []
+    assert len(before["model_version_files"]) == 8, "each version pinned the run's two files"
     engine = create_engine(views)
     with engine.begin() as connection:
         for table in REGISTRY_TABLES:
