@@ -267,6 +267,7 @@ def tag_deleted(c: Connection, batch: _Batch, e: Event) -> None:
 def artifact_logged(c: Connection, batch: _Batch, e: Event) -> None:
     p = e.payload
     _usable_run(c, batch, p["run_id"])
+    rules.run_files_open(p["run_id"], c.execute(select(runs.c.status).where(runs.c.run_id == p["run_id"])).scalar())
     upsert(c, artifacts, [{"run_id": p["run_id"], "path": p["path"], "size": p["size"], "sha256": p["sha256"], "logged_time": e.time}], ["run_id", "path"])
 
 

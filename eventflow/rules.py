@@ -98,3 +98,17 @@ def user_exists(username: str, exists: bool) -> None:
     """A token or a permission is only ever given to a user that exists."""
     if not exists:
         raise Refused(f"User with username={username} not found", "RESOURCE_DOES_NOT_EXIST")
+
+
+OPEN_RUN_STATUSES = ("RUNNING", "SCHEDULED")
+
+
+def run_files_open(run_id: str, state: str | None) -> None:
+    """A run's files are frozen once it has ended (``state``: its status, or "deleted"), so
+    that what was logged — and perhaps registered or deployed — stays what is served."""
+    if state is not None and state not in OPEN_RUN_STATUSES:
+        raise Refused(
+            f"Run {run_id} is {state}: its artifacts cannot be changed once it has ended, so that what was "
+            f"logged (and perhaps registered or deployed) stays what is served. Log to a new run instead.",
+            "RESOURCE_CONFLICT",
+        )

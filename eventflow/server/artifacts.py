@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from eventflow import commands
+from eventflow import commands, rules
 from eventflow.auth import context as access
 from eventflow.auth import policy
 from eventflow.server.errors import ApiError, not_found
@@ -68,9 +68,6 @@ def _logged_model_of(relative: str, *, whole: bool = False) -> tuple[str, str] |
     return None
 
 
-OPEN_RUN_STATUSES = ("RUNNING", "SCHEDULED")
-
-
 def _check_changeable(runtime: Runtime, relative: str, *, deleting: bool = False) -> bool:
     """Refuse to change the files of a run that has ended (or a finalized logged model);
     True when the path is a run's or logged model's, whose changes go on the log.
@@ -84,13 +81,7 @@ def _check_changeable(runtime: Runtime, relative: str, *, deleting: bool = False
             raise not_found(f"Run with id={owner[0]} not found")
         if deleting and info["lifecycle_stage"] == "deleted":
             return True
-        state = info["status"] if info["lifecycle_stage"] == "active" else "deleted"
-        if state not in OPEN_RUN_STATUSES:
-            raise ApiError(
-                f"Run {owner[0]} is {state}: its artifacts cannot be changed once it has ended, so that what was "
-                f"logged (and perhaps registered or deployed) stays what is served. Log to a new run instead.",
-                "RESOURCE_CONFLICT",
-            )
+        rules.run_files_open(owner[0], info["status"] if info["lifecycle_stage"] == "active" else "deleted")
         return True
     if model is not None:
         logged = runtime.read(queries.get_logged_model, model[0])

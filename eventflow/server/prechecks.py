@@ -20,6 +20,7 @@ from eventflow.views import queries
 Read = Callable[..., Any]
 
 # Run events that may be written about a deleted run (ending, renaming, restoring it).
+END_STATUS = {"run.finished": "FINISHED", "run.failed": "FAILED", "run.killed": "KILLED"}
 _ANY_STAGE = {"run.finished", "run.failed", "run.killed", "run.renamed", "run.deleted", "run.restored"}
 
 
@@ -29,6 +30,7 @@ class _Batch:
     def __init__(self, read: Read):
         self.read = read
         self.run_stages: dict[str, str | None] = {}
+        self.run_statuses: dict[str, str | None] = {}
         self.params: dict[str, dict[str, str]] = {}
         self.experiment_names: dict[str, str] = {}  # id -> name
 
@@ -37,6 +39,12 @@ class _Batch:
             info = self.read(queries.get_run_info, run_id)
             self.run_stages[run_id] = None if info is None else info["lifecycle_stage"]
         return self.run_stages[run_id]
+
+    def run_status(self, run_id: str) -> str | None:
+        if run_id not in self.run_statuses:
+            info = self.read(queries.get_run_info, run_id)
+            self.run_statuses[run_id] = None if info is None else info["status"]
+        return self.run_statuses[run_id]
 
     def experiment(self, experiment_id: str) -> dict[str, Any] | None:
         if experiment_id in self.experiment_names:
@@ -66,10 +74,16 @@ def _check(batch: _Batch, event: Event) -> None:
         experiment = batch.experiment(p["experiment_id"])
         rules.experiment_exists(p["experiment_id"], experiment is not None)
         batch.run_stages[p["run_id"]] = "active"
+        batch.run_statuses[p["run_id"]] = "RUNNING"
     elif family == "run":
         rules.run_usable(p["run_id"], batch.run_stage(p["run_id"]), active=event.type not in _ANY_STAGE)
         if event.type == "run.params_logged":
             _check_params(batch, p["run_id"], p["params"])
+        elif event.type == "run.artifact_logged":
+            rules.run_files_open(p["run_id"], batch.run_status(p["run_id"]))
+        elif event.type in END_STATUS:
+            batch.run_status(p["run_id"])
+            batch.run_statuses[p["run_id"]] = END_STATUS[event.type]
         elif event.type in ("run.deleted", "run.restored"):
             batch.run_stages[p["run_id"]] = "deleted" if event.type == "run.deleted" else "active"
     elif event.type == "experiment.created":

@@ -12,6 +12,7 @@ what was registered, or refuse, and never run the evil pickle.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import os
 import pickle
 import subprocess
@@ -98,11 +99,17 @@ def pinned(url: str, name: str, version: str = "1") -> list[dict]:
     return answer.json()["files"]
 
 
-def forge_artifact_record(url: str, run_id: str, path: str, content: bytes) -> None:
-    """Append a ``run.artifact_logged`` vouching for ``content`` through the SDK's transport."""
+def forge_artifact_record(url: str, home, run_id: str, path: str, content: bytes) -> None:
+    """Make the run's record vouch for ``content``. Through the SDK's transport it is refused
+    (the run has ended: its files are frozen, on every path); so, as an attacker who can
+    write the views' database would, change the record behind the API."""
     event = commands.log_artifact(run_id, path, len(content), hashlib.sha256(content).hexdigest())
     answer = httpx.post(url + "/api/2.0/eventflow/events", content=pack([encode(event)]), headers={"content-type": CONTENT_TYPE})
-    assert answer.status_code == 200, answer.text
+    assert answer.status_code == 409 and answer.json()["error_code"] == "RESOURCE_CONFLICT", answer.text
+    with sqlite3.connect(home / "views.db") as db:
+        changed = db.execute("UPDATE artifacts SET size = ?, sha256 = ? WHERE run_id = ? AND path = ?",
+                             (len(content), hashlib.sha256(content).hexdigest(), run_id, path)).rowcount
+    assert changed == 1
 
 
 def test_a_version_pins_every_file_of_its_source_when_created(tracking, frame):
@@ -132,7 +139,7 @@ def test_uploading_over_a_registered_model_is_refused_and_it_still_loads(trackin
 
 def swapped(tracking, frame, tmp_path, source_of=lambda run: f"runs:/{run['info']['run_id']}/model") -> dict:
     """Version 1 (aliased production) loads; then its pickle is swapped on disk for an evil
-    one and a forged ``run.artifact_logged`` makes the log vouch for the evil bytes."""
+    one and the run's record is forged to vouch for the evil bytes."""
     url, home = tracking
     model = registered(url, frame, source_of)
     run_id, name = model["run"]["info"]["run_id"], model["name"]
@@ -141,7 +148,7 @@ def swapped(tracking, frame, tmp_path, source_of=lambda run: f"runs:/{run['info'
     content, marker = evil_pickle(tmp_path)
     evil = hashlib.sha256(content).hexdigest()
     next(home.rglob(f"{run_id}/artifacts/model/model.pkl")).write_bytes(content)
-    forge_artifact_record(url, run_id, "model/model.pkl", content)
+    forge_artifact_record(url, home, run_id, "model/model.pkl", content)
     logged = httpx.get(url + "/api/2.0/eventflow/artifacts/digests", params={"run_id": run_id, "path": "model/model.pkl"}).json()["files"]
     assert logged == [{"path": "model/model.pkl", "size": len(content), "sha256": evil}], "the log now vouches for the evil file"
     good = next(f for f in pinned(url, name) if f["path"] == "model.pkl")["sha256"]
