@@ -32,6 +32,7 @@ class HttpStore(Store):
         self.credentials = credentials or Credentials.from_env()
         self.http = httpx.Client(base_url=self.url, timeout=timeout, auth=self.credentials.auth())
         self._actor: str | None = self.credentials.username if self.credentials.basic else None
+        self._asked = self.credentials.basic or not self.credentials.token  # whether the actor is settled
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
         """An API call; None on RESOURCE_DOES_NOT_EXIST, InvalidInput on other 4xx."""
@@ -48,13 +49,14 @@ class HttpStore(Store):
     def actor(self) -> str | None:
         """The user name this store's events must name: the Basic user, or for a token the
         user the server says it belongs to (asked once); None without credentials."""
-        if self._actor is None and self.credentials.token and not self.credentials.basic:
+        if not self._asked:
             found = self._call("GET", "/api/2.0/eventflow/events/actor")
-            self._actor = (found or {}).get("actor") or None
+            self._actor = (found or {}).get("actor") or None  # None: the server does not authenticate
+            self._asked = True
         return self._actor
 
     def append(self, events: Sequence[Event]) -> None:
-        actor = self.actor() if self.credentials.present else None
+        actor = self.actor()
         if actor is not None:
             events = [event if event.actor == actor else dataclasses.replace(event, actor=actor) for event in events]
         body = pack([encode(event) for event in events])
