@@ -206,9 +206,19 @@ allow_finite_retention_option = click.option(
 @click.option("--cors-allowed-origins", envvar="EVENTFLOW_CORS_ALLOWED_ORIGINS", metavar="ORIGIN[,ORIGIN]", default="",
               help="Pages on these origins (https://app.example.com) may call the API and open the live socket; "
                    "none by default but the server's own. [env EVENTFLOW_CORS_ALLOWED_ORIGINS]")
+@click.option("--auth", envvar="EVENTFLOW_AUTH", is_flag=True,
+              help="Require every request to authenticate (HTTP Basic or a bearer token, as MLflow's client sends "
+                   "with MLFLOW_TRACKING_USERNAME/_PASSWORD or MLFLOW_TRACKING_TOKEN) and record the authenticated "
+                   "user on every event. The first admin comes from EVENTFLOW_ADMIN_USERNAME and "
+                   "EVENTFLOW_ADMIN_PASSWORD. Needed to listen on anything but loopback. [env EVENTFLOW_AUTH]")
+@click.option("--insecure-no-auth", is_flag=True,
+              help="Listen on a non-loopback --host WITHOUT authentication: only behind a proxy of your own that "
+                   "authenticates every request and lets nothing else reach this port. Anyone who reaches the "
+                   "port can then write, delete and deploy as anyone.")
 @backend_options
 @allow_finite_retention_option
-def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origins, home, kafka, db, artifacts, allow_finite_retention) -> None:
+def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origins, auth, insecure_no_auth,
+           home, kafka, db, artifacts, allow_finite_retention) -> None:
     """Run the tracking server: MLflow's REST API 2.0 and eventflow's extensions.
 
     With no options everything runs in this one process on the embedded default: the
@@ -218,10 +228,15 @@ def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origin
     With EVENTFLOW_DEPLOY_TARGETS='models:/churn@production=8080' it also runs the
     deployer (see eventflow consume --help): promoting a version serves it on that port.
 
+    Authentication is off by default, which is safe only on loopback: a --host other
+    than 127.0.0.1/localhost/::1 needs --auth (or, behind a proxy that authenticates,
+    --insecure-no-auth), or the server refuses to start.
+
     \b
     Examples:
       eventflow server
       eventflow server --kafka 127.0.0.1:9092 --db postgresql+psycopg://postgres@127.0.0.1/eventflow
+      EVENTFLOW_ADMIN_USERNAME=admin EVENTFLOW_ADMIN_PASSWORD=... eventflow server --host 0.0.0.0 --auth
     """
     import os
 
@@ -229,6 +244,7 @@ def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origin
 
     from eventflow.server.browsers import Policy
 
+    _check_binding(host, auth, insecure_no_auth)
     try:
         Policy.create(allowed_hosts.split(","), [o for o in cors_allowed_origins.split(",") if o.strip()], host)
     except ValueError as error:
@@ -237,6 +253,7 @@ def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origin
     os.environ["EVENTFLOW_SERVER_CONSUMERS"] = "false" if no_consumers else "true"
     os.environ.update(EVENTFLOW_ALLOWED_HOSTS=allowed_hosts, EVENTFLOW_CORS_ALLOWED_ORIGINS=cors_allowed_origins, EVENTFLOW_BIND_HOST=host)
     os.environ["EVENTFLOW_ALLOW_FINITE_RETENTION"] = "true" if allow_finite_retention else "false"
+    os.environ["EVENTFLOW_AUTH"] = "true" if auth else "false"  # read by every worker (eventflow/auth)
     if kafka and not allow_finite_retention:  # refuse here, not as a traceback from each worker
         from eventflow.log import LogError
         from eventflow.log.retention import check_kafka
@@ -255,6 +272,42 @@ def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origin
     where = f"Kafka {kafka}" if kafka else f"the embedded log in {home or '~/.eventflow'}"
     click.echo(f"eventflow {__version__}: serving http://{host}:{port} on {where} (dashboard at /)", err=True)
     uvicorn.run("eventflow.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers, log_level="warning")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on ``host`` serves this machine only."""
+    import ipaddress
+
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def _check_binding(host: str, auth: bool, insecure_no_auth: bool) -> None:
+    """Refuse to serve the network without authentication, before anything binds."""
+    if auth and insecure_no_auth:
+        raise click.UsageError("--auth and --insecure-no-auth contradict each other: give one")
+    if auth or is_loopback(host):
+        return
+    if not insecure_no_auth:
+        raise click.UsageError(
+            f"refusing to listen on {host} without authentication: anyone who can reach it could log, delete and "
+            "deploy models as anyone. Start with --auth (the first admin from EVENTFLOW_ADMIN_USERNAME and "
+            "EVENTFLOW_ADMIN_PASSWORD), or with --insecure-no-auth if a proxy of your own authenticates every "
+            "request before it reaches this port."
+        )
+    bar = "!" * 78
+    click.echo(
+        f"{bar}\n!! WARNING: --insecure-no-auth: serving {host} WITHOUT authentication.\n"
+        "!! Anyone who can reach this port can write, delete and deploy as anyone, and every\n"
+        "!! event names whoever the client claims to be. Only run this behind a proxy that\n"
+        f"!! authenticates every request. Use --auth otherwise.\n{bar}",
+        err=True,
+    )
 
 
 CONSUMERS = {

@@ -78,9 +78,11 @@ def default_actor() -> str:
         return "unknown"
 
 
-def default_source() -> dict[str, str]:
-    """Where an event was produced: host, process and the SDK version."""
-    return {"host": socket.gethostname(), "process": str(os.getpid()), "sdk_version": __version__}
+def default_source() -> dict[str, Any]:
+    """Where an event was produced: host, process and the SDK version — as its producer
+    says (``stamped_by="client"``); a server that appends it stamps the rest
+    (eventflow/server/stamping.py)."""
+    return {"host": socket.gethostname(), "process": str(os.getpid()), "sdk_version": __version__, "stamped_by": "client"}
 
 
 def now_ms() -> int:
@@ -96,7 +98,8 @@ class Event:
     event_id: str = field(default_factory=new_event_id)  # derived from the request's key, if any
     time: int = field(default_factory=now_ms)
     actor: str = field(default_factory=default_actor)
-    source: dict[str, str] = field(default_factory=default_source)
+    # host, process, sdk_version; stamped_by, authenticated, client_address, client_time
+    source: dict[str, Any] = field(default_factory=default_source)
     correlation_id: str | None = None
     causation_id: str | None = None
 

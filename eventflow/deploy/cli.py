@@ -17,10 +17,12 @@ def _when(ms: int | None) -> str:
 def _fetch(tracking_uri: str, **params: Any) -> dict[str, Any]:
     import httpx
 
+    from eventflow.sdk.credentials import Credentials
+
     if not tracking_uri.startswith(("http://", "https://")):
         raise click.UsageError("give --tracking-uri http://HOST:PORT: deployments are read from an eventflow server")
     try:
-        answer = httpx.get(tracking_uri.rstrip("/") + "/api/2.0/eventflow/deployments",
+        answer = httpx.get(tracking_uri.rstrip("/") + "/api/2.0/eventflow/deployments", auth=Credentials.from_env().auth(),
                            params={k: v for k, v in params.items() if v is not None}, timeout=30)
     except httpx.HTTPError as error:
         raise click.ClickException(f"cannot reach the eventflow server: {error} (is it running? see --tracking-uri)") from None

@@ -16,6 +16,8 @@ from urllib.parse import unquote, urlparse
 
 import httpx
 
+from eventflow.sdk.credentials import Credentials
+
 
 class ModelUriError(ValueError):
     pass
@@ -131,7 +133,7 @@ def resolve_registry(ref: RegistryRef, tracking_uri: str) -> VersionFiles:
             "set EVENTFLOW_TRACKING_URI=http://HOST:PORT (an eventflow server)"
         )
     base = tracking_uri.rstrip("/") + "/api/2.0/mlflow"
-    with httpx.Client(timeout=30) as http:
+    with httpx.Client(timeout=30, auth=Credentials.from_env().auth()) as http:
         version = ref.version
         if ref.alias is not None:
             found = _get(http, f"{base}/registered-models/alias", {"name": ref.name, "alias": ref.alias}, ref)

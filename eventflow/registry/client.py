@@ -53,8 +53,11 @@ def call(store: Store, endpoint: str, data: dict[str, Any]) -> dict[str, Any]:
     http = store.http  # type: ignore[attr-defined]
     method = methods[0]
     where = {"params": fields} if method == "GET" else {"json": fields}
-    # The user, as the MLflow client sends it, so that the server's events name who acted.
-    response = http.request(method, MLFLOW + endpoint.partition("#")[0], auth=(default_actor(), ""), **where)
+    if not store.credentials.present:  # type: ignore[attr-defined]
+        # No credentials (a server without authentication): name the user as the MLflow
+        # client does, unchecked, so that the server's events name who acted.
+        where["auth"] = (default_actor(), "")
+    response = http.request(method, MLFLOW + endpoint.partition("#")[0], **where)
     body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
     if response.status_code >= 400:
         raise InvalidInput(body.get("message") or response.text, body.get("error_code", "INTERNAL_ERROR"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,18 +12,27 @@ import httpx
 from eventflow import proto_json
 from eventflow.codec import encode
 from eventflow.events import Event
+from eventflow.sdk.credentials import Credentials
 from eventflow.sdk.stores import Store, sha256_of
 from eventflow.codec.framing import CONTENT_TYPE, pack
 from eventflow.validation import InvalidInput
 
 
 class HttpStore(Store):
+    """Events go to ``POST /api/2.0/eventflow/events`` with the credentials of the
+    environment (``credentials.py``). When it authenticates, every event it sends names
+    the user it authenticates as — the server refuses events naming anyone else — and
+    the server stamps them (its time, the address it saw)."""
+
     # The server appends the artifact event of each upload itself.
     records_uploads = True
 
-    def __init__(self, url: str, timeout: float = 60.0):
+    def __init__(self, url: str, timeout: float = 60.0, credentials: Credentials | None = None):
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+        self.credentials = credentials or Credentials.from_env()
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, auth=self.credentials.auth())
+        self._actor: str | None = self.credentials.username if self.credentials.basic else None
+        self._asked = self.credentials.basic or not self.credentials.token  # whether the actor is settled
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
         """An API call; None on RESOURCE_DOES_NOT_EXIST, InvalidInput on other 4xx."""
@@ -36,7 +46,19 @@ class HttpStore(Store):
         response.raise_for_status()  # 5xx: the sender retries
         return response.json()
 
+    def actor(self) -> str | None:
+        """The user name this store's events must name: the Basic user, or for a token the
+        user the server says it belongs to (asked once); None without credentials."""
+        if not self._asked:
+            found = self._call("GET", "/api/2.0/eventflow/events/actor")
+            self._actor = (found or {}).get("actor") or None  # None: the server does not authenticate
+            self._asked = True
+        return self._actor
+
     def append(self, events: Sequence[Event]) -> None:
+        actor = self.actor()
+        if actor is not None:
+            events = [event if event.actor == actor else dataclasses.replace(event, actor=actor) for event in events]
         body = pack([encode(event) for event in events])
         self._call("POST", "/api/2.0/eventflow/events", content=body, headers={"content-type": CONTENT_TYPE})
 

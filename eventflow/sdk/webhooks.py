@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from eventflow.sdk.credentials import Credentials
 from eventflow.validation import InvalidInput
 
 
@@ -26,7 +27,7 @@ class Webhooks:
                 f"webhooks are managed through an eventflow server; the tracking URI {tracking_uri!r} is not http(s)://HOST:PORT"
             )
         self.base = tracking_uri.rstrip("/") + "/api/2.0/eventflow/webhooks"
-        self.http = httpx.Client(timeout=timeout)
+        self.http = httpx.Client(timeout=timeout, auth=Credentials.from_env().auth())
 
     def _call(self, method: str, path: str = "", **kwargs: Any) -> dict[str, Any]:
         response = self.http.request(method, self.base + path, **kwargs)

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from eventflow import __version__
 from eventflow.codec import CodecError
 from eventflow.log import LogError
-from eventflow.server import artifacts, dashboard, deployments_api, events_api, live, mlflow_webhooks_api, openapi, tracking, webhooks_api
+from eventflow.server import artifacts, dashboard, stamping, deployments_api, events_api, live, mlflow_webhooks_api, openapi, tracking, webhooks_api
 from eventflow.server.browsers import BrowserGuard, Policy
 from eventflow.server.errors import FAULTS, ApiError, error_response, handle_api_error
 from eventflow.server.runtime import Runtime
@@ -86,6 +86,7 @@ def create_app(runtime: Runtime, policy: Policy | None = None, *, auth: bool | N
     middleware = [Middleware(BrowserGuard, policy=policy or Policy.from_env())]
     if authenticator is not None:
         middleware.append(Middleware(AuthMiddleware, authenticator=authenticator))
+    middleware.append(Middleware(stamping.RequestOrigin))  # inside auth: it reads the principal
     app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan, middleware=middleware)
     app.state.runtime = runtime  # the error handlers name the store that failed
     return app

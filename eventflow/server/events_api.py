@@ -3,7 +3,9 @@
 Reading is the audit view: events from an offset or a time, filtered by type (``run.*``
 wildcards) and topic, paged with a token that holds the position in every partition.
 Appending takes Avro single-object events from the SDK, each re-checked by the rules
-of its command before any is appended.
+of its command before any is appended, and stamped by the server (``stamping.py``): an
+authenticated caller may only post events that name it; the envelope's time becomes the
+server's (the client's is kept as ``source.client_time``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from eventflow.server.prechecks import check_events
 from eventflow.server.requests import as_int
 from eventflow.server.responses import ProtoJSONResponse
 from eventflow.server.runtime import Runtime
+from eventflow.server.stamping import Origin, check_actors
 
 MAX_BODY = EVENTS_MAX_BODY  # enforced while the body is read (browsers.BrowserGuard); checked again here
 # Records in arrays (tags, params, linked points…) one batch may decode to: a few per
@@ -122,18 +125,21 @@ async def get_events(request: Request, runtime: Runtime) -> JSONResponse:
     return ProtoJSONResponse(await run_in_threadpool(read_events, runtime, query))
 
 
-def append_events(runtime: Runtime, body: bytes) -> dict[str, Any]:
+def append_events(runtime: Runtime, body: bytes, origin: Origin | None = None) -> dict[str, Any]:
+    """Append a client's batch: all of it, stamped by the server, or nothing (the first
+    event that is refused — bad, or naming another actor than the caller — says why)."""
     events, budget = [], record_budget(len(body))
     for item in unpack(body):
         event, records = decode_untrusted(item, budget)
         budget -= records
         events.append(event)
+    check_actors(events, origin)
     for event in events:
         commands.recheck(event)
         if event.type == "experiment.created":  # the same rule as experiments/create
             check_artifact_location(event.payload["artifact_location"], runtime.artifacts)
     check_events(runtime.read, events)
-    positions = runtime.write(events) if events else []
+    positions = runtime.write(events, origin=origin, from_client=True) if events else []
     return {"positions": [{"topic": p.topic, "partition": p.partition, "offset": p.offset} for p in positions]}
 
 
@@ -141,7 +147,14 @@ async def post_events(request: Request, runtime: Runtime) -> JSONResponse:
     body = await request.body()
     if len(body) > MAX_BODY:
         raise ApiError(f"an event batch may have at most {MAX_BODY} bytes, this one has {len(body)}")
-    return ProtoJSONResponse(await run_in_threadpool(append_events, runtime, body))
+    return ProtoJSONResponse(await run_in_threadpool(append_events, runtime, body, Origin.of(request.scope)))
+
+
+async def get_actor(request: Request) -> JSONResponse:
+    """The actor this caller's events must name: the authenticated user (a client holding
+    only a token learns its user name here), or, with authentication off, null."""
+    origin = Origin.of(request.scope)
+    return ProtoJSONResponse({"actor": origin.principal, "authenticated": origin.principal is not None})
 
 
 def routes(runtime: Runtime) -> list[Route]:
@@ -150,4 +163,7 @@ def routes(runtime: Runtime) -> list[Route]:
             return await post_events(request, runtime)
         return await get_events(request, runtime)
 
-    return [Route("/api/2.0/eventflow/events", events, methods=["GET", "POST"])]
+    return [
+        Route("/api/2.0/eventflow/events", events, methods=["GET", "POST"]),
+        Route("/api/2.0/eventflow/events/actor", get_actor, methods=["GET"]),
+    ]

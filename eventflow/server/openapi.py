@@ -106,6 +106,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, str], str]] = [
     ("GET", "/api/2.0/eventflow/artifacts/digests", {"run_id": "string", "model_id": "string", "path": "string"}, "Sizes and sha256 the log recorded for a run's or a logged model's files"),
     ("GET", "/api/2.0/eventflow/model-versions/files", {"name": "string!", "version": "string!"}, "The files (path, size, sha256) a model version pinned when it was created"),
     ("GET", "/api/2.0/eventflow/events", {"type": "strings", "topic": "strings", "from_time": "integer", "from_offset": "integer", "max_results": "integer", "page_token": "string"}, "Read the event log"),
+    ("GET", "/api/2.0/eventflow/events/actor", {}, "The actor the events this caller posts must name (its authenticated user name, or null with authentication off)"),
     ("GET", "/api/2.0/eventflow/deployments", {"target": "string", "max_results": "integer"}, "Deployment targets: what each serves, and the deployment history"),
     ("POST", WEBHOOKS, {"url": "string!", "events": "strings!", "experiment_id": "string", "experiment_name": "string", "model_name": "string", "condition": "string", "secret": "string"}, "Create a webhook subscription"),
     ("GET", WEBHOOKS, {}, "List webhook subscriptions"),

@@ -20,6 +20,7 @@ from eventflow.log import Log, Position
 from eventflow.log.event_log import EventLog
 from eventflow.rules import Refused
 from eventflow.server.errors import ApiError
+from eventflow.server.stamping import ORIGIN, Origin, stamp
 from eventflow.views.positions import Progress
 
 logger = logging.getLogger(__name__)
@@ -162,14 +163,21 @@ class Runtime:
         with self._reader.connect() as connection:
             return query(connection, *args, **kwargs)
 
-    def write(self, events: Sequence[Event], *, retry: bool = False) -> list[Position]:
+    def write(
+        self, events: Sequence[Event], *, retry: bool = False, origin: Origin | None = None, from_client: bool = False
+    ) -> list[Position]:
         """Append events and return once the projector has applied them — and accepted
         them: an event it refused (a rule that needs state, decided in log order, the
         same on replay) answers the write with that refusal. 503 if the views do not
         apply the events in time; a retry of the same events (same ids: ``retry``, an
-        idempotent request) is then answered with what became of the first copy."""
+        idempotent request) is then answered with what became of the first copy.
+
+        Every event is stamped first (``stamping.stamp``): the actor the server knows,
+        its time, the client address of ``origin`` (by default the current request's);
+        ``from_client`` for events a client built (their time is kept as client_time)."""
         from eventflow.views.positions import refusal_of, wait_for
 
+        events = stamp(events, origin or ORIGIN.get(), from_client=from_client)
         positions = self.events.append_many(events)
         if not wait_for(self.engine, positions, self.write_timeout, progress=self.progress):
             raise ApiError(

@@ -66,7 +66,7 @@ def test_unknown_fingerprint(encoded):
 
 def test_truncated_body_at_every_length(encoded):
     for cut in range(10, len(encoded)):
-        with pytest.raises(DecodeError, match=r"corrupt event body.*RunCreatedV1") as info:
+        with pytest.raises(DecodeError, match=r"corrupt event body.*RunCreatedV2") as info:
             decode(encoded[:cut])
         assert info.value.__cause__ is not None  # the underlying error is wrapped
 
@@ -75,7 +75,7 @@ def test_corrupt_long_varint(encoded):
     # the body starts with the event_id string: its length is a zigzag varint; make it
     # claim a huge length (continuation bits set), then a huge string follows nowhere
     data = encoded[:10] + b"\xff\xff\xff\xff\xff\xff\x7f" + encoded[11:]
-    with pytest.raises(DecodeError, match="corrupt event body.*RunCreatedV1"):
+    with pytest.raises(DecodeError, match="corrupt event body.*RunCreatedV2"):
         decode(data)
     # a varint whose continuation bits never stop before the end of the data
     with pytest.raises(DecodeError, match="corrupt event body"):
@@ -132,7 +132,7 @@ def test_unknown_event_type():
 def test_wrong_typed_field():
     with pytest.raises(EncodeError, match=r"run.created.*payload\.start_time: expected long, got str") as info:
         encode(_run_created(start_time="yesterday"))
-    assert "RunCreatedV1" in str(info.value)
+    assert "RunCreatedV2" in str(info.value)
 
 
 def test_missing_required_field():

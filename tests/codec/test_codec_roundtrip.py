@@ -88,7 +88,10 @@ def test_envelope_round_trips_exactly():
         event_id="6f1c0c8e-2d2a-4d8e-9a4b-0f1e2d3c4b5a",
         time=1_717_171_717_999,
         actor="alice",
-        source={"host": "gpu-7", "process": "4242", "sdk_version": "0.1.0"},
+        source={
+            "host": "gpu-7", "process": "4242", "sdk_version": "0.1.0",
+            "stamped_by": "server", "authenticated": True, "client_address": "10.1.2.3", "client_time": 1_717_171_717_000,
+        },  # fmt: skip
         correlation_id="req-9",
         causation_id="5d9f0e0a-0000-4000-8000-000000000000",
     )
@@ -125,6 +128,27 @@ def test_decode_accepts_bytearray_and_memoryview(reg, sample_events):
     assert decode(memoryview(data)) == event
 
 
+def current_source_fields(schema) -> list[str]:
+    return [f["name"] for f in next(f for f in schema.raw["fields"] if f["name"] == "source")["type"]["fields"]]
+
+
+def test_an_event_from_before_stamping_decodes_as_the_client_s_claim(reg):
+    """Events written before the server stamped anything read back as unstamped claims."""
+    v1 = reg.get("run.renamed", 1)
+    rec = {
+        "event_id": "0b7e6c9a-1111-4222-8333-944455556666", "event_type": "run.renamed", "time": 5, "actor": "mallory",
+        "source": {"host": "h", "process": "1", "sdk_version": "0.0.9"}, "correlation_id": None, "causation_id": None,
+        "payload": {"run_id": "r", "run_name": "n"},
+    }  # fmt: skip
+    body = io.BytesIO()
+    schemaless_writer(body, v1.wire, rec)
+    event = decode(v1.header + body.getvalue())
+    assert event.source == {
+        "host": "h", "process": "1", "sdk_version": "0.0.9",
+        "stamped_by": "client", "authenticated": False, "client_address": None, "client_time": None,
+    }  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "event_type,version",
     [(s.event_type, s.version) for s in registry().schemas() if s is not registry().current(s.event_type)],
@@ -139,8 +163,10 @@ def test_earlier_versions_decode_with_the_current_reader(reg, sample_records, ev
         schemaless_writer(body, old.wire, rec)
         event = decode(old.header + body.getvalue())
         assert event.type == event_type
+        unstamped = {"stamped_by": "client", "authenticated": False, "client_address": None, "client_time": None}
+        expected_source = {**unstamped, **rec["source"]} if "stamped_by" in current_source_fields(current) else rec["source"]
         assert (event.event_id, event.time, event.actor, event.source) == (
-            rec["event_id"], rec["time"], rec["actor"], rec["source"],
+            rec["event_id"], rec["time"], rec["actor"], expected_source,
         )  # fmt: skip
         assert list(event.payload) == current_fields
 

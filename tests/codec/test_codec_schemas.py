@@ -46,12 +46,21 @@ def test_every_event_type_has_a_schema_and_no_other(reg):
     assert set(reg.event_types()) == EXPECTED_EVENT_TYPES
 
 
-def test_metrics_logged_has_three_versions_webhooks_inputs_and_versions_two_and_the_rest_one(reg):
-    later = {"run.metrics_logged": [1, 2, 3], "webhook.created": [1, 2], "webhook.updated": [1, 2], "run.inputs_logged": [1, 2],
-             "model_version.created": [1, 2]}
+# Every type gained a version whose Source says who stamped it (issue 13), but
+# model_version.created, whose next version comes with its pinned digests.
+# model_version.created's v2 also pins its files' digests; the access events (users,
+# tokens, permissions) were born stamped.
+STAMPED_FROM = {"run.metrics_logged": 4, "webhook.created": 3, "webhook.updated": 3, "run.inputs_logged": 3, "model_version.created": 2,
+                **dict.fromkeys(["user.created", "user.password_changed", "user.admin_set", "user.deleted", "token.issued",
+                                 "token.revoked", "permission.set", "permission.deleted"], 1)}
+NOT_YET_STAMPED: set[str] = set()
+
+
+def test_versions_of_each_type(reg):
     for event_type in reg.event_types():
         versions = [s.version for s in reg.versions(event_type)]
-        assert versions == later.get(event_type, [1])
+        last = 1 if event_type in NOT_YET_STAMPED else STAMPED_FROM.get(event_type, 2)
+        assert versions == list(range(1, last + 1)), event_type
         assert reg.current(event_type).version == versions[-1]
 
 
@@ -63,7 +72,9 @@ def test_every_family_is_routed_and_used(reg):
 
 
 def test_schema_files_are_shipped_in_the_installed_package():
-    assert len(SCHEMA_FILES) == 64  # 58 types at v1, run.metrics_logged v2 and v3, webhook.created/updated, run.inputs_logged and model_version.created v2
+    # 50 types at v1, run.metrics_logged v2 and v3, webhook.created/updated and run.inputs_logged v2,
+    # a stamped version of each of those types (model_version.created's also pins digests), and 8 access types born stamped
+    assert len(SCHEMA_FILES) == 55 + 50 + 8
     assert SchemaRegistry.load().event_types() == registry().event_types()
 
 
@@ -105,11 +116,17 @@ def test_envelope_fields_in_order(filename):
     assert by_name["actor"]["type"] == "string"
     source = by_name["source"]["type"]
     assert (source["type"], source["name"], source["namespace"]) == ("record", "Source", "eventflow")
-    assert [(f["name"], f["type"]) for f in source["fields"]] == [
-        ("host", "string"),
-        ("process", "string"),
-        ("sdk_version", "string"),
+    produced = [("host", "string"), ("process", "string"), ("sdk_version", "string")]
+    stamped = [
+        ("stamped_by", "string", "client"),
+        ("authenticated", "boolean", False),
+        ("client_address", ["null", "string"], None),
+        ("client_time", ["null", {"type": "long", "logicalType": "timestamp-millis"}], None),
     ]
+    fields = source["fields"]
+    assert [(f["name"], f["type"]) for f in fields[:3]] == produced
+    assert [(f["name"], f["type"], f["default"]) for f in fields[3:]] in ([], stamped)  # every later field has a default
+    assert all(f.get("doc") for f in fields)
     for name in ("correlation_id", "causation_id"):
         assert by_name[name]["type"] == ["null", "string"]
         assert "default" in by_name[name] and by_name[name]["default"] is None
@@ -193,7 +210,7 @@ def test_registry_lookup_api(reg):
 
 
 def test_metrics_logged_v2_adds_mlflow3_links_to_points(reg):
-    v1, v2, _ = reg.versions("run.metrics_logged")
+    v1, v2 = reg.versions("run.metrics_logged")[:2]
 
     def point_fields(s):
         return {f["name"]: f for f in s.payload_schema["fields"][1]["type"]["items"]["fields"]}
@@ -220,3 +237,14 @@ def test_metrics_logged_v3_adds_columns_with_an_empty_default(reg):
     assert fields["points"]["default"] == []
     assert fields["columns"]["default"] == {"names": [], "key_index": [], "values": [], "steps": [], "timestamps": []}
     assert set(fields) - {f["name"] for f in v2.payload_schema["fields"]} == {"columns"}
+
+
+def test_the_current_schema_of_every_type_carries_the_stamp(reg):
+    """What the server stamps (stamping.py) must reach the log: a type whose current schema
+    lacked these fields would silently drop them on encode."""
+    for event_type in reg.event_types():
+        source = next(f for f in reg.current(event_type).raw["fields"] if f["name"] == "source")["type"]
+        names = [f["name"] for f in source["fields"]]
+        if event_type in NOT_YET_STAMPED:
+            continue
+        assert names[3:] == ["stamped_by", "authenticated", "client_address", "client_time"], event_type

@@ -1,0 +1,111 @@
+"""The environment variables eventflow reads, each declared once with its type and meaning.
+
+Read a variable through its declaration (``TRACKING_USERNAME.get()``), never with
+``os.environ`` by name, so that its spelling, type and default live in one place and
+``eventflow`` can list what it understands.
+
+Only the variables of identity are declared here so far (credentials and the server's
+authentication switch); the others (``EVENTFLOW_HOME``, ``EVENTFLOW_KAFKA``,
+``EVENTFLOW_DB``, ``EVENTFLOW_ARTIFACTS``, ``EVENTFLOW_TRACKING_URI``, ``EVENTFLOW_ACTOR``,
+``EVENTFLOW_WRITE_TIMEOUT``, ``EVENTFLOW_ALLOWED_HOSTS``, ``EVENTFLOW_WEBHOOK_*`` …) are
+still read where they are used and move here as those places are touched.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T", str, bool, int, float)
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+@dataclass(frozen=True)
+class EnvironmentVariable(Generic[T]):
+    """One variable: its name, the type its value is read as, its default and what it does."""
+
+    name: str
+    type: type[T]
+    default: T | None
+    doc: str
+
+    @property
+    def is_set(self) -> bool:
+        """Whether the variable is present and not empty."""
+        return bool(os.environ.get(self.name, ""))
+
+    def get(self) -> T | None:
+        """The value as ``type``, or the default when unset or empty; a clear ValueError when
+        it cannot be read as ``type``."""
+        raw = os.environ.get(self.name, "")
+        if raw == "":
+            return self.default
+        if self.type is bool:
+            lowered = raw.strip().lower()
+            if lowered in _TRUE:
+                return True  # type: ignore[return-value]
+            if lowered in _FALSE:
+                return False  # type: ignore[return-value]
+            raise ValueError(f"{self.name}={raw!r}: expected true or false")
+        try:
+            return self.type(raw)
+        except ValueError:
+            raise ValueError(f"{self.name}={raw!r}: expected a {self.type.__name__}") from None
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _var(name: str, type_: type[T], default: T | None, doc: str) -> EnvironmentVariable[T]:
+    variable = EnvironmentVariable(name, type_, default, doc)
+    DECLARED[name] = variable
+    return variable
+
+
+DECLARED: dict[str, EnvironmentVariable] = {}
+
+# -- clients: who the SDK, the CLI and the MLflow client authenticate as ------------------
+# eventflow's own names win over MLflow's, so one shell can hold both for different servers.
+
+TRACKING_USERNAME = _var(
+    "EVENTFLOW_TRACKING_USERNAME", str, None,
+    "User name the SDK and the CLI send with HTTP Basic to an eventflow server that has "
+    "authentication on (with EVENTFLOW_TRACKING_PASSWORD). Falls back to MLFLOW_TRACKING_USERNAME.",
+)
+TRACKING_PASSWORD = _var(
+    "EVENTFLOW_TRACKING_PASSWORD", str, None,
+    "Password for EVENTFLOW_TRACKING_USERNAME. Falls back to MLFLOW_TRACKING_PASSWORD.",
+)
+TRACKING_TOKEN = _var(
+    "EVENTFLOW_TRACKING_TOKEN", str, None,
+    "Access token sent as 'Authorization: Bearer' when no user name and password are set. "
+    "Falls back to MLFLOW_TRACKING_TOKEN.",
+)
+MLFLOW_TRACKING_USERNAME = _var(
+    "MLFLOW_TRACKING_USERNAME", str, None, "MLflow's client user name (HTTP Basic); eventflow's SDK reads it too."
+)
+MLFLOW_TRACKING_PASSWORD = _var(
+    "MLFLOW_TRACKING_PASSWORD", str, None, "MLflow's client password (HTTP Basic); eventflow's SDK reads it too."
+)
+MLFLOW_TRACKING_TOKEN = _var(
+    "MLFLOW_TRACKING_TOKEN", str, None, "MLflow's client bearer token; eventflow's SDK reads it too."
+)
+
+# -- the server -------------------------------------------------------------------------
+
+AUTH = _var(
+    "EVENTFLOW_AUTH", bool, False,
+    "Set to true by 'eventflow server --auth' for every worker: requests must authenticate, "
+    "and the events they make name the authenticated user.",
+)
+ADMIN_USERNAME = _var(
+    "EVENTFLOW_ADMIN_USERNAME", str, None,
+    "The first administrator, created when the server starts with --auth and has no users yet.",
+)
+ADMIN_PASSWORD = _var(
+    "EVENTFLOW_ADMIN_PASSWORD", str, None,
+    "The first administrator's password (there is no built-in default).",
+)
