@@ -109,3 +109,13 @@ ADMIN_PASSWORD = _var(
     "EVENTFLOW_ADMIN_PASSWORD", str, None,
     "The first administrator's password (there is no built-in default).",
 )
+AUTH_DEFAULT_PERMISSION = _var(
+    "EVENTFLOW_AUTH_DEFAULT_PERMISSION", str, "READ",
+    "What a user may do with an experiment or a registered model nobody granted them anything on: "
+    "READ (MLflow's default), EDIT, MANAGE or NO_PERMISSIONS (to keep teams apart).",
+)
+AUTH_CACHE_SECONDS = _var(
+    "EVENTFLOW_AUTH_CACHE_SECONDS", float, 30.0,
+    "How long a server remembers a verified credential, so the slow hash is paid once; a password "
+    "change, a deletion or a revocation takes effect on other servers within this time.",
+)

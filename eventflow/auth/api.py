@@ -310,11 +310,10 @@ def routes(runtime: Any, authenticator: Authenticator | None) -> list[Route]:
 def ensure_admin(runtime: Any) -> None:
     """The first admin, from EVENTFLOW_ADMIN_USERNAME / EVENTFLOW_ADMIN_PASSWORD (no default
     password exists); a server with auth on and no user at all refuses to start."""
-    import os
-
+    from eventflow import environment_variables as env
     from eventflow.rules import Refused
 
-    username, password = os.environ.get("EVENTFLOW_ADMIN_USERNAME"), os.environ.get("EVENTFLOW_ADMIN_PASSWORD")
+    username, password = env.ADMIN_USERNAME.get(), env.ADMIN_PASSWORD.get()
     if username and password:
         if runtime.read(accounts.get_user, username) is None:
             from eventflow.events import ACTOR

@@ -13,11 +13,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 import threading
 import time
 from typing import Any
 
+from eventflow import environment_variables as env
 from eventflow.auth.accounts import get_token, get_user, split_token, stored_hash
 from eventflow.auth.passwords import verify_secret
 from eventflow.auth.permissions import Principal
@@ -27,7 +27,7 @@ from eventflow.events import now_ms
 class Authenticator:
     def __init__(self, runtime: Any, ttl: float | None = None):
         self.runtime = runtime
-        self.ttl = float(os.environ.get("EVENTFLOW_AUTH_CACHE_SECONDS", "30")) if ttl is None else ttl
+        self.ttl = float(env.AUTH_CACHE_SECONDS.get() or 0) if ttl is None else ttl
         self._cache: dict[bytes, tuple[Principal, float]] = {}
         self._lock = threading.Lock()
 

@@ -9,11 +9,12 @@ with the caller's credentials: ``EVENTFLOW_TRACKING_USERNAME``/``_PASSWORD`` (or
 from __future__ import annotations
 
 import datetime
-import os
 from typing import Any
 
 import click
 import httpx
+
+from eventflow.sdk.credentials import Credentials
 
 
 def _tracking_uri(function):  # type: ignore[no-untyped-def]
@@ -22,17 +23,13 @@ def _tracking_uri(function):  # type: ignore[no-untyped-def]
 
 
 def _credentials() -> dict[str, Any]:
-    token = os.environ.get("EVENTFLOW_TRACKING_TOKEN") or os.environ.get("MLFLOW_TRACKING_TOKEN")
-    if token:
-        return {"headers": {"Authorization": f"Bearer {token}"}}
-    username = os.environ.get("EVENTFLOW_TRACKING_USERNAME") or os.environ.get("MLFLOW_TRACKING_USERNAME")
-    password = os.environ.get("EVENTFLOW_TRACKING_PASSWORD") or os.environ.get("MLFLOW_TRACKING_PASSWORD")
-    if username and password:
-        return {"auth": (username, password)}
-    raise click.UsageError(
-        "no credentials: set EVENTFLOW_TRACKING_USERNAME and EVENTFLOW_TRACKING_PASSWORD (an admin's, to manage users) "
-        "or EVENTFLOW_TRACKING_TOKEN"
-    )
+    credentials = Credentials.from_env()
+    if not credentials.present:
+        raise click.UsageError(
+            "no credentials: set EVENTFLOW_TRACKING_USERNAME and EVENTFLOW_TRACKING_PASSWORD (an admin's, to manage users) "
+            "or EVENTFLOW_TRACKING_TOKEN"
+        )
+    return {"auth": credentials.auth()}
 
 
 def call(tracking_uri: str, method: str, path: str, **kwargs: Any) -> dict[str, Any]:

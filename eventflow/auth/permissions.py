@@ -10,7 +10,6 @@ MANAGE on everything. A token acts for its user within its scopes: ``read`` read
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +17,7 @@ from sqlalchemy import not_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from eventflow import environment_variables as env
 from eventflow.auth.tables import permissions
 from eventflow.validation import InvalidInput
 
@@ -53,7 +53,7 @@ def check_scopes(values: object) -> list[str]:
 
 
 def default_permission() -> str:
-    return check_permission(os.environ.get("EVENTFLOW_AUTH_DEFAULT_PERMISSION", READ))
+    return check_permission(env.AUTH_DEFAULT_PERMISSION.get())
 
 
 @dataclass(frozen=True)

@@ -94,9 +94,9 @@ def create_app(runtime: Runtime, policy: Policy | None = None, *, auth: bool | N
 
 def auth_from_environment() -> bool:
     """Whether ``eventflow server --auth`` asked for authentication (EVENTFLOW_AUTH)."""
-    import os
+    from eventflow import environment_variables as env
 
-    return os.environ.get("EVENTFLOW_AUTH", "").strip().lower() in ("1", "true", "yes")
+    return bool(env.AUTH.get())
 
 
 def app_from_environment() -> Starlette:

@@ -332,3 +332,30 @@ def test_the_cli_says_what_the_server_refused(url):
     assert nobody.exit_code == 1 and "UNAUTHENTICATED" in nobody.output
     both = cli(url, ["permissions", "show", "x", "--experiment-id", "1", "--model", "m"])
     assert both.exit_code == 2 and "exactly one of --experiment-id and --model" in both.output
+
+
+def test_the_event_append_endpoint_refuses_a_forged_actor_and_stamps_the_callers(url):
+    """The forged audit trail: an event claiming to be alice-the-admin, at time 0, from a
+    made-up host, sent by another user."""
+    from eventflow import commands
+    from eventflow.codec import encode
+    from eventflow.codec.framing import CONTENT_TYPE, pack
+    from eventflow.events import Event
+
+    olga = new_user(url)
+    experiment_id = new_experiment(url, olga)
+    made = commands.create_run(uuid.uuid4().hex, experiment_id, run_name="forged", user_id=olga[0], artifact_uri="mlflow-artifacts:/x")
+
+    def send(actor: str) -> httpx.Response:
+        event = Event(made.type, made.payload, event_id=str(uuid.uuid4()), time=0, actor=actor,
+                      source={"host": "made-up-host", "process": "1", "sdk_version": "0"})
+        return api(url, "POST", "/api/2.0/eventflow/events", olga, content=pack([encode(event)]), headers={"Content-Type": CONTENT_TYPE})
+
+    forged = send("alice-the-admin")
+    assert forged.status_code == 400 and "alice-the-admin" in forged.json()["message"], forged.text
+    assert not [e for e in all_events(url) if e["payload"].get("run_id") == made.payload["run_id"]]
+    assert send(olga[0]).status_code == 200
+    [stored] = [e for e in all_events(url) if e["payload"].get("run_id") == made.payload["run_id"]]
+    assert stored["actor"] == olga[0] and stored["time"] > 0
+    assert stored["source"]["stamped_by"] == "server" and stored["source"]["authenticated"] is True
+    assert stored["source"]["client_address"] == "127.0.0.1" and stored["source"]["client_time"] == 0
