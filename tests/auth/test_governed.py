@@ -9,6 +9,7 @@ each time that there was something to hide.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import sys
@@ -230,7 +231,9 @@ def test_appending_events_needs_edit_on_what_they_are_about(world):
     from eventflow.codec.framing import CONTENT_TYPE, pack
 
     def post(client: httpx.Client, *events) -> httpx.Response:
-        return client.post(EVENTS, content=pack([encode(e) for e in events]), headers={"content-type": CONTENT_TYPE})
+        actor = ALICE[0] if client is alice else BOB[0]  # an event names its caller (the server checks)
+        body = pack([encode(dataclasses.replace(e, actor=actor)) for e in events])
+        return client.post(EVENTS, content=body, headers={"content-type": CONTENT_TYPE})
 
     alice, bob = world["alice"], world["bob"]
     tag = commands.set_tags(world["run_A"], [("via", "events")])
