@@ -3,6 +3,9 @@ server pushes to many clients.
 
     python benchmarks/dashboard_bench.py            # embedded default
     python benchmarks/dashboard_bench.py --kafka    # and on Kafka (a local broker is started)
+    python benchmarks/dashboard_bench.py --auth     # also with auth on: the clients are a user
+                                                    # with READ on the experiment only (push
+                                                    # throughput; every event is checked)
 
 1. Latency: a training process calls ``eventflow.log_metric`` 1,000 times (every 10 ms,
    the value being the wall-clock time of the call); headless Chromium shows the run page,
@@ -120,7 +123,8 @@ def latency(url: str, directory: str, tracking_uri: str, env: dict[str, str]) ->
     return {"p50 (ms)": statistics.median(values), "p99 (ms)": percentile(values, 0.99), "max (ms)": max(values), "points": len(values)}
 
 
-async def clients(url: str, run_id: str, total: int, started: asyncio.Event, done_logging: list[float]) -> dict[str, float]:
+async def clients(url: str, run_id: str, total: int, started: asyncio.Event, done_logging: list[float],
+                  headers: dict[str, str] | None = None) -> dict[str, float]:
     from websockets.asyncio.client import connect
 
     received = [0] * CLIENTS
@@ -130,7 +134,7 @@ async def clients(url: str, run_id: str, total: int, started: asyncio.Event, don
     finished_at = [0.0] * CLIENTS
 
     async def one(i: int, ready: asyncio.Event) -> None:
-        async with connect(url.replace("http://", "ws://") + "/api/2.0/eventflow/live", max_size=None) as ws:
+        async with connect(url.replace("http://", "ws://") + "/api/2.0/eventflow/live", max_size=None, additional_headers=headers) as ws:
             await ws.send(json.dumps({"op": "subscribe", "sub": "r", "kind": "runs", "run_ids": [run_id]}))
             while True:
                 message = json.loads(await ws.recv())
@@ -168,7 +172,7 @@ async def clients(url: str, run_id: str, total: int, started: asyncio.Event, don
     }
 
 
-def throughput(url: str, directory: str, tracking_uri: str, env: dict[str, str]) -> dict[str, float]:
+def throughput(url: str, directory: str, tracking_uri: str, env: dict[str, str], headers: dict[str, str] | None = None) -> dict[str, float]:
     total = RATE * SECONDS
     process = training(directory, tracking_uri, env, "throughput", total, RATE, KEYS)
     run_id = process.stdout.readline().strip()
@@ -176,7 +180,7 @@ def throughput(url: str, directory: str, tracking_uri: str, env: dict[str, str])
 
     async def main() -> dict[str, float]:
         started = asyncio.Event()
-        task = asyncio.create_task(clients(url, run_id, total, started, done_logging))
+        task = asyncio.create_task(clients(url, run_id, total, started, done_logging, headers))
         await started.wait()
         process.stdin.write("go\n")
         process.stdin.flush()
@@ -197,14 +201,51 @@ def bench(name: str, home: str, options: list[str], tracking_uri: str, env: dict
             print(f"  {CLIENTS} clients, {RATE:,} points/s: {label:<40} {value:>12,.1f}")
 
 
+AUTH_ENV = {"EVENTFLOW_AUTH": "true", "EVENTFLOW_ADMIN_USERNAME": "admin", "EVENTFLOW_ADMIN_PASSWORD": "bench-admin",
+            "EVENTFLOW_AUTH_DEFAULT_PERMISSION": "NO_PERMISSIONS"}
+
+
+def basic(username: str, password: str) -> dict[str, str]:
+    import base64
+
+    return {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}
+
+
+def bench_auth(name: str, home: str, tracking_uri: str, env: dict[str, str]) -> None:
+    """Push throughput with auth on, to a user who may READ the Default experiment only."""
+    import httpx
+
+    print(f"\n{name}")
+    saved = {key: os.environ.get(key) for key in AUTH_ENV}
+    os.environ.update(AUTH_ENV)
+    try:
+        with eventflow_server(home) as url:
+            admin = basic("admin", "bench-admin")
+            for path, body in (("users/create", {"username": "viewer", "password": "bench-viewer"}),
+                               ("experiments/permissions/create", {"experiment_id": "0", "username": "viewer", "permission": "READ"})):
+                httpx.post(f"{url}/api/2.0/mlflow/{path}", json=body, headers=admin, timeout=30).raise_for_status()
+            for label, value in throughput(url, home, tracking_uri, env, basic("viewer", "bench-viewer")).items():
+                print(f"  {CLIENTS} clients, {RATE:,} points/s: {label:<40} {value:>12,.1f}")
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kafka", action="store_true", help="also run on Kafka (starts a local broker)")
+    parser.add_argument("--auth", action="store_true", help="also with auth on (push throughput to a non-admin user)")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as directory:
         home = os.path.join(directory, "embedded")
         bench("embedded default (training → embedded log file → server → browser)", home, [], home, {"EVENTFLOW_HOME": home})
+        if args.auth:
+            home = os.path.join(directory, "embedded-auth")
+            bench_auth("embedded default, auth on (the clients: a user with READ on the experiment)", home, home, {"EVENTFLOW_HOME": home})
         if args.kafka:
             from eventflow.dev.kafka import LocalKafka
 

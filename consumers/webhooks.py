@@ -54,13 +54,18 @@ def apply_subscription_event(c: Connection, event: Event) -> None:
     p = event.payload
     sid = p["subscription_id"]
     if event.type in ("webhook.created", "webhook.updated"):
-        before = c.execute(select(subscriptions.c.created_time, subscriptions.c.status).where(subscriptions.c.subscription_id == sid)).first()
+        before = c.execute(
+            select(subscriptions.c.created_time, subscriptions.c.status, subscriptions.c.created_by).where(subscriptions.c.subscription_id == sid)
+        ).first()
+        updated = before is not None and event.type == "webhook.updated"
         row = {
             "subscription_id": sid, "url": p["url"], "events": json.dumps(p["events"]), "experiment_id": p.get("experiment_id"),
             "model_name": p.get("model_name"), "condition": p.get("condition"), "status": p["status"],
             "flavor": p.get("flavor"), "name": p.get("name"), "description": p.get("description"),
             "disabled_reason": None, "deleted": False, "updated_time": event.time,
-            "created_time": before.created_time if before is not None and event.type == "webhook.updated" else event.time,
+            "created_time": before.created_time if updated else event.time,
+            # Who made it (the server stamps the actor): they, and administrators, manage it.
+            "created_by": before.created_by if updated else event.actor,
         }
         if before is None or before.status != p["status"] or p["status"] == "ACTIVE":
             row["consecutive_failures"] = 0

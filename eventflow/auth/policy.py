@@ -11,7 +11,7 @@ registered model) and the level it needs there; searches instead narrow what the
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -232,3 +232,51 @@ def authorize_artifact(c: Connection, principal: Principal, method: str, store_p
         require(c, principal, Need(logged_model, needed), {"model_id": query["model_id"]})
     else:
         require(c, principal, Need(run, needed), query)
+
+
+# -- events the SDK appends (POST /api/2.0/eventflow/events) ---------------------------------
+
+# Each event type is governed as the route that makes it; types not here are for admins.
+EVENT_ROUTES: dict[str, str | Need] = {
+    "experiment.created": "experiments/create",
+    "experiment.renamed": "experiments/update",
+    "experiment.deleted": "experiments/delete",
+    "experiment.restored": "experiments/restore",
+    "experiment.tag_set": "experiments/set-experiment-tag",
+    "experiment.tag_deleted": "experiments/delete-experiment-tag",
+    "run.created": "runs/create",
+    **dict.fromkeys(("run.finished", "run.failed", "run.killed", "run.renamed"), "runs/update"),
+    "run.deleted": "runs/delete",
+    "run.restored": "runs/restore",
+    "run.params_logged": "runs/log-parameter",
+    "run.tags_set": "runs/set-tag",
+    "run.tag_deleted": "runs/delete-tag",
+    "run.metrics_logged": "runs/log-metric",
+    "run.inputs_logged": "runs/log-inputs",
+    "run.outputs_logged": "runs/outputs",
+    "run.artifact_logged": Need(run, EDIT),
+}
+
+
+def _except(need: Need, created: set[tuple[str, str]]) -> Need:
+    """``need`` without what the batch itself creates (its creator gets MANAGE on it)."""
+    about = need.about
+    return replace(need, about=lambda c, d: [r for r in about(c, d) if r not in created],
+                   also=_except(need.also, created) if need.also is not None else None)
+
+
+def authorize_events(c: Connection, principal: Principal, events: list[Any]) -> list[str]:
+    """Raise 403 unless the principal may append every event (EDIT on what each is
+    about, as its route needs); returns the experiments the batch creates, whose
+    creator gets MANAGE once they are appended (:func:`after`)."""
+    created: set[tuple[str, str]] = set()
+    for event in events:
+        rule = EVENT_ROUTES.get(event.type)
+        if rule is None:
+            if not principal.admin:
+                raise denied(f"Permission denied: {event.type} events are for administrators")
+            continue
+        require(c, principal, _except(ROUTES[rule] if isinstance(rule, str) else rule, created), event.payload)
+        if event.type == "experiment.created" and queries.get_experiment(c, str(event.payload["experiment_id"])) is None:
+            created.add((EXPERIMENT, str(event.payload["experiment_id"])))
+    return [experiment_id for _, experiment_id in sorted(created)]

@@ -7,6 +7,7 @@ events per promotion, so reading it whole per request stays cheap.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from eventflow.codec import CodecError, decode
@@ -65,7 +66,13 @@ def as_json(event: Event) -> dict[str, Any]:
             "correlation_id": event.correlation_id, "causation_id": event.causation_id, **event.payload}
 
 
-def deployments(log: Log, target: str | None = None, max_results: int = 100) -> dict[str, Any]:
-    """``{"deployments": [state per target], "history": [events, newest first]}``."""
-    events = [e for e in read_deployment_events(log) if target is None or e.payload["target"] == target]
+def deployments(
+    log: Log, target: str | None = None, max_results: int = 100, visible: Callable[[str], bool] | None = None
+) -> dict[str, Any]:
+    """``{"deployments": [state per target], "history": [events, newest first]}``; with
+    ``visible``, only of the models it accepts (by name: what the reader may READ)."""
+    events = [
+        e for e in read_deployment_events(log)
+        if (target is None or e.payload["target"] == target) and (visible is None or visible(e.payload["name"]))
+    ]
     return {"deployments": fold(events), "history": [as_json(e) for e in reversed(events)][:max_results]}

@@ -1,5 +1,6 @@
 """``/api/2.0/eventflow/deployments``: what each deployment target serves, and its history
-(from the deployer's deployment.* events)."""
+(from the deployer's deployment.* events). With auth on, a reader sees the deployments of
+the registered models they may READ (all, for an administrator)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from eventflow.auth import context as access
+from eventflow.auth.streams import Owners, Sight
 from eventflow.deploy.history import deployments
 from eventflow.server.requests import as_int
 from eventflow.server.runtime import Runtime
@@ -19,7 +22,10 @@ def routes(runtime: Runtime) -> list[Route]:
     async def list_deployments(request: Request) -> JSONResponse:
         query = dict(request.query_params)
         max_results = as_int(query, "max_results", 100, 1, 10_000)
-        found = await run_in_threadpool(deployments, runtime.log, query.get("target") or None, max_results)
+        principal = access.current()
+        sight = Sight(principal, runtime.read, Owners(runtime.read), ttl=float("inf")) if principal is not None else None
+        visible = None if sight is None or sight.all else (lambda name: sight.may_read(("registered_model", name)))
+        found = await run_in_threadpool(deployments, runtime.log, query.get("target") or None, max_results, visible)
         return JSONResponse(found)
 
     return [Route(PATH, list_deployments, methods=["GET"])]

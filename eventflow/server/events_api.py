@@ -6,6 +6,13 @@ Appending takes Avro single-object events from the SDK, each re-checked by the r
 of its command before any is appended, and stamped by the server (``stamping.py``): an
 authenticated caller may only post events that name it; the envelope's time becomes the
 server's (the client's is kept as ``source.client_time``).
+
+With auth on, a reader who is not an administrator sees only the events about what they
+may READ (eventflow/auth/streams.py), the rest neither shown nor counted; a page then
+reads at most ``SCAN_LIMIT`` records, so it answers in bounded time even when little of
+the log is theirs (fewer events, even none, with a ``next_page_token``: follow it until
+there is none). Appending needs, for each event, what its route needs (EDIT on the
+experiment, for most: eventflow.auth.policy.EVENT_ROUTES).
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from eventflow import commands
+from eventflow.auth import context as access
+from eventflow.auth import policy
+from eventflow.auth.streams import Owners, Sight
 from eventflow.codec import decode, decode_untrusted
 from eventflow.codec.framing import CONTENT_TYPE, unpack  # noqa: F401 (CONTENT_TYPE: this route's body)
 from eventflow.events import Event, LIFECYCLE_TOPICS
@@ -39,6 +49,10 @@ MAX_BODY = EVENTS_MAX_BODY  # enforced while the body is read (browsers.BrowserG
 # eight bytes of body — real batches hold far fewer — and never more than the SDK's
 # largest batch could, so a body of tiny records cannot decode to gigabytes.
 MAX_RECORDS = 500_000
+
+
+# Records one page reads at most for a reader who may not see everything.
+SCAN_LIMIT = 20_000
 
 
 def record_budget(size: int) -> int:
@@ -87,6 +101,11 @@ def read_events(runtime: Runtime, query: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ApiError(f"unknown topic(s): {', '.join(unknown)}")
     events: list[dict[str, Any]] = []
+    principal = access.current()
+    sight = Sight(principal, runtime.read, Owners(runtime.read), ttl=float("inf")) if principal is not None else None
+    if sight is not None and sight.all:
+        sight = None
+    scanned = 0
     with runtime.log.consumer(topics) as consumer:
         if positions is not None:
             for tp, offset in positions.items():
@@ -100,15 +119,24 @@ def read_events(runtime: Runtime, query: dict[str, Any]) -> dict[str, Any]:
         else:
             consumer.seek_to_beginning()
         ends = {tp: runtime.log.end_offsets(tp.topic)[tp.partition] for tp in consumer.assignment()}
-        while len(events) < max_results and any(consumer.position(tp) < end for tp, end in ends.items()):
+        while len(events) < max_results and scanned < (SCAN_LIMIT if sight is not None else float("inf")) \
+                and any(consumer.position(tp) < end for tp, end in ends.items()):
             records = consumer.poll(timeout=0.5, max_records=max_results - len(events))
             if not records:
                 break
+            scanned += len(records)
+            decoded: list[tuple[Any, Event | None, str | None]] = []
             for record in records:
                 try:
-                    event = decode(record.value)
-                except Exception as error:  # poison stays visible in the audit view
-                    events.append({"topic": record.topic, "partition": record.partition, "offset": record.offset, "error": str(error)})
+                    decoded.append((record, decode(record.value), None))
+                except Exception as error:  # poison stays visible in the audit view (to administrators)
+                    decoded.append((record, None, str(error)))
+            visible = _visible(sight, [event for _, event, _ in decoded])
+            for (record, event, error), shown in zip(decoded, visible):
+                if not shown:
+                    continue
+                if event is None:
+                    events.append({"topic": record.topic, "partition": record.partition, "offset": record.offset, "error": error})
                     continue
                 if types and not any(fnmatch.fnmatchcase(event.type, pattern) for pattern in types):
                     continue
@@ -116,6 +144,18 @@ def read_events(runtime: Runtime, query: dict[str, Any]) -> dict[str, Any]:
         positions = {tp: consumer.position(tp) for tp in consumer.assignment()}
     more = any(positions[tp] < end for tp, end in ends.items())
     return {"events": events, **({"next_page_token": _token(positions)} if more else {})}
+
+
+def _visible(sight: Sight | None, events: list[Event | None]) -> list[bool]:
+    """Which of a poll's events the reader may see (all, with auth off or for an admin);
+    what they are about is looked up for the whole poll at once."""
+    if sight is None:
+        return [True] * len(events)
+    known = [e for e in events if e is not None]
+    abouts = iter(sight.owners.about_all([(e.type, e.payload) for e in known]))
+    about = [next(abouts) if e is not None else () for e in events]
+    sight.prefetch(r for resources in about for r in resources)
+    return [e is not None and sight.sees(a) for e, a in zip(events, about)]
 
 
 async def get_events(request: Request, runtime: Runtime) -> JSONResponse:
@@ -138,8 +178,12 @@ def append_events(runtime: Runtime, body: bytes, origin: Origin | None = None) -
         commands.recheck(event)
         if event.type == "experiment.created":  # the same rule as experiments/create
             check_artifact_location(event.payload["artifact_location"], runtime.artifacts)
+    principal = access.current()
+    created = runtime.read(policy.authorize_events, principal, events) if principal is not None else []
     check_events(runtime.read, events)
     positions = runtime.write(events, origin=origin, from_client=True) if events else []
+    for experiment_id in created:  # its creator manages it, as after experiments/create
+        policy.after(runtime, principal, "experiments/create", {}, {"experiment_id": experiment_id})
     return {"positions": [{"topic": p.topic, "partition": p.partition, "offset": p.offset} for p in positions]}
 
 

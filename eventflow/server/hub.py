@@ -24,12 +24,15 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventflow.consumers.base import Delivery
 from eventflow.events import Event, metric_points
 from eventflow.log import TopicPartition
 from eventflow.proto_json import replace_non_finite
+
+if TYPE_CHECKING:
+    from eventflow.auth.streams import Owners, Sight
 
 Positions = dict[TopicPartition, int]
 
@@ -108,6 +111,9 @@ class Item:
     entry: str  # the event as JSON (metric batches summarised)
     chunk: str | None  # metric points: {"run_id":..,"series":{key:{"step":[],"time":[],"value":[]}}}
     size: int
+    # What the event is about, for readers who may not see everything (auth on); None
+    # until resolved (eventflow/auth/streams.py).
+    about: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass
@@ -118,11 +124,14 @@ class Batch:
     size: int
 
 
-def prepare(deliveries: Iterable[Delivery], spans: dict[TopicPartition, tuple[int, int]]) -> Batch:
-    """Encode a batch once (in the feed's thread, off the event loop)."""
+def prepare(deliveries: Iterable[Delivery], spans: dict[TopicPartition, tuple[int, int]], owners: "Owners | None" = None) -> Batch:
+    """Encode a batch once (in the feed's thread, off the event loop); with ``owners``
+    (auth on), also say what each event is about, so that the loop only looks it up."""
+    deliveries = list(deliveries)
+    abouts = owners.about_all([(d.event.type, d.event.payload) for d in deliveries]) if owners is not None else None
     items = []
     size = 0
-    for delivery in deliveries:
+    for index, delivery in enumerate(deliveries):
         event, record = delivery.event, delivery.record
         payload = event.payload
         chunk = None
@@ -154,6 +163,7 @@ def prepare(deliveries: Iterable[Delivery], spans: dict[TopicPartition, tuple[in
             entry,
             chunk,
             len(entry) + (len(chunk) if chunk else 0),
+            abouts[index] if abouts is not None else None,
         )
         size += item.size
         items.append(item)
@@ -180,7 +190,8 @@ class Subscription:
 
     KINDS = ("experiments", "experiment", "runs", "models", "events")
 
-    def __init__(self, sub_id: str, kind: str, spec: dict[str, Any], hub: "Hub", wake: asyncio.Event):
+    def __init__(self, sub_id: str, kind: str, spec: dict[str, Any], hub: "Hub", wake: asyncio.Event, sight: "Sight | None" = None):
+        """``sight`` is what the connection's user may read (None: auth is off, all)."""
         if kind not in self.KINDS:
             raise ValueError(f"unknown subscription kind {kind!r}: use one of {', '.join(self.KINDS)}")
         self.id = sub_id
@@ -188,6 +199,7 @@ class Subscription:
         self.spec = spec
         self.hub = hub
         self.wake = wake
+        self.sight = sight
         self.experiment_id: str | None = str(spec["experiment_id"]) if spec.get("experiment_id") is not None else None
         if kind == "experiment" and self.experiment_id is None:
             raise ValueError("an 'experiment' subscription needs experiment_id")
@@ -205,17 +217,29 @@ class Subscription:
     # -- what it wants ------------------------------------------------------------------
 
     def matches(self, item: Item) -> bool:
+        """Whether the subscription wants the item and its user may read it (an event
+        about what they may not read is neither sent nor counted)."""
+        if not self.wants(item):
+            return False
+        if self.sight is not None and not self.sight.sees(self._about(item)):
+            return False
+        if self.kind == "experiment" and item.type == "run.created":
+            self.run_ids.add(item.run_id or "")  # the experiment's new run: its events follow
+        return True
+
+    def _about(self, item: Item) -> tuple[tuple[str, str], ...]:
+        if item.about is None:  # prepared before auth was looked at: resolve it now
+            assert self.sight is not None
+            item.about = self.sight.owners.about_all([(item.type, json.loads(item.entry)["event"]["payload"])])[0]
+        return item.about
+
+    def wants(self, item: Item) -> bool:
         kind, type_ = self.kind, item.type
         if kind == "runs":
             return type_.startswith("run.") and item.run_id in self.run_ids
         if kind == "experiment":
             if type_.startswith("run."):
-                if item.run_id in self.run_ids:
-                    return True
-                if type_ == "run.created" and item.experiment_id == self.experiment_id:
-                    self.run_ids.add(item.run_id or "")
-                    return True
-                return False
+                return item.run_id in self.run_ids or (type_ == "run.created" and item.experiment_id == self.experiment_id)
             return type_.startswith("experiment.") and item.experiment_id == self.experiment_id
         if kind == "experiments":
             return type_.startswith("experiment.")
@@ -281,6 +305,10 @@ class Hub:
         self.ring_bytes = RING_BYTES if ring_bytes is None else ring_bytes
         self._ring_size = 0
         self.ring_base: Positions = {}  # the positions before the oldest batch in the ring
+        # Whose runs and models are whose, for subscriptions of users who may not read
+        # everything: set by the first of them (auth on), then every batch says what its
+        # events are about (eventflow/auth/streams.py).
+        self.owners: "Owners | None" = None
         self._in_flight = threading.Semaphore(MAX_IN_FLIGHT)
         self.dispatched = 0  # events, for the benchmark and tests
 
@@ -294,7 +322,7 @@ class Hub:
         self._call(self._start, dict(positions))
 
     def publish(self, deliveries: list[Delivery], spans: dict[TopicPartition, tuple[int, int]]) -> None:
-        batch = prepare(deliveries, spans)
+        batch = prepare(deliveries, spans, self.owners)
         # Bounded hand-over: if the loop falls behind, the feed waits (the log keeps the rest).
         while not self._in_flight.acquire(timeout=1.0):
             if self.loop is None or self.loop.is_closed():

@@ -20,6 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from eventflow.auth.permissions import LEVELS, Principal, level, visibility
+from eventflow.auth.streams import Owners, Sight
 from eventflow.codec import decode
 from eventflow.consumers.base import Delivery
 from eventflow.events import LIFECYCLE_TOPICS
@@ -38,7 +40,7 @@ from eventflow.server.hub import (
 from eventflow.server.runtime import Runtime
 from eventflow.views import queries
 from eventflow.views.positions import PROJECTOR
-from eventflow.views.tables import log_positions
+from eventflow.views.tables import experiments, log_positions
 
 logger = logging.getLogger(__name__)
 
@@ -77,16 +79,32 @@ def _history(connection: Connection, run_id: str, key: str) -> str:
     return f'{json.dumps(key)}:{{"step":{steps},"time":{times},"value":{floats_json([p["value"] for p in points])}}}'
 
 
+def _visible_experiments(connection: Connection, sight: Sight | None) -> list[dict[str, Any]]:
+    """Every experiment the subscription's user may read (auth off: every experiment)."""
+    visible = None if sight is None else visibility(sight.principal, "experiment", experiments.c.experiment_id)
+    if sight is not None and sight.principal.cap < LEVELS["READ"]:
+        return []
+    found, _ = queries.search_experiments(connection, "ALL", 1000, visible=visible)
+    return found
+
+
+def _may_read(connection: Connection, sight: Sight | None, resource_type: str, resource_id: str) -> bool:
+    return sight is None or sight.all or level(connection, sight.principal, resource_type, resource_id) >= LEVELS["READ"]
+
+
 def view_snapshot(runtime: Runtime, subscription: Subscription) -> tuple[str, Positions]:
-    """The subscription's data as JSON, and the log positions it reflects."""
+    """The subscription's data as JSON, and the log positions it reflects: only what its
+    user may read (an experiment or run they may not read is neither shown nor counted)."""
     spec = subscription.spec
+    sight = subscription.sight
     with runtime.engine.connect() as connection:
         connection = _consistent(connection)
         positions = projector_positions(connection)  # first read: fixes the snapshot
         if subscription.kind == "experiments":
-            found, _ = queries.search_experiments(connection, "ALL", 1000)
-            return dumps({"experiments": found}), positions
+            return dumps({"experiments": _visible_experiments(connection, sight)}), positions
         if subscription.kind == "experiment":
+            if not _may_read(connection, sight, "experiment", subscription.experiment_id or ""):
+                raise PermissionError(f"Permission denied: READ on experiment {subscription.experiment_id!r} is needed")
             experiment = queries.get_experiment(connection, subscription.experiment_id or "")
             found, _ = queries.search_runs(
                 connection, [subscription.experiment_id or ""], spec.get("view_type") or "ACTIVE_ONLY",
@@ -98,14 +116,14 @@ def view_snapshot(runtime: Runtime, subscription: Subscription) -> tuple[str, Po
             parts = []
             for run_id in sorted(subscription.run_ids):
                 run = queries.get_run(connection, run_id)
-                if run is None:
+                if run is None or not _may_read(connection, sight, "experiment", run["info"]["experiment_id"]):
                     continue
                 keys = sorted({m["key"] for m in run["data"]["metrics"]})
                 histories = ",".join(_history(connection, run_id, key) for key in keys)
                 parts.append(f'{{"run":{dumps(run)},"history":{{{histories}}}}}')
             return f'{{"runs":[{",".join(parts)}]}}', positions
         # models: what exists of the registry, and the recent model and deployment events
-        found, _ = queries.search_logged_models(connection, [e["experiment_id"] for e in queries.search_experiments(connection, "ALL", 1000)[0]])
+        found, _ = queries.search_logged_models(connection, [e["experiment_id"] for e in _visible_experiments(connection, sight)])
     events, _ = recent_events(runtime, subscription)
     return dumps({"logged_models": found, "registered_models": [], "events": events}), positions
 
@@ -118,7 +136,7 @@ def recent_events(runtime: Runtime, subscription: Subscription, count: int = REC
     # Read back far enough that filtering leaves `count` (metric batches are most events).
     span = count * (10 if subscription.types or subscription.entity else 1)
     starts = {tp: max(0, end - span) for tp, end in ends.items()}
-    batch = read_range(runtime, starts, ends)
+    batch = read_range(runtime, starts, ends, subscription.sight.owners if subscription.sight is not None else None)
     found = Pending()
     subscription.take(batch, found)
     entries = [json.loads(entry) for entry in found.entries]
@@ -126,8 +144,9 @@ def recent_events(runtime: Runtime, subscription: Subscription, count: int = REC
     return entries[-count:], ends
 
 
-def read_range(runtime: Runtime, starts: Positions, ends: Positions):  # type: ignore[no-untyped-def]
-    """Every event from ``starts`` up to ``ends``, read from the log, prepared as a batch."""
+def read_range(runtime: Runtime, starts: Positions, ends: Positions, owners: Owners | None = None):  # type: ignore[no-untyped-def]
+    """Every event from ``starts`` up to ``ends``, read from the log, prepared as a batch
+    (with what each event is about when ``owners`` is given: auth is on)."""
     todo = {tp: (s, ends[tp]) for tp, s in starts.items() if tp in ends and s < ends[tp]}
     deliveries: list[Delivery] = []
     spans: dict[TopicPartition, tuple[int, int]] = {}
@@ -148,7 +167,7 @@ def read_range(runtime: Runtime, starts: Positions, ends: Positions):  # type: i
                     except Exception:  # poison: the dead-letter topic has it
                         continue
                 spans = {tp: (todo[tp][0], min(consumer.position(tp), todo[tp][1])) for tp in todo}
-    return prepare(deliveries, spans)
+    return prepare(deliveries, spans, owners)
 
 
 # -- one websocket connection ------------------------------------------------------------------
@@ -159,6 +178,15 @@ class LiveConnection:
         self.websocket = websocket
         self.runtime = runtime
         self.hub = hub
+        # Auth on: the middleware authenticated the handshake; every subscription of the
+        # connection sees only what its user may read, decided per event (re-asked after
+        # eventflow.auth.streams.RECHECK_SECONDS, so a permission change applies within that).
+        principal: Principal | None = websocket.scope.get("eventflow.principal")
+        self.sight: Sight | None = None
+        if principal is not None:
+            if hub.owners is None:
+                hub.owners = Owners(runtime.read)
+            self.sight = Sight(principal, runtime.read, hub.owners)
         self.subscriptions: dict[str, Subscription] = {}
         self.ready: set[str] = set()  # subscriptions whose snapshot is sent
         self.wake = asyncio.Event()
@@ -214,7 +242,7 @@ class LiveConnection:
                 raise ValueError(f"subscription {sub_id!r} exists: unsubscribe it first")
             if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
                 raise ValueError(f"a connection may hold at most {MAX_SUBSCRIPTIONS} subscriptions: unsubscribe one first")
-            subscription = Subscription(sub_id, str(message.get("kind")), message, self.hub, self.wake)
+            subscription = Subscription(sub_id, str(message.get("kind")), message, self.hub, self.wake, self.sight)
             resume = parse_positions(message["resume"]) if message.get("resume") is not None else None
         except ValueError as error:
             await self._error(sub_id, str(error))
@@ -249,7 +277,7 @@ class LiveConnection:
                     break
                 # The ring does not reach back there: read the log up to where the hub is.
                 target = dict(self.hub.positions)
-                batch = await run_in_threadpool(read_range, self.runtime, since, target)
+                batch = await run_in_threadpool(read_range, self.runtime, since, target, self.hub.owners if self.sight is not None else None)
                 subscription.take(batch, backlog, since)
                 since = {tp: max(since.get(tp, 0), target.get(tp, 0)) for tp in {*since, *target}}
             if self.subscriptions.get(subscription.id) is not subscription:

@@ -23,7 +23,7 @@ from eventflow.events import now_ms
 from eventflow.server.errors import ApiError, not_found
 from eventflow.server.requests import as_int, required, text
 from eventflow.server.runtime import Runtime
-from eventflow.server.webhooks_api import _write, method_routes
+from eventflow.server.webhooks_api import _write, may_subscribe, method_routes, mine, owned
 from eventflow.webhooks import mlflow, queries
 from eventflow.webhooks.tables import deliveries, secrets
 
@@ -61,11 +61,12 @@ def _webhook(sub: dict[str, Any]) -> dict[str, Any]:
     return {**shown, "description": sub["description"]} if sub["description"] else shown
 
 
-def _find(runtime: Runtime, webhook_id: Any) -> dict[str, Any]:
+def _find(runtime: Runtime, webhook_id: Any, *, change: bool = True) -> dict[str, Any]:
+    """The MLflow-made webhook, if the caller may see it (``change``: and act on it)."""
     found = runtime.read(queries.get_subscription, webhook_id) if isinstance(webhook_id, str) and webhook_id else None
     if found is None or found["flavor"] != mlflow.FLAVOR:
         raise not_found(f"Webhook with ID {webhook_id} not found")
-    return found
+    return owned(found, change=change)
 
 
 def _state(runtime: Runtime, sid: str, url: str, patterns: list[str], status: str, name: str, description: str | None) -> dict[str, Any]:
@@ -90,22 +91,23 @@ def create_webhook(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     url = text(data, "url") or required(data, "url")
     sid = uuid.uuid4().hex
     state = _state(runtime, sid, url, _patterns(data), text(data, "status") or "ACTIVE", name, text(data, "description") or None)
+    may_subscribe(runtime, state)  # MLflow's webhooks are unscoped: administrators
     _set_secret(runtime, sid, text(data, "secret"))  # before the event, like eventflow's own API
     _write(runtime, [commands.create_webhook(state)])
-    return {"webhook": _webhook(_find(runtime, sid))}
+    return {"webhook": _webhook(_find(runtime, sid, change=False))}
 
 
 def list_webhooks(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     max_results = as_int(data, "max_results", 100, 1, 1000)
     start = as_int(data, "page_token", 0, 0) if data.get("page_token") else 0
-    found = [s for s in runtime.read(queries.list_subscriptions) if s["flavor"] == mlflow.FLAVOR]
+    found = [s for s in mine(runtime.read(queries.list_subscriptions)) if s["flavor"] == mlflow.FLAVOR]
     page = found[start : start + max_results]
     more = start + max_results < len(found)
     return {"webhooks": [_webhook(s) for s in page], **({"next_page_token": str(start + max_results)} if more else {})}
 
 
 def get_webhook(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
-    return {"webhook": _webhook(_find(runtime, data.get("webhook_id")))}
+    return {"webhook": _webhook(_find(runtime, data.get("webhook_id"), change=False))}
 
 
 def update_webhook(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +121,7 @@ def update_webhook(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     if "secret" in data:
         _set_secret(runtime, sid, text(data, "secret"))
     _write(runtime, [commands.update_webhook(state)])
-    return {"webhook": _webhook(_find(runtime, sid))}
+    return {"webhook": _webhook(_find(runtime, sid, change=False))}
 
 
 def delete_webhook(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:

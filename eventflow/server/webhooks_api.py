@@ -5,6 +5,12 @@ once the dispatcher has applied it, so every event after the call is matched by 
 state (read your writes, like the tracking API with the projector). Secrets are not
 events: they are written to the server's secret table, and shown only on create and on
 rotation.
+
+With auth on, a webhook belongs to who created it (the actor of its ``webhook.created``):
+creating one scoped to an experiment or a registered model needs MANAGE there (it will
+carry that entity's events to a URL of the creator's choosing), an unscoped one is for
+administrators; only its creator and administrators list, see, change, test, rotate or
+redeliver it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from eventflow import commands
+from eventflow.auth import context as access
+from eventflow.auth import policy
+from eventflow.auth.permissions import EDIT, LEVELS, MANAGE
 from eventflow.events import Event, now_ms
 from eventflow.server import fieldtypes
 from eventflow.server.errors import ApiError, not_found
@@ -54,6 +63,45 @@ def _subscription(runtime: Runtime, subscription_id: Any) -> dict[str, Any]:
     if found is None:
         raise not_found(f"No webhook subscription with id={subscription_id}")
     return found
+
+
+def may_subscribe(runtime: Runtime, state: dict[str, Any]) -> None:
+    """A webhook's scope is governed: MANAGE on its experiment and its model, admin if
+    it has neither (it would receive every event). Auth off: anyone."""
+    principal = access.current()
+    if principal is None:
+        return
+    if state.get("experiment_id") is None and state.get("model_name") is None:
+        if not principal.admin:
+            raise policy.denied(
+                "Permission denied: a webhook for every experiment and model is for administrators; "
+                "scope it with experiment_id or model_name (MANAGE there is needed)"
+            )
+        return
+    if state.get("experiment_id") is not None:
+        runtime.read(policy.require, principal, policy.Need(policy.experiment(), MANAGE), {"experiment_id": state["experiment_id"]})
+    if state.get("model_name") is not None:
+        runtime.read(policy.require, principal, policy.Need(policy.model, MANAGE), {"name": state["model_name"]})
+
+
+def _yours(subscription: dict[str, Any]) -> bool:
+    principal = access.current()
+    return principal is None or principal.admin or (subscription.get("created_by") or None) == principal.username
+
+
+def owned(subscription: dict[str, Any], *, change: bool = True) -> dict[str, Any]:
+    """The subscription, if the caller may see it (``change``: and act on it)."""
+    principal = access.current()
+    if not _yours(subscription):
+        raise policy.denied(f"Permission denied: webhook {subscription['subscription_id']} is its creator's (or an administrator's)")
+    if change and principal is not None and principal.cap < LEVELS[EDIT]:
+        raise policy.denied("Permission denied: changing a webhook needs the write scope")
+    return subscription
+
+
+def mine(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The subscriptions the caller may list: their own (all, for an administrator)."""
+    return [s for s in found if _yours(s)]
 
 
 def _events(data: dict[str, Any], default: list[str] | None = None) -> list[str]:
@@ -114,6 +162,7 @@ def _secret(data: dict[str, Any]) -> str:
 def create_webhook(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     subscription_id = uuid.uuid4().hex
     state = _state(runtime, subscription_id, data)
+    may_subscribe(runtime, state)
     secret = _secret(data)
     with runtime.engine.begin() as c:  # before the event: the dispatcher never sees a subscription without one
         c.execute(insert(secrets).values(subscription_id=subscription_id, secret=secret, created_time=now_ms(), expires_time=None))
@@ -122,22 +171,23 @@ def create_webhook(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_webhooks(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
-    return {"webhooks": runtime.read(queries.list_subscriptions)}
+    return {"webhooks": mine(runtime.read(queries.list_subscriptions))}
 
 
 def get_webhook(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
-    return {"webhook": _subscription(runtime, data.get("subscription_id"))}
+    return {"webhook": owned(_subscription(runtime, data.get("subscription_id")), change=False)}
 
 
 def update_webhook(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
-    current = _subscription(runtime, data.get("subscription_id"))
+    current = owned(_subscription(runtime, data.get("subscription_id")))
     state = _state(runtime, current["subscription_id"], data, current)
+    may_subscribe(runtime, state)
     _write(runtime, [commands.update_webhook(state)])
     return {"webhook": _subscription(runtime, current["subscription_id"])}
 
 
 def delete_webhook(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
-    current = _subscription(runtime, data.get("subscription_id"))
+    current = owned(_subscription(runtime, data.get("subscription_id")))
     _write(runtime, [commands.delete_webhook(current["subscription_id"])])
     return {}
 
@@ -145,7 +195,7 @@ def delete_webhook(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
 def rotate_secret(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     """A new current secret; the old one keeps signing (both signatures are sent) for
     ``expire_in_seconds`` (default the operator's rotation grace, 0 = stop at once)."""
-    current = _subscription(runtime, data.get("subscription_id"))
+    current = owned(_subscription(runtime, data.get("subscription_id")))
     grace = as_int(data, "expire_in_seconds", int(runtime.webhook_settings.rotation_grace), 0, 30 * 86400)
     secret = _secret(data)
     now = now_ms()
@@ -168,7 +218,7 @@ def test_webhook(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     recorded like any delivery (and retried like one if it failed)."""
     from eventflow.webhooks.payload import body_of
 
-    current = _subscription(runtime, data.get("subscription_id"))
+    current = owned(_subscription(runtime, data.get("subscription_id")))
     sid = current["subscription_id"]
     event = Event("webhook.test", {"subscription_id": sid, "url": current["url"]})
     sender = runtime.webhook_sender()
@@ -187,7 +237,7 @@ def test_webhook(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_deliveries(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
-    current = _subscription(runtime, data.get("subscription_id"))
+    current = owned(_subscription(runtime, data.get("subscription_id")), change=False)
     status = text(data, "status")
     if status and status not in queries.DELIVERY_STATUSES:
         raise ApiError(f"Invalid status {status!r}: one of {', '.join(queries.DELIVERY_STATUSES)}")
@@ -200,7 +250,7 @@ def list_deliveries(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
 
 def redeliver(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     """Send a finished delivery again (same body, same webhook-id), with a fresh retry window."""
-    current = _subscription(runtime, data.get("subscription_id"))
+    current = owned(_subscription(runtime, data.get("subscription_id")))
     sid = current["subscription_id"]
     delivery_id = as_int(data, "delivery_id", None, 1, 2**62)
     found = runtime.read(queries.get_delivery, sid, delivery_id)

@@ -36,6 +36,9 @@ subscriptions = Table(
     Column("flavor", String(16)),
     Column("name", String(500)),
     Column("description", Text),
+    # The actor of its webhook.created: with auth on, only they and administrators see,
+    # change or delete it (NULL on a database older than the column: administrators only).
+    Column("created_by", String(256)),
 )
 
 secrets = Table(
@@ -97,7 +100,7 @@ entity_experiments = Table(
 
 # Columns added after the first release, all nullable: a views database made before them
 # gets them on start (its old subscriptions are eventflow-flavored, i.e. NULL).
-_ADDED = {"webhook_subscriptions": ("flavor", "name", "description")}
+_ADDED = {"webhook_subscriptions": ("flavor", "name", "description", "created_by")}
 
 
 def create_tables(engine: Engine) -> None:

@@ -16,8 +16,9 @@ PATH = "/api/2.0/eventflow/live"
 class LiveClient:
     """One websocket connection; remembers each subscription's points and positions."""
 
-    def __init__(self, url: str):
-        self.ws = connect(url.replace("http://", "ws://") + PATH, max_size=None, open_timeout=10).__enter__()
+    def __init__(self, url: str, headers: dict[str, str] | None = None):
+        """``headers``: sent with the handshake, e.g. ``Authorization`` when auth is on."""
+        self.ws = connect(url.replace("http://", "ws://") + PATH, max_size=None, open_timeout=10, additional_headers=headers).__enter__()
         self.points: dict[str, Counter] = {}  # sub -> Counter of (run_id, key, step)
         self.events: dict[str, list[dict[str, Any]]] = {}
         self.snapshots: dict[str, dict[str, Any]] = {}
