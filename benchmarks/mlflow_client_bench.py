@@ -3,6 +3,8 @@
     pip install -e '.[bench]'
     python benchmarks/mlflow_client_bench.py             # mlflow server vs eventflow (embedded)
     python benchmarks/mlflow_client_bench.py --kafka     # also eventflow on Kafka + PostgreSQL (started here)
+    python benchmarks/mlflow_client_bench.py --auth      # signed in: mlflow server --app-name basic-auth vs
+                                                         # eventflow with auth (password, token) and without
 
 The client code is the same for every server — only MLFLOW_TRACKING_URI changes:
   - sync ``log_metric``: a round trip per call;
@@ -11,6 +13,13 @@ The client code is the same for every server — only MLFLOW_TRACKING_URI change
   - ``search_runs`` over 10,000 runs (created by 8 client threads), every page;
   - ``get_metric_history`` of 20,000 points.
 MLflow runs with SQLite, eventflow on its embedded default (fsynced log, SQLite views).
+
+With ``--auth`` the client signs in as a non-admin user (made through MLflow's auth API,
+which both servers serve): HTTP Basic from MLFLOW_TRACKING_USERNAME/_PASSWORD, and for
+eventflow also a token (MLFLOW_TRACKING_TOKEN). MLflow's basic-auth caches verified
+credentials for ``--mlflow-auth-cache`` seconds (60 by default; 0 is MLflow's own default,
+which pays its scrypt hash, a quarter of a second here, on every request — hours at this scale).
+eventflow caches them for 30 s (EVENTFLOW_AUTH_CACHE_SECONDS).
 """
 
 from __future__ import annotations
@@ -20,10 +29,11 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 
-from servers import eventflow_server, mlflow_server
+from servers import eventflow_server, mlflow_server, new_token, new_user
 
 SYNC_CALLS = 300
 BATCH_POINTS = 100_000
@@ -32,14 +42,48 @@ SEARCH_RUNS = 10_000
 HISTORY_POINTS = 20_000
 
 
-def workload(url: str) -> dict[str, float]:
+USER = ("bench-user", "bench-user-password")
+CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+
+
+@contextmanager
+def signed_in(**variables: str) -> Iterator[None]:
+    """The mlflow client's credentials (MLFLOW_TRACKING_*) for the duration, none other."""
+    saved = {name: os.environ.pop(name, None) for name in CREDENTIALS}
+    os.environ.update({f"MLFLOW_TRACKING_{key.upper()}": value for key, value in variables.items()})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
+
+
+def workload(url: str, say: Callable[[str, float], None] = lambda label, value: None) -> dict[str, float]:
+    """The client code; ``say`` hears each line as it is measured."""
+    out = _Reported(say)
+    _workload(url, out)
+    return dict(out)
+
+
+class _Reported(dict):
+    def __init__(self, say: Callable[[str, float], None]):
+        super().__init__()
+        self.say = say
+
+    def __setitem__(self, label: str, value: float) -> None:
+        super().__setitem__(label, value)
+        self.say(label, value)
+
+
+def _workload(url: str, out: dict[str, float]) -> None:
     import mlflow
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(url)
     client = MlflowClient(url)
-    out: dict[str, float] = {}
     experiment_id = client.create_experiment(f"bench-{time.time_ns()}")
     run_id = client.create_run(experiment_id).info.run_id
 
@@ -91,7 +135,6 @@ def workload(url: str) -> dict[str, float]:
     history = client.get_metric_history(history_run, "h")
     assert len(history) == HISTORY_POINTS
     out[f"get_metric_history of {HISTORY_POINTS:,} points (s)"] = time.perf_counter() - started
-    return out
 
 
 def better(label: str, theirs: float, ours: float) -> float:
@@ -99,41 +142,83 @@ def better(label: str, theirs: float, ours: float) -> float:
     return theirs / ours if label.endswith("(s)") else ours / theirs
 
 
+def cell(label: str, value: float) -> str:
+    return f"{value:,.3f}" if label.endswith("(s)") else f"{value:,.0f}"
+
+
+def measure(results: dict[str, dict[str, float]], name: str, url: str) -> None:
+    """Run the workload on one server, printing each line as it finishes."""
+    print(f"\n{name}:", flush=True)
+    results[name] = workload(url, lambda label, value: print(f"  {label:<48}{cell(label, value):>14}", flush=True))
+
+
+def table(results: dict[str, dict[str, float]], versus: list[tuple[str, str]] = ()) -> None:
+    """Every server side by side (× against the first), then each (ours, theirs) pair of ``versus``."""
+    names = list(results)
+    labels = list(results[names[0]])
+    print(f"\n{'':<48}" + "".join(f"{name:>34}" for name in names))
+    for label in labels:
+        cells = []
+        for name in names:
+            text = cell(label, results[name][label])
+            if name != names[0]:
+                text += f" ({better(label, results[names[0]][label], results[name][label]):.2f}×)"
+            cells.append(f"{text:>34}")
+        print(f"{label:<48}" + "".join(cells))
+    print(f"\n(×: how many times better than {names[0]} on that line; rates higher, durations lower)")
+    for ours, theirs in versus:
+        print(f"\n{ours} against {theirs}:")
+        for label in labels:
+            print(f"  {label:<48}{better(label, results[theirs][label], results[ours][label]):>8.2f}×")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kafka", action="store_true", help="also run eventflow on Kafka + PostgreSQL (started here)")
+    parser.add_argument("--auth", action="store_true", help="sign in: mlflow server --app-name basic-auth vs eventflow with auth (password, token) and without")
+    parser.add_argument("--mlflow-auth-cache", type=int, default=60, metavar="SECONDS",
+                        help="with --auth: how long MLflow's basic-auth caches a verified credential (0: MLflow's default, no cache)")
     args = parser.parse_args()
     import mlflow
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, mlflow {mlflow.__version__}")
     results: dict[str, dict[str, float]] = {}
+    versus: list[tuple[str, str]] = []
     with ExitStack() as stack:
         directory = stack.enter_context(tempfile.TemporaryDirectory())
-        with mlflow_server(f"{directory}") as url:
-            results["mlflow server (SQLite)"] = workload(url)
-        with eventflow_server(f"{directory}/eventflow") as url:
-            results["eventflow (embedded)"] = workload(url)
+        if args.auth:
+            basic = f"mlflow basic-auth (cache {args.mlflow_auth_cache} s)"
+            with mlflow_server(directory, auth_cache_seconds=args.mlflow_auth_cache) as url:
+                new_user(url, *USER)
+                with signed_in(username=USER[0], password=USER[1]):
+                    measure(results, basic, url)
+            with eventflow_server(f"{directory}/eventflow") as url:
+                measure(results, "eventflow, no auth", url)
+            with eventflow_server(f"{directory}/eventflow-auth", auth=True) as url:
+                new_user(url, *USER)
+                with signed_in(username=USER[0], password=USER[1]):
+                    measure(results, "eventflow auth, password", url)
+                token = new_token(url, *USER)
+                with signed_in(token=token):
+                    measure(results, "eventflow auth, token", url)
+            versus = [("eventflow auth, password", "eventflow, no auth"), ("eventflow auth, token", "eventflow, no auth")]
+        else:
+            with mlflow_server(directory) as url:
+                measure(results, "mlflow server (SQLite)", url)
+            with eventflow_server(f"{directory}/eventflow") as url:
+                measure(results, "eventflow (embedded)", url)
         if args.kafka:
             from eventflow.dev.kafka import LocalKafka
             from eventflow.dev.postgres import LocalPostgres
 
             kafka = stack.enter_context(LocalKafka(quiet=True))
             postgres = stack.enter_context(LocalPostgres(durable=True, quiet=True))
-            with eventflow_server(f"{directory}/eventflow-kafka", "--kafka", kafka.bootstrap, "--db", postgres.url) as url:
-                results["eventflow (Kafka + PostgreSQL)"] = workload(url)
-    names = list(results)
-    labels = list(results[names[0]])
-    print(f"\n{'':<48}" + "".join(f"{name:>32}" for name in names))
-    for label in labels:
-        cells = []
-        for name in names:
-            value = results[name][label]
-            cell = f"{value:,.3f}" if label.endswith("(s)") else f"{value:,.0f}"
-            if name != names[0]:
-                cell += f" ({better(label, results[names[0]][label], value):.1f}×)"
-            cells.append(f"{cell:>32}")
-        print(f"{label:<48}" + "".join(cells))
-    print("\n(×: how many times better than mlflow server on that line; rates higher, durations lower)")
+            with eventflow_server(f"{directory}/eventflow-kafka", "--kafka", kafka.bootstrap, "--db", postgres.url, auth=args.auth) as url:
+                if args.auth:
+                    new_user(url, *USER)
+                with signed_in(**({"username": USER[0], "password": USER[1]} if args.auth else {})):
+                    measure(results, "eventflow (Kafka + PostgreSQL)" + (" auth, password" if args.auth else ""), url)
+    table(results, versus)
 
 
 if __name__ == "__main__":

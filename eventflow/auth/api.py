@@ -23,7 +23,7 @@ from eventflow.auth import accounts, context
 from eventflow.auth.accounts import Accounts
 from eventflow.auth.authenticator import Authenticator
 from eventflow.auth.passwords import verify_secret
-from eventflow.auth.permissions import LEVELS, MANAGE, Principal, check_resource_type, check_scopes, default_permission, granted, level
+from eventflow.auth.permissions import EDIT, LEVELS, MANAGE, Principal, check_permission, check_resource_type, check_scopes, default_permission, granted, level
 from eventflow.auth.policy import EXPERIMENT, MODEL, denied
 from eventflow.server.errors import ApiError, not_found
 from eventflow.server.requests import as_int, fields, required
@@ -97,13 +97,19 @@ def list_users(access: Access, principal: Principal, data: dict[str, Any]) -> di
 
 
 def update_password(access: Access, principal: Principal, data: dict[str, Any]) -> dict[str, Any]:
+    """An admin sets anyone else's password; changing your own (admins too, as in MLflow)
+    needs the current one, so a borrowed session cannot take the account over."""
     username, password = required(data, "username"), required(data, "password")
     _self_or_admin(principal, username)
-    if not principal.admin:
+    if principal.username == username:
         current = data.get("current_password")
+        if not isinstance(current, str) or not current:
+            raise ApiError("Current password is required when changing your own password.")
         stored = access.runtime.read(accounts.stored_hash, "password", username)
-        if not isinstance(current, str) or stored is None or not verify_secret(current, stored):
-            raise denied("Permission denied: changing your own password needs your current password (current_password)")
+        if stored is None or not verify_secret(current, stored):
+            raise ApiError("Current password does not match.")
+        if password == current:
+            raise ApiError("New password must differ from the current password.")
     access.accounts.update_password(username, password)
     access.forget(username)
     return {}
@@ -122,6 +128,8 @@ def update_admin(access: Access, principal: Principal, data: dict[str, Any]) -> 
 def delete_user(access: Access, principal: Principal, data: dict[str, Any]) -> dict[str, Any]:
     _admin(principal)
     username = required(data, "username")
+    if username == principal.username:
+        raise ApiError("Users cannot delete their own account. Ask another admin to delete this user instead.", "BAD_REQUEST")
     access.accounts.delete_user(username)
     access.forget(username)
     return {}
@@ -199,27 +207,37 @@ def _grant_target(data: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def grant(access: Access, principal: Principal, data: dict[str, Any]) -> dict[str, Any]:
+    """MLflow 3's grant: a new grant only (an existing one is changed with update, as in MLflow)."""
     resource_type, resource_id, username = _grant_target(data)
+    permission = check_permission(required(data, "permission"))
     _must_manage(access, principal, resource_type, resource_id)
-    access.accounts.set_permission(resource_type, resource_id, username, required(data, "permission"))
+    access.user(username)
+    if access.runtime.read(granted, resource_type, resource_id, username) is not None:
+        raise ApiError(f"Permission for user={username} on resource_type={resource_type}, resource_id={resource_id} already exists.",
+                       "RESOURCE_ALREADY_EXISTS")
+    access.accounts.set_permission(resource_type, resource_id, username, permission)
     return {}
 
 
 def revoke(access: Access, principal: Principal, data: dict[str, Any]) -> dict[str, Any]:
     resource_type, resource_id, username = _grant_target(data)
     _must_manage(access, principal, resource_type, resource_id)
+    access.user(username)
+    if access.runtime.read(granted, resource_type, resource_id, username) is None:
+        raise not_found(f"Permission for user={username} on resource_type={resource_type}, resource_id={resource_id} not found.")
     access.accounts.delete_permission(resource_type, resource_id, username)
     return {}
 
 
 def get_grant(access: Access, principal: Principal, data: dict[str, Any]) -> dict[str, Any]:
+    """A user's effective permission on a resource. ``allowed`` is MLflow's ``can_use``:
+    true from EDIT up (MLflow's USE tier, which eventflow folds into EDIT), not for READ."""
     resource_type, resource_id, username = _grant_target(data)
-    if username != principal.username:
+    if username != principal.username and not principal.admin:
         _must_manage(access, principal, resource_type, resource_id)
     user = access.user(username)
-    who = Principal(username, bool(user["is_admin"]))
-    permission = "MANAGE" if who.is_admin else access.runtime.read(granted, resource_type, resource_id, username) or default_permission()
-    return {"allowed": LEVELS[permission] >= 1, "permission": permission}
+    permission = MANAGE if user["is_admin"] else access.runtime.read(granted, resource_type, resource_id, username) or default_permission()
+    return {"allowed": LEVELS[permission] >= LEVELS[EDIT], "permission": permission}
 
 
 # -- tokens -----------------------------------------------------------------------------------

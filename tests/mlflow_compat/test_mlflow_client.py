@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import sys
 
@@ -19,16 +20,50 @@ STARTED_MS = int(__import__("time").time() * 1000)
 HOMES: dict[str, object] = {}  # each server's home, for tests that reach behind its back
 
 
-@pytest.fixture(scope="module", params=["embedded", "kafka+postgresql"])
+CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+
+
+@pytest.fixture(scope="module", params=["embedded", "kafka+postgresql", "embedded+auth", "embedded+token"])
 def url(request, tmp_path_factory):
-    """A server on the embedded default, then one on Kafka with PostgreSQL views."""
-    home = tmp_path_factory.mktemp("mlflow-compat")
-    options: list[str] = []
-    if request.param == "kafka+postgresql":
-        options = kafka_postgres_options(request, "compat")
-    with running_server(home, *options) as url:
-        HOMES[url] = home
-        yield url
+    """A server on the embedded default, one on Kafka with PostgreSQL views, then servers
+    with auth on (session-scoped, conftest.py), signed in as a non-admin user: with a
+    password (MLFLOW_TRACKING_USERNAME/_PASSWORD), then with a token (MLFLOW_TRACKING_TOKEN)."""
+    with pytest.MonkeyPatch.context() as environment:
+        for name in CREDENTIALS:
+            environment.delenv(name, raising=False)
+        if request.param.startswith("embedded+"):
+            authed = request.getfixturevalue("authed_server")("password" if request.param == "embedded+auth" else "token")
+            if request.param == "embedded+auth":
+                environment.setenv("MLFLOW_TRACKING_USERNAME", authed.user[0])
+                environment.setenv("MLFLOW_TRACKING_PASSWORD", authed.user[1])
+            else:
+                environment.setenv("MLFLOW_TRACKING_TOKEN", authed.token)
+            HOMES[authed.url] = authed.home
+            yield authed.url
+            return
+        home = tmp_path_factory.mktemp("mlflow-compat")
+        options: list[str] = []
+        if request.param == "kafka+postgresql":
+            options = kafka_postgres_options(request, "compat")
+        with running_server(home, *options) as served:
+            HOMES[served] = home
+            yield served
+
+
+def signed_headers() -> dict[str, str]:
+    """The credentials the mlflow client sends, from the same environment variables."""
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    if token:
+        return {"Authorization": f"Bearer {token}"}
+    username, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if username and password:
+        return {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}
+    return {}
+
+
+def http(method: str, url: str, **kwargs) -> httpx.Response:
+    """A raw REST call, signed in as the mlflow client of the test is."""
+    return httpx.request(method, url, headers={**signed_headers(), **kwargs.pop("headers", {})}, timeout=60, **kwargs)
 
 
 @pytest.fixture
@@ -45,7 +80,7 @@ def events(url: str, **params) -> list[dict]:
     found, token = [], None
     while True:
         query = {"max_results": 10000, "from_time": STARTED_MS, **params, **({"page_token": token} if token else {})}
-        page = httpx.get(url + "/api/2.0/eventflow/events", params=query).json()
+        page = http("GET", url + "/api/2.0/eventflow/events", params=query).json()
         found += [e for e in page["events"] if "event" in e]  # undecodable records carry "error" instead
         token = page.get("next_page_token")
         if not token:
@@ -184,7 +219,7 @@ def test_nan_and_infinities_are_kept_as_mlflow_keeps_them(client, url):
     assert [h.value for h in history][0] == 0.5 and math.isnan(history[1].value)
     found = mlflow.search_runs(filter_string=f"attributes.run_id = '{run.info.run_id}'", output_format="list")
     assert found[0].data.metrics["up"] == math.inf
-    raw = httpx.get(f"{url}/api/2.0/mlflow/runs/get", params={"run_id": run.info.run_id}).json()["run"]["data"]["metrics"]
+    raw = http("GET", f"{url}/api/2.0/mlflow/runs/get", params={"run_id": run.info.run_id}).json()["run"]["data"]["metrics"]
     assert {m["key"]: m["value"] for m in raw}["down"] == "-Infinity", "proto3 JSON's spelling, as MLflow answers"
     logged = [e["event"]["payload"] for e in events(url, type="run.metrics_logged") if e["event"]["payload"]["run_id"] == run.info.run_id]
     values = [value for payload in logged for value in payload["columns"]["values"]]
@@ -214,14 +249,14 @@ def test_history_bulk_interval_samples_each_runs_steps(client, url):
         with mlflow.start_run() as run:
             client.log_batch(run.info.run_id, metrics=[mlflow.entities.Metric("loss", s / 10, 1, s) for s in range(1000)])
         run_ids.append(run.info.run_id)
-    answer = httpx.get(url + "/api/2.0/mlflow/metrics/get-history-bulk-interval",
+    answer = http("GET", url + "/api/2.0/mlflow/metrics/get-history-bulk-interval",
                        params={"run_ids": run_ids, "metric_key": "loss", "max_results": 11, "start_step": 100, "end_step": 600}).json()
     for run_id in run_ids:
         steps = [p["step"] for p in answer["metrics"] if p["run_id"] == run_id]
         # MLflow 3.17's sampling: 501 points in 11 near-equal buckets (46 points in the first
         # six, 45 in the rest), the first point of each, the last point in the last place.
         assert steps == [100, 146, 192, 238, 284, 330, 376, 421, 466, 511, 600]
-    wrong = httpx.get(url + "/api/2.0/mlflow/metrics/get-history-bulk-interval", params={"run_ids": run_ids, "metric_key": "loss", "start_step": 5, "end_step": 1})
+    wrong = http("GET", url + "/api/2.0/mlflow/metrics/get-history-bulk-interval", params={"run_ids": run_ids, "metric_key": "loss", "start_step": 5, "end_step": 1})
     assert wrong.status_code == 400 and wrong.json()["error_code"] == "INVALID_PARAMETER_VALUE"
 
 
@@ -260,10 +295,10 @@ def test_a_download_is_checked_against_the_sha256_on_the_log(client, url, tmp_pa
     experiment_id = client.get_run(run.info.run_id).info.experiment_id
     relative = f"{experiment_id}/{run.info.run_id}/artifacts/weights.bin"
     # Tamper with the stored file behind the server's back.
-    stored = httpx.get(url + "/api/2.0/mlflow-artifacts/artifacts/" + relative)
+    stored = http("GET", url + "/api/2.0/mlflow-artifacts/artifacts/" + relative)
     assert stored.status_code == 200
     (HOMES[url] / "artifacts" / relative).write_bytes(b"\x02" * 1000)
-    refused = httpx.get(url + "/api/2.0/mlflow-artifacts/artifacts/" + relative)
+    refused = http("GET", url + "/api/2.0/mlflow-artifacts/artifacts/" + relative)
     assert refused.status_code == 500 and "does not match the sha256" in refused.json()["message"]
 
 
@@ -338,14 +373,14 @@ def test_a_bad_model_link_is_refused_and_nothing_reaches_the_log(client, url):
         with pytest.raises(mlflow.exceptions.MlflowException, match="Logged model with ID 'm-0{32}' not found") as missing:
             client.log_batch(run.info.run_id, metrics=[Metric("acc", 0.5, 1, 0), Metric("acc", 0.6, 1, 1, model_id="m-" + "0" * 32)])
         assert missing.value.error_code == "RESOURCE_DOES_NOT_EXIST"
-        half = httpx.post(api + "log-batch", json={"run_id": run.info.run_id, "metrics": [
+        half = http("POST", api + "log-batch", json={"run_id": run.info.run_id, "metrics": [
             {"key": "ok", "value": 1, "timestamp": 1},
             {"key": "acc", "value": 1, "timestamp": 1, "model_id": model.model_id, "dataset_name": "eval"},
         ]})
         assert half.status_code == 400 and half.json() == {
             "error_code": "INVALID_PARAMETER_VALUE", "message": "Both dataset_name and dataset_digest must be provided if one is provided",
         }
-        wrong_type = httpx.post(api + "log-metric", json={"run_id": run.info.run_id, "key": "acc", "value": 1, "timestamp": 1, "model_id": 7})
+        wrong_type = http("POST", api + "log-metric", json={"run_id": run.info.run_id, "key": "acc", "value": 1, "timestamp": 1, "model_id": 7})
         assert wrong_type.status_code == 400 and wrong_type.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     assert [e for e in events(url, type="run.metrics_logged") if e["event"]["payload"]["run_id"] == run.info.run_id] == []
     assert client.get_run(run.info.run_id).data.metrics == {} and mlflow.get_logged_model(model.model_id).metrics in (None, [])

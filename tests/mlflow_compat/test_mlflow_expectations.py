@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_mlflow_client import client, url  # noqa: E402,F401  (the two servers, shared fixtures)
+from test_mlflow_client import client, http, url  # noqa: E402,F401  (the servers, shared fixtures; raw calls signed in as the client is)
 
 import mlflow  # noqa: E402
 from mlflow.entities import Metric  # noqa: E402
@@ -63,37 +63,37 @@ def _run(client: MlflowClient) -> str:
 def test_a_field_of_the_wrong_type_is_refused_with_mlflows_message(url, path, body, field, shown):
     """MLflow answers a mistyped field 400 INVALID_PARAMETER_VALUE, naming it; it never
     looks the stringified value up (``"run_id": 31`` was a 404 "Run with id=31 not found")."""
-    message = _refused(httpx.post(url + API + path, json=body))
+    message = _refused(http("POST", url + API + path, json=body))
     assert message.startswith(f"Invalid value {shown} for parameter '{field}' supplied."), message
     assert "See the API docs" in message
 
 
 def test_a_nested_field_of_the_wrong_type_is_named_by_its_path(url, client):
     run_id = _run(client)
-    message = _refused(httpx.post(url + API + "runs/log-batch", json={"run_id": run_id, "metrics": [{"key": "m", "value": 1, "timestamp": "x"}]}))
+    message = _refused(http("POST", url + API + "runs/log-batch", json={"run_id": run_id, "metrics": [{"key": "m", "value": 1, "timestamp": "x"}]}))
     assert message.startswith("Invalid value \"x\" for parameter 'metrics[0].timestamp' supplied."), message
-    message = _refused(httpx.post(url + API + "runs/log-batch", json={"run_id": run_id, "tags": [{"key": 5, "value": "v"}]}))
+    message = _refused(http("POST", url + API + "runs/log-batch", json={"run_id": run_id, "tags": [{"key": 5, "value": "v"}]}))
     assert message.startswith("Invalid value 5 for parameter 'tags[0].key' supplied."), message
     assert client.get_run(run_id).data.tags.get("5") is None
 
 
 def test_a_metric_without_timestamp_is_refused(url, client):
     run_id = _run(client)
-    message = _refused(httpx.post(url + API + "runs/log-batch", json={"run_id": run_id, "metrics": [{"key": "m", "value": 1.0, "step": 0}]}))
+    message = _refused(http("POST", url + API + "runs/log-batch", json={"run_id": run_id, "metrics": [{"key": "m", "value": 1.0, "step": 0}]}))
     assert message.startswith("Missing value for required parameter 'metrics[0].timestamp'."), message
-    _refused(httpx.post(url + API + "runs/log-metric", json={"run_id": run_id, "key": "m", "value": 1.0}))
+    _refused(http("POST", url + API + "runs/log-metric", json={"run_id": run_id, "key": "m", "value": 1.0}))
     assert client.get_metric_history(run_id, "m") == []
 
 
 def test_experiment_name_and_webhook_url_errors_use_mlflows_wording(url):
-    message = _refused(httpx.post(url + API + "experiments/create", json={}))
+    message = _refused(http("POST", url + API + "experiments/create", json={}))
     assert message.startswith("Missing value for required parameter 'name'."), message
     event = [{"entity": "model_version", "action": "created"}]
-    message = _refused(httpx.post(url + API + "webhooks", json={"name": "h", "url": "ftp://example.com/hook", "events": event}))
+    message = _refused(http("POST", url + API + "webhooks", json={"name": "h", "url": "ftp://example.com/hook", "events": event}))
     assert message.startswith("Invalid webhook URL scheme: 'ftp'."), message
-    message = _refused(httpx.post(url + API + "webhooks", json={"name": "h", "url": "https:///no-host", "events": event}))
+    message = _refused(http("POST", url + API + "webhooks", json={"name": "h", "url": "https:///no-host", "events": event}))
     assert message.startswith("Webhook URL must include a hostname"), message
-    message = _refused(httpx.post(url + API + "webhooks", json={"name": 7, "url": "https://example.com/hook", "events": event}))
+    message = _refused(http("POST", url + API + "webhooks", json={"name": 7, "url": "https://example.com/hook", "events": event}))
     assert message.startswith("Invalid value 7 for parameter 'name' supplied."), message
 
 
@@ -124,7 +124,7 @@ def test_history_bulk_interval_takes_mlflows_range_and_samples_as_mlflow_does(ur
     endpoint = url + API + "metrics/get-history-bulk-interval"
 
     def steps(key, **params):
-        answer = httpx.get(endpoint, params={"run_ids": [run_id], "metric_key": key, **params})
+        answer = http("GET", endpoint, params={"run_ids": [run_id], "metric_key": key, **params})
         assert answer.status_code == 200, answer.text
         return [(p["step"], p["timestamp"]) for p in answer.json()["metrics"]]
 
@@ -134,9 +134,9 @@ def test_history_bulk_interval_takes_mlflows_range_and_samples_as_mlflow_does(ur
     assert steps("flat", max_results=2) == [(0, 1), (0, 5)], "sampled by point, not by step"
     assert steps("loss", max_results=2500) == expected
     assert steps("loss") == expected, "MLflow's default is 2,500 per run"
-    message = _refused(httpx.get(endpoint, params={"run_ids": [run_id], "metric_key": "loss", "max_results": 2501}))
+    message = _refused(http("GET", endpoint, params={"run_ids": [run_id], "metric_key": "loss", "max_results": 2501}))
     assert message.startswith("max_results must be between 1 and 2500."), message
-    message = _refused(httpx.get(endpoint, params={"run_ids": [run_id], "metric_key": "loss", "start_step": 2}))
+    message = _refused(http("GET", endpoint, params={"run_ids": [run_id], "metric_key": "loss", "start_step": 2}))
     assert message.startswith("If either start step or end step are specified, both must be specified."), message
 
 
@@ -144,13 +144,13 @@ def test_history_bulk_is_served_on_the_ajax_api(url, client):
     first, second = _run(client), _run(client)
     client.log_batch(first, metrics=[Metric("acc", 0.1, 20, 1), Metric("acc", 0.2, 10, 2)])
     client.log_batch(second, metrics=[Metric("acc", 0.5, 5, 0)])
-    answer = httpx.get(url + AJAX + "metrics/get-history-bulk", params={"run_id": [second, first], "metric_key": "acc"})
+    answer = http("GET", url + AJAX + "metrics/get-history-bulk", params={"run_id": [second, first], "metric_key": "acc"})
     assert answer.status_code == 200, answer.text
     got = [(m["run_id"], m["step"], m["value"]) for m in answer.json()["metrics"]]
     by_run = sorted([first, second])
     expected = {first: [(first, 2, 0.2), (first, 1, 0.1)], second: [(second, 0, 0.5)]}  # each run by timestamp
     assert got == expected[by_run[0]] + expected[by_run[1]]
-    message = _refused(httpx.get(url + AJAX + "metrics/get-history-bulk", params={"metric_key": "acc"}))
+    message = _refused(http("GET", url + AJAX + "metrics/get-history-bulk", params={"metric_key": "acc"}))
     assert message.startswith("GetMetricHistoryBulk request must specify at least one run_id."), message
 
 
@@ -200,13 +200,13 @@ def test_search_datasets_is_served_on_the_ajax_api(url, client):
     for context in ("training", "eval"):
         with mlflow.start_run(experiment_id=experiment_id):
             mlflow.log_input(dataset, context=context)
-    answer = httpx.post(url + AJAX + "experiments/search-datasets", json={"experiment_ids": [experiment_id]})
+    answer = http("POST", url + AJAX + "experiments/search-datasets", json={"experiment_ids": [experiment_id]})
     assert answer.status_code == 200, answer.text
     summaries = sorted(answer.json()["dataset_summaries"], key=lambda s: s.get("context", ""))
     assert summaries == [
         {"experiment_id": experiment_id, "name": "train", "digest": dataset.digest, "context": context} for context in ("eval", "training")
     ]
-    message = _refused(httpx.post(url + AJAX + "experiments/search-datasets", json={"experiment_ids": []}))
+    message = _refused(http("POST", url + AJAX + "experiments/search-datasets", json={"experiment_ids": []}))
     assert message.startswith("SearchDatasets request must specify at least one experiment_id."), message
 
 
@@ -222,7 +222,7 @@ def test_a_version_and_a_logged_model_may_name_a_run_that_does_not_exist(url, cl
     client.create_registered_model(model)
     version = client.create_model_version(model, f"runs:/{missing}/model", missing)
     assert version.run_id == missing
-    created = httpx.post(url + API + "logged-models", json={"experiment_id": experiment_id, "source_run_id": missing})
+    created = http("POST", url + API + "logged-models", json={"experiment_id": experiment_id, "source_run_id": missing})
     assert created.status_code == 200, created.text
     assert created.json()["model"]["info"]["source_run_id"] == missing
 
@@ -230,7 +230,7 @@ def test_a_version_and_a_logged_model_may_name_a_run_that_does_not_exist(url, cl
 def test_deleting_a_logged_models_missing_tag_raises(url, client):
     experiment_id = client.create_experiment(_unique("compat-model-tag"))
     model = client.create_logged_model(experiment_id)
-    answer = httpx.delete(url + API + f"logged-models/{model.model_id}/tags/nope")
+    answer = http("DELETE", url + API + f"logged-models/{model.model_id}/tags/nope")
     message = _refused(answer, "RESOURCE_DOES_NOT_EXIST")
     assert message == f"No tag with key 'nope' found for model with ID '{model.model_id}'."
     with pytest.raises(mlflow.exceptions.MlflowException, match="No tag with key"):
@@ -254,7 +254,7 @@ def test_a_version_made_from_a_logged_model_is_recorded_on_its_tags(url, client)
     name = _unique("compat-mv")
     client.create_registered_model(name)
     for _ in range(2):
-        httpx.post(url + API + "model-versions/create",
+        http("POST", url + API + "model-versions/create",
                    json={"name": name, "source": f"models:/{logged.model_id}", "model_id": logged.model_id}).raise_for_status()
     tag = client.get_logged_model(logged.model_id).tags["mlflow.modelVersions"]
     assert json.loads(tag) == [{"name": name, "version": "1"}, {"name": name, "version": "2"}]
