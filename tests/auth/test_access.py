@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.server.serving import running_server
+from serving import running_server
 
 ADMIN = ("admin", "admin-password-" + uuid.uuid4().hex[:8])
 

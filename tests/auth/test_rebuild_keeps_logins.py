@@ -9,7 +9,7 @@ import sys
 
 import httpx
 
-from tests.server.serving import running_server
+from serving import running_server
 
 ENV = {"EVENTFLOW_AUTH": "true", "EVENTFLOW_ADMIN_USERNAME": "root-admin", "EVENTFLOW_ADMIN_PASSWORD": "first-admin-pw"}
 ADMIN = ("root-admin", "first-admin-pw")
