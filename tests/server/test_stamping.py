@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from eventflow import commands
-from eventflow.codec import decode, encode
+from eventflow.codec import DecodeError, decode, encode
 from eventflow.codec.framing import CONTENT_TYPE, pack
 from eventflow.events import Event, now_ms
 from eventflow.server.errors import ApiError
@@ -288,7 +288,10 @@ def test_sdk_events_written_straight_to_kafka_are_marked_as_the_client_s_claim(t
             until = time.monotonic() + 60
             while time.monotonic() < until and not any(e.type == "run.finished" for e in found):
                 for record in consumer.poll(timeout=0.5, max_records=10000):
-                    event = decode(record.value)
+                    try:
+                        event = decode(record.value)
+                    except DecodeError:
+                        continue  # the broker is shared: other tests put poison on this topic on purpose
                     if event.payload.get("run_id") == run.run_id:
                         found.append(event)
     finally:
