@@ -500,7 +500,7 @@ def _endpoint(runtime: Runtime, name: str, handler: Handler) -> Callable[[Reques
         # A retry makes the same ids as the first try (eventflow/idempotency.py).
         idempotency.begin(idempotency.key_for(route, user, data, request.headers.get(idempotency.HEADER)))
         result = await run_in_threadpool(handler, runtime, data)
-        if principal is not None:
+        if principal is not None and name in policy.CREATIONS:  # a thread hop only where there is a grant to write
             await run_in_threadpool(policy.after, runtime, principal, name, data, result)
         return ProtoJSONResponse(result)
 
