@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from eventflow.cli_common import checked_tracking_uri
+
 from eventflow import __version__
 from eventflow.auth import cli as auth_cli
 from eventflow.deploy import cli as deploy_cli
@@ -321,7 +323,7 @@ CONSUMERS = {
 @click.argument("name", type=click.Choice(sorted(CONSUMERS)))
 @click.option("--target", "targets", multiple=True, metavar="models:/NAME@ALIAS=PORT",
               help="deployer: serve this alias on this port (repeat for more). [env EVENTFLOW_DEPLOY_TARGETS, comma-separated]")
-@click.option("--tracking-uri", envvar="EVENTFLOW_TRACKING_URI", default=None,
+@click.option("--tracking-uri", callback=checked_tracking_uri, envvar="EVENTFLOW_TRACKING_URI", default=None,
               help="deployer: the eventflow server that resolves models:/ URIs. [env EVENTFLOW_TRACKING_URI]")
 @backend_options
 @allow_finite_retention_option

@@ -12,13 +12,15 @@ import datetime
 from typing import Any
 
 import click
+
+from eventflow.cli_common import checked_tracking_uri
 import httpx
 
 from eventflow.sdk.credentials import Credentials
 
 
 def _tracking_uri(function):  # type: ignore[no-untyped-def]
-    return click.option("--tracking-uri", envvar="EVENTFLOW_TRACKING_URI", default="http://127.0.0.1:5000", show_default=True,
+    return click.option("--tracking-uri", callback=checked_tracking_uri, envvar="EVENTFLOW_TRACKING_URI", default="http://127.0.0.1:5000", show_default=True,
                         help="The eventflow server. [env EVENTFLOW_TRACKING_URI]")(function)
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from eventflow.cli_common import checked_tracking_uri
+
 
 def _when(ms: int | None) -> str:
     if ms is None:
@@ -37,7 +39,7 @@ def _table(header: list[str], rows: list[list[str]]) -> None:
         click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
-_tracking = click.option("--tracking-uri", envvar="EVENTFLOW_TRACKING_URI", default="http://127.0.0.1:5000", show_default=True,
+_tracking = click.option("--tracking-uri", callback=checked_tracking_uri, envvar="EVENTFLOW_TRACKING_URI", default="http://127.0.0.1:5000", show_default=True,
                          help="The eventflow server. [env EVENTFLOW_TRACKING_URI]")
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from eventflow.cli_common import checked_tracking_uri
+
 from eventflow.validation import InvalidInput
 
 
@@ -46,7 +48,7 @@ def _pairs(values: tuple[str, ...]) -> dict[str, str]:
 
 
 @click.group("registry")
-@click.option("--tracking-uri", envvar="EVENTFLOW_TRACKING_URI", metavar="URI", default=None,
+@click.option("--tracking-uri", callback=checked_tracking_uri, envvar="EVENTFLOW_TRACKING_URI", metavar="URI", default=None,
               help="An eventflow server (http://HOST:PORT) or a home directory. [env EVENTFLOW_TRACKING_URI; default ~/.eventflow]")
 @click.pass_context
 def registry(ctx: click.Context, tracking_uri: str | None) -> None:

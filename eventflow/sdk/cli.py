@@ -7,9 +7,11 @@ import sys
 
 import click
 
+from eventflow.cli_common import checked_tracking_uri
+
 
 @click.command("sync")
-@click.option("--tracking-uri", default=None,
+@click.option("--tracking-uri", callback=checked_tracking_uri, default=None,
               help="Send only what was spooled for this target (http://..., kafka://..., or a home directory). "
                    "Default: every target that has spooled events.")
 @click.option("--home", type=click.Path(file_okay=False), default=None,

@@ -35,7 +35,7 @@ from typing import Any
 
 from eventflow import commands, rules
 from eventflow import validation as v
-from eventflow.config import tracking_uri_from_env
+from eventflow.config import check_tracking_uri, tracking_uri_from_env
 from eventflow.sdk import environment, spool
 from eventflow.sdk.sender import Sender
 from eventflow.sdk.stores import HomeUnavailable, Store, open_store
@@ -208,8 +208,9 @@ def set_tracking_uri(uri: str | os.PathLike[str] | None) -> None:
     """Log to ``uri``: a directory (embedded), ``kafka://host:port``, ``http://server:port``."""
     if _session.runs:
         raise RuntimeError("end the active run before changing the tracking URI")
+    checked = None if uri is None else check_tracking_uri(str(uri))
     _session.reset()
-    _session.uri = None if uri is None else str(uri)
+    _session.uri = checked
 
 
 def get_tracking_uri() -> str:

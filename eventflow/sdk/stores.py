@@ -239,9 +239,11 @@ def open_store(uri: str | None) -> Store:
     """A store for a tracking URI: nothing or a path (embedded), ``kafka://``, ``http(s)://``."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from eventflow.config import DEFAULT_HOME, Home
+    from eventflow.config import DEFAULT_HOME, Home, check_tracking_uri
     from eventflow.log import open_log
 
+    if uri:
+        check_tracking_uri(uri)
     if uri and uri.startswith(("http://", "https://")):
         from eventflow.sdk.http_store import HttpStore
 

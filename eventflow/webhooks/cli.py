@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from eventflow.cli_common import checked_tracking_uri
+
 
 def _tracking_option(function):
-    return click.option("--tracking-uri", envvar="EVENTFLOW_TRACKING_URI", default="http://127.0.0.1:5000", show_default=True,
+    return click.option("--tracking-uri", callback=checked_tracking_uri, envvar="EVENTFLOW_TRACKING_URI", default="http://127.0.0.1:5000", show_default=True,
                         help="The eventflow server. [env EVENTFLOW_TRACKING_URI]")(function)
 
 
