@@ -31,10 +31,9 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from eventflow.log.base import Headers
+from eventflow.log.base import Headers, Record
 
 #: The "previous digest" of a partition's first record.
 GENESIS = bytes(32)
@@ -82,79 +81,85 @@ class Break:
         return f"{self.where}: {self.reason}{span}"
 
 
-@dataclass(frozen=True)
-class Chained:
-    """One record as the chain sees it: what ``link`` covers, and the digest stored with it."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes
-    headers: Headers
-    stored: bytes | None  # the digest the record carries (None: it carries none)
-    error: str | None = None  # unreadable: nothing of it can be checked
-
-
 class ChainCheck:
-    """Recomputes one partition's chain record by record, noting the first break.
+    """Recomputes one partition's chain record by record (in offset order) and keeps the
+    first place where it breaks: against the digest a record carries (embedded log) and
+    against the seals made of the partition (Kafka's sealer; ``seals`` maps offset → digest).
 
-    Records that carry no digest before the first one that does are "unchained" (appended
-    before the chain existed); the chain then starts from ``GENESIS`` at the first chained
-    record. A record without a digest after a chained one is a break (its digest removed).
+    Records carrying no digest before the first that does were appended before the chain
+    existed ("unchained"): the chain restarts from ``GENESIS`` at the first chained record.
+    A record without a digest after a chained one is a break (its digest was removed).
     """
 
-    def __init__(self, topic: str, partition: int, previous: bytes = GENESIS, expected_offset: int | None = None):
+    def __init__(self, topic: str, partition: int, seals: dict[int, bytes] | None = None, *, anchored: bool = False):
+        """``anchored``: the records start mid-partition (an export ``--since``), so the
+        first record's own digest is taken as given and the chain checked from there."""
         self.topic, self.partition = topic, partition
-        self.previous = previous
-        self.chained = previous != GENESIS
-        self.expected = expected_offset
+        self.anchored = anchored
+        self.seals = seals or {}
+        self.previous = GENESIS
+        self.chained = False
         self.unchained = 0
         self.checked = 0
+        self.sealed = 0
         self.last_offset: int | None = None
+        self.last_seal: int | None = None
         self.broken: Break | None = None
 
-    def feed(self, record: Chained) -> bytes | None:
-        """Check one record (in offset order); returns the chain's digest after it."""
+    def feed(self, record: Record) -> bytes | None:
+        """Check one record; returns the chain's digest after it (None once broken)."""
         if self.broken is not None:
             return None
         if record.error is not None:
-            return self._break(record.offset, f"unreadable, its digest cannot be checked: {record.error}")
-        if self.expected is not None and record.offset != self.expected:
-            return self._break(record.offset, f"offset {self.expected} is missing: the chain skips to {record.offset}")
-        self.expected = record.offset + 1
+            return self._break(record.offset, f"unreadable, so its digest cannot be checked: {record.error}")
         self.last_offset = record.offset
-        if record.stored is None and not self.chained:
-            self.unchained += 1
-            return None
+        stored = record.chain
+        if stored is not None and not self.chained:
+            self.chained, self.previous = True, GENESIS
+            if self.anchored:
+                self.previous, self.last_offset = stored, record.offset
+                self.checked += 1
+                return stored
         digest = link(self.previous, record.topic, record.partition, record.offset, record.timestamp, record.key, record.value, record.headers)
-        if record.stored is None:
+        if stored is not None:
+            if stored != digest:
+                return self._break(
+                    record.offset,
+                    f"chain digest mismatch: this record (or one before it) changed since it was appended "
+                    f"(stored {stored.hex()[:16]}…, computed {digest.hex()[:16]}…)",
+                )
+            self.checked += 1
+        elif self.chained:
             return self._break(record.offset, "the record carries no chain digest, yet the records before it do (removed?)")
-        if record.stored != digest:
-            return self._break(
-                record.offset,
-                f"chain digest mismatch: the record or the one before it changed (stored {record.stored.hex()[:16]}…, "
-                f"computed {digest.hex()[:16]}…)",
-            )
-        self.chained = True
+        else:
+            self.unchained += 1
+        seal = self.seals.get(record.offset)
+        if seal is not None:
+            if seal != digest:
+                self.broken = Break(
+                    self.topic, self.partition, record.offset,
+                    f"the seal of offset {record.offset} does not match the records (sealed {seal.hex()[:16]}…, "
+                    f"computed {digest.hex()[:16]}…)",
+                    after=self.last_seal if self.last_seal is not None else -1,
+                )
+                return None
+            self.last_seal = record.offset
+            self.sealed += 1
         self.previous = digest
-        self.checked += 1
         return digest
+
+    def finish(self) -> Break | None:
+        """After the last record: seals of offsets that are no longer there are a break too."""
+        if self.broken is None:
+            beyond = sorted(o for o in self.seals if self.last_offset is None or o > self.last_offset)
+            if beyond:
+                self.broken = Break(
+                    self.topic, self.partition, beyond[0],
+                    f"sealed offset {beyond[0]} is no longer in the log (records removed or the topic recreated)",
+                    after=self.last_seal if self.last_seal is not None else -1,
+                )
+        return self.broken
 
     def _break(self, offset: int, reason: str) -> None:
         self.broken = Break(self.topic, self.partition, offset, reason)
         return None
-
-
-def first_breaks(records: Iterable[Chained]) -> Iterator[Break]:
-    """The first break of every partition in ``records`` (each partition in offset order)."""
-    checks: dict[tuple[str, int], ChainCheck] = {}
-    for record in records:
-        check = checks.get((record.topic, record.partition))
-        if check is None:
-            check = checks[(record.topic, record.partition)] = ChainCheck(record.topic, record.partition)
-        check.feed(record)
-    for check in checks.values():
-        if check.broken is not None:
-            yield check.broken
