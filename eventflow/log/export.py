@@ -34,12 +34,12 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from fastavro import parse_schema, schemaless_reader
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.write import Writer
 
 from eventflow.codec import HEADER_SIZE, MARKER, Schema, registry
@@ -82,10 +82,6 @@ def _namespaced(schema: Any, prefix: str, namespace: str | None = None) -> Any:
     return schema
 
 
-def branch_name(schema: Schema) -> str:
-    return f"w{schema.fingerprint_hex}.{schema.name}"
-
-
 def topic_schemas(topic: str) -> list[Schema]:
     """Every writer schema (each version of each event type) whose events go to ``topic``."""
     families = {name for name, family in FAMILIES.items() if family.topic == topic}
@@ -119,14 +115,30 @@ def wrapper_schema(schemas: Sequence[Schema]) -> dict[str, Any]:
     }
 
 
+class _Block:
+    """Encoded records handed to fastavro's ``Writer.write_block`` (compressed and framed there)."""
+
+    def __init__(self, count: int, data: BytesIO):
+        self.num_records, self.bytes_ = count, data
+
+
 @dataclass
 class _PartitionFile:
-    """One open OCF being written, and what the manifest says of it."""
+    """One open OCF being written, and what the manifest says of it.
+
+    Records are encoded here, not by ``Writer.write``: the ``event`` branch's binary
+    encoding *is* the value's body (the branch is the writer schema renamed), so it is
+    copied, not re-encoded — twice as fast, and exactly what the writer wrote. Only the
+    wrapper's other fields go through fastavro (``prefix``, the schema without ``event``).
+    """
 
     path: Path
     handle: Any
     writer: Writer
-    decoders: dict[bytes, tuple[Schema, str]]
+    decoders: dict[bytes, tuple[Schema, bytes]]  # fingerprint -> (schema, the union index encoded)
+    prefix: dict[str, Any]
+    pending: BytesIO = field(default_factory=BytesIO)
+    pending_count: int = 0
     records: int = 0
     events: int = 0
     first_offset: int | None = None
@@ -137,8 +149,9 @@ class _PartitionFile:
     running: bytes | None = None
 
 
-def _decode(value: bytes, decoders: dict[bytes, tuple[Schema, str]]) -> tuple[Schema, str, dict] | None:
-    """The event in ``value`` read with its own writer schema, or None if it is none."""
+def _decode(value: bytes, decoders: dict[bytes, tuple[Schema, bytes]]) -> tuple[Schema, bytes, dict] | None:
+    """The event in ``value`` read with its own writer schema, or None if it is none (a
+    damaged body too: it is decoded to be sure the file's union branch will read)."""
     if len(value) < HEADER_SIZE or value[:2] != MARKER:
         return None
     found = decoders.get(value[2:HEADER_SIZE])
@@ -202,6 +215,7 @@ def export_log(
             _write(files[record.tp], record, compute_chain)
     finally:
         for file in files.values():
+            _flush_block(file)
             file.writer.flush()
             file.handle.close()
     partitions = {topic: len(log.partitions(topic)) for topic in chosen}
@@ -229,9 +243,33 @@ def _open_file(directory: Path, tp: TopicPartition, codec: str) -> _PartitionFil
         "eventflow.partition": str(tp.partition),
         "eventflow.writer_schemas": json.dumps({s.fingerprint_hex: s.raw for s in schemas}, separators=(",", ":")),
     }
-    writer = Writer(handle, parse_schema(wrapper_schema(schemas)), codec=codec, metadata=metadata)
-    decoders = {s.fingerprint: (s, branch_name(s)) for s in schemas}
-    return _PartitionFile(path, handle, writer, decoders)
+    full = wrapper_schema(schemas)
+    writer = Writer(handle, parse_schema(full), codec=codec, metadata=metadata)
+    prefix = parse_schema({**full, "fields": [f for f in full["fields"] if f["name"] != "event"]})
+    # branch 0 is null; the writer schemas follow in order
+    decoders = {s.fingerprint: (s, _zigzag(index + 1)) for index, s in enumerate(schemas)}
+    return _PartitionFile(path, handle, writer, decoders, prefix)
+
+
+def _zigzag(number: int) -> bytes:
+    """Avro's encoding of an int (a union's branch index)."""
+    value = (number << 1) ^ (number >> 63)
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_NULL_BRANCH = _zigzag(0)
+_BLOCK_RECORDS = 2000
+
+
+def _flush_block(file: _PartitionFile) -> None:
+    if file.pending_count:
+        file.writer.write_block(_Block(file.pending_count, file.pending))
+        file.pending, file.pending_count = BytesIO(), 0
 
 
 def _write(file: _PartitionFile, record: Record, compute_chain: bool) -> None:
@@ -256,14 +294,20 @@ def _write(file: _PartitionFile, record: Record, compute_chain: bool) -> None:
         "event_id": None,
         "event_type": None,
         "writer_fingerprint": None,
-        "event": None,
     }
     if decoded is not None:
-        schema, name, event = decoded
-        wrapped.update(event_id=event["event_id"], event_type=event["event_type"],
-                       writer_fingerprint=schema.fingerprint_hex, event=(name, event))
+        schema, branch, event = decoded
+        wrapped.update(event_id=event["event_id"], event_type=event["event_type"], writer_fingerprint=schema.fingerprint_hex)
         file.events += 1
-    file.writer.write(wrapped)
+    schemaless_writer(file.pending, file.prefix, wrapped)
+    if decoded is not None:
+        file.pending.write(branch)
+        file.pending.write(memoryview(record.value)[HEADER_SIZE:])
+    else:
+        file.pending.write(_NULL_BRANCH)
+    file.pending_count += 1
+    if file.pending_count >= _BLOCK_RECORDS:
+        _flush_block(file)
     file.records += 1
     if file.first_offset is None:
         file.first_offset = record.offset
