@@ -18,6 +18,11 @@ otherwise replay as a different metric. A record that fails it, or whose headers
 longer decode, or whose row is gone, is handed out as unreadable at its position
 (``Record.error``), never raised out of ``poll``. Rows written before checksums existed
 have none ("unchecked"): they are read as before, and ``eventflow log verify`` counts them.
+
+The checksum catches accidents; a deliberate edit can redo it. So each record also gets a
+tamper-evidence digest chained to the previous record of its partition
+(``eventflow.log.chain``), computed in the same transaction that assigns the offset (the
+partition's last digest is kept in ``partition_ends``) and handed out as ``Record.chain``.
 """
 
 from __future__ import annotations
