@@ -66,6 +66,15 @@ def bench_codec() -> list[tuple[str, float]]:
     return rows
 
 
+def bench_chain() -> list[tuple[str, float]]:
+    """The tamper-evidence chain's share of an embedded append: one SHA-256 link per record."""
+    from eventflow.log.chain import GENESIS, link
+
+    message = to_message(metrics_event("r", 1, 10))
+    return [(f"chain digest of one record ({len(message.value)} B value, SHA-256)",
+             per_call_us(lambda: link(GENESIS, message.topic, 0, 12345, 1_700_000_000_000, message.key, message.value, message.headers), 20000))]
+
+
 def bench_log(log: Log, singles: int, batches: int, batch_size: int) -> dict[str, float]:
     events = EventLog(log)
     run_id = uuid.uuid4().hex
@@ -114,7 +123,7 @@ def main() -> None:
 
     print(f"machine: {platform.machine()}, {platform.system()} {platform.release()}, Python {platform.python_version()}")
     print("\ncodec (best of 5)")
-    for label, us in bench_codec():
+    for label, us in bench_codec() + bench_chain():
         print(f"  {label:<52} {us:9.1f} µs")
 
     with ExitStack() as stack:

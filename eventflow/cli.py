@@ -10,6 +10,7 @@ from eventflow import __version__
 from eventflow.auth import cli as auth_cli
 from eventflow.deploy import cli as deploy_cli
 from eventflow.log import cli as log_cli
+from eventflow.log import record_cli as log_record_cli
 from eventflow.models import cli as models_cli
 from eventflow.registry import cli as registry_cli
 from eventflow.sdk import cli as sdk_cli
@@ -401,6 +402,7 @@ main.add_command(deploy_cli.deployments)
 main.add_command(webhooks_cli.webhooks)
 main.add_command(sdk_cli.sync)
 main.add_command(log_cli.log_group)
+log_record_cli.register(log_cli.log_group)
 main.add_command(auth_cli.users)
 main.add_command(auth_cli.tokens)
 main.add_command(auth_cli.permissions)

@@ -67,6 +67,9 @@ class Record:
     # Why this record could not be read, or None. Then key is None, value and headers
     # empty: the damaged bytes never reach a decoder (a flipped bit can still decode).
     error: str | None = None
+    # The record's tamper-evidence digest (eventflow.log.chain), where the log stores one
+    # with the record itself (the embedded log); None on Kafka, whose chain is in seals.
+    chain: bytes | None = None
 
     @property
     def tp(self) -> TopicPartition:

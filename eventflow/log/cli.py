@@ -39,8 +39,14 @@ def log_group() -> None:
 
 
 @log_group.command("verify")
+@click.option("--log", "log_uri", metavar="URI", default=None,
+              help="The log to verify: kafka://HOST:PORT or a directory (a home or a log directory); instead of --home/--kafka.")
+@click.option("--topic", "topics", multiple=True, metavar="TOPIC", help="Only this topic (repeatable). Default: every topic.")
+@click.option("--export", "export_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Verify this export instead (its files against the manifest, their chains); with --log, "
+                   "--home or --kafka also against that log, record by record.")
 @_log_options
-def verify(home: str | None, kafka: str | None) -> None:
+def verify(log_uri: str | None, topics: tuple[str, ...], export_dir: str | None, home: str | None, kafka: str | None) -> None:
     """Read every record of every topic and report each one that cannot be trusted.
 
     On the embedded log each record's checksum is checked, its headers decoded, and the
@@ -48,11 +54,28 @@ def verify(home: str | None, kafka: str | None) -> None:
     existed are counted as unchecked (not bad). On Kafka the client checks each batch's
     CRC-32C as it reads. Exits 1 when any record is bad, listing each with its position
     (topic[partition]@offset) and what is wrong; consumers dead-letter such records and go on.
+
+    The tamper-evidence chain is recomputed too: against the digest each embedded record
+    carries, and against the seals of 'eventflow log seal' (Kafka). The first position
+    where a partition's chain breaks is reported, and exits 1.
     """
-    log = _open(home, kafka)
+    from eventflow.log.chain import ChainCheck
+    from eventflow.log.record_cli import open_source
+    from eventflow.log.seals import read_seals
+
+    if export_dir is not None:
+        _verify_export(export_dir, log_uri, home, kafka)
+        return
+    log = open_source(log_uri, home, kafka)
     try:
-        topics = log.topics()
+        existing = log.topics()
+        unknown = [t for t in topics if t not in existing]
+        if unknown:
+            raise click.UsageError(f"no such topic on the log: {', '.join(unknown)}")
+        topics = list(topics) or existing
         ends = {TopicPartition(topic, p): end for topic in topics for p, end in log.end_offsets(topic).items()}
+        seals = read_seals(log)
+        checks = {tp: ChainCheck(tp.topic, tp.partition, seals.get(tp)) for tp in ends}
         bad: list[tuple[str, str]] = []
         read = 0
         started = time.perf_counter()
@@ -72,6 +95,7 @@ def verify(home: str | None, kafka: str | None) -> None:
                         read += 1
                         if record.error is not None:
                             bad.append((f"{record.topic}[{record.partition}]@{record.offset}", record.error))
+                        checks[record.tp].feed(record)
                     bar.update(len(records))
         elapsed = time.perf_counter() - started
         # Only the embedded log keeps its own checksums (Kafka's are per batch, always there).
@@ -82,18 +106,61 @@ def verify(home: str | None, kafka: str | None) -> None:
     if unchecked:
         summary += f"; {unchecked:,} unchecked (appended before records carried a checksum)"
     click.echo(summary)
-    _report(bad)
+    breaks = [check.finish() for check in checks.values()]
+    click.echo(_chain_summary(list(checks.values())))
+    _report(bad, [b for b in breaks if b is not None])
 
 
-def _report(bad: list[tuple[str, str]]) -> None:
+def _chain_summary(checks: list) -> str:  # type: ignore[type-arg]
+    chained = sum(c.checked for c in checks)
+    sealed = sum(c.sealed for c in checks)
+    unchained = sum(c.unchained for c in checks)
+    parts = [f"chain: {chained:,} record digests checked", f"{sealed:,} seals matched"]
+    if unchained:
+        parts.append(f"{unchained:,} records carry no digest (appended before the chain, or on Kafka: "
+                     f"covered only up to a seal, see 'eventflow log seal')")
+    return ", ".join(parts)
+
+
+def _verify_export(directory: str, log_uri: str | None, home: str | None, kafka: str | None) -> None:
+    from eventflow.log.export import verify_export
+    from eventflow.log.record_cli import open_source
+
+    log = open_source(log_uri, home, kafka) if (log_uri or home or kafka) else None
+    try:
+        read, problems = verify_export(directory, log)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        if log is not None:
+            log.close()
+    against = " against the log" if log is not None else ""
+    click.echo(f"read {read:,} exported records{against}")
+    if not problems:
+        click.echo("the export is intact" + (" and matches the log" if log is not None else ""))
+        return
+    click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''}:")
+    for problem in problems:
+        click.echo(f"  {problem}")
+    sys.exit(1)
+
+
+def _report(bad: list[tuple[str, str]], breaks: list | None = None) -> None:  # type: ignore[type-arg]
     if not bad:
         click.echo("no bad record")
-        return
-    click.echo(f"{len(bad)} bad record{'s' if len(bad) != 1 else ''}:")
-    for where, reason in bad:
-        click.echo(f"  {where}: {reason}")
-    click.echo("Consumers dead-letter these and go on ('eventflow log dead-letters' lists what they skipped).", err=True)
-    sys.exit(1)
+    else:
+        click.echo(f"{len(bad)} bad record{'s' if len(bad) != 1 else ''}:")
+        for where, reason in bad:
+            click.echo(f"  {where}: {reason}")
+        click.echo("Consumers dead-letter these and go on ('eventflow log dead-letters' lists what they skipped).", err=True)
+    if breaks:
+        click.echo(f"the chain breaks in {len(breaks)} partition{'s' if len(breaks) != 1 else ''} (first position in each):")
+        for found in breaks:
+            click.echo(f"  {found}")
+    else:
+        click.echo("no chain break")
+    if bad or breaks:
+        sys.exit(1)
 
 
 @log_group.command("dead-letters")

@@ -18,6 +18,11 @@ otherwise replay as a different metric. A record that fails it, or whose headers
 longer decode, or whose row is gone, is handed out as unreadable at its position
 (``Record.error``), never raised out of ``poll``. Rows written before checksums existed
 have none ("unchecked"): they are read as before, and ``eventflow log verify`` counts them.
+
+The checksum catches accidents; a deliberate edit can redo it. So each record also gets a
+tamper-evidence digest chained to the previous record of its partition
+(``eventflow.log.chain``), computed in the same transaction that assigns the offset (the
+partition's last digest is kept in ``partition_ends``) and handed out as ``Record.chain``.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from pathlib import Path
 
 from kafka.partitioner.default import murmur2
 
+from eventflow.log.chain import GENESIS, link
 from eventflow.log.base import (
     Consumer,
     Headers,
@@ -63,6 +69,7 @@ CREATE TABLE IF NOT EXISTS partition_ends (
     partition INTEGER NOT NULL,
     next_offset INTEGER NOT NULL,
     last_timestamp INTEGER NOT NULL,
+    chain BLOB,
     PRIMARY KEY (topic, partition)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS records (
@@ -74,6 +81,7 @@ CREATE TABLE IF NOT EXISTS records (
     value BLOB NOT NULL,
     headers TEXT,
     checksum INTEGER,
+    chain BLOB,
     PRIMARY KEY (topic, partition, offset)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS group_offsets (
@@ -149,7 +157,7 @@ def record_checksum(
 
 def _record(topic: str, partition: int, row: tuple) -> Record:
     """A row as a record, or as an unreadable record saying what is wrong with it."""
-    offset, timestamp, key, value, headers, checksum = row
+    offset, timestamp, key, value, headers, checksum, chain = row
     try:
         try:  # first, as the more telling reason (the checksum then fails too)
             decoded = _decode_headers(headers)
@@ -162,7 +170,7 @@ def _record(topic: str, partition: int, row: tuple) -> Record:
                     topic, partition, offset, 0,
                     f"checksum mismatch: the record changed after it was appended (stored {checksum:08x}, read {actual:08x})",
                 )
-        return Record(topic, partition, offset, key, value, timestamp, decoded)
+        return Record(topic, partition, offset, key, value, timestamp, decoded, chain=chain)
     except (TypeError, struct.error, AttributeError) as error:  # a column of the wrong type
         return unreadable(topic, partition, offset, 0, f"unreadable record: {error}")
 
@@ -172,7 +180,7 @@ def _missing(tp: TopicPartition, offset: int) -> Record:
 
 
 # Every column as the bytes stored, so a damaged text column cannot fail in the driver.
-_COLUMNS = "offset, timestamp, CAST(key AS BLOB), CAST(value AS BLOB), CAST(headers AS BLOB), checksum"
+_COLUMNS = "offset, timestamp, CAST(key AS BLOB), CAST(value AS BLOB), CAST(headers AS BLOB), checksum, CAST(chain AS BLOB)"
 
 
 def _damaged(error: sqlite3.DatabaseError) -> bool:
@@ -225,8 +233,13 @@ class EmbeddedLog(Log):
                 if statement.strip():
                     conn.execute(statement)
             # A log from before checksums: its rows stay unchecked, new ones get one.
-            if "checksum" not in {row[1] for row in conn.execute("PRAGMA table_info(records)")}:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(records)")}
+            if "checksum" not in columns:
                 conn.execute("ALTER TABLE records ADD COLUMN checksum INTEGER")
+            # A log from before the chain: its rows stay unchained, new ones start it.
+            if "chain" not in columns:
+                conn.execute("ALTER TABLE records ADD COLUMN chain BLOB")
+                conn.execute("ALTER TABLE partition_ends ADD COLUMN chain BLOB")
         self._partition_counts: dict[str, int] = {}
         self._round_robin = itertools.count()
         self._appended = threading.Condition()  # wakes this process's consumers at once
@@ -311,7 +324,7 @@ class EmbeddedLog(Log):
                 if end is None:
                     end = ends[tp] = list(
                         conn.execute(
-                            "SELECT next_offset, last_timestamp FROM partition_ends WHERE topic = ? AND partition = ?",
+                            "SELECT next_offset, last_timestamp, chain FROM partition_ends WHERE topic = ? AND partition = ?",
                             tp,
                         ).fetchone()
                     )
@@ -324,16 +337,19 @@ class EmbeddedLog(Log):
                 crc = record_checksum(
                     tp.topic, tp.partition, offset, timestamp, message.key, message.value, headers and headers.encode()
                 )
-                rows.append((tp.topic, tp.partition, offset, timestamp, message.key, message.value, headers, crc))
+                # The tamper-evidence chain: this writer holds the partition's lock, so it
+                # knows the digest before this record (eventflow.log.chain).
+                end[2] = link(end[2] or GENESIS, tp.topic, tp.partition, offset, timestamp, message.key, message.value, message.headers)
+                rows.append((tp.topic, tp.partition, offset, timestamp, message.key, message.value, headers, crc, end[2]))
                 positions.append(Position(tp.topic, tp.partition, offset))
             conn.executemany(
-                "INSERT INTO records (topic, partition, offset, timestamp, key, value, headers, checksum) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO records (topic, partition, offset, timestamp, key, value, headers, checksum, chain) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             conn.executemany(
-                "UPDATE partition_ends SET next_offset = ?, last_timestamp = ? WHERE topic = ? AND partition = ?",
-                [(end[0], end[1], tp.topic, tp.partition) for tp, end in ends.items()],
+                "UPDATE partition_ends SET next_offset = ?, last_timestamp = ?, chain = ? WHERE topic = ? AND partition = ?",
+                [(end[0], end[1], end[2], tp.topic, tp.partition) for tp, end in ends.items()],
             )
         with self._appended:
             self._appended.notify_all()
