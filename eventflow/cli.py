@@ -274,7 +274,14 @@ def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origin
         os.environ["EVENTFLOW_SERVER_URL"] = f"http://{local}:{port}"
     where = f"Kafka {kafka}" if kafka else f"the embedded log in {home or '~/.eventflow'}"
     click.echo(f"eventflow {__version__}: serving http://{host}:{port} on {where} (dashboard at /)", err=True)
-    uvicorn.run("eventflow.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers, log_level="warning")
+    from eventflow.environment_variables import LIVE_PING_SECONDS
+
+    try:
+        ping = LIVE_PING_SECONDS.get()
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    uvicorn.run("eventflow.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", ws_ping_interval=ping, ws_ping_timeout=ping)
 
 
 def is_loopback(host: str) -> bool:

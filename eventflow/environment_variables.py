@@ -119,3 +119,8 @@ AUTH_CACHE_SECONDS = _var(
     "How long a server remembers a verified credential, so the slow hash is paid once; a password "
     "change, a deletion or a revocation takes effect on other servers within this time.",
 )
+LIVE_PING_SECONDS = _var(
+    "EVENTFLOW_LIVE_PING_SECONDS", float, 20.0,
+    "How often the server pings a dashboard's websocket, and how long it waits for the answer before "
+    "it closes the connection (a browser that stopped reading); raise it behind proxies with long pauses.",
+)

@@ -26,8 +26,10 @@ def backend(request, tmp_path_factory):
 @pytest.fixture(scope="module")
 def url(backend):
     _, options, factory = backend
-    # A small queue bound, so that the slow-client test passes it quickly.
-    with running_server(factory.mktemp("live"), *options, env={"EVENTFLOW_LIVE_MAX_QUEUED": "1048576"}) as url:
+    # A small queue bound, so that the slow-client test passes it quickly; a long keepalive,
+    # since a reader that stopped cannot answer pings and a loaded machine may take longer
+    # than the default 2 × 20 s to send what overflows it.
+    with running_server(factory.mktemp("live"), *options, env={"EVENTFLOW_LIVE_MAX_QUEUED": "1048576", "EVENTFLOW_LIVE_PING_SECONDS": "600"}) as url:
         yield url
 
 

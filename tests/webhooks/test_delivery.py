@@ -273,9 +273,12 @@ def test_a_receiver_down_while_1000_events_happen_gets_all_of_them(runtime):
             assert got == sorted(got)
 
 
-def test_a_slow_endpoint_does_not_hold_up_a_fast_one(runtime, webhook_env):
+def test_a_slow_endpoint_does_not_hold_up_a_fast_one(request, log_uri, webhook_env):
     # The slow endpoint answers nothing until the fast one has had all 40: a condition,
-    # not a clock, so a loaded machine cannot make the slow one finish first.
+    # not a clock, so a loaded machine cannot make the slow one finish first. Its attempts
+    # never time out meanwhile, so its in-flight count is exactly what the dispatcher allows.
+    webhook_env.update(EVENTFLOW_WEBHOOK_TIMEOUT="300", EVENTFLOW_WEBHOOK_LEASE="600")
+    runtime = request.getfixturevalue("runtime")
     gate = threading.Event()
     lock = threading.Lock()
     in_flight = [0, 0]  # now, most at once
