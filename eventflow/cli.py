@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from eventflow import __version__
+from eventflow.audit import cli as audit_cli
 from eventflow.auth import cli as auth_cli
 from eventflow.deploy import cli as deploy_cli
 from eventflow.log import cli as log_cli
@@ -402,6 +403,8 @@ main.add_command(log_cli.log_group)
 main.add_command(auth_cli.users)
 main.add_command(auth_cli.tokens)
 main.add_command(auth_cli.permissions)
+main.add_command(audit_cli.audit)
+registry_cli.registry.add_command(audit_cli.alias_history)
 
 
 @main.group()
