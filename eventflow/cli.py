@@ -415,8 +415,10 @@ def views() -> None:
 @views.command("rebuild")
 @click.option("--into", metavar="URL", default=None,
               help="Rebuild into this (empty) database instead; required when the views are not the default SQLite file.")
+@click.option("--until", metavar="TIME|TOPIC:PARTITION:OFFSET", default=None,
+              help="A snapshot of that moment (needs --into; the live views are not touched). See eventflow/audit/snapshot.py.")
 @backend_options
-def views_rebuild(into, home, kafka, db, artifacts) -> None:
+def views_rebuild(into, until, home, kafka, db, artifacts) -> None:
     """Rebuild the views from offset zero into a fresh database, then swap it in.
 
     The log is the source of truth: this replays every event through the projector
@@ -436,6 +438,8 @@ def views_rebuild(into, home, kafka, db, artifacts) -> None:
     from eventflow.views.db import open_views
 
     where = Home.resolve(home)
+    if until is not None:
+        return audit_cli.snapshot(until, into, where, kafka)
     swap_file: Path | None = None
     if into is None:
         if db or kafka:

@@ -148,3 +148,31 @@ def alias_moves(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             current.update(until=entry["time"], until_iso=entry["time_iso"])
             current = None
     return moves
+
+
+def snapshot(until: str, into: str | None, where: Any, kafka: str | None) -> None:
+    """``views rebuild --until``: the views of one moment, into a database of their own."""
+    import time
+
+    from eventflow.audit.history import iso
+    from eventflow.audit.snapshot import parse_until, rebuild_until
+    from eventflow.log import open_log
+    from eventflow.views.db import open_views
+
+    if not into:
+        raise click.UsageError("--until needs --into URL: a snapshot goes into a database of its own, never over the live views")
+    log = open_log(f"kafka://{kafka}" if kafka else str(where.log_dir))
+    try:
+        moment = parse_until(log, until)
+        engine = open_views(into)
+        started = time.perf_counter()
+        with click.progressbar(length=sum(sum(log.end_offsets(t).values()) for t in log.topics()), label="replaying") as bar:
+            applied = rebuild_until(log, engine, moment, on_step=bar.update)
+        engine.dispose()
+    except InvalidInput as error:
+        raise click.ClickException(error.message) from None
+    finally:
+        log.close()
+    elapsed = time.perf_counter() - started
+    last = f" (last event {moment.last[0].topic}[{moment.last[0].partition}]@{moment.last[1]})" if moment.last else ""
+    click.echo(f"snapshot of {iso(moment.time)}{last}: {applied:,} events in {elapsed:.1f} s, into {into}")

@@ -175,3 +175,62 @@ def test_bad_as_of_and_targets_are_refused_clearly(server):
     assert unknown.status_code == 404 and "no-such-thing" in unknown.json()["message"]
     deployments = httpx.get(f"{url}/api/2.0/eventflow/deployments", params={"as_of": "soon"})
     assert deployments.status_code == 400 and "as_of" in deployments.json()["message"]
+
+
+def _live_model(url: str, name: str) -> tuple:
+    return call(url, "GET", "registered-models/get", name=name)
+
+
+def _snapshot_model(engine, name: str) -> tuple:
+    """What a server over the snapshot database answers (the same handler, rendered alike)."""
+    from pathlib import Path
+
+    from eventflow.audit.asof import Snapshot
+    from eventflow.registry import api as registry
+    from eventflow.server.responses import ProtoJSONResponse
+    from eventflow.validation import InvalidInput
+
+    try:
+        found = registry.get_registered_model(Snapshot(engine, Path("."), 0), {"name": name})
+    except InvalidInput as error:
+        return 404, {"error_code": error.error_code, "message": error.message}
+    return 200, json.loads(ProtoJSONResponse(found).body)
+
+
+def test_views_rebuild_until_makes_a_snapshot_of_that_moment(server, tmp_path, request):
+    from eventflow.views.db import open_views
+
+    url, home, backend = server
+    name = f"snap-{uuid.uuid4().hex[:6]}"
+    run_id = ok(url, "POST", "runs/create", experiment_id="0")["run"]["info"]["run_id"]
+    ok(url, "POST", "registered-models/create", name=name)
+    for _ in range(2):
+        ok(url, "POST", "model-versions/create", name=name, source=f"runs:/{run_id}/model", run_id=run_id)
+    ok(url, "POST", "registered-models/alias", name=name, alias="production", version="1")
+    then = _live_model(url, name)
+    moment = now_ms()
+    next_ms(moment)
+    ok(url, "POST", "registered-models/alias", name=name, alias="production", version="2")
+    ok(url, "POST", "model-versions/transition-stage", name=name, version="2", stage="Staging")
+    now = _live_model(url, name)
+    assert now != then
+
+    entries = httpx.get(f"{url}/api/2.0/eventflow/audit", params={"target": f"models:/{name}"}).json()["entries"]
+    [first_move] = [e for e in entries if e["what"] == "alias production: → version 1"]
+    topic, rest = first_move["position"].split("[", 1)
+    partition, offset = rest.rstrip("]").split("]@")[0], first_move["position"].rsplit("@", 1)[1]
+    kafka = ["--kafka", request.getfixturevalue("kafka_bootstrap")] if backend == "kafka+postgresql" else []
+    for n, until in enumerate((str(moment), f"{topic}:{partition}:{offset}")):
+        into = request.getfixturevalue("new_postgres_database")("snapshot") if kafka else f"sqlite:///{tmp_path / f'snapshot{n}.db'}"
+        done = subprocess.run([sys.executable, "-m", "eventflow", "views", "rebuild", "--until", until, "--into", into, "--home", str(home), *kafka],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr + done.stdout
+        engine = open_views(into)
+        try:
+            assert _snapshot_model(engine, name) == then, until
+        finally:
+            engine.dispose()
+    assert _live_model(url, name) == now  # the live views were not touched
+    refused = subprocess.run([sys.executable, "-m", "eventflow", "views", "rebuild", "--until", "tomorrow-ish", "--home", str(home), *kafka],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "--into" in refused.stderr
