@@ -23,6 +23,9 @@ Each handler calls :func:`backend` once; without ``as_of`` it gets its own backe
 from __future__ import annotations
 
 import datetime
+import threading
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,9 @@ from eventflow.validation import InvalidInput
 
 REGISTRY, RUN, EXPERIMENT = "registry", "run", "experiment"
 FIELD = "as_of"
+# A moment this recent may still gain events (an append stamped just before it, not yet
+# indexed): its fold is not cached.
+FUTURE_MARGIN = 60_000
 
 
 def parse_time(value: Any, field: str = FIELD) -> int:
@@ -76,11 +82,68 @@ def partition_of(log: Log, family: str, key: str | None = None) -> TopicPartitio
     return TopicPartition(f.topic, partition_for((f.shared_key or key or "").encode(), len(log.partitions(f.topic))))
 
 
-def _registry_events(log: Log, until: int) -> list[Located]:
+def _registry_cut(engine: Engine, tp: TopicPartition, until: int) -> int:
+    """The first offset of the registry partition stamped later than ``until`` (every
+    registry event is indexed under its model): the prefix ends before it."""
+    from sqlalchemy import func
+
+    from eventflow.views.tables import entity_events as ix
+
+    with engine.connect() as c:
+        found = c.execute(
+            select(func.min(ix.c.offset)).where(ix.c.topic == tp.topic, ix.c.partition == tp.partition,
+                                                ix.c.entity_type == index.MODEL, ix.c.time > until)
+        ).scalar()
+    return 2**62 if found is None else int(found)
+
+
+def _names_joined_by_renames(engine: Engine, log: Log, name: str) -> set[str]:
+    """The name and every name a rename joins to it, either way: the fold of these names'
+    events decides their state exactly as the whole registry does (each registry rule
+    looks at the names an event carries, and a rename carries both)."""
+    from eventflow.views.tables import entity_events as ix
+
+    names, todo = {name}, [name]
+    while todo:
+        current = todo.pop()
+        with engine.connect() as c:
+            rows = c.execute(
+                select(ix.c.topic, ix.c.partition, ix.c.offset)
+                .where(ix.c.entity_type == index.MODEL, ix.c.entity == current, ix.c.event_type == "registered_model.renamed")
+            ).all()
+        for item in read_positions(log, [tuple(r) for r in rows]):
+            for other in (item.event.payload["name"], item.event.payload["new_name"]):
+                if other not in names:
+                    names.add(other)
+                    todo.append(other)
+    return names
+
+
+def _registry_events(engine: Engine, log: Log, until: int, name: str | None) -> tuple[tuple[Any, ...], Callable[[], list[Located]]]:
+    """The registry's events up to ``until`` (only those of ``name`` and the names renames
+    join to it, when given), and a key saying which prefix that is."""
     tp = partition_of(log, "registered_model")
     if tp is None:
-        return []
-    return [x for x in read_prefix(log, tp, until) if x.event.type.partition(".")[0] in ("registered_model", "model_version")]
+        return (REGISTRY, None), list
+    cut = _registry_cut(engine, tp, until)
+    is_registry = ("registered_model", "model_version")
+    if name is None:
+        return (REGISTRY, cut), lambda: [x for x in read_prefix(log, tp, until) if x.offset < cut and x.event.type.partition(".")[0] in is_registry]
+    names = _names_joined_by_renames(engine, log, name)
+
+    def load() -> list[Located]:
+        from eventflow.views.tables import entity_events as ix
+
+        with engine.connect() as c:
+            rows = c.execute(
+                select(ix.c.topic, ix.c.partition, ix.c.offset).where(
+                    ix.c.entity_type == index.MODEL, ix.c.entity.in_(sorted(names)), ix.c.topic == tp.topic,
+                    ix.c.partition == tp.partition, ix.c.offset < cut)
+            ).all()
+        found = read_positions(log, sorted({tuple(r) for r in rows}))
+        return [x for x in found if x.event.type.partition(".")[0] in is_registry]
+
+    return (REGISTRY, cut, tuple(sorted(names))), load
 
 
 def _run_events(engine: Engine, log: Log, run_id: str, until: int) -> list[Located]:
@@ -115,7 +178,10 @@ def fold(located: list[Located]) -> Engine:
     from eventflow.consumers.projector import Projector
     from eventflow.views.db import open_views
 
-    engine = open_views("sqlite://")
+    # A named in-memory database shared by the pool's connections: the fold, and reads from
+    # any thread (a cached fold serves later requests), see one database. It lives as long
+    # as the engine holds a connection (the pool keeps them).
+    engine = open_views(f"sqlite:///file:asof-{uuid.uuid4().hex}?mode=memory&cache=shared&uri=true")
     if not located:
         return engine
     deliveries, spans = [], {}
@@ -145,22 +211,45 @@ class Snapshot:
         raise InvalidInput("as_of reads the state of a past moment; it cannot be given to a write")
 
 
+# Folded pasts, by the exact prefix they hold: a dashboard's time control asks the same
+# moment many times. Small: each is an in-memory database.
+_CACHE: "OrderedDict[tuple[Any, ...], Engine]" = OrderedDict()
+_CACHE_SIZE = 8
+_cache_lock = threading.Lock()
+
+
+def _cached(key: tuple[Any, ...], load: Callable[[], list[Located]]) -> Engine:
+    with _cache_lock:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    engine = fold(load())
+    with _cache_lock:
+        _CACHE[key] = engine
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)[1].dispose()
+    return engine
+
+
 def snapshot(backend: Any, scope: str, as_of: int, *, entity: str | None = None) -> Snapshot:
     """Fold what ``scope`` needs up to ``as_of`` from the backend's log."""
     from eventflow.auth import context as access
 
     log: Log = backend.log
     if scope == REGISTRY:
-        located = _registry_events(log, as_of)
+        key, load = _registry_events(backend.engine, log, as_of, entity)
     elif scope == RUN:
-        located = _run_events(backend.engine, log, str(entity), as_of)
+        key, load = (RUN, entity, as_of), lambda: _run_events(backend.engine, log, str(entity), as_of)
     elif scope == EXPERIMENT:
-        located = _experiment_events(log, as_of)
+        key, load = (EXPERIMENT, as_of), lambda: _experiment_events(log, as_of)
     else:
         raise ValueError(f"unknown as_of scope {scope!r}")
     if access.current() is not None:
-        located = _access_events(log) + located  # rights as they are now, for searches' visibility
-    return Snapshot(fold(located), backend.artifacts, as_of)
+        # rights as they are now, for searches' visibility (never cached: they change)
+        return Snapshot(fold(_access_events(log) + load()), backend.artifacts, as_of)
+    if scope != REGISTRY or as_of > now_ms() - FUTURE_MARGIN:
+        return Snapshot(fold(load()), backend.artifacts, as_of)  # the prefix may still grow
+    return Snapshot(_cached(key, load), backend.artifacts, as_of)
 
 
 def moment(data: dict[str, Any]) -> int | None:
