@@ -47,6 +47,7 @@ def history(name: str, events: int, others: int, start: int) -> list:
     mixed = []
     for i in range(max(len(out), len(noise))):
         mixed += out[i:i + 1] + noise[i:i + 1]
+    mixed.append(rc.set_registered_model_tag(f"{name}-other", "done", "yes"))  # last on the log: projected means all are
     return [dataclasses.replace(e, time=start + i) for i, e in enumerate(mixed)]
 
 
@@ -80,13 +81,14 @@ def main() -> None:
             writer.append_many(events[i:i + 2000])
         log.close()
         mine = sum(1 for e in events if e.payload.get("name") == name)
+        assert mine == args.events
         print(f"log: {len(events):,} events, {mine:,} of them in {name}'s history; load average {os.getloadavg()[0]:.1f}", flush=True)
         with eventflow_server(home) as url:
             started = time.perf_counter()
             while True:
                 got = httpx.get(f"{url}/api/2.0/mlflow/registered-models/get", params={"name": f"{name}-other"}).json()
                 tags = {t["key"]: t["value"] for t in got.get("registered_model", {}).get("tags", [])}
-                if tags.get("k") == str(args.others - 1):
+                if tags.get("done") == "yes":
                     break
                 time.sleep(0.2)
             print(f"projected by the server (with the index) in {time.perf_counter() - started:.1f} s", flush=True)

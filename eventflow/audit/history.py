@@ -80,6 +80,11 @@ def events_of(c: Connection, log: Log, target: Target) -> list[Located]:
         located = _model_events(c, log, target.entity)
     else:
         located = read_positions(log, positions(c, target.kind, target.entity))
+    if target.kind == index.DEPLOYMENT and target.model:
+        # the alias moves the deployer acted on belong to a deployment's story
+        alias = target.entity.rpartition("@")[2].partition(":")[0]
+        located += [x for x in _model_events(c, log, target.model)
+                    if x.event.type.startswith("model_version.alias") and x.event.payload.get("alias") == alias]
     # One event appended twice (a retried write) is one change.
     unique: dict[str, Located] = {}
     for item in sorted(located, key=lambda x: (x.event.time, x.topic, x.partition, x.offset)):

@@ -3,17 +3,19 @@ partition's prefix up to a moment (for the folds of ``asof``)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from eventflow.codec import CodecError, decode
 from eventflow.events import Event
-from eventflow.log import Log, TopicPartition
+from eventflow.log import Log, LogError, TopicPartition
 
 # Positions closer than this are read through in one stretch (the records between are
 # skipped unread by the caller) rather than with a seek each: a seek on Kafka is a fetch.
 GAP = 256
 POLL = 2000
+READ_TIMEOUT = 120.0  # for the records a read knows are there (below the end offset)
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,15 @@ def _read_range(log: Log, tp: TopicPartition, first: int, last: int, wanted: set
         for other in consumer.assignment():
             consumer.seek(other, ends[other.partition] if other != tp else first)
         last = min(last, ends[tp.partition] - 1)
+        deadline = time.monotonic() + READ_TIMEOUT
         while consumer.position(tp) <= last:
             records = consumer.poll(timeout=1.0, max_records=POLL)
             if not records:
-                break
+                # an empty poll is not the end (a loaded machine, a Kafka fetch): the end offset is
+                if time.monotonic() > deadline:
+                    raise LogError(f"{tp.topic}[{tp.partition}]: offsets up to {last} were not readable within {READ_TIMEOUT:.0f} s")
+                continue
+            deadline = time.monotonic() + READ_TIMEOUT
             for record in records:
                 if record.partition != tp.partition or record.offset > last:
                     continue

@@ -11,16 +11,17 @@ live views are not opened.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, inspect
 
 from eventflow.audit.asof import parse_time
-from eventflow.audit.reading import POLL
+from eventflow.audit.reading import POLL, READ_TIMEOUT
 from eventflow.codec import CodecError, decode
 from eventflow.events import LIFECYCLE_TOPICS
-from eventflow.log import Log, TopicPartition
+from eventflow.log import Log, LogError, TopicPartition
 from eventflow.validation import InvalidInput
 
 
@@ -85,10 +86,15 @@ def _replay_partition(log: Log, projector, tp: TopicPartition, last: int, moment
         for other in consumer.assignment():
             consumer.seek(other, 0 if other == tp else ends[other.partition])
         done = False
+        last = min(last, ends[tp.partition] - 1)
+        deadline = time.monotonic() + READ_TIMEOUT
         while not done and consumer.position(tp) <= last:
             records = [r for r in consumer.poll(timeout=1.0, max_records=POLL) if r.partition == tp.partition]
             if not records:
-                break
+                if time.monotonic() > deadline:  # the records are there (below the end offset): say so, not a short snapshot
+                    raise LogError(f"{tp.topic}[{tp.partition}]: offsets up to {last} were not readable within {READ_TIMEOUT:.0f} s")
+                continue
+            deadline = time.monotonic() + READ_TIMEOUT
             batch, end = [], start
             for record in records:
                 if record.offset > last:
