@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
 
 from eventflow import rules
+from eventflow.audit import index as entity_index
 from eventflow.auth import projection as access
 from eventflow.consumers.base import Delivery, Subscriber
 from eventflow.events import Event, Point, linked_points, metric_points
@@ -647,6 +648,7 @@ class Projector(Subscriber):
                         savepoint.rollback()
                     rejected.append((delivery, why))
             batch.write(connection)
+            entity_index.record(connection, deliveries)  # entity → positions, for the audit
             rows = [{"event_id": d.event.event_id, "error_code": why.error_code, "message": why.message} for d, why in rejected]
             insert_new(connection, refused_events, rows)
         return rejected

@@ -7,6 +7,7 @@ import click
 from eventflow.cli_common import checked_tracking_uri
 
 from eventflow import __version__
+from eventflow.audit import cli as audit_cli
 from eventflow.auth import cli as auth_cli
 from eventflow.deploy import cli as deploy_cli
 from eventflow.log import cli as log_cli
@@ -413,6 +414,8 @@ log_record_cli.register(log_cli.log_group)
 main.add_command(auth_cli.users)
 main.add_command(auth_cli.tokens)
 main.add_command(auth_cli.permissions)
+main.add_command(audit_cli.audit)
+registry_cli.registry.add_command(audit_cli.alias_history)
 
 
 @main.group()
@@ -423,8 +426,10 @@ def views() -> None:
 @views.command("rebuild")
 @click.option("--into", metavar="URL", default=None,
               help="Rebuild into this (empty) database instead; required when the views are not the default SQLite file.")
+@click.option("--until", metavar="TIME|TOPIC:PARTITION:OFFSET", default=None,
+              help="A snapshot of that moment (needs --into; the live views are not touched). See eventflow/audit/snapshot.py.")
 @backend_options
-def views_rebuild(into, home, kafka, db, artifacts) -> None:
+def views_rebuild(into, until, home, kafka, db, artifacts) -> None:
     """Rebuild the views from offset zero into a fresh database, then swap it in.
 
     The log is the source of truth: this replays every event through the projector
@@ -444,6 +449,8 @@ def views_rebuild(into, home, kafka, db, artifacts) -> None:
     from eventflow.views.db import open_views
 
     where = Home.resolve(home)
+    if until is not None:
+        return audit_cli.snapshot(until, into, where, kafka)
     swap_file: Path | None = None
     if into is None:
         if db or kafka:

@@ -158,7 +158,17 @@ ROUTES: dict[str, Need] = {
     "model-versions/get-download-uri": Need(model),
     "model-versions/set-tag": Need(model, EDIT),
     "model-versions/delete-tag": Need(model, EDIT),
+    # eventflow's own routes with a rule here (not MLflow's ENDPOINTS): the audit of one thing.
+    "eventflow/audit": Need(lambda c, d: _audit_resources(c, d)),
 }
+
+EVENTFLOW_ROUTES = {"eventflow/audit"}
+
+
+def _audit_resources(c: Connection, data: dict[str, Any]) -> list[tuple[str, str]]:
+    from eventflow.audit.targets import resources
+
+    return resources(c, data)
 
 
 def _run_ids(data: dict[str, Any]) -> list[str]:

@@ -67,12 +67,15 @@ def as_json(event: Event) -> dict[str, Any]:
 
 
 def deployments(
-    log: Log, target: str | None = None, max_results: int = 100, visible: Callable[[str], bool] | None = None
+    log: Log, target: str | None = None, max_results: int = 100, visible: Callable[[str], bool] | None = None,
+    until: int | None = None,
 ) -> dict[str, Any]:
     """``{"deployments": [state per target], "history": [events, newest first]}``; with
-    ``visible``, only of the models it accepts (by name: what the reader may READ)."""
+    ``visible``, only of the models it accepts (by name: what the reader may READ); with
+    ``until`` (ms), as they were then (the events up to that moment)."""
     events = [
         e for e in read_deployment_events(log)
         if (target is None or e.payload["target"] == target) and (visible is None or visible(e.payload["name"]))
+        and (until is None or e.time <= until)
     ]
     return {"deployments": fold(events), "history": [as_json(e) for e in reversed(events)][:max_results]}

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from eventflow import commands as tc
+from eventflow.audit import asof
 from eventflow.auth.context import visible
 from eventflow.events import Event
 from eventflow.registry import commands as rc
@@ -144,6 +145,7 @@ def create_registered_model(backend: Backend, data: dict[str, Any]) -> dict[str,
 
 
 def get_registered_model(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:
+    backend = asof.backend(backend, data, asof.REGISTRY, entity_field="name")  # as_of: the registry as it was then
     return {"registered_model": _model(backend, data.get("name"))}
 
 
@@ -183,6 +185,7 @@ def delete_registered_model(backend: Backend, data: dict[str, Any]) -> dict[str,
 
 
 def search_registered_models(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:
+    backend = asof.backend(backend, data, asof.REGISTRY)  # as_of: the registry as it was then
     models, token = backend.read(
         rq.search_registered_models,
         _text(data, "filter"),
@@ -195,6 +198,7 @@ def search_registered_models(backend: Backend, data: dict[str, Any]) -> dict[str
 
 
 def get_latest_versions(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:
+    backend = asof.backend(backend, data, asof.REGISTRY, entity_field="name")  # as_of: the registry as it was then
     model = _model(backend, data.get("name"))
     stages = [rc.check_stage(stage) for stage in _strings(data, "stages")]
     return {"model_versions": backend.read(rq.latest_versions, model["name"], stages)}
@@ -235,6 +239,7 @@ def delete_alias(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_version_by_alias(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:
+    backend = asof.backend(backend, data, asof.REGISTRY, entity_field="name")  # as_of: the registry as it was then
     name = rc.check_model_name(data.get("name"))
     alias = data.get("alias")
     if not isinstance(alias, str) or not alias:
@@ -321,6 +326,7 @@ def create_model_version(backend: Backend, data: dict[str, Any]) -> dict[str, An
 
 
 def get_model_version(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:
+    backend = asof.backend(backend, data, asof.REGISTRY, entity_field="name")  # as_of: the registry as it was then
     return {"model_version": _version(backend, data)}
 
 
@@ -381,6 +387,7 @@ def quoted(text: str) -> str:
 
 
 def search_model_versions(backend: Backend, data: dict[str, Any]) -> dict[str, Any]:
+    backend = asof.backend(backend, data, asof.REGISTRY)  # as_of: the registry as it was then
     versions, token = backend.read(
         rq.search_model_versions,
         _text(data, "filter"),

@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from eventflow import __version__
+from eventflow.audit import api as audit_api
 from eventflow.codec import CodecError
 from eventflow.log import LogError
 from eventflow.server import artifacts, dashboard, stamping, deployments_api, events_api, live, mlflow_webhooks_api, openapi, tracking, webhooks_api
@@ -69,6 +70,7 @@ def create_app(runtime: Runtime, policy: Policy | None = None, *, auth: bool | N
         *webhooks_api.routes(runtime),
         *mlflow_webhooks_api.routes(runtime),
         *deployments_api.routes(runtime),
+        *audit_api.routes(runtime),
         *live.routes(runtime),
         *dashboard.routes(),
         *access_api.routes(runtime, authenticator),

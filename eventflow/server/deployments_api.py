@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from eventflow.audit import asof
 from eventflow.auth import context as access
 from eventflow.auth.streams import Owners, Sight
 from eventflow.deploy.history import deployments
@@ -25,7 +26,8 @@ def routes(runtime: Runtime) -> list[Route]:
         principal = access.current()
         sight = Sight(principal, runtime.read, Owners(runtime.read), ttl=float("inf")) if principal is not None else None
         visible = None if sight is None or sight.all else (lambda name: sight.may_read(("registered_model", name)))
-        found = await run_in_threadpool(deployments, runtime.log, query.get("target") or None, max_results, visible)
+        until = asof.moment(query)  # as_of: the deployments as they were then
+        found = await run_in_threadpool(deployments, runtime.log, query.get("target") or None, max_results, visible, until)
         return JSONResponse(found)
 
     return [Route(PATH, list_deployments, methods=["GET"])]

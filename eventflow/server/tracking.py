@@ -18,6 +18,7 @@ from starlette.routing import Route
 from eventflow import commands, idempotency, proto_json, rules
 from eventflow.auth import context as access
 from eventflow.auth import policy
+from eventflow.audit import asof
 from eventflow import validation as v
 from eventflow.events import ACTOR
 from eventflow.registry import api as registry
@@ -71,6 +72,7 @@ def create_experiment(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_experiment(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    runtime = asof.backend(runtime, data, asof.EXPERIMENT)
     return {"experiment": _experiment(runtime, required(data, "experiment_id"))}
 
 
@@ -156,6 +158,7 @@ def create_run(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_run(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    runtime = asof.backend(runtime, data, asof.RUN, entity_field="run_id")
     return {"run": _run(runtime, data, active=False, full=True)}
 
 

@@ -319,3 +319,18 @@ log_positions = Table(
     Column("partition", Integer, primary_key=True),
     Column("next_offset", BigInteger, nullable=False),
 )
+
+# Where each entity's events are on the log (eventflow/audit/index.py): a row per event
+# and entity it is about, written by the projector in the batch's transaction, so that the
+# history of one run or model is read from its own positions, not from a scan of its topic.
+entity_events = Table(
+    "entity_events",
+    metadata,
+    Column("entity_type", String(32), primary_key=True),
+    Column("entity", String(512), primary_key=True),
+    Column("topic", String(249), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("offset", BigInteger, primary_key=True),
+    Column("time", BigInteger, nullable=False),
+    Column("event_type", String(64), nullable=False),
+)

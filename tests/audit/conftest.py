@@ -1,0 +1,6 @@
+"""The audit tests start real servers with the helpers of tests/server."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "server"))
