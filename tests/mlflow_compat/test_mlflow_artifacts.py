@@ -25,6 +25,7 @@ from test_mlflow_client import HOMES, client, events, http, url  # noqa: E402,F4
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "server"))
 from serving import running_server  # noqa: E402
 
+import mlflow  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 PROXY = "/api/2.0/mlflow-artifacts/artifacts/"
@@ -272,3 +273,45 @@ def test_a_relative_artifact_location_is_resolved_as_mlflows_server_resolves_it(
         with pytest.raises(Exception, match="outside the artifact store|'..'"):
             client.create_experiment("escapes", artifact_location="../elsewhere")
         assert client.get_experiment_by_name("escapes") is None
+
+
+# -- permissions -------------------------------------------------------------------------------
+
+
+def test_the_ui_routes_are_governed_as_the_other_artifact_routes(authed_server, tmp_path):
+    """READ on the experiment (or the model) to download, EDIT to upload."""
+    import httpx
+
+    server = authed_server("password")
+    reader = ("compat-reader-" + uuid.uuid4().hex[:6], "reader-password-" + uuid.uuid4().hex)
+    created = httpx.post(server.url + "/api/2.0/mlflow/users/create", json={"username": reader[0], "password": reader[1]}, auth=server.admin)
+    assert created.status_code == 200, created.text
+    owner = MlflowClient(server.url)
+    with pytest.MonkeyPatch.context() as environment:
+        environment.setenv("MLFLOW_TRACKING_USERNAME", server.user[0])
+        environment.setenv("MLFLOW_TRACKING_PASSWORD", server.user[1])
+        environment.setenv("MLFLOW_TRACKING_URI", server.url)  # the mlflow-artifacts: uploads go there
+        mlflow.set_tracking_uri(server.url)
+        name, _, run_id = _version_with_files(owner, tmp_path)
+        experiment_id = owner.get_run(run_id).info.experiment_id
+        model_id = owner.create_logged_model(experiment_id).model_id
+
+    def call(method: str, route: str, auth=reader, **params):
+        return httpx.request(method, server.url + route, params=params, auth=auth, content=b"x" if method == "POST" else None, timeout=30)
+
+    # The default permission is READ: a reader downloads and lists, and cannot upload.
+    assert call("GET", "/get-artifact", run_id=run_id, path="model/MLmodel").status_code == 200
+    assert call("GET", "/model-versions/get-artifact", name=name, version="1", path="MLmodel").status_code == 200
+    assert call("GET", f"/api/2.0/mlflow/logged-models/{model_id}/artifacts/directories").status_code == 200
+    refused = call("POST", "/ajax-api/2.0/mlflow/upload-artifact", run_uuid=run_id, path="x.txt")
+    assert (refused.status_code, refused.json()["error_code"]) == (403, "PERMISSION_DENIED")
+    # With NO_PERMISSIONS on the experiment and the model, nothing of them is served.
+    for path, body in (("/api/2.0/mlflow/experiments/permissions/create", {"experiment_id": experiment_id}),
+                       ("/api/2.0/mlflow/registered-models/permissions/create", {"name": name})):
+        granted = httpx.post(server.url + path, json={**body, "username": reader[0], "permission": "NO_PERMISSIONS"}, auth=server.admin)
+        assert granted.status_code == 200, granted.text
+    assert call("GET", "/get-artifact", run_id=run_id, path="model/MLmodel").status_code == 403
+    assert call("GET", "/model-versions/get-artifact", name=name, version="1", path="MLmodel").status_code == 403
+    assert call("GET", f"/ajax-api/2.0/mlflow/logged-models/{model_id}/artifacts/files", artifact_file_path="MLmodel").status_code == 403
+    assert call("GET", f"/api/2.0/mlflow/logged-models/{model_id}/artifacts/directories").status_code == 403
+    assert call("POST", "/ajax-api/2.0/mlflow/upload-artifact", run_uuid=run_id, path="x.txt", auth=server.user).status_code == 200
