@@ -121,7 +121,7 @@ def _target(runtime: Runtime, relative: str, action: str) -> Path:
 
 
 async def upload(request: Request, runtime: Runtime) -> JSONResponse:
-    await store_upload(request, runtime, safe_path(request.path_params["path"]))
+    await store_upload(request, runtime, request.path_params["path"])
     return JSONResponse({})
 
 
@@ -200,7 +200,7 @@ def _verify(runtime: Runtime, relative: str, target: os.PathLike[str]) -> None:
 
 
 async def download(request: Request, runtime: Runtime) -> Response:
-    return await send(runtime, safe_path(request.path_params["path"]))
+    return await send(runtime, request.path_params["path"])
 
 
 async def send(runtime: Runtime, relative: str, *, shown: str | None = None, check: Check | None = None) -> Response:
@@ -218,7 +218,7 @@ async def send(runtime: Runtime, relative: str, *, shown: str | None = None, che
 
 
 async def delete(request: Request, runtime: Runtime) -> JSONResponse:
-    relative = safe_path(request.path_params["path"])
+    relative = request.path_params["path"]
     target = _target(runtime, relative, "delete")
     await run_in_threadpool(_check_changeable, runtime, relative, deleting=True)
     if target.is_dir():

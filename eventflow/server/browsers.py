@@ -11,7 +11,8 @@ their browser unless the server tells requests from pages apart:
   "no-cors"})`` can POST ``text/plain`` without asking the server first. A POST or PATCH
   must say ``Content-Type: application/json`` (the event batch its Avro type), which a
   browser only sends cross-site after a CORS preflight this server does not grant.
-  MLflow UI's upload (its body is the file) takes any type but those three form types;
+  MLflow UI's upload (its body is the file) takes any type but a form's (text/plain,
+  form-urlencoded, multipart);
   a body without one is sent with an ``Origin``, which the next check judges.
 - **Origin allow-list** (``--cors-allowed-origins``, empty by default): a state-changing
   request or a websocket that carries an ``Origin`` must come from this server's own
