@@ -137,6 +137,13 @@ ROUTES: dict[str, Need] = {
     "logged-models/{model_id}/tags": Need(logged_model, EDIT),
     "logged-models/{model_id}/tags/{tag_key}": Need(logged_model, EDIT),
     "logged-models/{model_id}/params": Need(logged_model, EDIT),
+    "logged-models/{model_id}/artifacts/directories": Need(logged_model),
+    # MLflow UI's artifact routes (eventflow/server/ui_artifacts.py): files are read as their run's,
+    # version's or logged model's, and written as their run's.
+    "get-artifact": Need(run),
+    "model-versions/get-artifact": Need(model),
+    "upload-artifact": Need(run, EDIT),
+    "logged-models/{model_id}/artifacts/files": Need(logged_model),
     "registered-models/create": Need(create=True),
     "registered-models/get": Need(model),
     "registered-models/rename": Need(model, MANAGE),

@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 from urllib.request import url2pathname
 
 from eventflow.validation import InvalidInput
@@ -94,17 +94,33 @@ def allowed_roots() -> list[Path]:
     return [Path(p) for p in os.environ.get("EVENTFLOW_ARTIFACT_ROOTS", "").split(os.pathsep) if p.strip()]
 
 
-def check_artifact_location(location: str, store: Path, roots: list[Path] | None = None) -> str:
+def resolve_relative_location(location: str) -> str:
+    """A relative local ``artifact_location`` as MLflow's server resolves it: against its
+    working directory (``my_location`` -> ``<cwd>/my_location``, ``file:rel`` ->
+    ``file://<cwd>/rel``); anything else unchanged. The result is then checked as any
+    location is (:func:`check_artifact_location`)."""
+    parts = urlsplit(location)
+    if parts.scheme == "" and location and not location.startswith("/"):
+        return Path.cwd().joinpath(location).as_posix()
+    if parts.scheme.lower() == "file" and not parts.netloc and parts.path and not parts.path.startswith("/"):
+        return urlunsplit(("file", "", Path.cwd().joinpath(url2pathname(parts.path)).as_posix(), parts.query, parts.fragment))
+    return location
+
+
+def check_artifact_location(location: str, store: Path, roots: list[Path] | None = None, *, given: str | None = None) -> str:
     """An experiment's ``artifact_location``, refused unless it lies inside the artifact
     store (or a root the operator allows): a location of ``file:///etc`` or
     ``http://169.254.169.254/`` would otherwise become the run artifact URIs and the model
     download URIs this server hands out.
 
     ``mlflow-artifacts:/<name>`` names one directory of the store: runs are then found as
-    ``<name>/<run_id>/artifacts``, the layout every artifact check relies on.
+    ``<name>/<run_id>/artifacts``, the layout every artifact check relies on. ``given``:
+    what the client sent, when ``location`` is its resolution.
     """
     def refuse(why: str) -> InvalidInput:
-        return InvalidInput(f"Invalid artifact_location {location!r}: {why}. It must lie inside the artifact store: "
+        resolved = f" (resolved against the server's working directory, as MLflow does, to {location!r})" if given not in (None, location) else ""
+        return InvalidInput(f"Invalid artifact_location {given if given is not None else location!r}{resolved}: {why}. "
+                            "It must lie inside the artifact store: "
                             "mlflow-artifacts:/<name> (one directory name), or a local path inside the store"
                             + (" or under EVENTFLOW_ARTIFACT_ROOTS" if roots or allowed_roots() else "")
                             + "; leave it out to get mlflow-artifacts:/<experiment_id>.")

@@ -16,7 +16,7 @@ from eventflow import __version__
 from eventflow.audit import api as audit_api
 from eventflow.codec import CodecError
 from eventflow.log import LogError
-from eventflow.server import artifacts, dashboard, stamping, deployments_api, events_api, live, mlflow_webhooks_api, openapi, tracking, webhooks_api
+from eventflow.server import artifacts, dashboard, stamping, deployments_api, events_api, live, mlflow_webhooks_api, openapi, tracking, ui_artifacts, webhooks_api
 from eventflow.server.browsers import BrowserGuard, Policy
 from eventflow.server.errors import FAULTS, ApiError, error_response, handle_api_error
 from eventflow.server.runtime import Runtime
@@ -66,6 +66,7 @@ def create_app(runtime: Runtime, policy: Policy | None = None, *, auth: bool | N
         Route("/api/2.0/eventflow/openapi.json", openapi_document, methods=["GET"]),
         *tracking.routes(runtime),
         *artifacts.routes(runtime),
+        *ui_artifacts.routes(runtime),
         *events_api.routes(runtime),
         *webhooks_api.routes(runtime),
         *mlflow_webhooks_api.routes(runtime),

@@ -18,24 +18,26 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from eventflow import commands, rules
 from eventflow.auth import context as access
 from eventflow.auth import policy
+from eventflow.server.artifact_responses import file_response, safe_path
 from eventflow.server.errors import ApiError, not_found
 from eventflow.server.runtime import Runtime
 from eventflow.views import queries
 
+Check = Callable[[Runtime, str, Path], None]  # raises unless the file at the store path is vouched for
 PREFIXES = ("/api/2.0/mlflow-artifacts/artifacts", "/ajax-api/2.0/mlflow-artifacts/artifacts")
 
 
-def _listing(runtime: Runtime, relative: str) -> list[dict[str, Any]]:
+def listing(runtime: Runtime, relative: str) -> list[dict[str, Any]]:
     """The entries of one directory of the store, named relative to it (as MLflow does)."""
     directory = runtime.artifact_file(relative)
     if not directory.is_dir():
@@ -119,7 +121,19 @@ def _target(runtime: Runtime, relative: str, action: str) -> Path:
 
 
 async def upload(request: Request, runtime: Runtime) -> JSONResponse:
-    relative = request.path_params["path"]
+    await store_upload(request, runtime, request.path_params["path"])
+    return JSONResponse({})
+
+
+class TooLarge(ApiError):
+    """Raised while an upload with a size limit is read, before more of it is written."""
+
+
+async def store_upload(request: Request, runtime: Runtime, relative: str, *, limit: int | None = None,
+                       too_large: str = "", empty: str = "") -> int:
+    """Write the request's body to the store path ``relative`` (a run's or logged model's
+    file is recorded on the log with its size and sha256); returns the size. ``limit``
+    bytes at most (else ``too_large``), and at least one when ``empty`` says why."""
     target = _target(runtime, relative, "upload to")
     whole = _run_of(relative, whole=True) or _logged_model_of(relative, whole=True)
     if target.is_dir() or (whole is not None and not whole[1]):
@@ -137,10 +151,14 @@ async def upload(request: Request, runtime: Runtime) -> JSONResponse:
     with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".", suffix=".partial", delete=False) as partial:
         try:
             async for chunk in request.stream():
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise TooLarge(too_large)
                 partial.write(chunk)
                 digest.update(chunk)
-                size += len(chunk)
             partial.close()
+            if empty and not size:
+                raise ApiError(empty)
             # The run may have ended while the body arrived.
             await run_in_threadpool(_check_changeable, runtime, relative)
             os.replace(partial.name, target)
@@ -153,7 +171,7 @@ async def upload(request: Request, runtime: Runtime) -> JSONResponse:
     elif recorded and model is not None:
         event = commands.log_logged_model_artifact(model[0], model[1], size, digest.hexdigest())
         await run_in_threadpool(runtime.write, [event])
-    return JSONResponse({})
+    return size
 
 
 def _sha256(path: os.PathLike[str]) -> str:
@@ -182,12 +200,21 @@ def _verify(runtime: Runtime, relative: str, target: os.PathLike[str]) -> None:
 
 
 async def download(request: Request, runtime: Runtime) -> Response:
-    relative = request.path_params["path"]
+    return await send(runtime, request.path_params["path"])
+
+
+async def send(runtime: Runtime, relative: str, *, shown: str | None = None, check: Check | None = None) -> Response:
+    """The store's file at ``relative``, checked against the digest that vouches for it
+    (the log's record by default; ``check`` for another, e.g. a version's pins), with
+    MLflow's headers. ``shown`` is the path the client asked for, named in errors."""
+    shown = relative if shown is None else shown
     target = runtime.artifact_file(relative)
+    if target.is_dir():
+        raise ApiError(f"Artifact path refers to a directory, not a file: '{shown}'")
     if not target.is_file():
-        raise not_found(f"Artifact {relative!r} does not exist")
-    await run_in_threadpool(_verify, runtime, relative, target)
-    return FileResponse(target, filename=target.name)
+        raise not_found(f"Artifact {shown!r} does not exist")
+    await run_in_threadpool(check or _verify, runtime, relative, target)
+    return file_response(target)
 
 
 async def delete(request: Request, runtime: Runtime) -> JSONResponse:
@@ -202,8 +229,8 @@ async def delete(request: Request, runtime: Runtime) -> JSONResponse:
 
 
 async def list_root(request: Request, runtime: Runtime) -> JSONResponse:
-    relative = request.query_params.get("path", "")
-    return JSONResponse({"files": await run_in_threadpool(_listing, runtime, relative)})
+    relative = safe_path(request.query_params.get("path", ""))
+    return JSONResponse({"files": await run_in_threadpool(listing, runtime, relative)})
 
 
 async def list_run_artifacts(request: Request, runtime: Runtime) -> JSONResponse:
@@ -211,13 +238,13 @@ async def list_run_artifacts(request: Request, runtime: Runtime) -> JSONResponse
     run_id = request.query_params.get("run_id") or request.query_params.get("run_uuid")
     if not run_id:
         raise ApiError("Missing value for required parameter 'run_id'.")
+    inner = safe_path(request.query_params.get("path", "")).strip("/")
     info = await run_in_threadpool(runtime.read, queries.get_run_info, run_id)
     if info is None:
         raise not_found(f"Run with id={run_id} not found")
     root_uri = info["artifact_uri"]
-    inner = request.query_params.get("path", "").strip("/")
     base = root_uri.removeprefix("mlflow-artifacts:/").strip("/")
-    files = await run_in_threadpool(_listing, runtime, f"{base}/{inner}".strip("/"))
+    files = await run_in_threadpool(listing, runtime, f"{base}/{inner}".strip("/"))
     for item in files:
         item["path"] = f"{inner}/{item['path']}".strip("/")  # relative to the run's root
     return JSONResponse({"root_uri": root_uri, "files": files})

@@ -11,6 +11,9 @@ their browser unless the server tells requests from pages apart:
   "no-cors"})`` can POST ``text/plain`` without asking the server first. A POST or PATCH
   must say ``Content-Type: application/json`` (the event batch its Avro type), which a
   browser only sends cross-site after a CORS preflight this server does not grant.
+  MLflow UI's upload (its body is the file) takes any type but a form's (text/plain,
+  form-urlencoded, multipart);
+  a body without one is sent with an ``Origin``, which the next check judges.
 - **Origin allow-list** (``--cors-allowed-origins``, empty by default): a state-changing
   request or a websocket that carries an ``Origin`` must come from this server's own
   origin or a listed one; listed origins also get CORS answers.
@@ -41,6 +44,9 @@ STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 NEEDS_CONTENT_TYPE = frozenset({"POST", "PATCH"})
 EVENTS_PATH = "/api/2.0/eventflow/events"
 EVENTS_CONTENT_TYPE = "application/vnd.eventflow.events"
+# MLflow UI's upload (its body is the file): any type but the ones a page may post cross-site unasked.
+UPLOAD_PATHS = ("/ajax-api/2.0/mlflow/upload-artifact",)
+FORM_TYPES = ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data")
 MB = 1024 * 1024
 # The largest body each kind of route reads (artifact uploads stream to disk: no cap).
 EVENTS_MAX_BODY = 32 * MB  # the SDK's largest batch (500 events of 1000 points) is ~13 MB
@@ -195,7 +201,11 @@ class BrowserGuard:
         if scope["type"] == "http" and method in NEEDS_CONTENT_TYPE:
             given = headers.get("content-type", "").split(";")[0].strip().lower()
             wanted = (EVENTS_CONTENT_TYPE,) if scope["path"] == EVENTS_PATH else ("application/json",)
-            if given not in wanted:
+            if scope["path"] in UPLOAD_PATHS:
+                if given in FORM_TYPES:
+                    return (415, "BAD_REQUEST", f"a POST to {scope['path']} sends the file with any Content-Type but a "
+                            f"form's (got {given}), e.g. application/octet-stream")
+            elif given not in wanted:
                 return (415, "BAD_REQUEST",
                         f"a {method} to {scope['path']} must have Content-Type: {wanted[0]} (got {given or 'none'})")
         cap = body_cap(method, scope["path"]) if scope["type"] == "http" else None

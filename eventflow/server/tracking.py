@@ -22,8 +22,8 @@ from eventflow.audit import asof
 from eventflow import validation as v
 from eventflow.events import ACTOR
 from eventflow.registry import api as registry
-from eventflow.registry.sources import check_artifact_location
-from eventflow.server import fieldtypes
+from eventflow.registry.sources import check_artifact_location, resolve_relative_location
+from eventflow.server import fieldtypes, ui_artifacts
 from eventflow.server.errors import ApiError, not_found
 from eventflow.server.requests import actor, as_int, fields, objects, pairs, required, text
 from eventflow.server.responses import ProtoJSONResponse
@@ -66,7 +66,10 @@ def create_experiment(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
         return {"experiment_id": experiment_id}  # a retry of a creation that took effect
     rules.experiment_name_free(name, holder and holder["experiment_id"], claimant="")  # held: even by a deleted one
     given = text(data, "artifact_location")
-    location = check_artifact_location(given, runtime.artifacts) if given else runtime.experiment_artifact_location(experiment_id)
+    if given:  # a relative one as MLflow's server resolves it, then held to the store
+        location = check_artifact_location(resolve_relative_location(given), runtime.artifacts, given=given)
+    else:
+        location = runtime.experiment_artifact_location(experiment_id)
     runtime.write([commands.create_experiment(experiment_id, name, location, pairs(data, "tags"))])
     return {"experiment_id": experiment_id}
 
@@ -483,6 +486,7 @@ ENDPOINTS: dict[str, tuple[Handler, tuple[str, ...]]] = {
     "logged-models/{model_id}/tags": (set_logged_model_tags, ("PATCH",)),
     "logged-models/{model_id}/tags/{tag_key}": (delete_logged_model_tag, ("DELETE",)),
     "logged-models/{model_id}/params": (log_logged_model_params, ("POST",)),
+    "logged-models/{model_id}/artifacts/directories": (ui_artifacts.list_logged_model_artifacts, ("GET",)),
     **registry.ENDPOINTS,
 }
 

@@ -24,11 +24,11 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_process(command: list[str], port: int, probe: str, log_path: str, *, what: str,
-                    env: dict[str, str] | None = None, timeout: float = 60) -> Iterator[str]:
+                    env: dict[str, str] | None = None, timeout: float = 60, cwd: str | None = None) -> Iterator[str]:
     """Run ``command`` (a server on ``port``) until GET ``probe`` answers 200; stop it afterwards.
     Its output goes to ``log_path``, whose tail is shown if it exits early."""
     log = open(log_path, "w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -54,12 +54,13 @@ def running_process(command: list[str], port: int, probe: str, log_path: str, *,
         log.close()
 
 
-def running_server(home, *options: str, env: dict[str, str] | None = None) -> contextlib.AbstractContextManager[str]:
-    """``eventflow server`` on a free port with its home in ``home``."""
+def running_server(home, *options: str, env: dict[str, str] | None = None,
+                   cwd: str | None = None) -> contextlib.AbstractContextManager[str]:
+    """``eventflow server`` on a free port with its home in ``home`` (working in ``cwd``)."""
     port = free_port()
     os.makedirs(home, exist_ok=True)
     command = [sys.executable, "-m", "eventflow", "server", "--port", str(port), "--home", str(home), *options]
-    return running_process(command, port, "/health", os.path.join(home, "server.out"), what="server", env=env)
+    return running_process(command, port, "/health", os.path.join(home, "server.out"), what="server", env=env, cwd=cwd)
 
 
 def kafka_postgres_options(request: pytest.FixtureRequest, prefix: str) -> list[str]:
