@@ -9,16 +9,23 @@ reused (``environments``); the entry point run as a child that logs into a track
     submitted = projects.run("git@github.com:me/train.git#model", parameters={"alpha": 0.5})
 """
 
-from eventflow.projects.environments import BuiltEnvironment, EnvironmentBuildError, EnvironmentSpec, build
-from eventflow.projects.launch import ExecutionError, run
-from eventflow.projects.records import ProjectRecord, project_of
-from eventflow.projects.runner import execute
-from eventflow.projects.sources import Checkout, SourceError, apply_patch, fetch
-from eventflow.projects.spec import ProjectError, load_project
-from eventflow.projects.submitted import SubmittedRun
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "BuiltEnvironment", "Checkout", "EnvironmentBuildError", "EnvironmentSpec", "ExecutionError", "ProjectError",
-    "ProjectRecord", "SourceError", "SubmittedRun", "apply_patch", "build", "execute", "fetch", "load_project",
-    "project_of", "run",
-]
+# Loaded on first use, so that ``eventflow --help`` (which imports this package's cli) stays quick.
+_HOMES = {
+    "BuiltEnvironment": "environments", "EnvironmentBuildError": "environments", "EnvironmentSpec": "environments",
+    "build": "environments", "ExecutionError": "launch", "run": "launch", "ProjectRecord": "records",
+    "project_of": "records", "execute": "runner", "Checkout": "sources", "SourceError": "sources",
+    "apply_patch": "sources", "fetch": "sources", "ProjectError": "spec", "load_project": "spec",
+    "SubmittedRun": "submitted",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'eventflow.projects' has no attribute {name!r}")
+    return getattr(import_module(f"eventflow.projects.{home}"), name)
