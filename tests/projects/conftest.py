@@ -78,3 +78,81 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 120.0)
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+MLPROJECT = """\
+name: training
+entry_points:
+  main:
+    parameters:
+      alpha: {type: float, default: 0.5}
+      epochs: {type: int, default: 3}
+      label: {type: string, default: "a b"}
+    command: "python train.py --alpha {alpha} --epochs {epochs} --label {label}"
+  fail:
+    parameters:
+      code: {type: int, default: 3}
+    command: "python fail.py {code}"
+  sleep:
+    parameters:
+      marker: string
+    command: "python sleep.py {marker}"
+  mlflow:
+    parameters:
+      alpha: {type: float, default: 0.1}
+    command: "python with_mlflow.py {alpha}"
+"""
+
+TRAIN = """\
+import argparse, eventflow
+print("entry point started", flush=True)
+parser = argparse.ArgumentParser()
+parser.add_argument("--alpha", type=float)
+parser.add_argument("--epochs", type=int)
+parser.add_argument("--label")
+parser.add_argument("--extra")
+args = parser.parse_args()
+with eventflow.start_run() as run:
+    eventflow.log_param("label_seen", args.label)
+    for epoch in range(args.epochs):
+        eventflow.log_metric("loss", args.alpha / (epoch + 1), step=epoch)
+print("logged into", run.run_id, "extra", args.extra, flush=True)
+"""
+
+FAIL = """\
+import sys
+print("about to fail", flush=True)
+print("the reason: no data", flush=True)
+sys.exit(int(sys.argv[1]))
+"""
+
+SLEEP = """\
+import os, sys, time
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+WITH_MLFLOW = """\
+import sys
+print("entry point started", flush=True)
+import mlflow
+with mlflow.start_run() as run:
+    mlflow.log_param("alpha_seen", sys.argv[1])
+    mlflow.log_metric("accuracy", 0.9)
+    mlflow.set_tag("written_by", "mlflow")
+print("mlflow logged into", run.info.run_id, flush=True)
+"""
+
+
+@pytest.fixture
+def training_repo(make_repo) -> Path:
+    """A git repository holding the training project in ``project/``: two commits, a tag."""
+    repo = make_repo("training")
+    commit(repo, {"project/MLproject": MLPROJECT, "project/train.py": TRAIN.replace("loss", "old_loss")}, "first")
+    git(repo, "tag", "v0")
+    commit(repo, {"project/train.py": TRAIN, "project/fail.py": FAIL, "project/sleep.py": SLEEP,
+                  "project/with_mlflow.py": WITH_MLFLOW}, "second")
+    return repo
