@@ -132,3 +132,8 @@ RUN_ID = _var(
     "The run a process logs into: set by 'eventflow run' for the entry point it starts, so that "
     "eventflow.start_run() resumes that run instead of creating another (MLflow's MLFLOW_RUN_ID).",
 )
+LAUNCH_WAIT = _var(
+    "EVENTFLOW_LAUNCH_WAIT", float, 120.0,
+    "How long a process started by 'eventflow run' waits, at its first start_run(), for the run "
+    "the launcher is writing meanwhile to become visible (seconds).",
+)

@@ -7,10 +7,11 @@ before a run exists, so nothing of a request that cannot run reaches the log.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from eventflow.projects import environments, sources, spec
@@ -86,6 +87,15 @@ def run(
     raises ExecutionException); SIGTERM or Ctrl-C while waiting cancel it (KILLED).
     ``build_only`` builds the environment and returns it, starting nothing."""
     say = progress or _stderr
+    with _sigterm_raises(synchronous):
+        return _run(uri, entry_point, parameters, version, env_manager, experiment_name, experiment_id, run_name,
+                    synchronous, tracking_uri, build_only, tags, say)
+
+
+def _run(uri: str, entry_point: str, parameters: dict[str, Any] | None, version: str | None, env_manager: str | None,
+         experiment_name: str | None, experiment_id: str | None, run_name: str | None, synchronous: bool,
+         tracking_uri: str | None, build_only: bool, tags: dict[str, Any] | None,
+         say: Callable[[str], None]) -> SubmittedRun | environments.BuiltEnvironment:
     if env_manager is not None:
         environments.check_manager(env_manager)
     if experiment_id is not None and experiment_name is not None:
@@ -108,15 +118,22 @@ def run(
         )
         submitted = execute(checkout, command, built, tracking_uri=tracking_uri, experiment_id=experiment_id,
                             experiment_name=experiment_name, run_name=run_name, tags=tags, project_record=record)
+    except _Terminated:
+        checkout.cleanup()
+        raise SystemExit(128 + signal.SIGTERM) from None
     except BaseException:
         checkout.cleanup()
         raise
-    _cleanup_after(submitted, checkout)
-    say(f"run {submitted.run_id} started: {command}")
-    if synchronous:
-        wait_cancelling_on_signals(submitted)
-        if submitted.get_status() != "FINISHED":
-            raise ExecutionError(f"run {submitted.run_id} {submitted.get_status()}: {submitted.error or 'cancelled'}", submitted)
+    try:
+        _cleanup_after(submitted, checkout)
+        say(f"run {submitted.run_id} started: {command}")
+        if synchronous:
+            wait_cancelling_on_signals(submitted)
+    except _Terminated:
+        submitted.cancel()
+        raise SystemExit(128 + signal.SIGTERM) from None
+    if synchronous and submitted.get_status() != "FINISHED":
+        raise ExecutionError(f"run {submitted.run_id} {submitted.get_status()}: {submitted.error or 'cancelled'}", submitted)
     return submitted
 
 
@@ -133,11 +150,13 @@ def _cleanup_after(submitted: SubmittedRun, checkout: sources.Checkout) -> None:
         threading.Thread(target=lambda: (submitted.wait(), checkout.cleanup()), daemon=True).start()
 
 
-def wait_cancelling_on_signals(submitted: SubmittedRun) -> None:
-    """Wait for the run; SIGTERM or Ctrl-C cancel it (the child's group is terminated and
-    the run ends KILLED), then the signal goes on as the caller expects."""
-    if threading.current_thread() is not threading.main_thread():
-        submitted.wait()
+@contextlib.contextmanager
+def _sigterm_raises(active: bool = True) -> Iterator[None]:
+    """While a synchronous run is set up and waited for, SIGTERM raises ``_Terminated``
+    (as Ctrl-C raises KeyboardInterrupt), so that the entry point is stopped and the run
+    ended KILLED instead of the launcher vanishing and leaving the run RUNNING."""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
         return
     previous = signal.getsignal(signal.SIGTERM)
 
@@ -146,22 +165,28 @@ def wait_cancelling_on_signals(submitted: SubmittedRun) -> None:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        while True:
-            try:
-                submitted.wait(0.5)
-                return
-            except TimeoutError:
-                continue
-    except (KeyboardInterrupt, _Terminated) as stop:
-        _stderr(f"stopping run {submitted.run_id}: terminating its entry point")
-        submitted.cancel()
-        if isinstance(stop, KeyboardInterrupt):
-            raise
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-        raise SystemExit(128 + signal.SIGTERM) from None
+        yield
     finally:
-        if signal.getsignal(signal.SIGTERM) is on_sigterm:
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def wait_cancelling_on_signals(submitted: SubmittedRun) -> None:
+    """Wait for the run; SIGTERM or Ctrl-C cancel it (the child's group is terminated and
+    the run ends KILLED), then the process ends by the signal as the caller expects."""
+    with _sigterm_raises():
+        try:
+            while True:
+                try:
+                    submitted.wait(0.5)
+                    return
+                except TimeoutError:
+                    continue
+        except (KeyboardInterrupt, _Terminated) as stop:
+            _stderr(f"stopping run {submitted.run_id}: terminating its entry point")
+            submitted.cancel()
+            if isinstance(stop, KeyboardInterrupt):
+                raise
+            raise SystemExit(128 + signal.SIGTERM) from None
 
 
 class _Terminated(BaseException):

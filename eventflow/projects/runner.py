@@ -115,12 +115,23 @@ def execute(
     )
     record = _with_environment(_with_patch(record, checkout), environment)
     target = resolve_tracking_uri(tracking_uri)
-    store = open_store(target)
+    run_id = commands.new_run_id()
+    name = run_name or f"run-{run_id[:8]}"
+    all_tags = {**project_tags(record, environment), "mlflow.runName": name, **{k: str(val) for k, val in (tags or {}).items()}}
+    process: subprocess.Popen[bytes] | None = None
+    written = False
+    known = experiment_id or (None if experiment_name else _experiment_from_env())
+    if not target.startswith(("http://", "https://", "kafka://")) and (known or not experiment_name):
+        # On the embedded log, opening the views costs seconds (imports, catching up): the
+        # entry point starts now, and the SDK in it waits for the run written meanwhile.
+        # (MLflow's client needs a server, so an http target writes the run first.)
+        process = _start(checkout, command, environment, target, run_id, str(known or DEFAULT_EXPERIMENT))
+    store: Store | None = None
     try:
+        store = open_store(target)
         experiment = resolve_experiment(store, experiment_id, experiment_name)
-        run_id = commands.new_run_id()
-        name = run_name or f"run-{run_id[:8]}"
-        all_tags = {**project_tags(record, environment), "mlflow.runName": name, **{k: str(val) for k, val in (tags or {}).items()}}
+        if process is not None and experiment != str(known or DEFAULT_EXPERIMENT):
+            raise RuntimeError(f"the run's experiment is {experiment}, not the {known or DEFAULT_EXPERIMENT} its entry point was told")
         artifact_uri = store.artifact_root(experiment, run_id)
         events = [commands.create_run(run_id, experiment, run_name=name, user_id=all_tags["mlflow.user"],
                                       artifact_uri=artifact_uri, tags=all_tags)]
@@ -128,13 +139,47 @@ def execute(
             events.append(commands.log_params(run_id, record.parameters))
         events.append(commands.record_project(run_id, record.payload()))
         store.append(events)
+        written = True
         if checkout.patch:
             _store_patch(store, run_id, artifact_uri, checkout.patch)
-        process = _start(checkout, command, environment, target, run_id, experiment)
-    except BaseException:
-        store.close()
+        if process is None:
+            process = _start(checkout, command, environment, target, run_id, experiment)
+    except BaseException as error:
+        if process is not None:  # started early for a run that could not be written: stop it
+            _stop(process)
+        if store is not None:
+            interrupted = not isinstance(error, Exception)
+            if written or (interrupted and _exists(store, run_id)):  # the run exists: it must not stay RUNNING
+                store.append([commands.end_run(run_id, "KILLED" if interrupted else "FAILED",
+                                               error_message=None if interrupted else f"{type(error).__name__}: {error}")])
+            store.close()
         raise
     return SubmittedRun(run_id, process, store, artifact_uri, echo=echo, on_end=store.close)
+
+
+DEFAULT_EXPERIMENT = "0"
+
+
+def _exists(store: Store, run_id: str) -> bool:
+    """Whether the run was written (a signal may have come in the middle of writing it)."""
+    try:
+        return store.get_run(run_id) is not None
+    except Exception:
+        return False
+
+
+def _experiment_from_env() -> str | None:
+    return os.environ.get("EVENTFLOW_EXPERIMENT_ID") or os.environ.get("MLFLOW_EXPERIMENT_ID") or None
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    import signal
+
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
 
 
 def _with_patch(record: ProjectRecord, checkout: Checkout) -> ProjectRecord:

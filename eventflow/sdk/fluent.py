@@ -291,6 +291,8 @@ def start_run(
     if run_id is not None:
         sender.flush()
         found = store.get_run(v.check_run_id(run_id))
+        if found is None and launched:
+            found = _await_launched_run(store, run_id)
         if found is None:
             raise v.InvalidInput(f"Run with id={run_id} not found", "RESOURCE_DOES_NOT_EXIST")
         info = found["info"]
@@ -335,6 +337,17 @@ def start_run(
     if os.environ.get("EVENTFLOW_CAPTURE_ENV", "true").lower() not in ("0", "false", "no"):
         log_text(environment.installed_packages(), "environment/requirements.txt")
     return active
+
+
+def _await_launched_run(store: Store, run_id: str) -> dict[str, Any] | None:
+    """``eventflow run`` starts the entry point while it writes the run (so the code starts
+    at once): wait for the run to be visible, for at most ``EVENTFLOW_LAUNCH_WAIT`` seconds."""
+    deadline = time.monotonic() + float(env_vars.LAUNCH_WAIT.get() or 0)
+    found = None
+    while found is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+        found = store.get_run(run_id)
+    return found
 
 
 def active_run() -> ActiveRun | None:

@@ -117,15 +117,15 @@ def test_sigterm_terminates_the_entry_point_and_kills_the_run(home, training_rep
     try:
         wait_for(marker.exists, "the entry point to start")
         child = int(marker.read_text())
+        wait_for(lambda: eventflow.Client().search_runs(["0"]), "the run to be written")  # the entry point starts first
         launcher.send_signal(signal.SIGTERM)
         assert launcher.wait(timeout=120) == 128 + signal.SIGTERM
     finally:
         if launcher.poll() is None:
             launcher.kill()
-    err = launcher.stderr.read()
-    run_id = err.split("run ", 1)[1].split()[0]
     assert wait_for(lambda: gone(child), "the entry point to end")
-    assert run_status(run_id) == "KILLED"
+    with eventflow.Client() as client:
+        assert [r["info"]["status"] for r in client.search_runs(["0"])] == ["KILLED"]
 
 
 def test_a_run_that_is_not_waited_for_can_be_cancelled(home, training_repo, tmp_path):
