@@ -135,6 +135,15 @@ class SubmittedRun:
                     print(f"eventflow: the output of run {self.run_id} could not be stored as {STDOUT_ARTIFACT}: {error}",
                           file=sys.stderr, flush=True)
 
+    def _still_open(self) -> bool:
+        """Whether the run still takes files: a child may have ended it itself, and an upload
+        to a frozen run is refused (and must not replace what was stored)."""
+        with self._store_lock:
+            try:
+                return _open(self._store, self.run_id)
+            except Exception:
+                return True  # let the upload itself say what is wrong
+
     def _finish(self) -> None:
         code = self.returncode
         if self._cancelled.is_set():
@@ -146,10 +155,19 @@ class SubmittedRun:
             tail = "\n".join(self._tail)
             status, message = "FAILED", f"the entry point {why}; its last output:\n{tail}" if tail else f"the entry point {why}"
             self.error = message
-        self._store_output(quiet=False)
+        if self._still_open():
+            self._store_output(quiet=False)
+        else:
+            print(f"eventflow: the entry point ended run {self.run_id} itself (MLflow's end_run), which froze its files: "
+                  f"{STDOUT_ARTIFACT} holds its output up to then", file=sys.stderr, flush=True)
         with self._store_lock:
             self._store.append([commands.end_run(self.run_id, status, error_message=message)])
         self._status = status
+
+
+def _open(store: Store, run_id: str) -> bool:
+    found = store.get_run(run_id)
+    return found is not None and found["info"]["status"] in ("RUNNING", "SCHEDULED")
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
