@@ -70,8 +70,9 @@ class SubmittedRun:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the run to end (and its end to be on the log); True if it FINISHED."""
-        self._monitor.join(timeout)
-        if self._monitor.is_alive():
+        # An Event, not Thread.join: a join interrupted by a signal handler's exception (SIGTERM
+        # while waiting) can return at once the next time, as if the thread had ended.
+        if not self._ended.wait(timeout):
             raise TimeoutError(f"run {self.run_id} is still running after {timeout} s")
         return self._status == "FINISHED"
 
@@ -96,10 +97,10 @@ class SubmittedRun:
             self.returncode = self._process.wait()
             self._finish()
         finally:
-            self._ended.set()
             self._scratch.cleanup()
             if self._on_end is not None:
                 self._on_end()
+            self._ended.set()
 
     def _pump(self) -> None:
         """Copy the child's output to the terminal and the kept file, line by line."""
