@@ -13,30 +13,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "server"))
+sys.path.insert(0, os.path.dirname(__file__))
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.com"}
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True,
-                          env={**os.environ, **GIT_ENV})
-    return done.stdout.strip()
-
-
-def write(root: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-
-
-def commit(repo: Path, files: dict[str, str], message: str) -> str:
-    write(repo, files)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
-
+from projecthelpers import commit, git  # noqa: E402
 
 @pytest.fixture(scope="session", autouse=True)
 def envs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -68,16 +47,6 @@ def make_repo(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 120.0) -> object:
-    """Poll ``condition`` until it is truthy (generous deadline: the machine is shared)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 MLPROJECT = """\

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import git, wait_for
+from projecthelpers import git, wait_for
 
 import eventflow
 from eventflow import projects
@@ -155,7 +155,7 @@ def test_detach_returns_the_run_id_and_the_background_launcher_ends_it(home, tra
 
 
 def test_a_python_env_project_runs_in_its_built_environment(home, make_repo, tmp_path):
-    from conftest import commit
+    from projecthelpers import commit
 
     repo = make_repo("envproject")
     commit(repo, {

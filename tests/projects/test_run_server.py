@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import git
+from projecthelpers import git
 from serving import running_server
 
 import eventflow

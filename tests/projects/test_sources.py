@@ -6,7 +6,7 @@ import hashlib
 from types import SimpleNamespace
 
 import pytest
-from conftest import commit, git
+from projecthelpers import commit, git
 
 from eventflow.projects import sources
 from eventflow.projects.sources import SourceError, apply_patch, fetch
