@@ -124,3 +124,21 @@ LIVE_PING_SECONDS = _var(
     "How often the server pings a dashboard's websocket, and how long it waits for the answer before "
     "it closes the connection (a browser that stopped reading); raise it behind proxies with long pauses.",
 )
+
+# -- projects ---------------------------------------------------------------------------
+
+ENVS_DIR = _var(
+    "EVENTFLOW_ENVS_DIR", str, None,
+    "Where 'eventflow run' keeps the environments it builds for projects (one directory per "
+    "content digest of what they install); default ~/.cache/eventflow/envs.",
+)
+RUN_ID = _var(
+    "EVENTFLOW_RUN_ID", str, None,
+    "The run a process logs into: set by 'eventflow run' for the entry point it starts, so that "
+    "eventflow.start_run() resumes that run instead of creating another (MLflow's MLFLOW_RUN_ID).",
+)
+LAUNCH_WAIT = _var(
+    "EVENTFLOW_LAUNCH_WAIT", float, 120.0,
+    "How long a process started by 'eventflow run' waits, at its first start_run(), for the run "
+    "the launcher is writing meanwhile to become visible (seconds).",
+)

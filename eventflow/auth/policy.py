@@ -167,9 +167,10 @@ ROUTES: dict[str, Need] = {
     "model-versions/delete-tag": Need(model, EDIT),
     # eventflow's own routes with a rule here (not MLflow's ENDPOINTS): the audit of one thing.
     "eventflow/audit": Need(lambda c, d: _audit_resources(c, d)),
+    "eventflow/runs/project": Need(run),  # what a project run ran (eventflow/server/projects_api.py)
 }
 
-EVENTFLOW_ROUTES = {"eventflow/audit"}
+EVENTFLOW_ROUTES = {"eventflow/audit", "eventflow/runs/project"}
 
 
 def _audit_resources(c: Connection, data: dict[str, Any]) -> list[tuple[str, str]]:
@@ -272,6 +273,7 @@ EVENT_ROUTES: dict[str, str | Need] = {
     "run.inputs_logged": "runs/log-inputs",
     "run.outputs_logged": "runs/outputs",
     "run.artifact_logged": Need(run, EDIT),
+    "run.project_recorded": Need(run, EDIT),
 }
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from eventflow import commands, rules
+from eventflow import environment_variables as env_vars
 from eventflow import validation as v
 from eventflow.config import check_tracking_uri, tracking_uri_from_env
 from eventflow.sdk import environment, spool
@@ -85,6 +86,9 @@ class ActiveRun:
 
     info: RunInfo
     params: dict[str, str] = field(default_factory=dict)
+    # Resumed from EVENTFLOW_RUN_ID: the launcher (``eventflow run``) owns the run's end,
+    # since it alone knows the exit code and still has the output to store.
+    launched: bool = False
 
     @property
     def run_id(self) -> str:
@@ -268,7 +272,14 @@ def start_run(
     tags: dict[str, Any] | None = None,
     experiment: str | None = None,
 ) -> ActiveRun:
-    """Start a run (or resume ``run_id``); use it as a context manager to end it."""
+    """Start a run (or resume ``run_id``); use it as a context manager to end it.
+
+    Inside ``eventflow run`` (``EVENTFLOW_RUN_ID`` set), the first run resumes the run
+    the launcher made, as MLflow's MLFLOW_RUN_ID does; ending it is left to the launcher.
+    """
+    launched = False
+    if run_id is None and not _session.runs and not nested and env_vars.RUN_ID.is_set:
+        run_id, launched = env_vars.RUN_ID.get(), True
     if _session.runs and not nested:
         raise RuntimeError(
             f"Run with UUID {_session.runs[-1].run_id} is already active. To start a nested run, "
@@ -281,12 +292,15 @@ def start_run(
     if run_id is not None:
         sender.flush()
         found = store.get_run(v.check_run_id(run_id))
+        if found is None and launched:
+            found = _await_launched_run(store, run_id)
         if found is None:
             raise v.InvalidInput(f"Run with id={run_id} not found", "RESOURCE_DOES_NOT_EXIST")
         info = found["info"]
         active = ActiveRun(
             RunInfo(info["run_id"], info["experiment_id"], info["run_name"], info["artifact_uri"], info["start_time"]),
             params={p["key"]: p["value"] for p in found["data"].get("params", [])},
+            launched=launched,
         )
         _session.runs.append(active)
         _install_exit_handlers()
@@ -326,6 +340,17 @@ def start_run(
     return active
 
 
+def _await_launched_run(store: Store, run_id: str) -> dict[str, Any] | None:
+    """``eventflow run`` starts the entry point while it writes the run (so the code starts
+    at once): wait for the run to be visible, for at most ``EVENTFLOW_LAUNCH_WAIT`` seconds."""
+    deadline = time.monotonic() + float(env_vars.LAUNCH_WAIT.get() or 0)
+    found = None
+    while found is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+        found = store.get_run(run_id)
+    return found
+
+
 def active_run() -> ActiveRun | None:
     return _session.runs[-1] if _session.runs else None
 
@@ -352,7 +377,8 @@ def _end_one(status: str, error_message: str | None) -> None:
     event = commands.end_run(_session.runs[-1].run_id, status, error_message=error_message)
     active = _session.runs.pop()
     active.info.status = status
-    _session.sender.event(event)
+    if not active.launched:
+        _session.sender.event(event)
 
 
 # -- logging --------------------------------------------------------------------------
