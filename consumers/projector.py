@@ -55,6 +55,7 @@ from eventflow.views.tables import (
     registry_parked,
     run_model_inputs,
     run_outputs,
+    run_projects,
     runs,
     tags,
 )
@@ -289,6 +290,19 @@ def inputs_logged(c: Connection, batch: _Batch, e: Event) -> None:
         )
     if e.payload.get("models"):  # events of version 1 have none
         insert_new(c, run_model_inputs, [{"run_id": e.payload["run_id"], **m} for m in e.payload["models"]])
+
+
+def project_recorded(c: Connection, batch: _Batch, e: Event) -> None:
+    """What a project run ran: one row per run (a second record replaces the first)."""
+    p = e.payload
+    _usable_run(c, batch, p["run_id"])
+    row = {name: p.get(name) for name in PROJECT_FIELDS}
+    row.update(parameters=json.dumps(p["parameters"]), recorded_time=e.time)
+    upsert(c, run_projects, [row], ["run_id"])
+
+
+PROJECT_FIELDS = ("run_id", "name", "uri", "subdirectory", "version", "commit", "repo_url", "entry_point", "command",
+                  "env_manager", "env_digest", "python_version", "packages", "patch_path", "patch_sha256")
 
 
 # -- logged models (MLflow 3) -----------------------------------------------------------------
@@ -567,6 +581,7 @@ APPLY: dict[str, Apply] = {
     "run.artifact_logged": artifact_logged,
     "run.inputs_logged": inputs_logged,
     "run.outputs_logged": outputs_logged,
+    "run.project_recorded": project_recorded,
     "logged_model.created": logged_model_created,
     "logged_model.finalized": lambda c, b, e: _update_logged_model(c, e, status=e.payload["status"], status_message=e.payload["status_message"]),
     "logged_model.tags_set": logged_model_tags_set,

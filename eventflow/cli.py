@@ -9,6 +9,7 @@ from eventflow.auth import cli as auth_cli
 from eventflow.deploy import cli as deploy_cli
 from eventflow.log import cli as log_cli
 from eventflow.models import cli as models_cli
+from eventflow.projects import cli as projects_cli
 from eventflow.projects import rerun_cli
 from eventflow.registry import cli as registry_cli
 from eventflow.sdk import cli as sdk_cli
@@ -403,6 +404,7 @@ main.add_command(log_cli.log_group)
 main.add_command(auth_cli.users)
 main.add_command(auth_cli.tokens)
 main.add_command(auth_cli.permissions)
+main.add_command(projects_cli.run_command)
 main.add_command(rerun_cli.rerun)
 
 

@@ -342,6 +342,49 @@ def log_batch(
     return events
 
 
+PROJECT_ENV_MANAGERS = ("local", "virtualenv", "uv", "conda", "docker")
+
+
+def record_project(run_id: str, record: dict[str, Any]) -> Event:
+    """What a project run ran (``eventflow run``): code, entry point, command, environment.
+
+    ``record`` holds the payload's fields (see schemas/run.project_recorded.v1.avsc);
+    ``parameters`` may be a dict or a list of {key, value}."""
+    def text(name: str, required: bool = False) -> str | None:
+        value = record.get(name)
+        if value is None or value == "":
+            if required:
+                raise v.InvalidInput(f"Missing value for required parameter '{name}' of a project record.")
+            return None
+        if not isinstance(value, str):
+            raise v.InvalidInput(f"Invalid value {value!r} for '{name}' of a project record: it must be a string")
+        return value
+
+    parameters = record.get("parameters") or []
+    items = list(parameters.items()) if isinstance(parameters, dict) else [(p.get("key"), p.get("value")) for p in parameters]
+    manager = text("env_manager", True)
+    if manager not in PROJECT_ENV_MANAGERS:
+        raise v.InvalidInput(f"Invalid env_manager {manager!r}: one of {', '.join(PROJECT_ENV_MANAGERS)}")
+    sha = text("patch_sha256")
+    if sha is not None and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
+        raise v.InvalidInput(f"Invalid patch_sha256 {sha!r}: 64 lower-case hexadecimal digits")
+    patch_path = text("patch_path")
+    if patch_path is not None:
+        artifact_path(patch_path, "run")
+    return Event(
+        "run.project_recorded",
+        {
+            "run_id": v.check_run_id(run_id), "name": text("name"), "uri": text("uri", True),
+            "subdirectory": text("subdirectory") or "", "version": text("version"), "commit": text("commit"),
+            "repo_url": text("repo_url"), "entry_point": text("entry_point", True),
+            "parameters": [{"key": str(k), "value": str(val)} for k, val in items],
+            "command": text("command", True), "env_manager": manager, "env_digest": text("env_digest"),
+            "python_version": text("python_version"), "packages": text("packages") or "",
+            "patch_path": patch_path, "patch_sha256": sha,
+        },
+    )
+
+
 def _pairs(items: list[dict[str, Any]]) -> list[tuple[str, Any]]:
     return [(item["key"], item["value"]) for item in items]
 
@@ -370,6 +413,7 @@ _RECHECK = {
     "run.metrics_logged": lambda p: (v.check_run_id(p["run_id"]), _recheck_metrics(p)),
     "run.artifact_logged": lambda p: log_artifact(p["run_id"], p["path"], p["size"], p["sha256"]),
     "run.inputs_logged": lambda p: log_inputs(p["run_id"], p["datasets"], p.get("models", [])),
+    "run.project_recorded": lambda p: record_project(p["run_id"], p),
 }
 
 

@@ -119,3 +119,16 @@ AUTH_CACHE_SECONDS = _var(
     "How long a server remembers a verified credential, so the slow hash is paid once; a password "
     "change, a deletion or a revocation takes effect on other servers within this time.",
 )
+
+# -- projects ---------------------------------------------------------------------------
+
+ENVS_DIR = _var(
+    "EVENTFLOW_ENVS_DIR", str, None,
+    "Where 'eventflow run' keeps the environments it builds for projects (one directory per "
+    "content digest of what they install); default ~/.cache/eventflow/envs.",
+)
+RUN_ID = _var(
+    "EVENTFLOW_RUN_ID", str, None,
+    "The run a process logs into: set by 'eventflow run' for the entry point it starts, so that "
+    "eventflow.start_run() resumes that run instead of creating another (MLflow's MLFLOW_RUN_ID).",
+)

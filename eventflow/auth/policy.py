@@ -158,6 +158,7 @@ ROUTES: dict[str, Need] = {
     "model-versions/get-download-uri": Need(model),
     "model-versions/set-tag": Need(model, EDIT),
     "model-versions/delete-tag": Need(model, EDIT),
+    "eventflow/runs/project": Need(run),  # what a project run ran (eventflow/server/projects_api.py)
 }
 
 
@@ -255,6 +256,7 @@ EVENT_ROUTES: dict[str, str | Need] = {
     "run.inputs_logged": "runs/log-inputs",
     "run.outputs_logged": "runs/outputs",
     "run.artifact_logged": Need(run, EDIT),
+    "run.project_recorded": Need(run, EDIT),
 }
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from eventflow import commands, rules
+from eventflow import environment_variables as env_vars
 from eventflow import validation as v
 from eventflow.config import tracking_uri_from_env
 from eventflow.sdk import environment, spool
@@ -85,6 +86,9 @@ class ActiveRun:
 
     info: RunInfo
     params: dict[str, str] = field(default_factory=dict)
+    # Resumed from EVENTFLOW_RUN_ID: the launcher (``eventflow run``) owns the run's end,
+    # since it alone knows the exit code and still has the output to store.
+    launched: bool = False
 
     @property
     def run_id(self) -> str:
@@ -267,7 +271,14 @@ def start_run(
     tags: dict[str, Any] | None = None,
     experiment: str | None = None,
 ) -> ActiveRun:
-    """Start a run (or resume ``run_id``); use it as a context manager to end it."""
+    """Start a run (or resume ``run_id``); use it as a context manager to end it.
+
+    Inside ``eventflow run`` (``EVENTFLOW_RUN_ID`` set), the first run resumes the run
+    the launcher made, as MLflow's MLFLOW_RUN_ID does; ending it is left to the launcher.
+    """
+    launched = False
+    if run_id is None and not _session.runs and not nested and env_vars.RUN_ID.is_set:
+        run_id, launched = env_vars.RUN_ID.get(), True
     if _session.runs and not nested:
         raise RuntimeError(
             f"Run with UUID {_session.runs[-1].run_id} is already active. To start a nested run, "
@@ -286,6 +297,7 @@ def start_run(
         active = ActiveRun(
             RunInfo(info["run_id"], info["experiment_id"], info["run_name"], info["artifact_uri"], info["start_time"]),
             params={p["key"]: p["value"] for p in found["data"].get("params", [])},
+            launched=launched,
         )
         _session.runs.append(active)
         _install_exit_handlers()
@@ -351,7 +363,8 @@ def _end_one(status: str, error_message: str | None) -> None:
     event = commands.end_run(_session.runs[-1].run_id, status, error_message=error_message)
     active = _session.runs.pop()
     active.info.status = status
-    _session.sender.event(event)
+    if not active.launched:
+        _session.sender.event(event)
 
 
 # -- logging --------------------------------------------------------------------------

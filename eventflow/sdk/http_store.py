@@ -146,6 +146,12 @@ class HttpStore(Store):
             if not token:
                 return points
 
+    def run_project(self, run_id: str) -> dict[str, Any] | None:
+        found = self._call("GET", "/api/2.0/eventflow/runs/project", params={"run_id": run_id})
+        if found is None:
+            raise InvalidInput(f"Run with id={run_id} not found", "RESOURCE_DOES_NOT_EXIST")
+        return found.get("project")
+
     def close(self) -> None:
         self.http.close()
 

@@ -134,6 +134,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def metric_history(self, run_id: str, key: str) -> list[dict[str, Any]]: ...
 
+    def run_project(self, run_id: str) -> dict[str, Any] | None:
+        """What a project run ran (its ``run.project_recorded``), None for another run;
+        raises InvalidInput when the run does not exist."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read project records")
+
     def close(self) -> None:
         pass
 
@@ -228,6 +233,14 @@ class LocalStore(Store):
         from eventflow.views import queries
 
         return self._read(queries.metric_history, run_id, key)[0]
+
+    def run_project(self, run_id: str) -> dict[str, Any] | None:
+        from eventflow.validation import InvalidInput
+        from eventflow.views import queries
+
+        if self._read(queries.get_run_info, run_id) is None:
+            raise InvalidInput(f"Run with id={run_id} not found", "RESOURCE_DOES_NOT_EXIST")
+        return self._read(queries.get_run_project, run_id)
 
     def close(self) -> None:
         self._projector.close()

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from eventflow import __version__
 from eventflow.codec import CodecError
 from eventflow.log import LogError
-from eventflow.server import artifacts, dashboard, stamping, deployments_api, events_api, live, mlflow_webhooks_api, openapi, tracking, webhooks_api
+from eventflow.server import artifacts, dashboard, stamping, deployments_api, events_api, live, mlflow_webhooks_api, openapi, projects_api, tracking, webhooks_api
 from eventflow.server.browsers import BrowserGuard, Policy
 from eventflow.server.errors import FAULTS, ApiError, error_response, handle_api_error
 from eventflow.server.runtime import Runtime
@@ -69,6 +69,7 @@ def create_app(runtime: Runtime, policy: Policy | None = None, *, auth: bool | N
         *webhooks_api.routes(runtime),
         *mlflow_webhooks_api.routes(runtime),
         *deployments_api.routes(runtime),
+        *projects_api.routes(runtime),
         *live.routes(runtime),
         *dashboard.routes(),
         *access_api.routes(runtime, authenticator),

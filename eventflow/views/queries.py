@@ -583,3 +583,15 @@ def search_logged_models(
     rows = connection.execute(query.order_by(logged_models.c.creation_time.desc(), logged_models.c.model_id).offset(offset).limit(limit + 1)).all()
     token = encode_token(offset + limit) if len(rows) > limit else None
     return _logged_model_dicts(connection, rows[:limit]), token
+
+
+def get_run_project(connection: Connection, run_id: str) -> dict[str, Any] | None:
+    """What a project run ran (its ``run.project_recorded``), or None for another run."""
+    from eventflow.views.tables import run_projects
+
+    row = connection.execute(select(run_projects).where(run_projects.c.run_id == run_id)).first()
+    if row is None:
+        return None
+    found = dict(row._mapping)
+    found["parameters"] = json.loads(found["parameters"])
+    return found

@@ -122,6 +122,30 @@ inputs = Table(
     Column("tags", Text, nullable=False),  # JSON list of {key, value}
 )
 
+# What a project run ran (``run.project_recorded``): one row per run, as eventflow run
+# recorded it, so that the run can be rebuilt (eventflow/projects/records.py).
+run_projects = Table(
+    "run_projects",
+    metadata,
+    Column("run_id", String(256), primary_key=True),
+    Column("name", String(500)),
+    Column("uri", Text, nullable=False),
+    Column("subdirectory", Text, nullable=False),
+    Column("version", String(500)),
+    Column("commit", String(64)),
+    Column("repo_url", Text),
+    Column("entry_point", Text, nullable=False),
+    Column("parameters", Text, nullable=False),  # JSON list of {key, value}
+    Column("command", Text, nullable=False),
+    Column("env_manager", String(32), nullable=False),
+    Column("env_digest", String(128)),
+    Column("python_version", String(64)),
+    Column("packages", Text, nullable=False),
+    Column("patch_path", Text),
+    Column("patch_sha256", String(64)),
+    Column("recorded_time", BigInteger, nullable=False),
+)
+
 # MLflow 3's logged models: a model's files live under artifact_location.
 logged_models = Table(
     "logged_models",

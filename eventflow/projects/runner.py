@@ -1,0 +1,208 @@
+"""Start a command in a checkout, inside a built environment, as a new tracked run.
+
+``execute`` is the common ground of ``eventflow run`` (an MLproject entry point) and of a
+rerun (any recorded command, MLproject or not): it creates the run with MLflow's project
+tags and the project record on the log, stores the working tree's patch, and starts the
+command as a child with ``EVENTFLOW_*`` and ``MLFLOW_*`` variables naming the run, so
+eventflow code and MLflow code both log into it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+from eventflow import commands
+from eventflow import validation as v
+from eventflow.projects.environments import BuiltEnvironment
+from eventflow.projects.records import PATCH_ARTIFACT, ProjectRecord
+from eventflow.projects.sources import Checkout
+from eventflow.projects.submitted import SubmittedRun
+from eventflow.sdk import environment as sdk_environment
+from eventflow.sdk.stores import Store, open_store
+
+DOCKER_WORKDIR = "/mlflow/projects/code"  # where MLflow mounts a project in its container
+
+
+def resolve_tracking_uri(tracking_uri: str | None) -> str:
+    """The target as the child must see it: an absolute home path for the embedded log,
+    since the child runs in another directory."""
+    from eventflow.config import Home, tracking_uri_from_env
+
+    uri = tracking_uri or tracking_uri_from_env()
+    if uri and uri.startswith(("http://", "https://", "kafka://")):
+        return uri.rstrip("/")
+    return str(Home.resolve(uri.removeprefix("file://") if uri else None).path)
+
+
+def resolve_experiment(store: Store, experiment_id: str | None, experiment_name: str | None) -> str:
+    """An experiment by id (it must exist) or by name (created if new); else the
+    ``EVENTFLOW_EXPERIMENT_ID``/``MLFLOW_EXPERIMENT_ID`` one, else Default."""
+    from eventflow.sdk.fluent import DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, _ensure_default_experiment
+
+    if experiment_id is not None and experiment_name is not None:
+        raise v.InvalidInput("give an experiment id or an experiment name, not both")
+    experiment_id = experiment_id or (None if experiment_name else os.environ.get("EVENTFLOW_EXPERIMENT_ID") or os.environ.get("MLFLOW_EXPERIMENT_ID"))
+    if experiment_id is not None:
+        found = store.get_experiment(v.check_experiment_id(str(experiment_id)))
+        if found is None:
+            raise v.InvalidInput(f"No Experiment with id={experiment_id} exists", "RESOURCE_DOES_NOT_EXIST")
+    elif experiment_name is not None and experiment_name != DEFAULT_EXPERIMENT_NAME:
+        found = store.get_experiment_by_name(v.check_experiment_name(experiment_name))
+        if found is None:
+            new_id = commands.new_experiment_id()
+            store.append([commands.create_experiment(new_id, experiment_name, store.experiment_artifact_location(new_id))])
+            found = store.get_experiment_by_name(experiment_name)
+    else:
+        _ensure_default_experiment(store)
+        found = store.get_experiment(DEFAULT_EXPERIMENT_ID)
+    if found is None:
+        raise RuntimeError("the experiment was created but is not visible: is the projector failing?")
+    if found.get("lifecycle_stage") == "deleted":
+        raise v.InvalidInput(f"experiment {found['name']!r} is deleted: restore it first, or choose another")
+    return str(found["experiment_id"])
+
+
+def project_tags(record: ProjectRecord, environment: BuiltEnvironment) -> dict[str, str]:
+    """MLflow's tags for a project run, so MLflow's UI and clients see it as MLflow would."""
+    tags = {
+        "mlflow.user": sdk_environment.user(),
+        "mlflow.source.type": "PROJECT",
+        "mlflow.source.name": record.repo_url or record.uri if record.commit else record.uri,
+        "mlflow.project.entryPoint": record.entry_point,
+        "mlflow.project.env": environment.manager,
+        "eventflow.command": record.command,
+        "eventflow.python": environment.python_version,
+        "eventflow.host": platform.node(),
+    }
+    if record.commit:
+        tags["mlflow.source.git.commit"] = record.commit
+        tags["eventflow.git.dirty"] = "true" if record.patch_sha256 else "false"
+    if record.repo_url:
+        tags["mlflow.source.git.repoURL"] = record.repo_url
+    if record.version and record.commit and not record.commit.startswith(record.version):
+        tags["mlflow.source.git.branch"] = record.version
+    return tags
+
+
+def execute(
+    checkout: Checkout,
+    command: str,
+    environment: BuiltEnvironment,
+    *,
+    tracking_uri: str | None = None,
+    experiment_id: str | None = None,
+    experiment_name: str | None = None,
+    run_name: str | None = None,
+    tags: dict[str, Any] | None = None,
+    project_record: ProjectRecord | None = None,
+    echo: IO[str] | None = sys.stdout,
+) -> SubmittedRun:
+    """Create a run for ``command`` and start it in ``checkout.directory``; returns at once.
+
+    ``project_record`` is what goes on the log as the run's project (by default one made
+    from the checkout and the command, entry point = the command); its parameters are
+    logged as the run's params, as MLflow does."""
+    record = project_record or ProjectRecord(
+        uri=checkout.uri, entry_point=command, command=command, env_manager=environment.manager,
+        subdirectory=checkout.subdirectory, commit=checkout.commit, repo_url=checkout.repo_url,
+    )
+    record = _with_environment(_with_patch(record, checkout), environment)
+    target = resolve_tracking_uri(tracking_uri)
+    store = open_store(target)
+    try:
+        experiment = resolve_experiment(store, experiment_id, experiment_name)
+        run_id = commands.new_run_id()
+        name = run_name or f"run-{run_id[:8]}"
+        all_tags = {**project_tags(record, environment), "mlflow.runName": name, **{k: str(val) for k, val in (tags or {}).items()}}
+        artifact_uri = store.artifact_root(experiment, run_id)
+        events = [commands.create_run(run_id, experiment, run_name=name, user_id=all_tags["mlflow.user"],
+                                      artifact_uri=artifact_uri, tags=all_tags)]
+        if record.parameters:
+            events.append(commands.log_params(run_id, record.parameters))
+        events.append(commands.record_project(run_id, record.payload()))
+        store.append(events)
+        if checkout.patch:
+            _store_patch(store, run_id, artifact_uri, checkout.patch)
+        process = _start(checkout, command, environment, target, run_id, experiment)
+    except BaseException:
+        store.close()
+        raise
+    return SubmittedRun(run_id, process, store, artifact_uri, echo=echo, on_end=store.close)
+
+
+def _with_patch(record: ProjectRecord, checkout: Checkout) -> ProjectRecord:
+    if not checkout.patch:
+        return record
+    from dataclasses import replace
+
+    return replace(record, patch_path=PATCH_ARTIFACT, patch_sha256=checkout.patch_sha256)
+
+
+def _with_environment(record: ProjectRecord, environment: BuiltEnvironment) -> ProjectRecord:
+    from dataclasses import replace
+
+    return replace(record, env_manager=environment.manager, env_digest=environment.digest,
+                   python_version=environment.python_version or record.python_version, packages=environment.packages)
+
+
+def _store_patch(store: Store, run_id: str, artifact_uri: str, patch: bytes) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "patch.diff"
+        path.write_bytes(patch)
+        size, sha256 = store.upload_artifact(artifact_uri, path, PATCH_ARTIFACT)
+        if not store.records_uploads:
+            store.append([commands.log_artifact(run_id, PATCH_ARTIFACT, size, sha256)])
+
+
+def child_environment(environment: BuiltEnvironment, target: str, run_id: str, experiment_id: str) -> dict[str, str]:
+    """The child's variables: the environment activated, and the run named for both SDKs."""
+    env = environment.environ(dict(os.environ))
+    env.update(
+        EVENTFLOW_TRACKING_URI=target, EVENTFLOW_RUN_ID=run_id, EVENTFLOW_EXPERIMENT_ID=experiment_id,
+        MLFLOW_RUN_ID=run_id, MLFLOW_EXPERIMENT_ID=experiment_id, PYTHONUNBUFFERED="1",
+    )
+    if target.startswith(("http://", "https://")):
+        env["MLFLOW_TRACKING_URI"] = target
+    else:
+        # MLflow's client speaks HTTP only to eventflow: with the embedded log it would write a
+        # local ./mlruns of its own instead, so it is told nothing rather than something wrong.
+        env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def _start(checkout: Checkout, command: str, environment: BuiltEnvironment, target: str, run_id: str, experiment_id: str) -> subprocess.Popen[bytes]:
+    env = child_environment(environment, target, run_id, experiment_id)
+    if environment.manager == "docker":
+        argv = docker_argv(checkout, command, environment, env)
+    else:
+        argv = ["bash", "-c", command]
+    return subprocess.Popen(
+        argv, cwd=checkout.directory, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True,  # its own process group: cancel() ends all of it
+    )
+
+
+def docker_argv(checkout: Checkout, command: str, environment: BuiltEnvironment, env: dict[str, str]) -> list[str]:
+    """``docker run`` as MLflow does it: the project mounted at /mlflow/projects/code, the
+    run's variables passed, docker_env's volumes and environment added."""
+    spec = environment.docker_env or {}
+    argv = ["docker", "run", "--rm", "--network", "host", "-v", f"{checkout.directory}:{DOCKER_WORKDIR}", "-w", DOCKER_WORKDIR]
+    for name in ("EVENTFLOW_TRACKING_URI", "EVENTFLOW_RUN_ID", "EVENTFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
+        if name in env:
+            argv += ["-e", f"{name}={env[name]}"]
+    for volume in spec.get("volumes") or []:
+        argv += ["-v", volume]
+    for item in spec.get("environment") or []:
+        argv += ["-e", f"{item[0]}={item[1]}" if isinstance(item, list) else item]
+    return [*argv, str(environment.docker_image), "bash", "-c", command]
+
+
+def quote_command(argv: list[str]) -> str:
+    return shlex.join(argv)
