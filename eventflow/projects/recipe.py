@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eventflow.projects.records import ProjectRecord
 from eventflow.projects.report import RunFacts
 from eventflow.sdk.stores import Store
 from eventflow.validation import InvalidInput
@@ -68,13 +69,10 @@ class Recipe:
         return self
 
 
-def _project_of(run_id: str, tracking_uri: str | None) -> Any:
-    """The run's project record, or None (also while eventflow.projects.records is absent)."""
-    try:
-        from eventflow.projects.records import project_of
-    except ImportError:
-        return None
-    return project_of(run_id, tracking_uri=tracking_uri)
+def project_record(store: Store, run_id: str) -> ProjectRecord | None:
+    """The run's project record (``run.project_recorded``), or None for a plain SDK run."""
+    found = store.run_project(run_id)
+    return None if found is None else ProjectRecord.from_row(found)
 
 
 def get_run(store: Store, run_id: str) -> dict[str, Any]:
@@ -122,20 +120,11 @@ def read_artifact(store: Store, run: dict[str, Any], path: str, sha256: str | No
     return data
 
 
-def _record(record: Any, *names: str) -> Any:
-    """A field of a project record, by the first of ``names`` it has."""
-    for name in names:
-        value = getattr(record, name, None) if not isinstance(record, dict) else record.get(name)
-        if value is not None:
-            return value
-    return None
-
-
-def read(store: Store, run_id: str, tracking_uri: str | None = None) -> Recipe:
+def read(store: Store, run_id: str) -> Recipe:
     """The recipe of ``run_id`` (``Recipe.missing`` lists what a rerun would lack)."""
     run = get_run(store, run_id)
     tags, info = tags_of(run), run["info"]
-    record = _project_of(run_id, tracking_uri) if tags.get("mlflow.source.type") == "PROJECT" else None
+    record = project_record(store, run_id)
     common = dict(run_id=run_id, experiment_id=info["experiment_id"], run_name=info.get("run_name") or run_id,
                   parameters=params_of(run), datasets=datasets_of(run))
     if record is not None:
@@ -143,31 +132,27 @@ def read(store: Store, run_id: str, tracking_uri: str | None = None) -> Recipe:
     return _script_recipe(store, run, tags, common)
 
 
-def _project_recipe(store: Store, run: dict[str, Any], tags: dict[str, str], record: Any, common: dict[str, Any]) -> Recipe:
+def _project_recipe(store: Store, run: dict[str, Any], tags: dict[str, str], record: ProjectRecord, common: dict[str, Any]) -> Recipe:
     missing = []
-    commit = _record(record, "commit") or tags.get("mlflow.source.git.commit")
-    source = _record(record, "repo_url", "uri")
-    if not commit:
-        missing.append("a git commit (the project record has none: was it run from a directory outside git?)")
-    if not source:
+    if not record.commit:
+        missing.append("a git commit (its project ran from a directory outside git)")
+    elif not record.repo_url:
         missing.append("the project's repository URL")
-    packages = _record(record, "packages")
-    if not packages:
+    if not record.command:
+        missing.append("its expanded command (the project record has none)")
+    if not record.packages:
         missing.append("the environment's package list (the project record's packages)")
     patch = None
-    patch_path = _record(record, "patch_artifact", "patch_path", "patch_artifact_path")
-    if patch_path:
-        patch = read_artifact(store, run, patch_path, _record(record, "patch_sha256"))
+    if record.patch_path:
+        patch = read_artifact(store, run, record.patch_path, record.patch_sha256)
         if patch is None:
-            missing.append(f"the patch of its uncommitted changes (artifact {patch_path!r} was never logged)")
-    parameters = {**{str(k): str(v) for k, v in (_record(record, "parameters") or {}).items()}, **common.pop("parameters")}
+            missing.append(f"the patch of its uncommitted changes (artifact {record.patch_path!r} was never logged)")
     return Recipe(
-        kind="project", source=source, commit=commit, subdirectory=_record(record, "subdirectory") or "",
-        entry_point=_record(record, "entry_point") or tags.get("mlflow.project.entryPoint") or "main",
-        command=_record(record, "command"), parameters=parameters,
-        env_manager=_record(record, "env_manager") or tags.get("mlflow.project.env"),
-        python=_record(record, "python_version", "python"), packages=packages, dirty=bool(patch_path), patch=patch,
-        project=record, missing=tuple(missing), **common,
+        kind="project", source=record.repo_url, commit=record.commit, subdirectory=record.subdirectory or "",
+        entry_point=record.entry_point, command=record.command,
+        parameters={**record.parameters, **common.pop("parameters")},
+        env_manager=record.env_manager, python=record.python_version, packages=record.packages or None,
+        dirty=bool(record.patch_path), patch=patch, project=record, missing=tuple(missing), **common,
     )
 
 
@@ -216,25 +201,26 @@ def _local_repository(script: str, commit: str) -> str | None:
     return top.stdout.strip() if top.returncode == 0 and has.returncode == 0 else None
 
 
-def facts_of(store: Store, run_id: str, tracking_uri: str | None = None) -> RunFacts:
+def facts_of(store: Store, run_id: str) -> RunFacts:
     """What went into ``run_id`` and what came out, for the report; what was not recorded
     is None (the report says so) rather than an error."""
     run = get_run(store, run_id)
     tags = tags_of(run)
-    record = _project_of(run_id, tracking_uri) if tags.get("mlflow.source.type") == "PROJECT" else None
-    packages = _record(record, "packages") if record is not None else None
+    record = project_record(store, run_id)
+    packages = record.packages if record is not None and record.packages else None
     if packages is None:
         data = read_artifact(store, run, REQUIREMENTS_ARTIFACT)
         packages = data.decode() if data is not None else None
-    python = (_record(record, "python_version", "python") if record is not None else None) or tags.get("eventflow.python")
-    parameters = {str(k): str(v) for k, v in ((_record(record, "parameters") or {}) if record is not None else {}).items()}
+    parameters = dict(record.parameters) if record is not None else {}
     parameters.update(params_of(run))
     metrics = {
         m["key"]: [(int(p["step"]), float(p["value"])) for p in store.metric_history(run_id, m["key"])]
         for m in run["data"].get("metrics", [])
     }
-    artifacts = {f["path"]: f["sha256"] for f in store.artifact_digests(run_id)}
     return RunFacts(
-        run_id, commit=(_record(record, "commit") if record is not None else None) or tags.get("mlflow.source.git.commit"),
-        parameters=parameters, packages=packages, python=python, datasets=datasets_of(run), metrics=metrics, artifacts=artifacts,
+        run_id, commit=(record.commit if record is not None else None) or tags.get("mlflow.source.git.commit"),
+        patch=record.patch_sha256 if record is not None else None,
+        parameters=parameters, packages=packages,
+        python=(record.python_version if record is not None else None) or tags.get("eventflow.python"),
+        datasets=datasets_of(run), metrics=metrics, artifacts={f["path"]: f["sha256"] for f in store.artifact_digests(run_id)},
     )

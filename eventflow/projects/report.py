@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 REPORT_ARTIFACT = "reproducibility.json"
-# Files a rerun makes about itself, not outputs of the training code.
-_SELF = {REPORT_ARTIFACT}
+# Files that are not outputs of the training code: the report itself, the runner's copy
+# of the output and of the patch, the SDK's package list (compared as an input).
+NOT_OUTPUTS = frozenset({REPORT_ARTIFACT, "project/stdout.txt", "project/patch.diff", "environment/requirements.txt"})
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class RunFacts:
 
     run_id: str
     commit: str | None = None
+    patch: str | None = None  # sha256 of the uncommitted changes it ran with
     parameters: dict[str, str] = field(default_factory=dict)
     packages: str | None = None  # ``pip freeze`` text
     python: str | None = None
@@ -130,6 +132,7 @@ def compare(original: RunFacts, rerun: RunFacts) -> dict[str, Any]:
     """The report of ``rerun`` against ``original`` (see the module's docstring)."""
     inputs = {
         "commit": _same_value(original.commit, rerun.commit),
+        "patch": _same_value(original.patch, rerun.patch),
         "parameters": _dict_diff(original.parameters, rerun.parameters, "key"),
         "python": _same_value(original.python, rerun.python),
         "packages": _dict_diff(parse_packages(original.packages), parse_packages(rerun.packages), "name"),
@@ -143,7 +146,7 @@ def compare(original: RunFacts, rerun: RunFacts) -> dict[str, Any]:
     artifacts = [
         {"path": path, "same": original.artifacts.get(path) == rerun.artifacts.get(path),
          "original_sha256": original.artifacts.get(path), "rerun_sha256": rerun.artifacts.get(path)}
-        for path in sorted((set(original.artifacts) | set(rerun.artifacts)) - _SELF)
+        for path in sorted((set(original.artifacts) | set(rerun.artifacts)) - NOT_OUTPUTS)
     ]
     return {
         "original_run_id": original.run_id,
@@ -169,9 +172,9 @@ def render(report: dict[str, Any]) -> str:
     verdict = "identical" if report["inputs_identical"] else "DIFFERENT"
     lines.append(f"Inputs: {verdict}")
     inputs = report["inputs"]
-    for name in ("commit", "python"):
+    for name in ("commit", "patch", "python"):
         item = inputs[name]
-        state = f"same ({_short(item['rerun'])})" if item["same"] else f"differs: {_short(item['original'])} -> {_short(item['rerun'])}"
+        state = f"same ({_short(item['rerun']) if item['rerun'] is not None else 'none'})" if item["same"] else f"differs: {_short(item['original'])} -> {_short(item['rerun'])}"
         lines.append(f"  {name:<11} {state}")
     for name, label in (("parameters", "key"), ("packages", "name"), ("datasets", "name")):
         item = inputs[name]

@@ -24,7 +24,8 @@ import json
 import shlex
 import sys
 import tempfile
-from dataclasses import dataclass
+import types
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,17 +109,18 @@ def script_command(run: recipes.Recipe, directory: Path, settings: dict[str, str
     return shlex.join([python, script_in(directory, run.script or argv[0]), *with_settings(argv[1:], settings)])
 
 
-def project_command(run: recipes.Recipe, directory: Path, settings: dict[str, str]) -> str:
-    """A project run's command: the recorded one, or with settings the entry point's
-    command expanded again from the MLproject with the changed parameters."""
+def project_command(run: recipes.Recipe, directory: Path, settings: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """A project run's command and parameters: the recorded ones, or with settings the
+    entry point's command expanded again from the MLproject with the changed parameters."""
+    command = unwatched(run.command) or ""
     if not settings:
-        if not run.command:
-            raise recipes.RecipeIncomplete(run.run_id, ["its expanded command (the project record has none)"])
-        return run.command
-    from eventflow.projects import spec  # the projects package's MLproject reader
+        return command, dict(run.project.parameters if run.project is not None else run.parameters)
+    from eventflow.projects import spec
 
-    project = spec.load(directory)
-    return project.entry_point(run.entry_point or "main").command_for({**run.parameters, **settings}, directory)
+    point = spec.load_project(directory).entry_point(run.entry_point or "main")
+    given = {**(run.project.parameters if run.project is not None else {}), **settings}
+    declared, extra = point.resolve(given)
+    return point.command_for(given), {**declared, **extra}
 
 
 def watched(command: str, original_run_id: str) -> str:
@@ -179,8 +181,6 @@ def link(store: Store, new_run_id: str, original: dict[str, Any]) -> None:
     event = commands.set_tags(new_run_id, {recipes.RERUN_OF_TAG: original["info"]["run_id"]})
     cause = created_event_id(store, original)
     if cause is not None:
-        from dataclasses import replace
-
         event = replace(event, causation_id=cause)
     store.append([event])
 
@@ -188,8 +188,8 @@ def link(store: Store, new_run_id: str, original: dict[str, Any]) -> None:
 # -- the report ----------------------------------------------------------------------
 
 
-def build_report(store: Store, original_run_id: str, new_run_id: str, tracking_uri: str | None) -> dict[str, Any]:
-    return reports.compare(recipes.facts_of(store, original_run_id, tracking_uri), recipes.facts_of(store, new_run_id, tracking_uri))
+def build_report(store: Store, original_run_id: str, new_run_id: str) -> dict[str, Any]:
+    return reports.compare(recipes.facts_of(store, original_run_id), recipes.facts_of(store, new_run_id))
 
 
 def log_report(store: Store, run_id: str, report: dict[str, Any]) -> None:
@@ -211,12 +211,64 @@ def stored_report(store: Store, run_id: str) -> dict[str, Any] | None:
 # -- rerunning -----------------------------------------------------------------------
 
 
-def _environment(run: recipes.Recipe, manager: str) -> Any:
+def _environment(run: recipes.Recipe, manager: str, directory: Path) -> Any:
+    """The environment from the run's exact package list and Python version."""
     from eventflow.projects import environments
 
-    pinned = [line.strip() for line in (run.packages or "").splitlines() if line.strip() and not line.startswith("#")]
-    spec = environments.EnvironmentSpec(manager=manager, python=run.python, build_dependencies=[], dependencies=pinned)
-    return environments.build(spec)
+    pinned = tuple(line.strip() for line in (run.packages or "").splitlines() if line.strip() and not line.startswith("#"))
+    spec = environments.EnvironmentSpec(manager=manager, python=run.python, dependencies=pinned, directory=directory)
+    return environments.build(spec, progress=lambda line: print(f"eventflow: {line}", file=sys.stderr, flush=True))
+
+
+def start(
+    run_id: str,
+    set: dict[str, Any] | list[str] | None = None,  # noqa: A002 (the CLI's --set)
+    env_manager: str | None = None,
+    tracking_uri: str | None = None,
+) -> Any:
+    """Start the rerun of ``run_id``; returns the runner's ``SubmittedRun`` (the checkout
+    is removed when it ends). A run the recipe cannot rebuild is refused before anything starts."""
+    from eventflow.projects import environments, runner, sources
+    from eventflow.projects.records import ProjectRecord
+
+    settings = parse_settings(set)
+    if env_manager is not None:
+        environments.check_manager(env_manager)
+    uri = runner.resolve_tracking_uri(tracking_uri)
+    store = open_store(uri)
+    try:
+        original = recipes.get_run(store, run_id)
+        plan = recipes.read(store, run_id).require()
+        checkout = sources.fetch(str(plan.source) + (f"#{plan.subdirectory}" if plan.subdirectory else ""), version=plan.commit)
+        try:
+            if plan.patch:
+                sources.apply_patch(checkout, plan.patch)
+                checkout = replace(checkout, patch=plan.patch)  # recorded again on the rerun
+            manager = env_manager or plan.env_manager or "virtualenv"
+            environment = _environment(plan, manager, Path(checkout.directory))
+            directory = Path(checkout.directory)
+            if plan.kind == "project":
+                command, parameters = project_command(plan, directory, settings)
+                record = replace(plan.project, command=command, parameters=parameters, version=plan.commit)
+            else:
+                command = script_command(plan, directory, settings, str(environment.python))
+                record = ProjectRecord(uri=str(plan.source), entry_point=script_in(directory, plan.script or ""), command=command,
+                                       env_manager=manager, subdirectory=checkout.subdirectory, commit=checkout.commit,
+                                       repo_url=checkout.repo_url)
+            submitted = runner.execute(
+                checkout, watched(command, run_id), environment, tracking_uri=uri, experiment_id=plan.experiment_id,
+                run_name=f"rerun of {plan.run_name}", tags={recipes.RERUN_OF_TAG: run_id}, project_record=record,
+            )
+        except BaseException:
+            checkout.cleanup()
+            raise
+        link(store, submitted.run_id, original)
+    finally:
+        store.close()
+    from eventflow.projects.launch import _cleanup_after
+
+    _cleanup_after(submitted, checkout)
+    return submitted
 
 
 def rerun(
@@ -225,35 +277,27 @@ def rerun(
     env_manager: str | None = None,
     tracking_uri: str | None = None,
 ) -> Rerun:
-    """Rerun ``run_id`` as a new run and return the reproducibility report (see the module)."""
-    from eventflow.config import tracking_uri_from_env
-    from eventflow.projects import runner, sources
+    """Rerun ``run_id`` as a new run, wait for it, and return the reproducibility report.
+    SIGTERM or Ctrl-C while waiting cancel the rerun (KILLED)."""
+    from eventflow.projects import runner
+    from eventflow.projects.launch import wait_cancelling_on_signals
 
-    settings = parse_settings(set)
-    uri = tracking_uri or tracking_uri_from_env()
-    store = open_store(uri)
+    submitted = start(run_id, set=set, env_manager=env_manager, tracking_uri=tracking_uri)
+    wait_cancelling_on_signals(submitted)
+    store = open_store(runner.resolve_tracking_uri(tracking_uri))
     try:
-        original = recipes.get_run(store, run_id)
-        plan = recipes.read(store, run_id, uri).require()
-        location = plan.source + (f"#{plan.subdirectory}" if plan.subdirectory else "")
-        checkout = sources.fetch(location, version=plan.commit)
-        if plan.patch:
-            sources.apply_patch(checkout, plan.patch)
-        manager = env_manager or plan.env_manager or "virtualenv"
-        environment = _environment(plan, manager)
-        directory = Path(checkout.directory)
-        if plan.kind == "project":
-            command = unwatched(project_command(plan, directory, settings))
-        else:
-            command = script_command(plan, directory, settings, str(getattr(environment, "python", None) or "python"))
-        submitted = runner.execute(
-            checkout, watched(command or "", run_id), environment, tracking_uri=uri, experiment_id=plan.experiment_id,
-            run_name=f"rerun of {plan.run_name}", tags={recipes.RERUN_OF_TAG: run_id}, project_record=plan.project,
-        )
-        link(store, submitted.run_id, original)
-        submitted.wait()
-        status = submitted.get_status()
-        report = stored_report(store, submitted.run_id) or build_report(store, run_id, submitted.run_id, uri)
-        return Rerun(submitted.run_id, run_id, str(status), report)
+        report = stored_report(store, submitted.run_id) or build_report(store, run_id, submitted.run_id)
     finally:
         store.close()
+    return Rerun(submitted.run_id, run_id, submitted.get_status(), report)
+
+
+class _CallableModule(types.ModuleType):
+    """``eventflow.projects.rerun(run_id, …)`` works as well as ``…rerun.rerun(run_id, …)``:
+    the package exports the function under this module's own name."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Rerun:
+        return rerun(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -4,7 +4,7 @@ The project runner runs this in place of the rerun's command. It runs COMMAND (o
 word), and when it exits — while the new run (``EVENTFLOW_RUN_ID``) is still open, as
 its files freeze when it ends — compares the two runs and logs ``reproducibility.json``.
 It prints nothing of its own on stdout (the run's output stays the command's) and exits
-as COMMAND did, by the same signal if one killed it.
+as COMMAND did, by the same signal if one killed it; cancelled, it writes no report.
 """
 
 from __future__ import annotations
@@ -30,18 +30,22 @@ def main(argv: list[str] | None = None) -> int:
     original, command = args[1], " ".join(args[args.index("--") + 1 :])  # one word, as watched() writes it
     child = subprocess.Popen(["bash", "-c", command] if _has_bash() else command, shell=not _has_bash())
 
-    def forward(signum: int, frame: object) -> None:
-        child.send_signal(signum)
+    stopped: list[int] = []
+
+    def note(signum: int, frame: object) -> None:
+        # The runner signals the whole process group, the command included: no need to
+        # forward; only remember, so that a cancelled rerun ends at once, with no report.
+        stopped.append(signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, forward)
+        signal.signal(sig, note)
     code = child.wait()
     new_run_id = os.environ.get("EVENTFLOW_RUN_ID")
-    if new_run_id:
+    if new_run_id and not stopped:
         try:
             store = open_store(os.environ.get("EVENTFLOW_TRACKING_URI"))
             try:
-                log_report(store, new_run_id, build_report(store, original, new_run_id, os.environ.get("EVENTFLOW_TRACKING_URI")))
+                log_report(store, new_run_id, build_report(store, original, new_run_id))
             finally:
                 store.close()
         except Exception as error:  # the report is a bonus on top of the run's own outcome
