@@ -225,9 +225,13 @@ def start(
     set: dict[str, Any] | list[str] | None = None,  # noqa: A002 (the CLI's --set)
     env_manager: str | None = None,
     tracking_uri: str | None = None,
+    version: str | None = None,
 ) -> Any:
     """Start the rerun of ``run_id``; returns the runner's ``SubmittedRun`` (the checkout
-    is removed when it ends). A run the recipe cannot rebuild is refused before anything starts."""
+    is removed when it ends). A run the recipe cannot rebuild is refused before anything starts.
+
+    ``version`` (a commit, tag or branch) reruns other code with everything else as it
+    was; the recorded patch, a difference against the original commit, is then left out."""
     from eventflow.projects import environments, runner, sources
     from eventflow.projects.records import ProjectRecord
 
@@ -239,9 +243,9 @@ def start(
     try:
         original = recipes.get_run(store, run_id)
         plan = recipes.read(store, run_id).require()
-        checkout = sources.fetch(str(plan.source) + (f"#{plan.subdirectory}" if plan.subdirectory else ""), version=plan.commit)
+        checkout = sources.fetch(str(plan.source) + (f"#{plan.subdirectory}" if plan.subdirectory else ""), version=version or plan.commit)
         try:
-            if plan.patch:
+            if plan.patch and checkout.commit == plan.commit:
                 sources.apply_patch(checkout, plan.patch)
                 checkout = replace(checkout, patch=plan.patch)  # recorded again on the rerun
             manager = env_manager or plan.env_manager or "virtualenv"
@@ -249,7 +253,8 @@ def start(
             directory = Path(checkout.directory)
             if plan.kind == "project":
                 command, parameters = project_command(plan, directory, settings)
-                record = replace(plan.project, command=command, parameters=parameters, version=plan.commit)
+                record = replace(plan.project, command=command, parameters=parameters, version=version or plan.commit,
+                                 commit=checkout.commit, patch_path=None, patch_sha256=None)
             else:
                 command = script_command(plan, directory, settings, str(environment.python))
                 record = ProjectRecord(uri=str(plan.source), entry_point=script_in(directory, plan.script or ""), command=command,
@@ -276,13 +281,14 @@ def rerun(
     set: dict[str, Any] | list[str] | None = None,  # noqa: A002 (the CLI's --set)
     env_manager: str | None = None,
     tracking_uri: str | None = None,
+    version: str | None = None,
 ) -> Rerun:
     """Rerun ``run_id`` as a new run, wait for it, and return the reproducibility report.
-    SIGTERM or Ctrl-C while waiting cancel the rerun (KILLED)."""
+    SIGTERM or Ctrl-C while waiting cancel the rerun (KILLED). See ``start`` for ``version``."""
     from eventflow.projects import runner
     from eventflow.projects.launch import wait_cancelling_on_signals
 
-    submitted = start(run_id, set=set, env_manager=env_manager, tracking_uri=tracking_uri)
+    submitted = start(run_id, set=set, env_manager=env_manager, tracking_uri=tracking_uri, version=version)
     wait_cancelling_on_signals(submitted)
     store = open_store(runner.resolve_tracking_uri(tracking_uri))
     try:

@@ -6,18 +6,24 @@ import json
 
 import click
 
+from eventflow.projects.cli import RUN_MANAGERS
+
 
 @click.command()
 @click.argument("run_id")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Change a parameter for the rerun (repeatable); the report then names it as a difference.")
-@click.option("--env-manager", type=click.Choice(["local", "virtualenv", "uv", "conda"]), default=None,
+@click.option("--env-manager", type=click.Choice(RUN_MANAGERS), default=None,
               help="How to build the environment. Default: the original's (a plain SDK run: virtualenv, "
                    "from its exact package list). local reuses this interpreter and installs nothing.")
+@click.option("-v", "--version", default=None, metavar="REF",
+              help="Rerun the code at another commit, tag or branch, everything else as recorded "
+                   "(the recorded patch of a dirty tree is then left out): does this change alter the results?")
 @click.option("--tracking-uri", envvar="EVENTFLOW_TRACKING_URI", default=None,
               help="Where the original run is, and where the rerun goes. [env EVENTFLOW_TRACKING_URI]")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of text.")
-def rerun(run_id: str, settings: tuple[str, ...], env_manager: str | None, tracking_uri: str | None, as_json: bool) -> None:
+def rerun(run_id: str, settings: tuple[str, ...], env_manager: str | None, version: str | None, tracking_uri: str | None,
+          as_json: bool) -> None:
     """Run a past run again, exactly, and report what was reproduced.
 
     Everything that went into RUN_ID is read back from its events: the code (git
@@ -42,17 +48,18 @@ def rerun(run_id: str, settings: tuple[str, ...], env_manager: str | None, track
     Examples:
       eventflow rerun 0a1b2c3d4e5f...
       eventflow rerun 0a1b2c3d4e5f... --set lr=0.2 --env-manager local
+      eventflow rerun 0a1b2c3d4e5f... --version main     # today's code, same inputs
       eventflow rerun 0a1b2c3d4e5f... --tracking-uri http://127.0.0.1:5000 --json
     """
-    from eventflow.projects.recipe import RecipeIncomplete
+    from eventflow.projects.environments import EnvironmentBuildError
     from eventflow.projects.rerun import rerun as do_rerun
+    from eventflow.projects.sources import SourceError
+    from eventflow.projects.spec import ProjectError
     from eventflow.validation import InvalidInput
 
     try:
-        result = do_rerun(run_id, set=list(settings), env_manager=env_manager, tracking_uri=tracking_uri)
-    except RecipeIncomplete as error:
-        raise click.ClickException(str(error)) from None
-    except InvalidInput as error:
+        result = do_rerun(run_id, set=list(settings), env_manager=env_manager, tracking_uri=tracking_uri, version=version)
+    except (InvalidInput, SourceError, ProjectError, EnvironmentBuildError) as error:  # RecipeIncomplete among them
         raise click.ClickException(str(error)) from None
     if as_json:
         click.echo(json.dumps({"run_id": result.run_id, "status": result.status, "report": result.report}, indent=2))
