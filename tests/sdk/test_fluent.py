@@ -152,3 +152,29 @@ def test_how_a_process_ends_decides_how_its_run_ends(home, tmp_path, mode, statu
     found = eventflow.Client().get_run(run_id)
     assert found["info"]["status"] == status
     assert [m["key"] for m in found["data"]["metrics"]] == ["m"]
+
+
+def test_a_process_started_for_a_run_logs_into_it_and_leaves_its_end_to_the_launcher(home, tmp_path):
+    """EVENTFLOW_RUN_ID (set by eventflow run): start_run resumes that run, not a new one,
+    and the process's end does not end it — the launcher does, by the exit code."""
+    with eventflow.start_run() as launched:
+        pass
+    launcher = eventflow.Client()
+    script = tmp_path / "child.py"
+    script.write_text("import eventflow\nwith eventflow.start_run() as run:\n    eventflow.log_metric('m', 2.0)\nprint(run.run_id)\n")
+    # The launcher's run is open again for the test: a fresh one made the way eventflow run makes it.
+    from eventflow import commands
+
+    run_id = commands.new_run_id()
+    store = launcher.store
+    experiment = launched.info.experiment_id
+    store.append([commands.create_run(run_id, experiment, run_name="launched", user_id="u",
+                                      artifact_uri=store.artifact_root(experiment, run_id))])
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "EVENTFLOW_HOME": str(home), "EVENTFLOW_RUN_ID": run_id})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == run_id
+    found = launcher.get_run(run_id)
+    assert found["info"]["status"] == "RUNNING"
+    assert [(m["key"], m["value"]) for m in found["data"]["metrics"]] == [("m", 2.0)]
+    assert len(launcher.search_runs([experiment])) == 2  # the launcher's, and the one made above
