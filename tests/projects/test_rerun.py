@@ -149,3 +149,45 @@ def test_the_python_api(repo, home):
     assert result.status == "FINISHED" and result.original_run_id == original
     assert differing(result.report) == {"parameters": [{"key": "epochs", "original": "2", "rerun": "3"}]}
     assert "epochs: 2 -> 3" in result.text
+
+
+def test_a_dirty_project_run_reruns_with_its_recorded_patch(tmp_path, home):
+    from eventflow import projects
+
+    repo = training_repo(tmp_path / "project", mlproject=True)
+    (repo / "train.py").write_text((repo / "train.py").read_text().replace("SHRINK = 1.0", "SHRINK = 1.5"))
+    submitted = projects.run(str(repo), env_manager="local", tracking_uri=home)
+    patched = projects.project_of(submitted.run_id, tracking_uri=home)
+    assert patched.patch_sha256
+    git(repo, "checkout", "--", "train.py")  # the tree is clean again: only the log has the change
+    answer = rerun_json(submitted.run_id, home)
+    report = answer["report"]
+    assert report["inputs_identical"] and report["outputs_identical"], report
+    assert report["inputs"]["patch"] == {"same": True, "original": patched.patch_sha256, "rerun": patched.patch_sha256}
+    loss = next(m for m in report["metrics"] if m["key"] == "loss")
+    assert loss["original_final"] == pytest.approx(0.85 ** 5)  # SHRINK 1.5, from the patch, not the commit
+    # at another commit the patch (a difference against the original commit) is left out, and that is reported
+    moved = rerun_json(submitted.run_id, home, "--version", "main")["report"]
+    assert set(differing(moved)) == {"commit", "patch"}
+
+
+def test_a_project_run_in_a_built_environment_reruns_from_its_exact_package_list(tmp_path, home):
+    """One real environment from PyPI (uv): the rerun rebuilds it from what pip froze."""
+    from eventflow import projects
+
+    repo = tmp_path / "env-project"
+    training_repo(repo, mlproject=True)
+    (repo / "MLproject").write_text((repo / "MLproject").read_text().replace("name: shrink\n", "name: shrink\npython_env: python_env.yaml\n"))
+    (repo / "python_env.yaml").write_text("python: \"%d.%d\"\nbuild_dependencies: [pip]\ndependencies: [six==1.16.0]\n" % sys.version_info[:2])
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "an environment")
+    submitted = projects.run(str(repo), env_manager="uv", tracking_uri=home)
+    original = projects.project_of(submitted.run_id, tracking_uri=home)
+    assert "six==1.16.0" in original.packages.splitlines()
+    done = cli("rerun", submitted.run_id, "--json", home=home)  # the original's manager: uv
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["report"]["inputs_identical"] and answer["report"]["outputs_identical"], answer["report"]
+    rebuilt = projects.project_of(answer["run_id"], tracking_uri=home)
+    assert rebuilt.env_manager == "uv" and rebuilt.python_version == original.python_version
+    assert sorted(rebuilt.packages.splitlines()) == sorted(original.packages.splitlines())
