@@ -147,15 +147,15 @@ def created_event_id(store: Store, run: dict[str, Any]) -> str | None:
     if hasattr(store, "log"):  # embedded or Kafka: read the log itself
         from eventflow.codec import decode
 
-        with store.log.consumer([topic]) as consumer:  # type: ignore[attr-defined]
+        log = store.log  # type: ignore[attr-defined]
+        with log.consumer([topic]) as consumer:
             consumer.seek_to_time(since)
-            while True:
-                records = consumer.poll(timeout=0.5, max_records=1000)
-                if not records:
-                    return None
-                for record in records:
+            ends = {tp: log.end_offsets(tp.topic)[tp.partition] for tp in consumer.assignment()}
+            while any(consumer.position(tp) < end for tp, end in ends.items()):
+                for record in consumer.poll(timeout=1.0, max_records=1000):
                     if record.key == run_id.encode() and record.header("event_type") == b"run.created":
                         return decode(record.value).event_id
+        return None
     if hasattr(store, "http"):  # a server: its audit view of the log
         token = None
         while True:
@@ -256,7 +256,10 @@ def start(
                 record = replace(plan.project, command=command, parameters=parameters, version=version or plan.commit,
                                  commit=checkout.commit, patch_path=None, patch_sha256=None)
             else:
-                command = script_command(plan, directory, settings, str(environment.python))
+                # ``python`` is the built environment's (first on PATH), so the recorded command
+                # stays valid for a rerun of this rerun in an environment built anew; the local
+                # manager's interpreter is named, as a system one may have no ``python``.
+                command = script_command(plan, directory, settings, str(environment.python) if manager == "local" else "python")
                 record = ProjectRecord(uri=str(plan.source), entry_point=script_in(directory, plan.script or ""), command=command,
                                        env_manager=manager, subdirectory=checkout.subdirectory, commit=checkout.commit,
                                        repo_url=checkout.repo_url)
