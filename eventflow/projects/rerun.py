@@ -266,6 +266,7 @@ def start(
             submitted = runner.execute(
                 checkout, watched(command, run_id), environment, tracking_uri=uri, experiment_id=plan.experiment_id,
                 run_name=f"rerun of {plan.run_name}", tags={recipes.RERUN_OF_TAG: run_id}, project_record=record,
+                echo=sys.stderr,  # the command's output is context; stdout is the report's (--json stays parseable)
             )
         except BaseException:
             checkout.cleanup()

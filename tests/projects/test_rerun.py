@@ -191,3 +191,18 @@ def test_a_project_run_in_a_built_environment_reruns_from_its_exact_package_list
     rebuilt = projects.project_of(answer["run_id"], tracking_uri=home)
     assert rebuilt.env_manager == "uv" and rebuilt.python_version == original.python_version
     assert sorted(rebuilt.packages.splitlines()) == sorted(original.packages.splitlines())
+
+
+def test_a_rerun_that_fails_is_failed_and_still_reports(repo, home):
+    original = run_script(repo, home)
+    done = cli("rerun", original, "--env-manager", "local", "--set", "epochs=many", "--json", home=home)
+    assert done.returncode == 1, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["status"] == "FAILED"
+    assert "argument --epochs: invalid int value: 'many'" in done.stderr  # the script's own error, streamed
+    with Client(home) as client:
+        run = client.get_run(answer["run_id"])
+        assert run["info"]["status"] == "FAILED"
+        assert "reproducibility.json" in {f["path"] for f in client.store.artifact_digests(answer["run_id"])}
+    assert not answer["report"]["outputs_identical"]
+    assert {m["key"]: m["steps_only_in_original"] for m in answer["report"]["metrics"]} == {"loss": 5, "accuracy": 5}
