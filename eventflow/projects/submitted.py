@@ -104,7 +104,7 @@ class SubmittedRun:
     def _pump(self) -> None:
         """Copy the child's output to the terminal and the kept file, line by line."""
         assert self._process.stdout is not None
-        stored_at = time.monotonic()
+        stored_at = float("-inf")  # the first line is stored at once, then every UPLOAD_EVERY s
         stored_size = 0
         with open(self._output, "wb") as kept:
             for line in iter(self._process.stdout.readline, b""):
@@ -118,7 +118,7 @@ class SubmittedRun:
                         self._echo.flush()
                     except (OSError, ValueError):
                         self._echo = None  # the terminal went away: keep the file going
-                if time.monotonic() - stored_at > UPLOAD_EVERY and kept.tell() != stored_size:
+                if time.monotonic() - stored_at >= UPLOAD_EVERY and kept.tell() != stored_size:
                     # Stored as it grows: a child that ends the run itself (MLflow's
                     # end_run) freezes its files, and the output up to then is kept.
                     self._store_output(quiet=True)

@@ -241,6 +241,17 @@ def test_no_permissions_hides_an_experiment_from_get_and_search(url):
     assert api(url, "GET", "/api/2.0/mlflow/artifacts/list", ned, params={"run_id": run}).status_code == 403
 
 
+def test_a_run_s_project_record_needs_read_on_its_experiment(url):
+    owner, outsider = new_user(url), new_user(url)
+    experiment_id = new_experiment(url, owner)
+    run = api(url, "POST", "/api/2.0/mlflow/runs/create", owner, json={"experiment_id": experiment_id}).json()["run"]
+    assert grant(url, experiment_id, outsider[0], "NO_PERMISSIONS", auth=owner).status_code == 200
+    path = "/api/2.0/eventflow/runs/project"
+    assert api(url, "GET", path, owner, params={"run_id": run["info"]["run_id"]}).json() == {}  # not a project run
+    refused = api(url, "GET", path, outsider, params={"run_id": run["info"]["run_id"]})
+    assert refused.status_code == 403 and "READ" in refused.json()["message"]
+
+
 def promote(url: str, name: str, auth=None, token=None) -> httpx.Response:
     return api(url, "POST", "/api/2.0/mlflow/registered-models/alias", auth, token=token, json={"name": name, "alias": "production", "version": "1"})
 
@@ -267,10 +278,11 @@ def test_moving_an_alias_is_a_deployment_and_needs_manage_or_the_promote_scope(u
 def test_every_rest_route_has_a_rule():
     """A route nobody wrote a rule for would be open to every user; the table must name each."""
     from eventflow.auth.policy import ROUTES
+    from eventflow.server import projects_api
     from eventflow.server.tracking import ENDPOINTS
 
     assert set(ENDPOINTS) - set(ROUTES) == set()
-    assert set(ROUTES) - set(ENDPOINTS) == set()
+    assert set(ROUTES) - set(ENDPOINTS) == {projects_api.ROUTE}  # eventflow's own routes that ask the table
 
 
 def test_users_and_grants_are_events_the_audit_can_read(url):
