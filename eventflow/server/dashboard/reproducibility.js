@@ -52,7 +52,9 @@ export function lineage(box, runId, downloadUrl) {
     if (original) {
       html += `<p id="rerun-of">Rerun of <a href="#/runs/${esc(original)}">${esc(original)}</a></p>
         <h2>Reproducibility</h2><div id="reproducibility" class="card" data-loaded="${report !== null}">${
-          report ? reportHTML(report) : `<span class="muted">The report is written when the rerun ends.</span>`}</div>`;
+          report ? reportHTML(report) : run.info.status === "RUNNING" || reportState === "loading"
+            ? `<span class="muted">The report is written when the rerun's command ends.</span>`
+            : `<span class="muted">No ${REPORT} was logged on this run (code that ends its run itself, as MLflow code does, freezes its files first): <code>eventflow rerun</code> printed it.</span>`}</div>`;
     }
     if (reruns.length) {
       html += `<p id="reruns">Reruns: ${reruns.map((r) => `<a href="#/runs/${esc(r.info.run_id)}">${esc(r.info.run_name || r.info.run_id)}</a> ${badge(r.info.status)}`).join(" · ")}</p>`;
