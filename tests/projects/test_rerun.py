@@ -207,3 +207,25 @@ def test_a_rerun_that_fails_is_failed_and_still_reports(repo, home):
         assert "reproducibility.json" in {f["path"] for f in client.store.artifact_digests(answer["run_id"])}
     assert not answer["report"]["outputs_identical"]
     assert {m["key"]: m["steps_only_in_original"] for m in answer["report"]["metrics"]} == {"loss": 5, "accuracy": 5}
+
+
+def test_a_plain_sdk_run_in_a_small_environment_reruns_in_one_built_from_its_package_list(repo, home):
+    """The default for a plain SDK run: a virtualenv built from the requirements.txt its SDK
+    logged (the environment it ran in is one of ours here, so its list is short)."""
+    from eventflow.projects.environments import EnvironmentSpec, build
+
+    env = build(EnvironmentSpec("uv", None, ("pip",), ("six==1.16.0",)))
+    done = subprocess.run([str(env.python), str(repo / "train.py")], capture_output=True, text=True, timeout=120,
+                          env={**env.environ(dict(os.environ)), "EVENTFLOW_TRACKING_URI": home})
+    assert done.returncode == 0, done.stderr
+    with Client(home) as client:
+        [run] = client.search_runs([e["experiment_id"] for e in client.search_experiments()])
+    done = cli("rerun", run["info"]["run_id"], "--json", home=home)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert "building the virtualenv environment" in done.stderr
+    assert answer["report"]["inputs_identical"] and answer["report"]["outputs_identical"], answer["report"]
+    from eventflow import projects
+
+    rebuilt = projects.project_of(answer["run_id"], tracking_uri=home)
+    assert rebuilt.env_manager == "virtualenv" and "six==1.16.0" in rebuilt.packages.splitlines()
