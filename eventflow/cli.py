@@ -14,6 +14,7 @@ from eventflow.log import cli as log_cli
 from eventflow.log import record_cli as log_record_cli
 from eventflow.models import cli as models_cli
 from eventflow.projects import cli as projects_cli
+from eventflow.projects import rerun_cli
 from eventflow.registry import cli as registry_cli
 from eventflow.sdk import cli as sdk_cli
 from eventflow.webhooks import cli as webhooks_cli
@@ -418,6 +419,7 @@ main.add_command(auth_cli.permissions)
 main.add_command(audit_cli.audit)
 registry_cli.registry.add_command(audit_cli.alias_history)
 main.add_command(projects_cli.run_command)
+main.add_command(rerun_cli.rerun)
 
 
 @main.group()

@@ -1,6 +1,7 @@
 // A run: live charts of every metric, params, tags, environment and artifacts.
 // Compare: several runs' metrics overlaid, params side by side with differences marked.
 import { chartControls, MetricChart } from "./charts.js";
+import { lineage } from "./reproducibility.js";
 import { applyRunEvent, badge, channel, esc, fmtDuration, fmtTime, fmtValue, runFromView, setHTML, throttled } from "./util.js";
 
 const ENVIRONMENT = [
@@ -34,6 +35,7 @@ export function runPage(view, runId) {
   view.innerHTML = `
     <h1><span id="run-name">Run ${esc(runId)}</span> <span id="status"></span></h1>
     <p id="summary" class="muted"></p>
+    <div id="lineage"></div>
     <h2>Metrics</h2><div id="controls"></div><div id="charts" class="grid"></div>
     <div class="cols">
       <div><h2>Parameters</h2><div id="params"></div><h2>Tags</h2><div id="tags"></div></div>
@@ -42,6 +44,7 @@ export function runPage(view, runId) {
     </div>`;
   view.querySelector("#controls").appendChild(chartControls());
   const grid = view.querySelector("#charts");
+  const links = lineage(view.querySelector("#lineage"), runId, (path) => downloadUrl(path));
 
   const render = throttled(() => {
     const run = runs.get(runId);
@@ -56,6 +59,7 @@ export function runPage(view, runId) {
     setHTML(view.querySelector("#environment"), table(ENVIRONMENT.filter(([k]) => run.tags[k]).map(([k, label]) => [label, run.tags[k]]), "Not recorded.") +
       `<p><a href="#" id="packages">installed packages</a></p>`);
     view.querySelector("#packages").onclick = (e) => { e.preventDefault(); preview("environment/requirements.txt"); };
+    links.update(run);
   });
 
   const sub = channel.subscribe("runs", { run_ids: [runId] }, {
@@ -74,7 +78,7 @@ export function runPage(view, runId) {
     events(events, points) {
       for (const e of events) {
         applyRunEvent(runs, e);
-        if (e.event.type === "run.artifact_logged") listArtifacts(currentDir);
+        if (e.event.type === "run.artifact_logged") { listArtifacts(currentDir); links.artifactLogged(e.event.payload.path); }
       }
       for (const chunk of points) for (const [key, s] of Object.entries(chunk.series)) chartsFor(grid, charts, key, key).add(key, s.step, s.time, s.value);
       render();
