@@ -18,7 +18,7 @@ _HOMES = {
     "build": "environments", "ExecutionError": "launch", "run": "launch", "ProjectRecord": "records",
     "project_of": "records", "execute": "runner", "Checkout": "sources", "SourceError": "sources",
     "apply_patch": "sources", "fetch": "sources", "ProjectError": "spec", "load_project": "spec",
-    "SubmittedRun": "submitted",
+    "SubmittedRun": "submitted", "rerun": "reruns", "Rerun": "reruns",
 }
 
 __all__ = sorted(_HOMES)

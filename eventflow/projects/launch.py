@@ -125,7 +125,7 @@ def _run(uri: str, entry_point: str, parameters: dict[str, Any] | None, version:
         checkout.cleanup()
         raise
     try:
-        _cleanup_after(submitted, checkout)
+        cleanup_after(submitted, checkout)
         say(f"run {submitted.run_id} started: {command}")
         if synchronous:
             wait_cancelling_on_signals(submitted)
@@ -145,7 +145,7 @@ class ExecutionError(RuntimeError):
         self.submitted = submitted
 
 
-def _cleanup_after(submitted: SubmittedRun, checkout: sources.Checkout) -> None:
+def cleanup_after(submitted: SubmittedRun, checkout: sources.Checkout) -> None:
     if checkout.temporary:
         threading.Thread(target=lambda: (submitted.wait(), checkout.cleanup()), daemon=True).start()
 

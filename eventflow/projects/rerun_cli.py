@@ -52,7 +52,7 @@ def rerun(run_id: str, settings: tuple[str, ...], env_manager: str | None, versi
       eventflow rerun 0a1b2c3d4e5f... --tracking-uri http://127.0.0.1:5000 --json
     """
     from eventflow.projects.environments import EnvironmentBuildError
-    from eventflow.projects.rerun import rerun as do_rerun
+    from eventflow.projects.reruns import rerun as do_rerun
     from eventflow.projects.sources import SourceError
     from eventflow.projects.spec import ProjectError
     from eventflow.validation import InvalidInput

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 
-from eventflow.projects.rerun import _MARK, WATCHER, build_report, log_report
+from eventflow.projects.reruns import _MARK, WATCHER, build_report, log_report
 from eventflow.sdk.stores import open_store
 
 

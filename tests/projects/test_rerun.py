@@ -142,7 +142,6 @@ def test_bad_input_is_refused_at_the_edge(repo, home):
 
 
 def test_the_python_api(repo, home):
-    import eventflow.projects.rerun  # noqa: F401 (the package's lazy exports do not list it yet)
     from eventflow import projects
 
     original = run_script(repo, home, "--epochs", "2")

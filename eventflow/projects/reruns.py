@@ -1,7 +1,7 @@
 """Rerun any past run from its log: same code, same command, same packages — as a new run.
 
     from eventflow.projects import rerun
-    result = rerun.rerun("0a1b2c…", set={"lr": "0.2"}, env_manager="local")
+    result = rerun("0a1b2c…", set={"lr": "0.2"}, env_manager="local")
     print(result.text)          # the reproducibility report, for people
     result.report["inputs"]     # and as data
 
@@ -24,7 +24,6 @@ import json
 import shlex
 import sys
 import tempfile
-import types
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -274,9 +273,9 @@ def start(
         link(store, submitted.run_id, original)
     finally:
         store.close()
-    from eventflow.projects.launch import _cleanup_after
+    from eventflow.projects.launch import cleanup_after
 
-    _cleanup_after(submitted, checkout)
+    cleanup_after(submitted, checkout)
     return submitted
 
 
@@ -300,14 +299,3 @@ def rerun(
     finally:
         store.close()
     return Rerun(submitted.run_id, run_id, submitted.get_status(), report)
-
-
-class _CallableModule(types.ModuleType):
-    """``eventflow.projects.rerun(run_id, …)`` works as well as ``…rerun.rerun(run_id, …)``:
-    the package exports the function under this module's own name."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Rerun:
-        return rerun(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
