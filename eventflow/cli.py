@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
-from eventflow.cli_common import checked_tracking_uri
-
 from eventflow import __version__
+from eventflow.cli_common import checked_tracking_uri
 from eventflow.audit import cli as audit_cli
 from eventflow.auth import cli as auth_cli
 from eventflow.deploy import cli as deploy_cli

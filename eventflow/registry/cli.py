@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from eventflow.cli_common import checked_tracking_uri
-
 from eventflow.validation import InvalidInput
 
 

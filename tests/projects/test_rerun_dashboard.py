@@ -14,23 +14,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "server"))
 from rerun_repos import run_script, training_repo  # noqa: E402
 from serving import running_server  # noqa: E402
-from test_dashboard_browser import CHROMIUM_ARGS, chromium_path  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = chromium_path()
-    if executable is None:
-        message = "no Chromium here: apt-get install chromium (or set EVENTFLOW_CHROMIUM)"
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(message + " (CI=true: a missing browser is a failure)", pytrace=False)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+from test_dashboard_browser import browser  # noqa: E402,F401  (the fixture: one real headless Chromium per module)
 
 
 @pytest.fixture
