@@ -103,7 +103,9 @@ def fetch(uri: str, version: str | None = None) -> Checkout:
 
 
 def _join(a: str, b: str) -> str:
-    return "/".join(p for p in (a.strip("./"), b) if p and p != ".")
+    """``a/b`` without empty or ``.`` parts (a folder's own leading dot is kept: ``.ml``)."""
+    parts = [p for part in (a, b) for p in part.split("/")]
+    return "/".join(p for p in parts if p and p != ".")
 
 
 def _toplevel(directory: Path) -> Path | None:

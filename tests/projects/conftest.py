@@ -32,7 +32,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("EVENTFLOW_HOME", str(where))
     monkeypatch.delenv("EVENTFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("EVENTFLOW_RUN_ID", raising=False)
+    # What other tests' clients leave in the environment (mlflow.set_experiment exports
+    # MLFLOW_EXPERIMENT_ID for subprocesses) would pick the launched run's experiment.
+    for name in ("EVENTFLOW_RUN_ID", "MLFLOW_RUN_ID", "EVENTFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_ID"):
+        monkeypatch.delenv(name, raising=False)
     return where
 
 

@@ -63,10 +63,12 @@ def test_managers_that_cannot_work_here_say_why():
 
 def test_an_unknown_package_fails_the_build_and_leaves_nothing_behind():
     spec = EnvironmentSpec("uv", None, (), ("eventflow-no-such-package-xyz==1.0",))
+    root = environments.envs_root()
+    root.mkdir(parents=True, exist_ok=True)
+    before = {p.name for p in root.iterdir() if p.is_dir()}
     with pytest.raises(EnvironmentBuildError, match="failed"):
         build(spec)
-    assert not any(p.is_dir() and (p / environments.RECORD_FILE).exists() and "no-such" in (p / environments.RECORD_FILE).read_text()
-                   for p in environments.envs_root().iterdir())
+    assert {p.name for p in root.iterdir() if p.is_dir()} == before  # the half-built directory is gone
 
 
 def test_local_is_this_interpreter():

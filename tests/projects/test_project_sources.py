@@ -101,3 +101,11 @@ def test_git_url_forms():
     assert sources.is_git_url("https://github.com/me/x.git")
     assert not sources.is_git_url("/tmp/x")
     assert sources.split_uri("https://h/x.git#a/b/") == ("https://h/x.git", "a/b")
+
+
+def test_a_folder_whose_name_starts_with_a_dot_keeps_its_name(make_repo):
+    repo = make_repo()
+    commit(repo, {".ml/train/train.py": "print('x')\n"}, "one")
+    checkout = fetch(str(repo / ".ml" / "train"))
+    assert checkout.subdirectory == ".ml/train"
+    assert (checkout.directory / "train.py").exists()
