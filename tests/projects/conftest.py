@@ -32,11 +32,16 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("EVENTFLOW_HOME", str(where))
     monkeypatch.delenv("EVENTFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    # What other tests' clients leave in the environment (mlflow.set_experiment exports
-    # MLFLOW_EXPERIMENT_ID for subprocesses) would pick the launched run's experiment.
+    return where
+
+
+@pytest.fixture(autouse=True)
+def no_inherited_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What other tests' clients leave in the environment (``mlflow.set_experiment``
+    exports MLFLOW_EXPERIMENT_ID for subprocesses) would choose the launched run's
+    experiment or run: every test here starts without them."""
     for name in ("EVENTFLOW_RUN_ID", "MLFLOW_RUN_ID", "EVENTFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_ID"):
         monkeypatch.delenv(name, raising=False)
-    return where
 
 
 @pytest.fixture
