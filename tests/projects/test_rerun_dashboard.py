@@ -14,18 +14,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "server"))
 from rerun_repos import run_script, training_repo  # noqa: E402
 from serving import running_server  # noqa: E402
-from test_dashboard_browser import browser  # noqa: E402,F401  (the fixture: one real headless Chromium per module)
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors: {errors}"
+from test_dashboard_browser import browser, page  # noqa: E402,F401  (the fixtures: one real headless Chromium, a page that fails on JavaScript errors)
 
 
 def test_the_rerun_page_shows_its_report_and_both_runs_link_to_each_other(page, tmp_path):
