@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "server"))
