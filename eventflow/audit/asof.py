@@ -74,7 +74,7 @@ def parse_time(value: Any, field: str = FIELD) -> int:
 
 def partition_of(log: Log, family: str, key: str | None = None) -> TopicPartition | None:
     """The partition of a family's key (a shared-key family: its one partition)."""
-    from eventflow.log.embedded import partition_for
+    from eventflow.log.partitioner import partition_for
 
     f = FAMILIES[family]
     if f.topic not in log.topics():

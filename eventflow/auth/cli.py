@@ -14,9 +14,6 @@ from typing import Any
 import click
 
 from eventflow.cli_common import checked_tracking_uri
-import httpx
-
-from eventflow.sdk.credentials import Credentials
 
 
 def _tracking_uri(function):  # type: ignore[no-untyped-def]
@@ -25,6 +22,8 @@ def _tracking_uri(function):  # type: ignore[no-untyped-def]
 
 
 def _credentials() -> dict[str, Any]:
+    from eventflow.sdk.credentials import Credentials  # httpx: only when a command calls the server
+
     credentials = Credentials.from_env()
     if not credentials.present:
         raise click.UsageError(
@@ -36,6 +35,8 @@ def _credentials() -> dict[str, Any]:
 
 def call(tracking_uri: str, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
     """One request; an error answer becomes a message that says what the server said."""
+    import httpx  # here, not at the top: every ``eventflow`` command loads this module
+
     try:
         answer = httpx.request(method, tracking_uri.rstrip("/") + path, timeout=60, **_credentials(), **kwargs)
     except httpx.HTTPError as error:

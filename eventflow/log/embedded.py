@@ -41,9 +41,8 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from kafka.partitioner.default import murmur2
-
 from eventflow.log.chain import GENESIS, link
+from eventflow.log.partitioner import partition_for
 from eventflow.log.base import (
     Consumer,
     Headers,
@@ -105,11 +104,6 @@ CREATE TABLE IF NOT EXISTS group_owners (
     PRIMARY KEY (grp, topic, partition)
 ) WITHOUT ROWID;
 """
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """Kafka's default partitioner for keyed records (murmur2, positive, modulo)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def _encode_headers(headers: Headers) -> str | None:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
-import httpx
-
-from eventflow.sdk.credentials import Credentials
+if TYPE_CHECKING:
+    import httpx
 
 
 class ModelUriError(ValueError):
@@ -132,6 +132,10 @@ def resolve_registry(ref: RegistryRef, tracking_uri: str) -> VersionFiles:
             "models:/ URIs are resolved by the tracking server's registry: "
             "set EVENTFLOW_TRACKING_URI=http://HOST:PORT (an eventflow server)"
         )
+    import httpx  # here: loading a model from a file must not pay for an HTTP client
+
+    from eventflow.sdk.credentials import Credentials
+
     base = tracking_uri.rstrip("/") + "/api/2.0/mlflow"
     with httpx.Client(timeout=30, auth=Credentials.from_env().auth()) as http:
         version = ref.version

@@ -23,7 +23,7 @@ from eventflow import validation as v
 from eventflow.projects.environments import BuiltEnvironment
 from eventflow.projects.records import PATCH_ARTIFACT, ProjectRecord
 from eventflow.projects.sources import Checkout
-from eventflow.projects.submitted import SubmittedRun
+from eventflow.projects.submitted import OutputRelay, SubmittedRun
 from eventflow.sdk import environment as sdk_environment
 from eventflow.sdk.stores import Store, open_store
 
@@ -119,6 +119,7 @@ def execute(
     name = run_name or f"run-{run_id[:8]}"
     all_tags = {**project_tags(record, environment), "mlflow.runName": name, **{k: str(val) for k, val in (tags or {}).items()}}
     process: subprocess.Popen[bytes] | None = None
+    output: OutputRelay | None = None
     written = False
     known = experiment_id or (None if experiment_name else _experiment_from_env())
     if not target.startswith(("http://", "https://", "kafka://")) and (known or not experiment_name):
@@ -126,6 +127,7 @@ def execute(
         # entry point starts now, and the SDK in it waits for the run written meanwhile.
         # (MLflow's client needs a server, so an http target writes the run first.)
         process = _start(checkout, command, environment, target, run_id, str(known or DEFAULT_EXPERIMENT))
+        output = OutputRelay(process, echo)  # seen on the terminal at once, stored once the run is
     store: Store | None = None
     try:
         store = open_store(target)
@@ -144,9 +146,12 @@ def execute(
             _store_patch(store, run_id, artifact_uri, checkout.patch)
         if process is None:
             process = _start(checkout, command, environment, target, run_id, experiment)
+            output = OutputRelay(process, echo)
     except BaseException as error:
         if process is not None:  # started early for a run that could not be written: stop it
             _stop(process)
+        if output is not None:
+            output.close()
         if store is not None:
             interrupted = not isinstance(error, Exception)
             if written or (interrupted and _exists(store, run_id)):  # the run exists: it must not stay RUNNING
@@ -154,7 +159,7 @@ def execute(
                                                error_message=None if interrupted else f"{type(error).__name__}: {error}")])
             store.close()
         raise
-    return SubmittedRun(run_id, process, store, artifact_uri, echo=echo, on_end=store.close)
+    return SubmittedRun(run_id, process, store, artifact_uri, output=output, on_end=store.close)
 
 
 DEFAULT_EXPERIMENT = "0"

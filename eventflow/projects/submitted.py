@@ -41,16 +41,14 @@ class SubmittedRun:
         *,
         echo: IO[str] | None = None,
         on_end: Callable[[], None] | None = None,
+        output: OutputRelay | None = None,
     ):
         self.run_id = run_id
         self._process = process
         self._store = store
         self._artifact_uri = artifact_uri
-        self._echo = echo
         self._on_end = on_end
-        self._tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-        self._scratch = tempfile.TemporaryDirectory(prefix="eventflow-run-")
-        self._output = Path(self._scratch.name) / "stdout.txt"
+        self._output = output or OutputRelay(process, echo)
         self._cancelled = threading.Event()
         self._ended = threading.Event()
         self._status = "RUNNING"
@@ -93,42 +91,22 @@ class SubmittedRun:
 
     def _follow(self) -> None:
         try:
-            self._pump()
+            # Stored as it grows: a child that ends the run itself (MLflow's end_run)
+            # freezes its files, and the output up to then is kept.
+            self._output.store_with(lambda: self._store_output(quiet=True))
+            self._output.join()
             self.returncode = self._process.wait()
             self._finish()
         finally:
-            self._scratch.cleanup()
+            self._output.close()
             if self._on_end is not None:
                 self._on_end()
             self._ended.set()
 
-    def _pump(self) -> None:
-        """Copy the child's output to the terminal and the kept file, line by line."""
-        assert self._process.stdout is not None
-        stored_at = float("-inf")  # the first line is stored at once, then every UPLOAD_EVERY s
-        stored_size = 0
-        with open(self._output, "wb") as kept:
-            for line in iter(self._process.stdout.readline, b""):
-                kept.write(line)
-                kept.flush()
-                text = line.decode("utf-8", errors="replace")
-                self._tail.append(text.rstrip("\n"))
-                if self._echo is not None:
-                    try:
-                        self._echo.write(text)
-                        self._echo.flush()
-                    except (OSError, ValueError):
-                        self._echo = None  # the terminal went away: keep the file going
-                if time.monotonic() - stored_at >= UPLOAD_EVERY and kept.tell() != stored_size:
-                    # Stored as it grows: a child that ends the run itself (MLflow's
-                    # end_run) freezes its files, and the output up to then is kept.
-                    self._store_output(quiet=True)
-                    stored_at, stored_size = time.monotonic(), kept.tell()
-
     def _store_output(self, quiet: bool) -> None:
         with self._store_lock:
             try:
-                size, sha256 = self._store.upload_artifact(self._artifact_uri, self._output, STDOUT_ARTIFACT)
+                size, sha256 = self._store.upload_artifact(self._artifact_uri, self._output.path, STDOUT_ARTIFACT)
                 if not self._store.records_uploads:
                     self._store.append([commands.log_artifact(self.run_id, STDOUT_ARTIFACT, size, sha256)])
             except Exception as error:  # the run may have been ended (and frozen) by the child
@@ -153,7 +131,7 @@ class SubmittedRun:
             status, message = "FINISHED", None
         else:
             why = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
-            tail = "\n".join(self._tail)
+            tail = "\n".join(self._output.tail)
             status, message = "FAILED", f"the entry point {why}; its last output:\n{tail}" if tail else f"the entry point {why}"
             self.error = message
         if self._still_open():
@@ -164,6 +142,65 @@ class SubmittedRun:
         with self._store_lock:
             self._store.append([commands.end_run(self.run_id, status, error_message=message)])
         self._status = status
+
+
+class OutputRelay:
+    """The child's output, copied line by line to the terminal and a kept file from the
+    moment it starts — before the run is on the log, which on the embedded log takes a
+    while (the entry point must not wait on that to be seen). ``store_with`` adds the
+    periodic upload once there is a run to store it in."""
+
+    def __init__(self, process: subprocess.Popen[bytes], echo: IO[str] | None):
+        self._process = process
+        self._echo = echo
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self._scratch = tempfile.TemporaryDirectory(prefix="eventflow-run-")
+        self.path = Path(self._scratch.name) / "stdout.txt"
+        self._store: Callable[[], None] | None = None
+        self._lock = threading.Lock()
+        self._stored_at = float("-inf")  # the first output is stored at once, then every UPLOAD_EVERY s
+        self._stored_size = 0
+        self._size = 0
+        self._thread = threading.Thread(target=self._pump, name=f"eventflow-output-{process.pid}", daemon=True)
+        self._thread.start()
+
+    def store_with(self, store: Callable[[], None]) -> None:
+        with self._lock:
+            self._store = store
+        self._maybe_store()
+
+    def join(self) -> None:
+        """Until the child's output has ended (it exited, or closed it)."""
+        self._thread.join()
+
+    def close(self) -> None:
+        self._thread.join()
+        self._scratch.cleanup()
+
+    def _pump(self) -> None:
+        assert self._process.stdout is not None
+        with open(self.path, "wb") as kept:
+            for line in iter(self._process.stdout.readline, b""):
+                kept.write(line)
+                kept.flush()
+                text = line.decode("utf-8", errors="replace")
+                self.tail.append(text.rstrip("\n"))
+                if self._echo is not None:
+                    try:
+                        self._echo.write(text)
+                        self._echo.flush()
+                    except (OSError, ValueError):
+                        self._echo = None  # the terminal went away: keep the file going
+                self._size = kept.tell()
+                self._maybe_store()
+
+    def _maybe_store(self) -> None:
+        with self._lock:
+            if self._store is None or time.monotonic() - self._stored_at < UPLOAD_EVERY or self._size == self._stored_size:
+                return
+            self._stored_at, self._stored_size = time.monotonic(), self._size
+            store = self._store
+        store()
 
 
 def _open(store: Store, run_id: str) -> bool:
