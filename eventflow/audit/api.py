@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from eventflow.audit import asof, history, index, targets
+from eventflow.audit import asof, history, index, lineage, targets
 from eventflow.auth import context as access
 from eventflow.auth import policy
 from eventflow.server.requests import as_int
@@ -26,6 +26,8 @@ from eventflow.validation import InvalidInput
 
 PATH = "/api/2.0/eventflow/audit"
 ROUTE = "eventflow/audit"  # its rule in eventflow.auth.policy.ROUTES
+LINEAGE_PATH = "/api/2.0/eventflow/lineage"
+LINEAGE_ROUTE = "eventflow/lineage"
 
 
 def _flag(query: dict[str, Any], name: str) -> bool:
@@ -59,8 +61,27 @@ def audit(runtime: Runtime, query: dict[str, Any]) -> dict[str, Any]:
             "lines": history.lines(page), **({"next_page_token": str(start + max_results)} if more else {})}
 
 
+def lineage_of(runtime: Runtime, query: dict[str, Any]) -> dict[str, Any]:
+    """``GET /api/2.0/eventflow/lineage?uri=…&direction=…&depth=N``: the graph of
+    eventflow.audit.lineage; with auth on it needs READ on the root's resource."""
+    depth = as_int(query, "depth", 10, 1, 50)
+    direction = str(query.get("direction") or "both")
+    if direction not in lineage.DIRECTIONS:
+        raise InvalidInput(f"Invalid value {direction!r} for parameter 'direction': it must be one of {', '.join(lineage.DIRECTIONS)}")
+    principal = access.current()
+    with runtime.engine.connect() as c:
+        lineage.parse_uri(c, str(query.get("uri") or ""))
+        if principal is not None:
+            policy.authorize(c, principal, LINEAGE_ROUTE, query)
+        graph = lineage.lineage(c, str(query.get("uri")), direction=direction, depth=depth)
+    return {**graph, "lines": lineage.lines(graph)}
+
+
 def routes(runtime: Runtime) -> list[Route]:
     async def get_audit(request: Request) -> JSONResponse:
         return ProtoJSONResponse(await run_in_threadpool(audit, runtime, dict(request.query_params)))
 
-    return [Route(PATH, get_audit, methods=["GET"])]
+    async def get_lineage(request: Request) -> JSONResponse:
+        return ProtoJSONResponse(await run_in_threadpool(lineage_of, runtime, dict(request.query_params)))
+
+    return [Route(PATH, get_audit, methods=["GET"]), Route(LINEAGE_PATH, get_lineage, methods=["GET"])]

@@ -176,3 +176,67 @@ def snapshot(until: str, into: str | None, where: Any, kafka: str | None) -> Non
     elapsed = time.perf_counter() - started
     last = f" (last event {moment.last[0].topic}[{moment.last[0].partition}]@{moment.last[1]})" if moment.last else ""
     click.echo(f"snapshot of {iso(moment.time)}{last}: {applied:,} events in {elapsed:.1f} s, into {into}")
+
+
+def _lineage_local(home: str | None, query: dict[str, Any]) -> dict[str, Any]:
+    from eventflow.audit.api import lineage_of
+    from eventflow.server.runtime import open_runtime
+
+    runtime = open_runtime(home=home, run_consumers=False)
+    try:
+        return lineage_of(runtime, query)
+    finally:
+        runtime.log.close()
+        runtime.engine.dispose()
+
+
+def fetch_lineage(tracking_uri: str | None, query: dict[str, Any]) -> dict[str, Any]:
+    """A lineage graph, from a server (``GET /api/2.0/eventflow/lineage``) or a home directory."""
+    if tracking_uri and tracking_uri.startswith(("http://", "https://")):
+        import httpx
+
+        from eventflow.sdk.credentials import Credentials
+
+        try:
+            got = httpx.get(tracking_uri.rstrip("/") + "/api/2.0/eventflow/lineage", params=query,
+                            auth=Credentials.from_env().auth(), timeout=120)
+        except httpx.HTTPError as error:
+            raise click.ClickException(f"cannot reach the eventflow server: {error} (is it running? see --tracking-uri)") from None
+        if got.status_code != 200:
+            try:
+                message = got.json().get("message", got.text)
+            except ValueError:
+                message = got.text
+            raise click.ClickException(f"the server answered {got.status_code}: {message[:500]}")
+        return got.json()
+    try:
+        return _lineage_local(tracking_uri, query)
+    except InvalidInput as error:
+        raise click.ClickException(f"{error.message} [{error.error_code}]") from None
+
+
+@click.command("lineage")
+@click.argument("uri")
+@click.option("--direction", type=click.Choice(["both", "upstream", "downstream"]), default="both", show_default=True,
+              help="Where it came from (upstream), where it went (downstream), or both.")
+@click.option("--depth", type=click.IntRange(1, 50), default=10, show_default=True, help="How many edges away to follow.")
+@click.option("--json", "as_json", is_flag=True, help="The graph as JSON (root, nodes, edges).")
+@_tracking
+def lineage(uri: str, direction: str, depth: int, as_json: bool, tracking_uri: str | None) -> None:
+    """Where URI came from and where it went: datasets, commits, runs, logged models,
+    model versions, aliases and deployments.
+
+    \b
+    URI is runs:/ID (or a bare run id), models:/NAME/VERSION, models:/NAME@ALIAS,
+    datasets:/NAME[@DIGEST] or deployments:/TARGET.
+    \b
+    Examples:
+      eventflow lineage models:/churn@production
+      eventflow lineage datasets:/train --direction downstream --json
+    """
+    found = fetch_lineage(tracking_uri, {"uri": uri, "direction": direction, "depth": depth})
+    if as_json:
+        click.echo(json.dumps({k: found[k] for k in ("root", "nodes", "edges")}, sort_keys=True, indent=2))
+        return
+    for text in found["lines"]:
+        click.echo(text)

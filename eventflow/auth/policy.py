@@ -167,10 +167,17 @@ ROUTES: dict[str, Need] = {
     "model-versions/delete-tag": Need(model, EDIT),
     # eventflow's own routes with a rule here (not MLflow's ENDPOINTS): the audit of one thing.
     "eventflow/audit": Need(lambda c, d: _audit_resources(c, d)),
+    "eventflow/lineage": Need(lambda c, d: _lineage_resources(c, d)),  # READ on the root's resource
     "eventflow/runs/project": Need(run),  # what a project run ran (eventflow/server/projects_api.py)
 }
 
-EVENTFLOW_ROUTES = {"eventflow/audit", "eventflow/runs/project"}
+EVENTFLOW_ROUTES = {"eventflow/audit", "eventflow/lineage", "eventflow/runs/project"}
+
+
+def _lineage_resources(c: Connection, data: dict[str, Any]) -> list[tuple[str, str]]:
+    from eventflow.audit.lineage import resources
+
+    return resources(c, data)
 
 
 def _audit_resources(c: Connection, data: dict[str, Any]) -> list[tuple[str, str]]:

@@ -285,7 +285,7 @@ def test_every_rest_route_has_a_rule():
 
     named = set(ENDPOINTS) | set(UI_ARTIFACT_ROUTES)
     assert named - set(ROUTES) == set()
-    assert set(ROUTES) - named == EVENTFLOW_ROUTES == {audit_api.ROUTE, projects_api.ROUTE}
+    assert set(ROUTES) - named == EVENTFLOW_ROUTES == {audit_api.ROUTE, audit_api.LINEAGE_ROUTE, projects_api.ROUTE}
 
 
 def test_users_and_grants_are_events_the_audit_can_read(url):

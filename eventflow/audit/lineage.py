@@ -1,0 +1,295 @@
+"""Lineage: where a thing came from and where it went, as a graph of typed nodes and edges
+read from the materialized views (issue 15).
+
+Nodes: dataset, run, logged_model, model_version, alias, deployment, commit. Edges:
+dataset -input-> run, commit -source-> run, run -produced-> logged_model, logged_model or
+run -registered-> model_version, model_version -alias-> alias, alias or model_version
+-deployed-> deployment, original run -rerun-> rerun, parent run -child-> child run.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from eventflow.audit import index
+from eventflow.views import tables as t
+from eventflow.validation import InvalidInput
+
+DIRECTIONS = ("both", "upstream", "downstream")
+RERUN_TAG, PARENT_TAG, COMMIT_TAG, ENTRY_TAG = "eventflow.rerun_of", "mlflow.parentRunId", "mlflow.source.git.commit", "mlflow.project.entryPoint"
+
+
+def _missing(what: str) -> InvalidInput:
+    return InvalidInput(f"No {what} found for lineage", "RESOURCE_DOES_NOT_EXIST")
+
+
+def parse_uri(c: Connection, uri: str) -> str:
+    """The node id of a lineage URI (checked to exist)."""
+    given = (uri or "").strip()
+    if not given:
+        raise InvalidInput("Missing value for required parameter 'uri': give runs:/ID, models:/NAME/VERSION, models:/NAME@ALIAS, datasets:/NAME[@DIGEST] or deployments:/TARGET")
+    if given.startswith("models:/"):
+        from eventflow.audit import targets
+
+        target = targets.parse(given)
+        if target.kind == targets.VERSION:
+            row = c.execute(select(t.model_versions.c.version).where(t.model_versions.c.name == target.entity, t.model_versions.c.version == target.version)).first()
+            if row is None:
+                raise _missing(f"model version {target.entity!r} version {target.version}")
+            return f"model_version:{target.entity}/{target.version}"
+        if target.kind == targets.ALIAS:
+            row = c.execute(select(t.registered_model_aliases.c.version).where(t.registered_model_aliases.c.name == target.entity, t.registered_model_aliases.c.alias == target.alias)).first()
+            if row is None:
+                raise _missing(f"alias {target.alias!r} of model {target.entity!r}")
+            return f"alias:{target.entity}@{target.alias}"
+        raise InvalidInput(f"Invalid lineage uri {given!r}: write models:/NAME/VERSION or models:/NAME@ALIAS")
+    if given.startswith("datasets:/"):
+        rest = given.removeprefix("datasets:/").strip("/")
+        name, at, digest = rest.rpartition("@") if "@" in rest else (rest, "", "")
+        if not name:
+            raise InvalidInput(f"Invalid lineage uri {given!r}: write datasets:/NAME or datasets:/NAME@DIGEST")
+        q = select(t.inputs.c.dataset_name, t.inputs.c.dataset_digest).where(t.inputs.c.dataset_name == name)
+        if digest:
+            q = q.where(t.inputs.c.dataset_digest == digest)
+        rows = c.execute(q.distinct()).all()
+        if not rows:
+            raise _missing(f"dataset {rest!r}")
+        if len(rows) > 1:
+            raise InvalidInput(f"Dataset {name!r} has several digests ({', '.join(sorted(r[1] for r in rows))}): write datasets:/{name}@DIGEST")
+        return f"dataset:{rows[0][0]}@{rows[0][1]}"
+    if given.startswith("deployments:/"):
+        target = given.removeprefix("deployments:/").strip("/")
+        hit = c.execute(select(t.entity_events.c.offset).where(t.entity_events.c.entity_type == index.DEPLOYMENT, t.entity_events.c.entity == target).limit(1)).first()
+        if hit is None:
+            raise _missing(f"deployment {target!r}")
+        return f"deployment:{target}"
+    run_id = given.removeprefix("runs:/").strip("/").partition("/")[0]
+    if c.execute(select(t.runs.c.run_id).where(t.runs.c.run_id == run_id)).first() is None:
+        raise _missing(f"run {run_id!r}")
+    return f"run:{run_id}"
+
+
+class _Graph:
+    def __init__(self, c: Connection) -> None:
+        self.c = c
+        self.nodes: dict[str, dict[str, Any]] = {}
+
+    def node(self, node_id: str) -> dict[str, Any]:
+        if node_id not in self.nodes:
+            self.nodes[node_id] = self._describe(node_id)
+        return self.nodes[node_id]
+
+    def _run_tags(self, run_id: str) -> dict[str, str]:
+        return dict(self.c.execute(select(t.tags.c.key, t.tags.c.value).where(t.tags.c.run_id == run_id)).all())
+
+    def _describe(self, node_id: str) -> dict[str, Any]:
+        kind, _, key = node_id.partition(":")
+        c, attrs, label, uri = self.c, {}, key, None
+        if kind == "run":
+            row = c.execute(select(t.runs).where(t.runs.c.run_id == key)).mappings().first()
+            tags = self._run_tags(key)
+            project = c.execute(select(t.run_projects).where(t.run_projects.c.run_id == key)).mappings().first()
+            attrs = {"status": row["status"] if row else None, "run_name": row["run_name"] if row else None,
+                     "experiment_id": row["experiment_id"] if row else None,
+                     "commit": (project["commit"] if project else None) or tags.get(COMMIT_TAG),
+                     "entry_point": (project["entry_point"] if project else None) or tags.get(ENTRY_TAG),
+                     "params": dict(c.execute(select(t.params.c.key, t.params.c.value).where(t.params.c.run_id == key)).all())}
+            label, uri = f"run {key}", f"runs:/{key}"
+        elif kind == "dataset":
+            name, _, digest = key.rpartition("@")
+            row = c.execute(select(t.datasets).where(t.datasets.c.name == name, t.datasets.c.digest == digest)).mappings().first()
+            attrs = {"name": name, "digest": digest, "source": row["source"] if row else None,
+                     "source_type": row["source_type"] if row else None}
+            label, uri = f"dataset {name}@{digest}", f"datasets:/{name}@{digest}"
+        elif kind == "logged_model":
+            row = c.execute(select(t.logged_models).where(t.logged_models.c.model_id == key)).mappings().first()
+            attrs = {"name": row["name"] if row else None, "status": row["status"] if row else None,
+                     "source_run_id": row["source_run_id"] if row else None}
+            label, uri = f"logged model {attrs['name'] or key} ({key})", f"models:/{key}"
+        elif kind == "model_version":
+            name, _, version = key.rpartition("/")
+            row = c.execute(select(t.model_versions).where(t.model_versions.c.name == name, t.model_versions.c.version == int(version))).mappings().first()
+            attrs = {"name": name, "version": int(version), "source": row["source"] if row else None,
+                     "run_id": row["run_id"] if row else None, "stage": row["current_stage"] if row else None}
+            label, uri = f"{name} version {version}", f"models:/{name}/{version}"
+        elif kind == "alias":
+            name, _, alias = key.rpartition("@")
+            attrs = {"name": name, "alias": alias}
+            label, uri = f"alias {name}@{alias}", f"models:/{name}@{alias}"
+        elif kind == "deployment":
+            attrs, label, uri = {"target": key}, f"deployment {key}", f"deployments:/{key}"
+        elif kind == "commit":
+            attrs, label = {"sha": key}, f"commit {key[:12]}"
+        return {"id": node_id, "type": kind, "label": label, "uri": uri, "attributes": attrs}
+
+    # (neighbour id, edge type, neighbour is upstream)
+    def neighbours(self, node_id: str) -> list[tuple[str, str, bool]]:
+        kind, _, key = node_id.partition(":")
+        c, out = self.c, []
+        if kind == "run":
+            for name, digest in c.execute(select(t.inputs.c.dataset_name, t.inputs.c.dataset_digest).where(t.inputs.c.run_id == key)).all():
+                out.append((f"dataset:{name}@{digest}", "input", True))
+            attrs = self.node(node_id)["attributes"]
+            if attrs.get("commit"):
+                out.append((f"commit:{attrs['commit']}", "source", True))
+            tags = self._run_tags(key)
+            row = c.execute(select(t.runs.c.parent_run_id).where(t.runs.c.run_id == key)).first()
+            parent = (row[0] if row else None) or tags.get(PARENT_TAG)
+            if parent:
+                out.append((f"run:{parent}", "child", True))
+            if tags.get(RERUN_TAG):
+                out.append((f"run:{tags[RERUN_TAG]}", "rerun", True))
+            for (child,) in c.execute(select(t.runs.c.run_id).where(t.runs.c.parent_run_id == key)).all():
+                out.append((f"run:{child}", "child", False))
+            for (child,) in c.execute(select(t.tags.c.run_id).where(t.tags.c.key == PARENT_TAG, t.tags.c.value == key)).all():
+                out.append((f"run:{child}", "child", False))
+            for (child,) in c.execute(select(t.tags.c.run_id).where(t.tags.c.key == RERUN_TAG, t.tags.c.value == key)).all():
+                out.append((f"run:{child}", "rerun", False))
+            models = {m for (m,) in c.execute(select(t.logged_models.c.model_id).where(t.logged_models.c.source_run_id == key)).all()}
+            models |= {m for (m,) in c.execute(select(t.run_outputs.c.model_id).where(t.run_outputs.c.run_id == key)).all()}
+            out += [(f"logged_model:{m}", "produced", False) for m in sorted(models)]
+            for name, version, model_id in c.execute(select(t.model_versions.c.name, t.model_versions.c.version, t.model_versions.c.model_id).where(t.model_versions.c.run_id == key)).all():
+                if not model_id:
+                    out.append((f"model_version:{name}/{version}", "registered", False))
+        elif kind == "dataset":
+            name, _, digest = key.rpartition("@")
+            for (run_id,) in c.execute(select(t.inputs.c.run_id).where(t.inputs.c.dataset_name == name, t.inputs.c.dataset_digest == digest)).all():
+                out.append((f"run:{run_id}", "input", False))
+        elif kind == "commit":
+            runs = {r for (r,) in c.execute(select(t.run_projects.c.run_id).where(t.run_projects.c.commit == key)).all()}
+            runs |= {r for (r,) in c.execute(select(t.tags.c.run_id).where(t.tags.c.key == COMMIT_TAG, t.tags.c.value == key)).all()}
+            out += [(f"run:{r}", "source", False) for r in sorted(runs)]
+        elif kind == "logged_model":
+            row = c.execute(select(t.logged_models.c.source_run_id).where(t.logged_models.c.model_id == key)).first()
+            if row and row[0]:
+                out.append((f"run:{row[0]}", "produced", True))
+            for (run_id,) in c.execute(select(t.run_outputs.c.run_id).where(t.run_outputs.c.model_id == key)).all():
+                out.append((f"run:{run_id}", "produced", True))
+            for name, version in c.execute(select(t.model_versions.c.name, t.model_versions.c.version).where(t.model_versions.c.model_id == key)).all():
+                out.append((f"model_version:{name}/{version}", "registered", False))
+        elif kind == "model_version":
+            name, _, version = key.rpartition("/")
+            row = c.execute(select(t.model_versions.c.run_id, t.model_versions.c.model_id).where(t.model_versions.c.name == name, t.model_versions.c.version == int(version))).first()
+            if row and row[1]:
+                out.append((f"logged_model:{row[1]}", "registered", True))
+            elif row and row[0]:
+                out.append((f"run:{row[0]}", "registered", True))
+            for (alias,) in c.execute(select(t.registered_model_aliases.c.alias).where(t.registered_model_aliases.c.name == name, t.registered_model_aliases.c.version == int(version))).all():
+                out.append((f"alias:{name}@{alias}", "alias", False))
+            for target in self._deployments():
+                if _deployed_ref(target) == ("version", name, version):
+                    out.append((f"deployment:{target}", "deployed", False))
+        elif kind == "alias":
+            name, _, alias = key.rpartition("@")
+            row = c.execute(select(t.registered_model_aliases.c.version).where(t.registered_model_aliases.c.name == name, t.registered_model_aliases.c.alias == alias)).first()
+            if row:
+                out.append((f"model_version:{name}/{row[0]}", "alias", True))
+            for target in self._deployments():
+                if _deployed_ref(target) == ("alias", name, alias):
+                    out.append((f"deployment:{target}", "deployed", False))
+        elif kind == "deployment":
+            ref = _deployed_ref(key)
+            if ref:
+                out.append((f"alias:{ref[1]}@{ref[2]}" if ref[0] == "alias" else f"model_version:{ref[1]}/{ref[2]}", "deployed", True))
+        return out
+
+    def _deployments(self) -> list[str]:
+        return [e for (e,) in self.c.execute(select(t.entity_events.c.entity).where(t.entity_events.c.entity_type == index.DEPLOYMENT).distinct()).all()]
+
+
+def _deployed_ref(target: str) -> tuple[str, str, str] | None:
+    """What a deployment target (NAME@ALIAS:PORT or NAME/VERSION:PORT) serves."""
+    model = target.rpartition(":")[0] if ":" in target else target
+    if "@" in model:
+        name, _, alias = model.rpartition("@")
+        return ("alias", name, alias) if name and alias else None
+    name, _, version = model.rpartition("/")
+    return ("version", name, version) if name and version.isdigit() else None
+
+
+def lineage(c: Connection, uri: str, direction: str = "both", depth: int = 10) -> dict[str, Any]:
+    if direction not in DIRECTIONS:
+        raise InvalidInput(f"Invalid value {direction!r} for parameter 'direction': it must be one of {', '.join(DIRECTIONS)}")
+    root = parse_uri(c, uri)
+    graph = _Graph(c)
+    graph.node(root)
+    edges: dict[tuple[str, str, str], None] = {}
+    seen = {root: 0}
+    # upstream and downstream walks are separate so "both" does not wander sideways
+    walks = [d for d in ("upstream", "downstream") if direction in (d, "both")]
+    for walk in walks:
+        queue, visited = deque([(root, 0)]), {root}
+        while queue:
+            node_id, level = queue.popleft()
+            if level >= depth:
+                continue
+            for other, kind, is_up in graph.neighbours(node_id):
+                if is_up != (walk == "upstream"):
+                    continue
+                graph.node(other)
+                edges[(other, node_id, kind) if is_up else (node_id, other, kind)] = None
+                seen.setdefault(other, level + 1)
+                if other not in visited:
+                    visited.add(other)
+                    queue.append((other, level + 1))
+    return {"root": root, "direction": direction, "depth": depth,
+            "nodes": [graph.nodes[n] for n in seen],
+            "edges": [{"source": s, "target": d, "type": k} for s, d, k in edges]}
+
+
+def resources(c: Connection, data: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a lineage request needs READ on: the root's experiment or registered model."""
+    try:
+        root = parse_uri(c, str(data.get("uri") or ""))
+    except InvalidInput:
+        return []
+    kind, _, key = root.partition(":")
+    from eventflow.auth.policy import run
+
+    if kind == "run":
+        return run(c, {"run_id": key})
+    if kind in ("model_version", "alias"):
+        return [("registered_model", key.rpartition("/" if kind == "model_version" else "@")[0])]
+    if kind == "deployment":
+        ref = _deployed_ref(key)
+        return [("registered_model", ref[1])] if ref else []
+    if kind == "dataset":
+        name, _, digest = key.rpartition("@")
+        run_id = c.execute(select(t.inputs.c.run_id).where(t.inputs.c.dataset_name == name, t.inputs.c.dataset_digest == digest).limit(1)).scalar()
+        return run(c, {"run_id": run_id}) if run_id else []
+    return []
+
+
+def lines(graph: dict[str, Any]) -> list[str]:
+    """The chain as text: each node, then what it came from (upstream) indented below it."""
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    up: dict[str, list[str]] = {}
+    down: dict[str, list[str]] = {}
+    for e in graph["edges"]:
+        up.setdefault(e["target"], []).append(e["source"])
+        down.setdefault(e["source"], []).append(e["target"])
+
+    def text(node_id: str) -> str:
+        n = nodes[node_id]
+        a = n["attributes"]
+        if n["type"] == "run":
+            extra = [f"commit {a['commit'][:12]}…" if a.get("commit") else "", f"entry point {a['entry_point']}" if a.get("entry_point") else ""]
+            extra = [x for x in extra if x]
+            return n["label"] + (f" ({', '.join(extra)})" if extra else "")
+        return n["label"]
+
+    out: list[str] = []
+
+    def walk(node_id: str, links: dict[str, list[str]], arrow: str, level: int, seen: set[str]) -> None:
+        for other in links.get(node_id, []):
+            out.append("  " * level + f"{arrow} {text(other)}")
+            if other not in seen:
+                walk(other, links, arrow, level + 1, seen | {other})
+
+    out.append(text(graph["root"]))
+    walk(graph["root"], up, "←", 1, {graph["root"]})
+    walk(graph["root"], down, "→", 1, {graph["root"]})
+    return out

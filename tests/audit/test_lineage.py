@@ -1,0 +1,138 @@
+"""Lineage from real events: datasets → runs (commit, reruns, children) → logged model →
+model version → alias, walked upstream and downstream, over the views and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from eventflow import commands as tc
+from eventflow.audit.lineage import lineage
+from eventflow.config import Home
+from eventflow.consumers.base import ConsumerLoop
+from eventflow.consumers.projector import Projector
+from eventflow.log import open_log
+from eventflow.log.event_log import EventLog
+from eventflow.registry import commands as rc
+from eventflow.validation import InvalidInput
+from eventflow.views.db import open_views
+
+COMMIT = "1a2b3c4d5e6f708192a3b4c5d6e7f80911223344"
+
+
+def _dataset(name: str, digest: str) -> dict:
+    return {"dataset": {"name": name, "digest": digest, "source_type": "local", "source": f"file:///data/{name}.csv"}, "tags": []}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lineage")
+    home = Home.resolve(str(root / "home"))
+    log = open_log(str(home.log_dir))
+    exp, run, rerun, child, model_id = "1", uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex, tc.new_model_id()
+    events = [
+        tc.create_experiment(exp, "churn-exp", str(root / "artifacts")),
+        tc.create_run(run, exp, run_name="train", user_id="ann", artifact_uri=f"{root}/a/{run}",
+                      tags={"mlflow.source.git.commit": COMMIT, "mlflow.project.entryPoint": "main"}),
+        tc.log_params(run, {"lr": "0.1"}),
+        tc.log_inputs(run, [_dataset("train", "abc123"), _dataset("eval", "def456")]),
+        tc.create_logged_model(model_id, exp, "churn-model", f"{root}/m/{model_id}", source_run_id=run),
+        tc.end_run(run),
+        tc.create_run(rerun, exp, run_name="train-again", user_id="ann", artifact_uri=f"{root}/a/{rerun}",
+                      tags={"eventflow.rerun_of": run}),
+        tc.create_run(child, exp, run_name="fold-1", user_id="ann", artifact_uri=f"{root}/a/{child}", parent_run_id=run),
+        rc.create_registered_model("churn"),
+        rc.create_model_version("churn", "1", f"models:/{model_id}", run_id=run, model_id=model_id),
+        rc.set_alias("churn", "production", "1"),
+    ]
+    EventLog(log).append_many(events)
+    engine = open_views(home.views_url)
+    ConsumerLoop(log, Projector(engine), join_group=False).catch_up(timeout=120)
+    log.close()
+    yield {"home": str(root / "home"), "engine": engine, "run": run, "rerun": rerun, "child": child, "model_id": model_id}
+    engine.dispose()
+
+
+def _ids(graph):
+    return {n["id"] for n in graph["nodes"]}
+
+
+def test_upstream_from_an_alias_reaches_the_dataset_and_the_commit(home):
+    with home["engine"].connect() as c:
+        graph = lineage(c, "models:/churn@production", direction="upstream")
+    assert graph["root"] == "alias:churn@production"
+    run = f"run:{home['run']}"
+    assert {"model_version:churn/1", f"logged_model:{home['model_id']}", run, "dataset:train@abc123",
+            "dataset:eval@def456", f"commit:{COMMIT}"} <= _ids(graph)
+    edges = {(e["source"], e["target"], e["type"]) for e in graph["edges"]}
+    assert ("model_version:churn/1", "alias:churn@production", "alias") in edges
+    assert (f"logged_model:{home['model_id']}", "model_version:churn/1", "registered") in edges
+    assert (run, f"logged_model:{home['model_id']}", "produced") in edges
+    assert ("dataset:train@abc123", run, "input") in edges
+    assert (f"commit:{COMMIT}", run, "source") in edges
+    # upstream only: not the rerun or the child
+    assert f"run:{home['rerun']}" not in _ids(graph) and f"run:{home['child']}" not in _ids(graph)
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    assert nodes[run]["attributes"]["commit"] == COMMIT and nodes[run]["attributes"]["entry_point"] == "main"
+    assert nodes[run]["attributes"]["params"] == {"lr": "0.1"}
+    assert nodes["dataset:train@abc123"]["attributes"]["source"] == "file:///data/train.csv"
+    assert all(set(n) == {"id", "type", "label", "uri", "attributes"} for n in graph["nodes"])
+
+
+def test_downstream_from_a_dataset_lists_the_version_the_alias_the_rerun_and_the_child(home):
+    with home["engine"].connect() as c:
+        graph = lineage(c, "datasets:/train", direction="downstream")
+    assert graph["root"] == "dataset:train@abc123"
+    assert {"model_version:churn/1", "alias:churn@production", f"run:{home['rerun']}", f"run:{home['child']}"} <= _ids(graph)
+    edges = {(e["source"], e["target"], e["type"]) for e in graph["edges"]}
+    assert (f"run:{home['run']}", f"run:{home['rerun']}", "rerun") in edges
+    assert (f"run:{home['run']}", f"run:{home['child']}", "child") in edges
+    assert f"commit:{COMMIT}" not in _ids(graph) and "dataset:eval@def456" not in _ids(graph)
+
+
+def test_both_directions_and_depth_limits(home):
+    with home["engine"].connect() as c:
+        one = lineage(c, f"runs:/{home['run']}", depth=1)
+        bare = lineage(c, home["run"], direction="both", depth=1)
+        two = lineage(c, "models:/churn/1", direction="upstream", depth=2)
+    assert _ids(one) == _ids(bare)
+    assert {"dataset:train@abc123", f"commit:{COMMIT}", f"logged_model:{home['model_id']}", f"run:{home['rerun']}"} <= _ids(one)
+    assert "model_version:churn/1" not in _ids(one)
+    assert f"run:{home['run']}" in _ids(two) and "dataset:train@abc123" not in _ids(two)
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("models:/churn@staging", "alias 'staging'"), ("models:/nope/3", "'nope'"), ("runs:/deadbeef", "run 'deadbeef'"),
+    ("datasets:/missing", "dataset 'missing'"), ("deployments:/churn@production:9999", "deployment"), ("", "uri"),
+])
+def test_unknown_things_are_named(home, uri, message):
+    with home["engine"].connect() as c, pytest.raises(InvalidInput) as error:
+        lineage(c, uri)
+    assert message in error.value.message
+
+
+def test_a_bad_direction_is_named(home):
+    with home["engine"].connect() as c, pytest.raises(InvalidInput, match="direction"):
+        lineage(c, "models:/churn@production", direction="sideways")
+
+
+def test_the_cli_prints_the_chain_and_json(home):
+    done = subprocess.run([sys.executable, "-m", "eventflow", "lineage", "models:/churn@production", "--direction", "upstream",
+                           "--tracking-uri", home["home"]], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "alias churn@production"
+    assert any("churn version 1" in line for line in lines)
+    assert any(f"run {home['run']} (commit {COMMIT[:12]}…, entry point main)" in line for line in lines)
+    assert any("dataset train@abc123" in line for line in lines)
+    done = subprocess.run([sys.executable, "-m", "eventflow", "lineage", "datasets:/train@abc123", "--json", "--depth", "2",
+                           "--tracking-uri", home["home"]], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["root"] == "dataset:train@abc123"
+    bad = subprocess.run([sys.executable, "-m", "eventflow", "lineage", "models:/churn@nope", "--tracking-uri", home["home"]],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "RESOURCE_DOES_NOT_EXIST" in bad.stderr
