@@ -136,3 +136,41 @@ def test_the_cli_prints_the_chain_and_json(home):
     bad = subprocess.run([sys.executable, "-m", "eventflow", "lineage", "models:/churn@nope", "--tracking-uri", home["home"]],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "RESOURCE_DOES_NOT_EXIST" in bad.stderr
+
+
+# Over REST, on a real server (embedded, and Kafka + PostgreSQL): the views catch up
+# asynchronously, so the test polls for the graph rather than sleeping a fixed time.
+from test_audit_and_as_of import ok, server  # noqa: E402,F401  (the fixture: both backends)
+
+
+def _poll(url, params, until, timeout=60.0):
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        got = httpx.get(f"{url}/api/2.0/eventflow/lineage", params=params, timeout=60)
+        if got.status_code == 200 and until(got.json()):
+            return got.json()
+        assert time.monotonic() < deadline, got.text
+        time.sleep(0.2)
+
+
+def test_lineage_over_rest(server):
+    import httpx
+
+    url, _, _ = server
+    exp = ok(url, "POST", "experiments/create", name="lineage-" + uuid.uuid4().hex[:8])["experiment_id"]
+    run = ok(url, "POST", "runs/create", experiment_id=exp, tags=[{"key": "mlflow.source.git.commit", "value": COMMIT}])["run"]["info"]["run_id"]
+    ok(url, "POST", "runs/log-inputs", run_id=run, datasets=[_dataset("rest-train", "fff000")])
+    graph = _poll(url, {"uri": "datasets:/rest-train", "direction": "downstream"}, lambda g: f"run:{run}" in _ids(g))
+    assert graph["root"] == "dataset:rest-train@fff000" and graph["lines"][0] == "dataset rest-train@fff000"
+    up = _poll(url, {"uri": f"runs:/{run}", "direction": "upstream", "depth": "1"}, lambda g: f"commit:{COMMIT}" in _ids(g))
+    assert "dataset:rest-train@fff000" in _ids(up)
+    bad = httpx.get(f"{url}/api/2.0/eventflow/lineage", params={"uri": f"runs:/{run}", "direction": "sideways"})
+    assert bad.status_code == 400 and bad.json()["error_code"] == "INVALID_PARAMETER_VALUE" and "direction" in bad.json()["message"]
+    deep = httpx.get(f"{url}/api/2.0/eventflow/lineage", params={"uri": f"runs:/{run}", "depth": "51"})
+    assert deep.status_code == 400 and "depth" in deep.json()["message"]
+    missing = httpx.get(f"{url}/api/2.0/eventflow/lineage", params={"uri": "models:/nope@production"})
+    assert missing.status_code == 404 and missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
