@@ -14,13 +14,14 @@ import click
 from eventflow.validation import InvalidInput
 
 
-def _local(home: str | None, query: dict[str, Any]) -> dict[str, Any]:
-    from eventflow.audit.api import audit
+def _local(home: str | None, query: dict[str, Any], answer: str = "audit") -> dict[str, Any]:
+    """What the REST route would answer (``eventflow.audit.api.<answer>``), read from a home directory."""
+    from eventflow.audit import api
     from eventflow.server.runtime import open_runtime
 
     runtime = open_runtime(home=home, run_consumers=False)
     try:
-        return audit(runtime, query)
+        return getattr(api, answer)(runtime, query)
     finally:
         runtime.log.close()
         runtime.engine.dispose()
@@ -37,29 +38,33 @@ def fetch(tracking_uri: str | None, query: dict[str, Any]) -> dict[str, Any]:
         raise click.ClickException(f"{error.message} [{error.error_code}]") from None
 
 
-def _remote(tracking_uri: str, query: dict[str, Any]) -> dict[str, Any]:
+def _get(tracking_uri: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One GET to the server; a failure becomes a message that says what went wrong."""
     import httpx
 
     from eventflow.sdk.credentials import Credentials
 
+    try:
+        got = httpx.get(tracking_uri.rstrip("/") + path, params=params, auth=Credentials.from_env().auth(), timeout=120)
+    except httpx.HTTPError as error:
+        raise click.ClickException(f"cannot reach the eventflow server: {error} (is it running? see --tracking-uri)") from None
+    if got.status_code != 200:
+        try:
+            message = got.json().get("message", got.text)
+        except ValueError:
+            message = got.text
+        raise click.ClickException(f"the server answered {got.status_code}: {message[:500]}")
+    return got.json()
+
+
+def _remote(tracking_uri: str, query: dict[str, Any]) -> dict[str, Any]:
     answer: dict[str, Any] = {}
     entries: list[Any] = []
     lines: list[str] = []
     token = None
     while True:
         params = {**{k: str(v).lower() if isinstance(v, bool) else v for k, v in query.items()}, **({"page_token": token} if token else {})}
-        try:
-            got = httpx.get(tracking_uri.rstrip("/") + "/api/2.0/eventflow/audit", params=params,
-                            auth=Credentials.from_env().auth(), timeout=120)
-        except httpx.HTTPError as error:
-            raise click.ClickException(f"cannot reach the eventflow server: {error} (is it running? see --tracking-uri)") from None
-        if got.status_code != 200:
-            try:
-                message = got.json().get("message", got.text)
-            except ValueError:
-                message = got.text
-            raise click.ClickException(f"the server answered {got.status_code}: {message[:500]}")
-        answer = got.json()
+        answer = _get(tracking_uri, "/api/2.0/eventflow/audit", params)
         entries += answer["entries"]
         lines += answer["lines"]
         token = answer.get("next_page_token")
@@ -178,39 +183,12 @@ def snapshot(until: str, into: str | None, where: Any, kafka: str | None) -> Non
     click.echo(f"snapshot of {iso(moment.time)}{last}: {applied:,} events in {elapsed:.1f} s, into {into}")
 
 
-def _lineage_local(home: str | None, query: dict[str, Any]) -> dict[str, Any]:
-    from eventflow.audit.api import lineage_of
-    from eventflow.server.runtime import open_runtime
-
-    runtime = open_runtime(home=home, run_consumers=False)
-    try:
-        return lineage_of(runtime, query)
-    finally:
-        runtime.log.close()
-        runtime.engine.dispose()
-
-
 def fetch_lineage(tracking_uri: str | None, query: dict[str, Any]) -> dict[str, Any]:
     """A lineage graph, from a server (``GET /api/2.0/eventflow/lineage``) or a home directory."""
     if tracking_uri and tracking_uri.startswith(("http://", "https://")):
-        import httpx
-
-        from eventflow.sdk.credentials import Credentials
-
-        try:
-            got = httpx.get(tracking_uri.rstrip("/") + "/api/2.0/eventflow/lineage", params=query,
-                            auth=Credentials.from_env().auth(), timeout=120)
-        except httpx.HTTPError as error:
-            raise click.ClickException(f"cannot reach the eventflow server: {error} (is it running? see --tracking-uri)") from None
-        if got.status_code != 200:
-            try:
-                message = got.json().get("message", got.text)
-            except ValueError:
-                message = got.text
-            raise click.ClickException(f"the server answered {got.status_code}: {message[:500]}")
-        return got.json()
+        return _get(tracking_uri, "/api/2.0/eventflow/lineage", query)
     try:
-        return _lineage_local(tracking_uri, query)
+        return _local(tracking_uri, query, answer="lineage_of")
     except InvalidInput as error:
         raise click.ClickException(f"{error.message} [{error.error_code}]") from None
 
