@@ -16,16 +16,17 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from eventflow import commands
 from eventflow import validation as v
 from eventflow.projects.environments import BuiltEnvironment
+from eventflow.projects.loopback import LoopbackServer
 from eventflow.projects.records import PATCH_ARTIFACT, ProjectRecord
 from eventflow.projects.sources import Checkout
 from eventflow.projects.submitted import OutputRelay, SubmittedRun
 from eventflow.sdk import environment as sdk_environment
-from eventflow.sdk.stores import Store, open_store
+from eventflow.sdk.stores import Store, local_parts, open_store
 
 DOCKER_WORKDIR = "/mlflow/projects/code"  # where MLflow mounts a project in its container
 
@@ -121,12 +122,14 @@ def execute(
     process: subprocess.Popen[bytes] | None = None
     output: OutputRelay | None = None
     written = False
+    # MLflow's client speaks only HTTP: without a server, this home is served to it over loopback.
+    loopback = None if target.startswith(("http://", "https://")) else LoopbackServer()
     known = experiment_id or (None if experiment_name else _experiment_from_env())
     if not target.startswith(("http://", "https://", "kafka://")) and (known or not experiment_name):
         # On the embedded log, opening the views costs seconds (imports, catching up): the
-        # entry point starts now, and the SDK in it waits for the run written meanwhile.
-        # (MLflow's client needs a server, so an http target writes the run first.)
-        process = _start(checkout, command, environment, target, run_id, str(known or DEFAULT_EXPERIMENT))
+        # entry point starts now, and the SDK in it waits for the run written meanwhile
+        # (as MLflow's client does: the loopback server answers once the run is written).
+        process = _start(checkout, command, environment, target, run_id, str(known or DEFAULT_EXPERIMENT), loopback)
         output = OutputRelay(process, echo)  # seen on the terminal at once, stored once the run is
     store: Store | None = None
     try:
@@ -134,7 +137,10 @@ def execute(
         experiment = resolve_experiment(store, experiment_id, experiment_name)
         if process is not None and experiment != str(known or DEFAULT_EXPERIMENT):
             raise RuntimeError(f"the run's experiment is {experiment}, not the {known or DEFAULT_EXPERIMENT} its entry point was told")
-        artifact_uri = store.artifact_root(experiment, run_id)
+        # Served to MLflow's client, the run's files must go through the server (which records
+        # each upload with its digest) rather than straight into the directory; the SDK's
+        # LocalStore maps this form onto the same directory.
+        artifact_uri = f"mlflow-artifacts:/{experiment}/{run_id}/artifacts" if loopback else store.artifact_root(experiment, run_id)
         events = [commands.create_run(run_id, experiment, run_name=name, user_id=all_tags["mlflow.user"],
                                       artifact_uri=artifact_uri, tags=all_tags)]
         if record.parameters:
@@ -142,16 +148,20 @@ def execute(
         events.append(commands.record_project(run_id, record.payload()))
         store.append(events)
         written = True
+        if loopback is not None:
+            loopback.start(*local_parts(target))
         if checkout.patch:
             _store_patch(store, run_id, artifact_uri, checkout.patch)
         if process is None:
-            process = _start(checkout, command, environment, target, run_id, experiment)
+            process = _start(checkout, command, environment, target, run_id, experiment, loopback)
             output = OutputRelay(process, echo)
     except BaseException as error:
         if process is not None:  # started early for a run that could not be written: stop it
             _stop(process)
         if output is not None:
             output.close()
+        if loopback is not None:
+            loopback.stop()
         if store is not None:
             interrupted = not isinstance(error, Exception)
             if written or (interrupted and _exists(store, run_id)):  # the run exists: it must not stay RUNNING
@@ -159,7 +169,19 @@ def execute(
                                                error_message=None if interrupted else f"{type(error).__name__}: {error}")])
             store.close()
         raise
-    return SubmittedRun(run_id, process, store, artifact_uri, output=output, on_end=store.close)
+    submitted = SubmittedRun(run_id, process, store, artifact_uri, output=output, on_end=_closer(store, loopback))
+    if loopback is not None:
+        loopback.before_end = submitted.store_output  # MLflow code ending the run freezes its files
+    return submitted
+
+
+def _closer(store: Store, loopback: LoopbackServer | None) -> Callable[[], None]:
+    def close() -> None:
+        if loopback is not None:
+            loopback.stop()
+        store.close()
+
+    return close
 
 
 DEFAULT_EXPERIMENT = "0"
@@ -211,7 +233,8 @@ def _store_patch(store: Store, run_id: str, artifact_uri: str, patch: bytes) -> 
             store.append([commands.log_artifact(run_id, PATCH_ARTIFACT, size, sha256)])
 
 
-def child_environment(environment: BuiltEnvironment, target: str, run_id: str, experiment_id: str) -> dict[str, str]:
+def child_environment(environment: BuiltEnvironment, target: str, run_id: str, experiment_id: str,
+                      loopback: LoopbackServer | None = None) -> dict[str, str]:
     """The child's variables: the environment activated, and the run named for both SDKs."""
     env = environment.environ(dict(os.environ))
     env.update(
@@ -220,15 +243,18 @@ def child_environment(environment: BuiltEnvironment, target: str, run_id: str, e
     )
     if target.startswith(("http://", "https://")):
         env["MLFLOW_TRACKING_URI"] = target
+    elif loopback is not None:
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):  # they would win over the token
+            env.pop(name, None)
+        env.update(loopback.child_variables())
     else:
-        # MLflow's client speaks HTTP only to eventflow: with the embedded log it would write a
-        # local ./mlruns of its own instead, so it is told nothing rather than something wrong.
-        env.pop("MLFLOW_TRACKING_URI", None)
+        env.pop("MLFLOW_TRACKING_URI", None)  # told nothing rather than something wrong
     return env
 
 
-def _start(checkout: Checkout, command: str, environment: BuiltEnvironment, target: str, run_id: str, experiment_id: str) -> subprocess.Popen[bytes]:
-    env = child_environment(environment, target, run_id, experiment_id)
+def _start(checkout: Checkout, command: str, environment: BuiltEnvironment, target: str, run_id: str, experiment_id: str,
+           loopback: LoopbackServer | None = None) -> subprocess.Popen[bytes]:
+    env = child_environment(environment, target, run_id, experiment_id, loopback)
     if environment.manager == "docker":
         argv = docker_argv(checkout, command, environment, env)
     else:

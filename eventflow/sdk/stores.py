@@ -167,16 +167,25 @@ class LocalStore(Store):
         return (self.artifacts / experiment_id).as_uri()
 
     def upload_artifact(self, artifact_uri: str, local_file: Path, artifact_path: str) -> tuple[int, str]:
-        root = Path(url2pathname(urlparse(artifact_uri).path))
-        target = root / artifact_path
+        target = self._directory(artifact_uri) / artifact_path
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(local_file, target)
         return os.path.getsize(target), sha256_of(target)
 
     def download_artifact(self, artifact_uri: str, artifact_path: str, local_file: Path) -> None:
-        root = Path(url2pathname(urlparse(artifact_uri).path))
         local_file.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(root / artifact_path, local_file)
+        shutil.copyfile(self._directory(artifact_uri) / artifact_path, local_file)
+
+    def _directory(self, artifact_uri: str) -> Path:
+        """The local directory of a run's artifacts: a ``file:`` URI, or the server's
+        ``mlflow-artifacts:/<exp>/<run>/artifacts`` over this same home (a run created
+        through a server, or a project run that MLflow code logs into)."""
+        if artifact_uri.startswith("mlflow-artifacts:"):
+            relative = artifact_uri.removeprefix("mlflow-artifacts:").strip("/")
+            if any(part in ("", ".", "..") for part in relative.split("/")):
+                raise ValueError(f"not an artifact location of this store: {artifact_uri!r}")
+            return self.artifacts / relative
+        return Path(url2pathname(urlparse(artifact_uri).path))
 
     def artifact_digests(self, run_id: str, path: str = "") -> list[dict[str, Any]]:
         from eventflow.views import queries
@@ -250,27 +259,49 @@ class LocalStore(Store):
 
 def open_store(uri: str | None) -> Store:
     """A store for a tracking URI: nothing or a path (embedded), ``kafka://``, ``http(s)://``."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from eventflow.config import DEFAULT_HOME, Home, check_tracking_uri
-    from eventflow.log import open_log
-
     if uri:
+        from eventflow.config import check_tracking_uri
+
         check_tracking_uri(uri)
     if uri and uri.startswith(("http://", "https://")):
         from eventflow.sdk.http_store import HttpStore
 
         return HttpStore(uri)
-    where = uri.removeprefix("file://") if uri and not uri.startswith("kafka://") else None
-    path = Path(where or os.environ.get("EVENTFLOW_HOME") or DEFAULT_HOME).expanduser()
-    try:
-        home = Home.resolve(where)
+    from eventflow.log import open_log
+
+    with _home_errors(uri):
+        log_uri, views_url, artifacts = local_parts(uri)
+        return LocalStore(open_log(log_uri), views_url, artifacts)
+
+
+def local_parts(uri: str | None) -> tuple[str, str, Path]:
+    """(log URI, views URL, artifact directory) behind a non-HTTP tracking URI: what a
+    ``LocalStore`` opens, and what a loopback server over the same home serves."""
+    from eventflow.config import Home
+
+    with _home_errors(uri):
+        home = Home.resolve(_home_path(uri))
         check_writable(home.path)
         if uri and uri.startswith("kafka://"):
-            views = os.environ.get("EVENTFLOW_DB") or f"sqlite:///{home.path / 'kafka-views.db'}"
-            return LocalStore(open_log(uri), views, home.artifacts_dir)
-        return LocalStore(open_log(str(home.log_dir)), home.views_url, home.artifacts_dir)
+            return uri, os.environ.get("EVENTFLOW_DB") or f"sqlite:///{home.path / 'kafka-views.db'}", home.artifacts_dir
+        return str(home.log_dir), home.views_url, home.artifacts_dir
+
+
+def _home_path(uri: str | None) -> str | None:
+    return uri.removeprefix("file://") if uri and not uri.startswith("kafka://") else None
+
+
+@contextlib.contextmanager
+def _home_errors(uri: str | None):  # type: ignore[no-untyped-def]
+    """A home that cannot be used becomes a ``HomeUnavailable`` that says where and why."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from eventflow.config import DEFAULT_HOME
+
+    try:
+        yield
     except HomeUnavailable:
         raise
     except (OSError, sqlite3.Error, SQLAlchemyError) as error:
+        path = Path(_home_path(uri) or os.environ.get("EVENTFLOW_HOME") or DEFAULT_HOME).expanduser()
         raise HomeUnavailable.because(error, path) from error

@@ -40,6 +40,7 @@ class Runtime:
         *,
         run_consumers: bool = True,
         write_timeout: float = 30.0,
+        projector_only: bool = False,
     ):
         from eventflow.views.db import open_views, reading
 
@@ -51,6 +52,10 @@ class Runtime:
         self.artifacts.mkdir(parents=True, exist_ok=True)
         self.run_consumers = run_consumers
         self.write_timeout = write_timeout
+        # A loopback server for one project run's MLflow client (eventflow/projects/loopback.py):
+        # it must see the run at its first request, and must not deliver webhooks, deploy or
+        # feed a dashboard beside the home's own server.
+        self.projector_only = projector_only
         # Set when this process runs the projector, which then wakes waiting writes.
         self.progress: Progress | None = None
         self._stop = threading.Event()
@@ -74,14 +79,22 @@ class Runtime:
             from eventflow.consumers.webhooks import Dispatcher
 
             self.progress = Progress()
-            loop = ConsumerLoop(self.log, Projector(self.engine, progress=self.progress))
-            dispatcher = Dispatcher(self.log, self.engine, self.webhook_settings)
-            for name, run in (("eventflow-projector", loop.run), ("eventflow-webhooks", dispatcher.run)):
+            if self.projector_only:
+                loop = ConsumerLoop(self.log, Projector(self.engine, progress=self.progress), join_group=False)
+                loop.catch_up()
+                consumers = [("eventflow-projector", loop.run)]
+            else:
+                loop = ConsumerLoop(self.log, Projector(self.engine, progress=self.progress))
+                dispatcher = Dispatcher(self.log, self.engine, self.webhook_settings)
+                consumers = [("eventflow-projector", loop.run), ("eventflow-webhooks", dispatcher.run)]
+            for name, run in consumers:
                 thread = threading.Thread(target=self._guard(run), name=name, daemon=True)
                 thread.start()
                 self._threads.append(thread)
-            self._start_deployer()
-        self._start_feed()
+            if not self.projector_only:
+                self._start_deployer()
+        if not self.projector_only:
+            self._start_feed()
         self._ensure_default_experiment()
 
     def _start_deployer(self) -> None:
