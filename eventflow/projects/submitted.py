@@ -9,12 +9,16 @@ comes and kept, to be stored as the run's ``project/stdout.txt``.
 
 from __future__ import annotations
 
+import codecs
 import collections
+import fcntl
 import os
+import select
 import signal
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 from pathlib import Path
@@ -26,7 +30,8 @@ from eventflow.sdk.stores import Store
 
 TAIL_LINES = 20
 TERMINATE_WAIT = 10.0  # seconds between SIGTERM and SIGKILL of the child's group
-UPLOAD_EVERY = 2.0  # the output so far is stored this often while the child runs
+UPLOAD_EVERY = 2.0  # the output so far is stored this often while the child runs (while small)
+UPLOAD_STEADY = 256 * 1024  # bytes of output beyond which the interval grows with it
 
 
 class SubmittedRun:
@@ -87,6 +92,13 @@ class SubmittedRun:
             _signal_group(self._process, signal.SIGKILL)
         self.wait()
 
+    def store_output(self) -> None:
+        """Store the output so far as ``project/stdout.txt`` now (before the child ends the
+        run itself, which freezes its files)."""
+        if self._still_open():
+            self._output.drain()
+            self._store_output(quiet=True)
+
     # -- the monitor thread ------------------------------------------------------------
 
     def _follow(self) -> None:
@@ -145,7 +157,7 @@ class SubmittedRun:
 
 
 class OutputRelay:
-    """The child's output, copied line by line to the terminal and a kept file from the
+    """The child's output, copied as it comes to the terminal and a kept file from the
     moment it starts — before the run is on the log, which on the embedded log takes a
     while (the entry point must not wait on that to be seen). ``store_with`` adds the
     periodic upload once there is a run to store it in."""
@@ -158,7 +170,8 @@ class OutputRelay:
         self.path = Path(self._scratch.name) / "stdout.txt"
         self._store: Callable[[], None] | None = None
         self._lock = threading.Lock()
-        self._stored_at = float("-inf")  # the first output is stored at once, then every UPLOAD_EVERY s
+        self._copying = threading.Lock()  # held while a chunk goes from the pipe to the file
+        self._stored_at = float("-inf")  # the first output is stored at once, then see upload_interval
         self._stored_size = 0
         self._size = 0
         self._thread = threading.Thread(target=self._pump, name=f"eventflow-output-{process.pid}", daemon=True)
@@ -177,30 +190,73 @@ class OutputRelay:
         self._thread.join()
         self._scratch.cleanup()
 
+    def drain(self, timeout: float = 5.0) -> None:
+        """Until what the child has written so far is in the kept file (or ``timeout``): the
+        pipe is empty and no chunk is being copied. Called before storing the output when
+        the child is about to end its run, having printed its last lines just before."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._copying:
+                if _unread(self._process) == 0:
+                    return
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
+
     def _pump(self) -> None:
         assert self._process.stdout is not None
+        fd = self._process.stdout.fileno()
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        partial = ""
         with open(self.path, "wb") as kept:
-            for line in iter(self._process.stdout.readline, b""):
-                kept.write(line)
-                kept.flush()
-                text = line.decode("utf-8", errors="replace")
-                self.tail.append(text.rstrip("\n"))
-                if self._echo is not None:
-                    try:
-                        self._echo.write(text)
-                        self._echo.flush()
-                    except (OSError, ValueError):
-                        self._echo = None  # the terminal went away: keep the file going
-                self._size = kept.tell()
+            while True:
+                select.select([fd], [], [])  # wait outside the lock, copy inside it (see drain)
+                with self._copying:
+                    chunk = os.read(fd, 1 << 16)
+                    if not chunk:
+                        break
+                    kept.write(chunk)
+                    kept.flush()
+                    self._size = kept.tell()
+                    text = decoder.decode(chunk)
+                    *lines, partial = (partial + text).split("\n")
+                    self.tail.extend(lines)
+                    if self._echo is not None:
+                        try:
+                            self._echo.write(text)
+                            self._echo.flush()
+                        except (OSError, ValueError):
+                            self._echo = None  # the terminal went away: keep the file going
                 self._maybe_store()
+        if partial:
+            self.tail.append(partial)
 
     def _maybe_store(self) -> None:
         with self._lock:
-            if self._store is None or time.monotonic() - self._stored_at < UPLOAD_EVERY or self._size == self._stored_size:
+            due = self._stored_at + upload_interval(self._stored_size)
+            if self._store is None or time.monotonic() < due or self._size == self._stored_size:
                 return
             self._stored_at, self._stored_size = time.monotonic(), self._size
             store = self._store
         store()
+
+
+def upload_interval(size: int) -> float:
+    """Seconds until the output is stored again, after storing ``size`` bytes of it.
+
+    Each upload copies the whole file, so a fixed interval would copy a long run's output
+    quadratically often; waiting in proportion to its size (beyond UPLOAD_STEADY bytes)
+    makes the stored sizes grow geometrically and the copying linear in the output."""
+    return UPLOAD_EVERY * max(1.0, size / UPLOAD_STEADY)
+
+
+def _unread(process: subprocess.Popen[bytes]) -> int:
+    """Bytes waiting in the child's output pipe."""
+    try:
+        answer = fcntl.ioctl(process.stdout.fileno(), termios.FIONREAD, b"\0\0\0\0")  # type: ignore[union-attr]
+    except (OSError, ValueError):
+        return 0
+    return int.from_bytes(answer, sys.byteorder)
 
 
 def _open(store: Store, run_id: str) -> bool:

@@ -206,3 +206,22 @@ def test_help_teaches():
     done = subprocess.run(cli("run", "--help"), capture_output=True, text=True, check=True)
     for words in ("MLproject", "-P", "--env-manager", "--detach", "project/stdout.txt", "KILLED"):
         assert words in done.stdout
+
+
+def test_a_long_runs_output_is_stored_at_intervals_that_keep_the_copying_linear():
+    """Each store copies the whole output: at a fixed 2 s, an hour of 1 MiB/s would copy
+    ~3.3 TB; the interval grows with the size, so the copying stays a small multiple of it."""
+    from eventflow.projects.submitted import UPLOAD_EVERY, upload_interval
+
+    def copied(rate: float, seconds: int) -> tuple[float, int]:
+        total, stored, stored_at, uploads = 0.0, 0.0, float("-inf"), 0
+        for tenth in range(seconds * 10):
+            now, size = tenth / 10, rate * tenth / 10
+            if size > stored and now >= stored_at + upload_interval(int(stored)):
+                total, stored, stored_at, uploads = total + size, size, now, uploads + 1
+        return total, uploads
+
+    total, _ = copied(1 << 20, 3600)
+    assert total < 4 * (1 << 20) * 3600
+    _, uploads = copied(1024, 20)  # a quiet run's output is stored every 2 s, as before
+    assert uploads == int(20 / UPLOAD_EVERY)
