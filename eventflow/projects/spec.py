@@ -18,7 +18,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import yaml
 
@@ -58,8 +58,16 @@ class Parameter:
                 raise ProjectError(f"parameter {self.name!r} is an integer, and {text!r} is not one") from None
         elif self.type == "uri" and not urlparse(text).scheme:
             raise ProjectError(f"Expected URI for parameter {self.name} but got {text}")
-        elif self.type == "path" and "://" not in text:
-            path = Path(text).expanduser()
+        elif self.type == "path":
+            scheme = urlparse(text).scheme
+            if scheme and scheme != "file" and not (len(scheme) == 1 and os.name == "nt"):
+                # MLflow downloads such a URI through its artifact stores; eventflow has none for
+                # s3:, gs:, http: …, and passing the URI on would hand the command a path that is not one.
+                raise ProjectError(
+                    f"parameter {self.name!r} is a path, and {text!r} is a {scheme}: URI: eventflow does not download "
+                    "path parameters; pass a local path (or file://), or declare the parameter as uri and fetch it in the entry point"
+                )
+            path = Path(unquote(urlparse(text).path) if scheme == "file" else text).expanduser()
             if not path.exists():
                 raise ProjectError(
                     f"Got value {text} for parameter {self.name}, but no such file or directory was found."

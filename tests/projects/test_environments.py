@@ -77,3 +77,18 @@ def test_local_is_this_interpreter():
     local = build(EnvironmentSpec("local"))
     assert local.python == environments.Path(sys.executable)
     assert local.manager == "local" and "eventflow==" in local.packages
+
+
+def test_without_uv_a_virtualenv_is_built_with_venv_and_pip(monkeypatch, tmp_path):
+    """The fallback a machine without uv takes: the standard library's venv, then pip from
+    PyPI, the same packages recorded as with uv."""
+    monkeypatch.setattr(environments, "uv_binary", lambda: None)  # as on a machine without uv
+    monkeypatch.setenv("EVENTFLOW_ENVS_DIR", str(tmp_path / "envs"))  # built here, not taken from the cache
+    with pytest.raises(EnvironmentBuildError, match="--env-manager uv needs uv"):
+        build(SMALL)
+    built = build(EnvironmentSpec("virtualenv", None, ("pip",), ("six==1.16.0",)))
+    assert not built.cached and built.python.is_relative_to(tmp_path / "envs")
+    assert (built.prefix / "pyvenv.cfg").read_text().count("uv =") == 0  # venv made it, not uv
+    assert "six==1.16.0" in built.packages.splitlines() and "eventflow==" in built.packages
+    done = subprocess.run([str(built.python), "-m", "pip", "--version"], capture_output=True, text=True, check=True)
+    assert str(built.prefix) in done.stdout  # the environment's own pip

@@ -76,6 +76,21 @@ def test_typed_parameters_are_checked_and_defaults_filled(tmp_path):
         point.command_for({})
 
 
+def test_a_path_parameter_is_a_local_path_as_mlflow_reads_it_and_other_uris_are_refused(tmp_path):
+    from mlflow.projects import _project_spec
+
+    root = project(tmp_path, MLFLOW_DOCS_MLPROJECT, **{"python_env.yaml": "python: '3.11'\n", "data.csv": "x\n"})
+    data = root / "data.csv"
+    point = load_project(root).entry_point("validate")
+    theirs = _project_spec.load_project(str(root)).get_entry_point("validate")
+    assert point.command_for({"data_file": data.as_uri()}) == f"python validate.py {data}"
+    assert theirs.compute_command({"data_file": data.as_uri()}, str(tmp_path / "storage")) == f"python validate.py {data}"
+    with pytest.raises(ProjectError, match=r"'data_file' is a path, and 's3://bucket/data.csv' is a s3: URI: eventflow does not download"):
+        point.command_for({"data_file": "s3://bucket/data.csv"})
+    with pytest.raises(ProjectError, match="no such file or directory"):
+        point.command_for({"data_file": (root / "absent.csv").as_uri()})
+
+
 def test_without_an_mlproject_scripts_are_entry_points(tmp_path):
     (tmp_path / "train.py").write_text("print(1)\n")
     (tmp_path / "prep.sh").write_text("echo 1\n")
