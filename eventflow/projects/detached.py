@@ -9,10 +9,23 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 
 
 def main(argv: list[str]) -> int:
+    from eventflow.projects import launch
+
+    # SIGTERM at any moment (while the run is set up, or before the wait begins) stops the
+    # entry point and ends the run KILLED, instead of leaving it RUNNING with nobody to end it.
+    with launch.sigterm_raises():
+        try:
+            return _launch(argv)
+        except launch.Terminated:
+            return 128 + signal.SIGTERM
+
+
+def _launch(argv: list[str]) -> int:
     from eventflow.projects import launch
 
     fd, uri, entry_point = int(argv[0]), argv[1], argv[2]
@@ -27,10 +40,16 @@ def main(argv: list[str]) -> int:
         answer.write(f"error {str(error).replace(chr(10), ' ')}\n")
         answer.close()
         return 1
-    submitted._echo = None  # nobody is watching: the output is kept as project/stdout.txt only
-    answer.write(f"run {submitted.run_id}\n")
-    answer.close()
-    launch.wait_cancelling_on_signals(submitted)
+    try:
+        answer.write(f"run {submitted.run_id}\n")
+        answer.close()
+    except BaseException:
+        submitted.cancel()
+        raise
+    try:
+        launch.wait_cancelling_on_signals(submitted)
+    except SystemExit as stop:
+        return int(stop.code or 0)
     return 0 if submitted.get_status() == "FINISHED" else 1
 
 

@@ -87,7 +87,7 @@ def run(
     raises ExecutionException); SIGTERM or Ctrl-C while waiting cancel it (KILLED).
     ``build_only`` builds the environment and returns it, starting nothing."""
     say = progress or _stderr
-    with _sigterm_raises(synchronous):
+    with sigterm_raises(synchronous):
         return _run(uri, entry_point, parameters, version, env_manager, experiment_name, experiment_id, run_name,
                     synchronous, tracking_uri, build_only, tags, say)
 
@@ -118,7 +118,7 @@ def _run(uri: str, entry_point: str, parameters: dict[str, Any] | None, version:
         )
         submitted = execute(checkout, command, built, tracking_uri=tracking_uri, experiment_id=experiment_id,
                             experiment_name=experiment_name, run_name=run_name, tags=tags, project_record=record)
-    except _Terminated:
+    except Terminated:
         checkout.cleanup()
         raise SystemExit(128 + signal.SIGTERM) from None
     except BaseException:
@@ -129,7 +129,7 @@ def _run(uri: str, entry_point: str, parameters: dict[str, Any] | None, version:
         say(f"run {submitted.run_id} started: {command}")
         if synchronous:
             wait_cancelling_on_signals(submitted)
-    except _Terminated:
+    except Terminated:
         submitted.cancel()
         raise SystemExit(128 + signal.SIGTERM) from None
     if synchronous and submitted.get_status() != "FINISHED":
@@ -151,8 +151,8 @@ def cleanup_after(submitted: SubmittedRun, checkout: sources.Checkout) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_raises(active: bool = True) -> Iterator[None]:
-    """While a synchronous run is set up and waited for, SIGTERM raises ``_Terminated``
+def sigterm_raises(active: bool = True) -> Iterator[None]:
+    """While a synchronous run is set up and waited for, SIGTERM raises ``Terminated``
     (as Ctrl-C raises KeyboardInterrupt), so that the entry point is stopped and the run
     ended KILLED instead of the launcher vanishing and leaving the run RUNNING."""
     if not active or threading.current_thread() is not threading.main_thread():
@@ -161,7 +161,7 @@ def _sigterm_raises(active: bool = True) -> Iterator[None]:
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum: int, frame: Any) -> None:
-        raise _Terminated
+        raise Terminated
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
@@ -173,7 +173,7 @@ def _sigterm_raises(active: bool = True) -> Iterator[None]:
 def wait_cancelling_on_signals(submitted: SubmittedRun) -> None:
     """Wait for the run; SIGTERM or Ctrl-C cancel it (the child's group is terminated and
     the run ends KILLED), then the process ends by the signal as the caller expects."""
-    with _sigterm_raises():
+    with sigterm_raises():
         try:
             while True:
                 try:
@@ -181,7 +181,7 @@ def wait_cancelling_on_signals(submitted: SubmittedRun) -> None:
                     return
                 except TimeoutError:
                     continue
-        except (KeyboardInterrupt, _Terminated) as stop:
+        except (KeyboardInterrupt, Terminated) as stop:
             _stderr(f"stopping run {submitted.run_id}: terminating its entry point")
             submitted.cancel()
             if isinstance(stop, KeyboardInterrupt):
@@ -189,8 +189,8 @@ def wait_cancelling_on_signals(submitted: SubmittedRun) -> None:
             raise SystemExit(128 + signal.SIGTERM) from None
 
 
-class _Terminated(BaseException):
-    pass
+class Terminated(BaseException):
+    """SIGTERM, raised where the launcher can still stop the entry point and end the run."""
 
 
 def _stderr(line: str) -> None:

@@ -270,7 +270,11 @@ def start(
         except BaseException:
             checkout.cleanup()
             raise
-        link(store, submitted.run_id, original)
+        try:
+            link(store, submitted.run_id, original)
+        except BaseException:  # SIGTERM or a failure here must not leave the rerun RUNNING
+            submitted.cancel()
+            raise
     finally:
         store.close()
     from eventflow.projects.launch import cleanup_after
@@ -288,11 +292,17 @@ def rerun(
 ) -> Rerun:
     """Rerun ``run_id`` as a new run, wait for it, and return the reproducibility report.
     SIGTERM or Ctrl-C while waiting cancel the rerun (KILLED). See ``start`` for ``version``."""
-    from eventflow.projects import runner
-    from eventflow.projects.launch import wait_cancelling_on_signals
+    import signal
 
-    submitted = start(run_id, set=set, env_manager=env_manager, tracking_uri=tracking_uri, version=version)
-    wait_cancelling_on_signals(submitted)
+    from eventflow.projects import runner
+    from eventflow.projects.launch import Terminated, sigterm_raises, wait_cancelling_on_signals
+
+    with sigterm_raises():  # during the setup too: a rerun written but not waited for must not stay RUNNING
+        try:
+            submitted = start(run_id, set=set, env_manager=env_manager, tracking_uri=tracking_uri, version=version)
+        except Terminated:
+            raise SystemExit(128 + signal.SIGTERM) from None
+        wait_cancelling_on_signals(submitted)
     store = open_store(runner.resolve_tracking_uri(tracking_uri))
     try:
         report = stored_report(store, submitted.run_id) or build_report(store, run_id, submitted.run_id)

@@ -228,3 +228,69 @@ def test_a_plain_sdk_run_in_a_small_environment_reruns_in_one_built_from_its_pac
 
     rebuilt = projects.project_of(answer["run_id"], tracking_uri=home)
     assert rebuilt.env_manager == "virtualenv" and "six==1.16.0" in rebuilt.packages.splitlines()
+
+
+HOLD = """\
+import os, time
+where = os.environ.get("HOLD_PID_FILE")
+if where:  # the rerun: say who we are, then hold on until stopped
+    with open(where + ".tmp", "w") as handle:
+        handle.write(str(os.getpid()))
+    os.rename(where + ".tmp", where)
+    time.sleep(600)
+print("done", flush=True)
+"""
+
+
+def test_sigterm_while_a_rerun_is_set_up_stops_its_entry_point_and_leaves_no_run_running(tmp_path, home):
+    """On the embedded log the entry point starts before the rerun is written (opening the
+    views takes seconds): SIGTERM then, and the launcher must still stop the child and end
+    what it wrote KILLED, not vanish and leave a RUNNING run and an orphan."""
+    import signal
+    import time
+
+    from eventflow import projects
+
+    repo = tmp_path / "hold"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "MLproject").write_text("name: hold\nentry_points:\n  main:\n    command: python hold.py\n")
+    (repo / "hold.py").write_text(HOLD)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "hold")
+    original = projects.run(str(repo), env_manager="local", tracking_uri=home)
+    pid_file = tmp_path / "child.pid"
+    launcher = subprocess.Popen([sys.executable, "-m", "eventflow", "rerun", original.run_id, "--env-manager", "local"],
+                                env={**os.environ, "EVENTFLOW_TRACKING_URI": home, "HOLD_PID_FILE": str(pid_file)},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not pid_file.exists():
+        assert launcher.poll() is None, launcher.communicate()
+        assert time.monotonic() < deadline, "the rerun's entry point never started"
+        time.sleep(0.01)
+    launcher.send_signal(signal.SIGTERM)
+    _, stderr = launcher.communicate(timeout=120)
+    assert launcher.returncode == 128 + signal.SIGTERM, stderr
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 60
+    while _alive(child):
+        assert time.monotonic() < deadline, f"the entry point (pid {child}) outlived its launcher"
+        time.sleep(0.05)
+    with Client(home) as client:
+        runs = client.search_runs([client.get_run(original.run_id)["info"]["experiment_id"]])
+    statuses = {r["info"]["run_id"]: r["info"]["status"] for r in runs}
+    assert statuses.pop(original.run_id) == "FINISHED"
+    assert set(statuses.values()) <= {"KILLED"}, statuses
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead; reaped by init since its parent (the launcher) is gone
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
