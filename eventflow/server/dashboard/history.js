@@ -1,4 +1,5 @@
-// The History tab of a run, experiment, model or version page: one row per change, from
+// The History tab of a run, experiment, model or version page: one row per change (its time
+// exact, in UTC, as the audit CLI prints it), from
 // GET /api/2.0/eventflow/audit, oldest first, a page at a time ("more" follows next_page_token).
 import { esc, fmtTime, getJSON } from "./util.js";
 
@@ -29,7 +30,7 @@ function row(e) {
   const claim = e.authenticated ? "" : ` <span class="claim">${esc(e.trust)}</span>`;
   const effects = (e.effects || []).map((x) => `<div class="muted">→ ${esc(x.what)}</div>`).join("");
   return `<tr data-event-type="${esc(e.event_type)}" data-authenticated="${e.authenticated}">
-    <td title="${esc(e.time_iso)}">${esc(fmtTime(e.time))}</td><td class="actor">${esc(e.actor)}${claim}</td>
+    <td class="time" title="${esc(fmtTime(e.time))}">${esc(e.time_iso)}</td><td class="actor">${esc(e.actor)}${claim}</td>
     <td class="type">${esc(e.event_type)}</td><td class="what">${esc(e.what)}${effects}</td><td class="muted">${esc(e.position)}</td></tr>`;
 }
 
