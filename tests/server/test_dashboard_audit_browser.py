@@ -153,6 +153,9 @@ def test_time_control_shows_the_alias_where_it_pointed_before_a_later_move(page,
     assert banner.is_hidden()
     page.wait_for_selector('#versions tr[data-version="1"] td[data-stage="Archived"]')
     assert page.eval_on_selector_all("#versions tr[data-version]", "rows => rows.map(r => r.dataset.version)") == ["2", "1"]
+    # Live again: a change shows without a reload.
+    ok(story["url"], "POST", "registered-models/alias", name=story["name"], alias="canary", version="1")
+    page.wait_for_selector('#aliases tr[data-alias="canary"] td[data-version="1"]')
 
 
 def test_the_lineage_graph_draws_the_run_its_model_and_versions_and_its_nodes_link(page, story):
