@@ -2,8 +2,9 @@
 
 The page is plain JavaScript modules under ``dashboard/`` (package data). Charts are
 Plotly's, taken from the installed ``plotly`` Python package — its wheel carries
-``plotly.min.js`` — so nothing is fetched from a CDN and no third-party code lives in
-this repository.
+``plotly.min.js`` — and the lineage graph is vis-network's, taken from the installed
+``pyvis`` package (its wheel carries ``vis-network.min.js``), so nothing is fetched from a
+CDN and no third-party code lives in this repository.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ def plotly_js() -> Path:
     return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
 
 
+def vis_network_js() -> Path:
+    """vis-network.min.js (the standalone build, with its DataSet) inside the installed pyvis package."""
+    return Path(str(resources.files("pyvis") / "lib" / "vis-9.1.2" / "vis-network.min.js"))
+
+
 def routes() -> list[Route | Mount]:
     async def index(request: Request) -> Response:
         return FileResponse(HERE / "index.html", headers={"cache-control": "no-cache"})
@@ -31,8 +37,12 @@ def routes() -> list[Route | Mount]:
     async def plotly(request: Request) -> Response:
         return FileResponse(plotly_js(), media_type="text/javascript", headers={"cache-control": "max-age=86400"})
 
+    async def vis_network(request: Request) -> Response:
+        return FileResponse(vis_network_js(), media_type="text/javascript", headers={"cache-control": "max-age=86400"})
+
     return [
         Route("/", index, methods=["GET"]),
         Route("/static/vendor/plotly.min.js", plotly, methods=["GET"]),
+        Route("/static/vendor/vis-network.min.js", vis_network, methods=["GET"]),
         Mount("/static/dashboard", StaticFiles(directory=HERE), name="dashboard"),
     ]

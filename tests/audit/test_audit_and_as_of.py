@@ -8,12 +8,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 
 import httpx
 import pytest
-from serving import kafka_postgres_options, running_server
+from serving import call, kafka_postgres_options, next_ms, ok, running_server
 
 from eventflow.events import now_ms
 
@@ -24,24 +23,6 @@ def server(request, tmp_path_factory):
     options = kafka_postgres_options(request, "audit") if request.param == "kafka+postgresql" else []
     with running_server(home, *options) as url:
         yield url, home, request.param
-
-
-def call(url: str, method: str, path: str, **body):
-    answer = httpx.request(method, f"{url}/api/2.0/mlflow/{path}", **({"params": body} if method == "GET" else {"json": body}), timeout=60)
-    return answer.status_code, answer.json()
-
-
-def ok(url: str, method: str, path: str, **body) -> dict:
-    status, found = call(url, method, path, **body)
-    assert status == 200, found
-    return found
-
-
-def next_ms(after: int) -> None:
-    """Wait until the clock passed ``after``, so the next change is stamped later than a snapshot."""
-    deadline = time.monotonic() + 5
-    while now_ms() <= after:
-        assert time.monotonic() < deadline
 
 
 def test_as_of_answers_equal_live_snapshots_and_audit_tells_the_story(server, tmp_path):

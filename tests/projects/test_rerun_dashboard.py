@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "server"))
 from rerun_repos import run_script, training_repo  # noqa: E402
 from serving import running_server  # noqa: E402
-from test_dashboard_browser import browser, page  # noqa: E402,F401  (the fixtures: one real headless Chromium, a page that fails on JavaScript errors)
+from browsing import browser, page  # noqa: E402,F401  (the fixtures: one real headless Chromium, a page that fails on JavaScript errors)
 
 
 def test_the_rerun_page_shows_its_report_and_both_runs_link_to_each_other(page, tmp_path):

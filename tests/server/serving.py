@@ -11,9 +11,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+
+from eventflow.events import now_ms
 
 
 def free_port() -> int:
@@ -61,6 +64,26 @@ def running_server(home, *options: str, env: dict[str, str] | None = None,
     os.makedirs(home, exist_ok=True)
     command = [sys.executable, "-m", "eventflow", "server", "--port", str(port), "--home", str(home), *options]
     return running_process(command, port, "/health", os.path.join(home, "server.out"), what="server", env=env, cwd=cwd)
+
+
+def call(url: str, method: str, path: str, *, auth: tuple[str, str] | None = None, **body: Any) -> tuple[int, Any]:
+    """An MLflow REST call (``path`` after /api/2.0/mlflow/): its status and JSON answer."""
+    answer = httpx.request(method, f"{url}/api/2.0/mlflow/{path}", auth=auth, timeout=60,
+                           **({"params": body} if method == "GET" else {"json": body}))
+    return answer.status_code, answer.json()
+
+
+def ok(url: str, method: str, path: str, *, auth: tuple[str, str] | None = None, **body: Any) -> dict[str, Any]:
+    status, found = call(url, method, path, auth=auth, **body)
+    assert status == 200, found
+    return found
+
+
+def next_ms(after: int) -> None:
+    """Wait until the clock passed ``after``, so the next change is stamped later than a snapshot."""
+    deadline = time.monotonic() + 5
+    while now_ms() <= after:
+        assert time.monotonic() < deadline
 
 
 def kafka_postgres_options(request: pytest.FixtureRequest, prefix: str) -> list[str]:

@@ -7,7 +7,6 @@ Screenshots of the main pages are written to docs/screenshots/ by this run.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,12 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from browsing import browser, page, shot  # noqa: F401 - fixtures
 from serving import running_server
 
 API = "/api/2.0/mlflow"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 
 TRAINING = textwrap.dedent(
     """
@@ -53,42 +50,10 @@ TRAINING = textwrap.dedent(
 )
 
 
-def chromium_path() -> str | None:
-    return os.environ.get("EVENTFLOW_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser") or (
-        "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = chromium_path()
-    if executable is None:
-        message = "no Chromium here: apt-get install chromium (or set EVENTFLOW_CHROMIUM)"
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(message + " (CI=true: a missing browser is a failure)", pytrace=False)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
     with running_server(tmp_path_factory.mktemp("dashboard")) as url:
         yield url
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors: {errors}"
 
 
 class Training:
@@ -139,12 +104,6 @@ def wait_rows(page, run_ids: list[str]) -> None:
         "(ids) => JSON.stringify([...document.querySelectorAll('#runs tbody tr')].map(r => r.dataset.run)) === JSON.stringify(ids)",
         arg=run_ids, timeout=15000,
     )
-
-
-def shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_timeout(400)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
 
 def test_run_page_charts_grow_and_the_badge_changes_without_reload(page, url, tmp_path):

@@ -3,6 +3,7 @@ import { channel } from "./util.js";
 import { experimentsPage, modelsPage, activityPage } from "./pages.js";
 import { experimentPage } from "./experiment.js";
 import { runPage, comparePage } from "./run.js";
+import { modelPage, versionPage } from "./model.js";
 
 const view = document.getElementById("view");
 let current = null; // the page's cleanup
@@ -12,6 +13,8 @@ const routes = [
   [/^#\/experiments\/([^/?]+)/, (m) => experimentPage(view, decodeURIComponent(m[1])), "experiments"],
   [/^#\/runs\/([^/?]+)/, (m) => runPage(view, decodeURIComponent(m[1])), "experiments"],
   [/^#\/compare\?runs=([^&]+)/, (m) => comparePage(view, decodeURIComponent(m[1]).split(",")), "experiments"],
+  [/^#\/models\/([^/?]+)\/versions\/([^/?]+)/, (m) => versionPage(view, decodeURIComponent(m[1]), decodeURIComponent(m[2])), "models"],
+  [/^#\/models\/([^/?]+)/, (m) => modelPage(view, decodeURIComponent(m[1])), "models"],
   [/^#\/models/, () => modelsPage(view), "models"],
   [/^#\/activity/, () => activityPage(view), "activity"],
 ];

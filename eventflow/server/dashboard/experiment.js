@@ -1,11 +1,12 @@
 // An experiment's runs: a live table (status badges, params and latest metrics as
 // columns), sortable, filtered with MLflow's search grammar, runs selected to compare.
+import { historyTab, withHistory } from "./history.js";
 import { applyLatest, applyRunEvent, badge, channel, esc, fmtDuration, fmtTime, fmtValue, runFromView, setHTML, throttled } from "./util.js";
 
 export function experimentPage(view, experimentId) {
   const state = { runs: new Map(), experiment: null, sort: { column: "start", asc: false }, selected: new Set(), filter: "", error: "" };
   view.innerHTML = `
-    <h1 id="title">Experiment ${esc(experimentId)}</h1>
+    <h1 id="title">Experiment ${esc(experimentId)}</h1>` + withHistory(`
     <div class="toolbar">
       <input id="filter" type="text" placeholder='Filter: metrics.loss < 0.5 and params.lr = "0.01" and attributes.status = "RUNNING"'>
       <button id="apply">Filter</button>
@@ -13,7 +14,8 @@ export function experimentPage(view, experimentId) {
       <span id="count" class="muted"></span>
     </div>
     <p id="error" class="error"></p>
-    <div class="table-wrap"><table id="runs"></table></div>`;
+    <div class="table-wrap"><table id="runs"></table></div>`);
+  historyTab(view, "experiment", experimentId);
   const table = view.querySelector("#runs");
   let sub = null;
 

@@ -1,5 +1,5 @@
 // The experiments list, the models page and the activity feed.
-import { channel, esc, fmtTime, throttled } from "./util.js";
+import { channel, esc, fmtTime, href, link, throttled } from "./util.js";
 
 export function experimentsPage(view) {
   let experiments = new Map();
@@ -46,6 +46,25 @@ function entity(event) {
   return p.run_id || p.experiment_id || (p.name && p.version ? `${p.name} v${p.version}` : p.name) || p.model_id || p.target || p.subscription_id || "";
 }
 
+// Every entity an event names, each a link to its page (a logged model or a deployment
+// target has none: its text).
+function entityLinks(event) {
+  const p = event.payload, out = [];
+  const registry = /^(registered_model|model_version|deployment)\./.test(event.type);
+  if (p.run_id) out.push(link(href.run(p.run_id), `run ${p.run_id}`, 'data-link="run"'));
+  if (p.source_run_id) out.push(link(href.run(p.source_run_id), `run ${p.source_run_id}`, 'data-link="run"'));
+  if (p.experiment_id) out.push(link(href.experiment(p.experiment_id), `experiment ${p.experiment_id}`, 'data-link="experiment"'));
+  if (registry && p.name) {
+    out.push(link(href.model(p.name), p.name, 'data-link="model"'));
+    if (p.version) out.push(link(href.version(p.name, p.version), `version ${p.version}`, 'data-link="version"'));
+  }
+  if (registry && p.new_name) out.push(link(href.model(p.new_name), p.new_name, 'data-link="model"'));
+  if (p.model_id) out.push(esc(`logged model ${p.model_id}`));
+  if (p.target) out.push(esc(p.target));
+  if (p.subscription_id) out.push(esc(`webhook ${p.subscription_id}`));
+  return out.join(" ");
+}
+
 export function activityPage(view) {
   view.innerHTML = `<h1>Activity</h1>
     <div class="toolbar">
@@ -64,7 +83,7 @@ export function activityPage(view) {
   const item = ({ topic, partition, offset, event }) =>
     `<li data-type="${esc(event.type)}" data-offset="${offset}" data-entity="${esc(entity(event))}">
       <span class="muted">${esc(fmtTime(event.time))}</span> · <b>${esc(event.actor)}</b> ·
-      <span class="type">${esc(event.type)}</span> · ${esc(entity(event))} <span class="muted">${esc(summary(event))}
+      <span class="type">${esc(event.type)}</span> · ${entityLinks(event)} <span class="muted">${esc(summary(event))}
       · ${esc(topic)}[${partition}]@${offset}</span></li>`;
   function subscribe() {
     if (sub) sub.close();
@@ -113,7 +132,8 @@ export function modelsPage(view) {
     }
     view.querySelector("#registered").innerHTML = models.size
       ? `<table><thead><tr><th>Model</th><th>Versions</th><th>Aliases</th></tr></thead><tbody>${[...models.values()].map((m) =>
-          `<tr><td>${esc(m.name)}</td><td>${[...m.versions.keys()].map(esc).join(", ")}</td><td>${Object.entries(m.aliases).map(([a, v]) => `@${esc(a)} → v${esc(v)}`).join(", ")}</td></tr>`).join("")}</tbody></table>`
+          `<tr><td>${link(href.model(m.name), m.name)}</td><td>${[...m.versions.keys()].map((v) => link(href.version(m.name, v), v)).join(", ")}</td>
+            <td>${Object.entries(m.aliases).map(([a, v]) => `@${esc(a)} → ${link(href.version(m.name, v), `v${v}`)}`).join(", ")}</td></tr>`).join("")}</tbody></table>`
       : `<p class="muted">No registered models yet.</p>`;
     view.querySelector("#deployments").innerHTML = deployments.size
       ? `<table><thead><tr><th>Target</th><th>Model</th><th>Status</th><th>When</th></tr></thead><tbody>${[...deployments.values()].map((d) =>

@@ -1,6 +1,8 @@
 // A run: live charts of every metric, params, tags, environment and artifacts.
 // Compare: several runs' metrics overlaid, params side by side with differences marked.
 import { chartControls, MetricChart } from "./charts.js";
+import { lineageGraph } from "./graph.js";
+import { historyTab, withHistory } from "./history.js";
 import { lineage } from "./reproducibility.js";
 import { applyRunEvent, badge, channel, esc, fmtDuration, fmtTime, fmtValue, runFromView, setHTML, throttled } from "./util.js";
 
@@ -34,14 +36,17 @@ export function runPage(view, runId) {
   const charts = new Map();
   view.innerHTML = `
     <h1><span id="run-name">Run ${esc(runId)}</span> <span id="status"></span></h1>
-    <p id="summary" class="muted"></p>
+    <p id="summary" class="muted"></p>` + withHistory(`
     <div id="lineage"></div>
     <h2>Metrics</h2><div id="controls"></div><div id="charts" class="grid"></div>
     <div class="cols">
       <div><h2>Parameters</h2><div id="params"></div><h2>Tags</h2><div id="tags"></div></div>
       <div><h2>Environment</h2><div id="environment"></div>
         <h2>Artifacts</h2><div id="artifacts" class="card"></div><div id="preview"></div></div>
-    </div>`;
+    </div>
+    <h2>Lineage</h2><div id="lineage-graph"></div>`);
+  historyTab(view, "run", runId);
+  lineageGraph(view.querySelector("#lineage-graph"), `runs:/${runId}`);
   view.querySelector("#controls").appendChild(chartControls());
   const grid = view.querySelector("#charts");
   const links = lineage(view.querySelector("#lineage"), runId, (path) => downloadUrl(path));

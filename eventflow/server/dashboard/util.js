@@ -27,6 +27,25 @@ export function fmtValue(v) {
   return String(v);
 }
 
+// The dashboard's page of each kind of entity (one place, so every page links alike).
+export const href = {
+  run: (id) => `#/runs/${encodeURIComponent(id)}`,
+  experiment: (id) => `#/experiments/${encodeURIComponent(id)}`,
+  model: (name) => `#/models/${encodeURIComponent(name)}`,
+  version: (name, version) => `#/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`,
+};
+
+export function link(url, text, attrs = "") {
+  return `<a href="${esc(url)}" ${attrs}>${esc(text)}</a>`;
+}
+
+export async function getJSON(url) {
+  const response = await fetch(url);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.message || `${response.status} ${response.statusText}`);
+  return body;
+}
+
 export function badge(status) {
   return `<span class="badge ${esc(status)}" data-status="${esc(status)}">${esc(status)}</span>`;
 }
