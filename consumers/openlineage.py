@@ -66,11 +66,12 @@ _END_STATES = {"run.finished": "COMPLETE", "run.failed": "FAIL", "run.killed": "
 _TOPICS = tuple(TOPIC_PREFIX + t for t in ("experiments", "runs", "models"))
 
 metadata = MetaData()
-# One JSON document per key ("experiment:<id>", "run:<id>"): what this consumer knows and
-# has sent, moved with its offsets in one transaction.
+# One JSON document per consumer group and key ("experiment:<id>", "run:<id>"): what that
+# consumer knows and has sent, moved with its offsets in one transaction.
 state_table = Table(
     "openlineage_state",
     metadata,
+    Column("consumer", String(200), primary_key=True),
     Column("key", String(200), primary_key=True),
     Column("doc", Text, nullable=False),
 )
@@ -304,14 +305,16 @@ class LineageEmitter(Subscriber):
                 rejected.append((d, f"openlineage: {reason}"))
         with self.engine.begin() as c:
             advance(c, self.group, spans)
-            upsert(c, state_table, [{"key": k, "doc": json.dumps(state[k])} for k in sorted(changed)], ["key"])
+            rows = [{"consumer": self.group, "key": k, "doc": json.dumps(state[k])} for k in sorted(changed)]
+            upsert(c, state_table, rows, ["consumer", "key"])
         return rejected
 
     def _read(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         with reading(self.engine).connect() as c:
             for start in range(0, len(keys), 500):
-                rows = c.execute(select(state_table.c.key, state_table.c.doc).where(state_table.c.key.in_(keys[start : start + 500])))
+                rows = c.execute(select(state_table.c.key, state_table.c.doc).where(
+                    state_table.c.consumer == self.group, state_table.c.key.in_(keys[start : start + 500])))
                 found.update({k: json.loads(doc) for k, doc in rows})
         return found
 
