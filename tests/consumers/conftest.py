@@ -21,7 +21,7 @@ def openlineage_schema() -> Schema:
     root = Path(os.environ.get(SPEC_ENV) or SPEC_CACHE).expanduser()
     if not (root / "OpenLineage.json").is_file():
         reason = (f"no OpenLineage JSON schema at {root} (set {SPEC_ENV} to a directory holding the spec's "
-                  "OpenLineage.json and facets/*.json: see tests/consumers/README.md)")
+                  "OpenLineage.json and facets/*.json: see the README, OpenLineage)")
         if in_ci():
             pytest.fail(f"{reason} (CI=true: a missing schema is a failure, not a skip)", pytrace=False)
         pytest.skip(reason)

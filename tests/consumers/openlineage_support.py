@@ -3,7 +3,7 @@ receiver that validates what it is sent against it, and polling.
 
 The schema is the OpenLineage project's own ``OpenLineage.json`` and its facet schemas
 (``facets/*.json``), read at test time from ``$EVENTFLOW_OPENLINEAGE_SPEC`` or the cache
-``~/.cache/eventflow/openlineage-spec`` (see tests/consumers/README.md for how to fill it);
+``~/.cache/eventflow/openlineage-spec`` (the README's OpenLineage section says how to fill it);
 it is not kept in this repository. Missing, the tests skip, except under CI=true, where
 they fail.
 """

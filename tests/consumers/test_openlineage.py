@@ -191,6 +191,20 @@ def test_without_the_client_the_error_says_what_to_install(monkeypatch):
         require_client()
 
 
+def test_the_schema_check_is_not_vacuous(openlineage_schema):
+    """The validator refuses what the spec refuses: a run id that is not a UUID, a facet
+    without _producer, a facet whose _schemaURL is none of the spec's."""
+    good = {"eventType": "START", "eventTime": "2026-12-02T10:00:00.000Z", "producer": "urn:eventflow:test",
+            "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+            "run": {"runId": run_uuid("r")}, "job": {"namespace": "eventflow", "name": "j"}}
+    assert openlineage_schema.errors(good) == []
+    assert openlineage_schema.errors({**good, "run": {"runId": "0123456789abcdef0123456789abcdef"}})
+    facet = {"_producer": "urn:eventflow:test", "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet"}
+    assert openlineage_schema.errors({**good, "run": {"runId": run_uuid("r"), "facets": {"errorMessage": {**facet, "message": "m"}}}})
+    assert openlineage_schema.errors({**good, "run": {"runId": run_uuid("r"), "facets": {"x": {"_schemaURL": facet["_schemaURL"]}}}})
+    assert openlineage_schema.errors({**good, "run": {"runId": run_uuid("r"), "facets": {"x": {**facet, "_schemaURL": "https://example.invalid/X.json"}}}})
+
+
 def test_the_run_uuid_is_fixed_for_ever():
     assert run_uuid("0123456789abcdef0123456789abcdef") == run_uuid("0123456789abcdef0123456789abcdef")
     assert str(uuid.UUID(run_uuid("x"))) == run_uuid("x") != run_uuid("y")
