@@ -76,14 +76,16 @@ def _facets(event: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 class Receiver:
-    """An OpenLineage backend in a thread: takes POSTed run events, answering 503 to the
-    first ``refuse`` of them (a backend that is down), and records the ones it took."""
+    """An OpenLineage backend in a thread: takes POSTed run events, answering
+    ``refuse_status`` (503: a backend that is down) to the first ``refuse`` of them, and
+    records the ones it took."""
 
     def __init__(self, schema: Schema):
         self.schema = schema
         self.events: list[dict[str, Any]] = []
         self.invalid: list[str] = []
         self.refuse = 0
+        self.refuse_status = 503
         self.refused = 0
         self._lock = threading.Lock()
         receiver = self
@@ -98,7 +100,7 @@ class Receiver:
                     else:
                         receiver.invalid += receiver.schema.errors(body)
                         receiver.events.append(body)
-                self.send_response(503 if down else 201)
+                self.send_response(receiver.refuse_status if down else 201)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -144,6 +144,24 @@ def test_a_restart_sends_nothing_twice_and_a_down_backend_is_retried(backend, re
     assert not receiver.invalid
 
 
+def test_an_event_the_backend_refuses_is_dead_lettered_and_the_rest_goes_on(backend, receiver):
+    from eventflow.consumers.dead_letters import read_dead_letters
+
+    receiver.refuse, receiver.refuse_status = 1, 400  # the first event is refused for good
+    group = _group()
+    run_id = log_run(backend, f"refused-{uuid.uuid4().hex[:6]}")
+    running = Running(backend, open_client(url=receiver.url), group)
+    try:
+        wait_until(lambda: "COMPLETE" in receiver.of(run_uuid(run_id)), "the run's end after the refusal")
+        with open_log(backend.log_uri) as log:
+            letters = wait_until(lambda: [d for d in read_dead_letters(log) if d.group == group], "the refused event's dead letter")
+    finally:
+        running.close()
+    assert receiver.refused == 1, "a 4xx is not retried"
+    (letter,) = letters
+    assert "HTTP 400" in letter.reason
+
+
 def test_a_version_registered_after_the_run_ended_goes_out_as_an_output(backend, receiver):
     experiment = f"reg-{uuid.uuid4().hex[:6]}"
     run_id = log_run(backend, experiment, dataset="orders")
