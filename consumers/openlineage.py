@@ -29,8 +29,8 @@ transition already recorded is never sent again, even if its event is on the log
 Nothing is skipped: a backend that is unreachable or answers 5xx/408/429 is retried with
 backoff, the offsets not moving meanwhile; a 4xx refusal is the event's fault, and the
 event goes to the dead-letter topic with the answer. The state lives in the views database
-(table ``openlineage_state``): a views rebuild into a new database starts it from zero, and
-so sends everything again.
+(table ``openlineage_state``); ``eventflow views rebuild`` carries it into the new database,
+so the consumer, reading the log again from zero there, sends nothing it had sent.
 """
 
 from __future__ import annotations
