@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openlineage_support import Backend, Receiver, wait_until
+from openlineage_support import Backend, wait_until
 
 import eventflow
 from eventflow import commands as tc
