@@ -33,17 +33,22 @@ def _dataset(name: str) -> dict[str, Any]:
             "tags": [{"key": "mlflow.data.context", "value": "training"}]}
 
 
-def log_run(backend: Backend, experiment: str, dataset: str | None = None, fail: bool = False) -> str:
-    """A run through the SDK; its dataset input appended to the log between its start and end."""
-    eventflow.set_experiment(experiment)
+def log_run(backend: Backend, experiment: str, dataset: str | None = None, fail: bool = False, model: str | None = None) -> str:
+    """A run through the SDK; its dataset input (and the logged model it produced, with id
+    ``model``) appended to the log between its start and end."""
+    experiment_id = eventflow.set_experiment(experiment)["experiment_id"]
 
     def body() -> str:
         run = eventflow.active_run()
         eventflow.log_param("lr", 0.1)
         eventflow.flush()  # run.created is on the log: the inputs come after it
-        if dataset is not None:
+        events = [tc.log_inputs(run.run_id, [_dataset(dataset)])] if dataset is not None else []
+        if model is not None:
+            events += [tc.create_logged_model(model, experiment_id, "churn-model", f"file:///models/{model}", source_run_id=run.run_id),
+                       tc.log_outputs(run.run_id, [{"model_id": model, "step": 0}])]
+        if events:
             with open_log(backend.log_uri) as log:
-                EventLog(log).append_many([tc.log_inputs(run.run_id, [_dataset(dataset)])])
+                EventLog(log).append_many(events)
         if fail:
             raise ValueError("the data was bad")
         return run.run_id
@@ -93,7 +98,8 @@ def _of(events: list[dict[str, Any]], run_id: str, kind: str) -> dict[str, Any]:
 
 def test_runs_reach_a_file_and_an_http_backend_as_valid_openlineage_events(backend, receiver, openlineage_schema, tmp_path):
     experiment = f"churn-{uuid.uuid4().hex[:6]}"
-    good = log_run(backend, experiment, dataset="customers")
+    model_id = tc.new_model_id()
+    good = log_run(backend, experiment, dataset="customers", model=model_id)
     bad = log_run(backend, experiment, fail=True)
     out = tmp_path / "lineage.jsonl"
     to_file = Running(backend, open_client(file=str(out)), _group())
@@ -119,6 +125,7 @@ def test_runs_reach_a_file_and_an_http_backend_as_valid_openlineage_events(backe
         assert dataset["facets"]["version"]["datasetVersion"] == DIGEST
         assert dataset["facets"]["eventflow_dataset"]["name"] == "customers"
         assert [f["name"] for f in dataset["facets"]["schema"]["fields"]] == ["age", "churned"]
+        assert [(o["namespace"], o["name"]) for o in done["outputs"]] == [("eventflow", f"models:/{model_id}")]
         assert failed["run"]["facets"]["errorMessage"]["message"] == "ValueError: the data was bad"
         assert start["eventTime"] <= done["eventTime"]
 
