@@ -326,6 +326,7 @@ CONSUMERS = {
     "projector": "builds the SQL views (the tracking database) from the log, exactly once",
     "webhooks": "records a delivery per matching webhook subscription and sends them, signed and retried",
     "deployer": "serves models:/NAME@ALIAS on a port and rolls it to each version the alias moves to",
+    "openlineage": "sends each run's START and COMPLETE/FAIL/ABORT, with its datasets and models, to an OpenLineage backend",
 }
 
 
@@ -335,9 +336,16 @@ CONSUMERS = {
               help="deployer: serve this alias on this port (repeat for more). [env EVENTFLOW_DEPLOY_TARGETS, comma-separated]")
 @click.option("--tracking-uri", callback=checked_tracking_uri, envvar="EVENTFLOW_TRACKING_URI", default=None,
               help="deployer: the eventflow server that resolves models:/ URIs. [env EVENTFLOW_TRACKING_URI]")
+@click.option("--url", "lineage_url", envvar="EVENTFLOW_OPENLINEAGE_URL", metavar="URL", default=None,
+              help="openlineage: the backend to POST run events to (Marquez: http://HOST:5000). [env EVENTFLOW_OPENLINEAGE_URL]")
+@click.option("--file", "lineage_file", envvar="EVENTFLOW_OPENLINEAGE_FILE", type=click.Path(dir_okay=False), default=None,
+              help="openlineage: append the run events to this file instead, one JSON per line. [env EVENTFLOW_OPENLINEAGE_FILE]")
+@click.option("--namespace", "lineage_namespace", envvar="EVENTFLOW_OPENLINEAGE_NAMESPACE", default="eventflow", show_default=True,
+              help="openlineage: the namespace of the jobs (one per experiment). [env EVENTFLOW_OPENLINEAGE_NAMESPACE]")
 @backend_options
 @allow_finite_retention_option
-def consume(name, targets, tracking_uri, home, kafka, db, artifacts, allow_finite_retention) -> None:
+def consume(name, targets, tracking_uri, lineage_url, lineage_file, lineage_namespace, home, kafka, db, artifacts,
+            allow_finite_retention) -> None:
     """Run one consumer on its own, as a member of its consumer group.
 
     Run more instances to share the work: the log splits the partitions between them.
@@ -351,12 +359,17 @@ def consume(name, targets, tracking_uri, home, kafka, db, artifacts, allow_finit
       deployer   serves models:/NAME@ALIAS on a port; when the alias moves, starts the
                  new version beside the old, health-checks it with its input example,
                  switches traffic without dropping requests, and emits deployment.* events
+      openlineage  sends every run to an OpenLineage backend (Marquez...) or a file:
+                 START, COMPLETE/FAIL/ABORT with its datasets and models; at-least-once
+                 (needs pip install 'eventflow[openlineage]')
 
     \b
     Examples:
       eventflow consume projector --kafka 127.0.0.1:9092
       eventflow consume deployer --target 'models:/churn@production=8080' --tracking-uri http://127.0.0.1:5000
+      eventflow consume openlineage --url http://127.0.0.1:5000   (Marquez)
     """
+    import os
     import signal
     import threading
 
@@ -377,6 +390,16 @@ def consume(name, targets, tracking_uri, home, kafka, db, artifacts, allow_finit
         if not (tracking_uri or "").startswith(("http://", "https://")):
             raise click.UsageError("the deployer resolves models:/ URIs through an eventflow server: give --tracking-uri http://HOST:PORT")
         deployer = chosen
+    lineage_client = None
+    if name == "openlineage":
+        from eventflow.consumers.openlineage import MissingExtra, open_client
+
+        if (lineage_url is None) == (lineage_file is None):
+            raise click.UsageError("give the OpenLineage consumer one target: --url http://BACKEND or --file PATH")
+        try:
+            lineage_client = open_client(lineage_url, lineage_file, api_key=os.environ.get("EVENTFLOW_OPENLINEAGE_API_KEY"))
+        except MissingExtra as error:
+            raise click.ClickException(str(error)) from None
     from eventflow.log import LogError
 
     try:
@@ -396,6 +419,11 @@ def consume(name, targets, tracking_uri, home, kafka, db, artifacts, allow_finit
 
         runner = Deployer(runtime.log, deployer, tracking_uri).run
         click.echo("deployer: " + ", ".join(f"{t.name}@{t.alias} on {t.endpoint}" for t in deployer), err=True)
+    elif lineage_client is not None:
+        from eventflow.consumers.openlineage import LineageConsumer
+
+        runner = LineageConsumer(runtime.log, runtime.engine, lineage_client, lineage_namespace).run
+        click.echo(f"openlineage: sending to {lineage_url or lineage_file} (namespace {lineage_namespace})", err=True)
     else:
         runner = ConsumerLoop(runtime.log, Projector(runtime.engine)).run
     click.echo(f"{name}: consuming (Ctrl-C to stop)", err=True)

@@ -159,9 +159,10 @@ def insert_new(connection: Connection, table: Table, rows: Sequence[dict[str, An
     return set(connection.execute(statement.returning(table.c[key]), list(rows)).scalars())
 
 
-# Tables that hold what is kept off the log on purpose (secrets' hashes, signing secrets):
+# Tables that hold what is kept off the log on purpose (secrets' hashes, signing secrets)
+# or that the log cannot tell (which run transitions the OpenLineage consumer has sent):
 # a rebuild from the log cannot bring them back, so it copies them across.
-OFF_LOG_TABLES = ("auth_credentials", "webhook_secrets")
+OFF_LOG_TABLES = ("auth_credentials", "webhook_secrets", "openlineage_state")
 
 
 def carry_off_log_tables(source: Engine, target: Engine) -> dict[str, int]:
@@ -169,9 +170,11 @@ def carry_off_log_tables(source: Engine, target: Engine) -> dict[str, int]:
     how many rows each table carried."""
     from sqlalchemy import MetaData, inspect
 
+    from eventflow.consumers.openlineage import create_tables as create_lineage_tables
     from eventflow.webhooks.tables import create_tables as create_webhook_tables
 
     create_webhook_tables(target)
+    create_lineage_tables(target)
     present = set(inspect(source).get_table_names())
     carried: dict[str, int] = {}
     for name in OFF_LOG_TABLES:
