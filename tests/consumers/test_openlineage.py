@@ -261,7 +261,8 @@ def test_the_schema_check_is_not_vacuous(openlineage_schema):
     assert openlineage_schema.errors({**good, "producer": "eventflow 0.1.0"}), "the producer must be a URI"
     assert openlineage_schema.errors({**good, "eventTime": "yesterday"})
     facet = {"_producer": "urn:eventflow:test", "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet"}
-    assert openlineage_schema.errors({**good, "run": {"runId": run_uuid("r"), "facets": {"errorMessage": {**facet, "message": "m"}}}})
+    if openlineage_schema.full:  # a facet's own fields are known only to its schema
+        assert openlineage_schema.errors({**good, "run": {"runId": run_uuid("r"), "facets": {"errorMessage": {**facet, "message": "m"}}}})
     assert openlineage_schema.errors({**good, "run": {"runId": run_uuid("r"), "facets": {"x": {"_schemaURL": facet["_schemaURL"]}}}})
     assert openlineage_schema.errors({**good, "run": {"runId": run_uuid("r"), "facets": {"x": {**facet, "_schemaURL": "https://example.invalid/X.json"}}}})
 
