@@ -7,9 +7,10 @@ same home over loopback for as long as the entry point runs, and tells the child
 user of the machine who finds the port cannot write into the home through it.
 
 The socket is bound before the child starts, so its address can go in the child's
-environment at once; the app starts later, once the run is on the log. Until then the
-kernel holds the child's connections in the listen queue, and the app's first answer
-already sees the run (the runtime catches up with the log before it serves).
+environment at once; the app is built at the first connection (most entry points never
+make one), which comes after the run is on the log: meanwhile the kernel holds the
+child's connections in the listen queue, and the app's first answer already sees the run
+(the runtime catches up with the log before it serves).
 
 MLflow code usually ends the run itself (``with mlflow.start_run()``), which freezes its
 files; ``before_end`` is called before such a request goes through, so the launcher can
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import select
 import socket
 import threading
 from pathlib import Path
@@ -45,6 +47,7 @@ class LoopbackServer:
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.before_end: Callable[[], None] | None = None
+        self._stopping = threading.Event()
 
     def child_variables(self) -> dict[str, str]:
         """What MLflow's client in the child needs to log here (and nothing that would
@@ -65,10 +68,15 @@ class LoopbackServer:
         from eventflow.server.runtime import Runtime
 
         try:
+            if not self._first_connection():
+                return  # the entry point never called: it cost nothing
             runtime = Runtime(open_log(log_uri), views_url, artifacts, projector_only=True)
             app = TokenGate(create_app(runtime, auth=False), self.token, self._before_end)
             config = uvicorn.Config(app, log_level="warning", lifespan="on")
             self._server = uvicorn.Server(config)
+            if self._stopping.is_set():  # stop() came while this was being built
+                runtime.log.close()
+                return
             self._server.run(sockets=[self._socket])
         except BaseException as error:  # the child's MLflow calls then fail: say why once
             self.error = error
@@ -78,11 +86,21 @@ class LoopbackServer:
         finally:
             self._socket.close()
 
+    def _first_connection(self) -> bool:
+        """Wait until a client connects (True) or ``stop`` is called (False): most entry
+        points never use MLflow's client, and they should not pay for a server."""
+        while not self._stopping.is_set():
+            readable, _, _ = select.select([self._socket], [], [], 0.2)
+            if readable:
+                return True
+        return False
+
     def _before_end(self) -> None:
         if self.before_end is not None:
             self.before_end()
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
