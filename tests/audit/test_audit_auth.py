@@ -62,3 +62,23 @@ def test_audit_names_the_authenticated_actor_and_needs_read(url):
     old = api(url, "GET", "/api/2.0/mlflow/registered-models/get", reader, params={"name": name, "as_of": before}).json()
     assert "tags" not in old["registered_model"] or old["registered_model"]["tags"] == []
     assert api(url, "GET", "/api/2.0/mlflow/registered-models/get", outsider, params={"name": name, "as_of": before}).status_code == 403
+
+
+def test_lineage_needs_read_on_what_it_starts_from(url):
+    owner, outsider, reader = new_user(url), new_user(url), new_user(url)
+    created = api(url, "POST", "/api/2.0/mlflow/experiments/create", owner, json={"name": "lineage-" + uuid.uuid4().hex[:8]})
+    assert created.status_code == 200, created.text
+    experiment_id = created.json()["experiment_id"]
+    run = api(url, "POST", "/api/2.0/mlflow/runs/create", owner, json={"experiment_id": experiment_id})
+    assert run.status_code == 200, run.text
+    run_id = run.json()["run"]["info"]["run_id"]
+    denied = api(url, "POST", "/api/2.0/mlflow/experiments/permissions/create", owner,
+                 json={"experiment_id": experiment_id, "username": outsider[0], "permission": "NO_PERMISSIONS"})
+    assert denied.status_code == 200, denied.text
+
+    seen = api(url, "GET", "/api/2.0/eventflow/lineage", reader, params={"uri": f"runs:/{run_id}"})
+    assert seen.status_code == 200, seen.text
+    assert seen.json()["root"].endswith(run_id)
+    refused = api(url, "GET", "/api/2.0/eventflow/lineage", outsider, params={"uri": f"runs:/{run_id}"})
+    assert refused.status_code == 403, refused.text
+    assert api(url, "GET", "/api/2.0/eventflow/lineage", None, params={"uri": f"runs:/{run_id}"}).status_code == 401
