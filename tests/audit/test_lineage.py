@@ -28,6 +28,19 @@ def _dataset(name: str, digest: str) -> dict:
     return {"dataset": {"name": name, "digest": digest, "source_type": "local", "source": f"file:///data/{name}.csv"}, "tags": []}
 
 
+def _deployment(target: str, name: str, version: str) -> list:
+    """A deployment as the deployer records it (consumers/deployer.py): started, then
+    succeeded, correlated by the started event's id."""
+    from eventflow.events import Event, new_event_id
+
+    payload = {"target": target, "model_uri": f"models:/{name}/{version}", "name": name, "version": version,
+               "previous_version": None, "endpoint": f"http://127.0.0.1:{target.rpartition(':')[2]}"}
+    first = new_event_id()
+    started = Event("deployment.started", payload, event_id=first, actor="deployer", correlation_id=first)
+    return [started, Event("deployment.succeeded", payload, actor="deployer", correlation_id=started.event_id,
+                           causation_id=started.event_id)]
+
+
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     root = tmp_path_factory.mktemp("lineage")
@@ -48,6 +61,7 @@ def home(tmp_path_factory):
         rc.create_registered_model("churn"),
         rc.create_model_version("churn", "1", f"models:/{model_id}", run_id=run, model_id=model_id),
         rc.set_alias("churn", "production", "1"),
+        *_deployment("churn@production:8080", "churn", "1"),
     ]
     EventLog(log).append_many(events)
     engine = open_views(home.views_url)
@@ -92,6 +106,19 @@ def test_downstream_from_a_dataset_lists_the_version_the_alias_the_rerun_and_the
     assert (f"run:{home['run']}", f"run:{home['rerun']}", "rerun") in edges
     assert (f"run:{home['run']}", f"run:{home['child']}", "child") in edges
     assert f"commit:{COMMIT}" not in _ids(graph) and "dataset:eval@def456" not in _ids(graph)
+
+
+def test_a_deployment_is_downstream_of_its_data_and_upstream_reaches_the_run(home):
+    with home["engine"].connect() as c:
+        down = lineage(c, "datasets:/train", direction="downstream")
+        up = lineage(c, "deployments:/churn@production:8080", direction="upstream")
+    assert "deployment:churn@production:8080" in _ids(down)
+    edges = {(e["source"], e["target"], e["type"]) for e in down["edges"]}
+    assert ("alias:churn@production", "deployment:churn@production:8080", "deployed") in edges
+    assert up["root"] == "deployment:churn@production:8080"
+    assert {"alias:churn@production", "model_version:churn/1", f"run:{home['run']}", "dataset:train@abc123"} <= _ids(up)
+    node = next(n for n in up["nodes"] if n["id"] == up["root"])
+    assert node["uri"] == "deployments:/churn@production:8080"
 
 
 def test_both_directions_and_depth_limits(home):
