@@ -40,6 +40,7 @@ import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from eventflow.log.chain import GENESIS, link
 from eventflow.log.partitioner import partition_for
@@ -182,9 +183,30 @@ def _damaged(error: sqlite3.DatabaseError) -> bool:
     return not isinstance(error, sqlite3.OperationalError)
 
 
+def enable_wal(conn: Any, timeout: float = 60.0) -> None:
+    """``PRAGMA journal_mode=WAL`` on a connection (or cursor) of a SQLite file.
+
+    Processes that open a new database at the same moment (a server and its projectors
+    started together) race to switch it to WAL, and SQLite answers the losers "database
+    is locked" at once, without waiting on the busy timeout: wait for the winner here."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _connect(path: Path, sync: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60.0)
-    conn.execute("PRAGMA journal_mode=WAL")
+    try:
+        enable_wal(conn)
+    except sqlite3.OperationalError:
+        conn.close()
+        raise
     conn.execute(f"PRAGMA synchronous={sync}")
     conn.execute("PRAGMA busy_timeout=60000")
     return conn

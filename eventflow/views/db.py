@@ -28,8 +28,10 @@ def open_views(url: str) -> Engine:
             # Let SQLAlchemy, not pysqlite, begin transactions: pysqlite's own handling
             # breaks SAVEPOINT, which the projector uses to reject one event of a batch.
             dbapi_connection.isolation_level = None
+            from eventflow.log.embedded import enable_wal
+
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            enable_wal(cursor)  # several processes may open a new views database at once
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA busy_timeout=60000")
             # MLflow's LIKE is case-sensitive (ILIKE is not), as PostgreSQL's is; SQLite's

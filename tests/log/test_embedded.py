@@ -69,3 +69,35 @@ def test_a_consumer_in_another_process_sees_appends_as_they_happen(tmp_path):
 def test_sync_level_is_checked(tmp_path):
     with pytest.raises(ValueError, match="FULL or NORMAL"):
         EmbeddedLog(tmp_path, sync="sometimes")
+
+
+def _open_at_once(path: str, barrier, answers) -> None:
+    from eventflow.log import open_log
+
+    barrier.wait()
+    try:
+        open_log(path).close()
+        answers.put(None)
+    except Exception as error:  # reported to the test, which names it
+        answers.put(repr(error))
+
+
+def test_processes_that_open_a_new_log_at_the_same_moment_all_open_it(tmp_path):
+    """A server and two projectors started together on a fresh home once failed with
+    'database is locked': SQLite answers a concurrent switch to WAL with SQLITE_BUSY at
+    once, without waiting on the busy timeout."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    failures = []
+    for attempt in range(20):
+        barrier, answers = context.Barrier(6), context.Queue()
+        where = tmp_path / f"log-{attempt}"
+        where.mkdir()
+        openers = [context.Process(target=_open_at_once, args=(str(where), barrier, answers)) for _ in range(6)]
+        for process in openers:
+            process.start()
+        for process in openers:
+            process.join(timeout=120)
+        failures += [answer for answer in (answers.get(timeout=10) for _ in openers) if answer]
+    assert failures == []
