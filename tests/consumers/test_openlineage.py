@@ -72,6 +72,12 @@ class Running:
         self.thread = threading.Thread(target=self.consumer.run, args=(self.stop,), daemon=True)
         self.thread.start()
 
+    def __enter__(self) -> "Running":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self.stop.set()
         self.thread.join(timeout=60)
@@ -135,18 +141,12 @@ def test_a_restart_sends_nothing_twice_and_a_down_backend_is_retried(backend, re
     group = _group()
     receiver.refuse = 3  # down for the first three attempts
     first = log_run(backend, experiment, dataset="clicks")
-    running = Running(backend, open_client(url=receiver.url), group)
-    try:
+    with Running(backend, open_client(url=receiver.url), group):
         wait_until(lambda: receiver.of(run_uuid(first)) == ["START", "COMPLETE"], "the first run, once the backend is up")
-    finally:
-        running.close()
     assert receiver.refused == 3
     second = log_run(backend, experiment, dataset="clicks")
-    running = Running(backend, open_client(url=receiver.url), group)  # the same consumer, restarted
-    try:
+    with Running(backend, open_client(url=receiver.url), group):  # the same consumer, restarted
         wait_until(lambda: receiver.of(run_uuid(second)) == ["START", "COMPLETE"], "the second run after the restart")
-    finally:
-        running.close()
     assert receiver.of(run_uuid(first)) == ["START", "COMPLETE"], "the restart sent the first run again"
     assert not receiver.invalid
 
@@ -157,13 +157,10 @@ def test_an_event_the_backend_refuses_is_dead_lettered_and_the_rest_goes_on(back
     receiver.refuse, receiver.refuse_status = 1, 400  # the first event is refused for good
     group = _group()
     run_id = log_run(backend, f"refused-{uuid.uuid4().hex[:6]}")
-    running = Running(backend, open_client(url=receiver.url), group)
-    try:
+    with Running(backend, open_client(url=receiver.url), group):
         wait_until(lambda: "COMPLETE" in receiver.of(run_uuid(run_id)), "the run's end after the refusal")
         with open_log(backend.log_uri) as log:
             letters = wait_until(lambda: [d for d in read_dead_letters(log) if d.group == group], "the refused event's dead letter")
-    finally:
-        running.close()
     assert receiver.refused == 1, "a 4xx is not retried"
     (letter,) = letters
     assert "HTTP 400" in letter.reason
@@ -173,14 +170,11 @@ def test_a_version_registered_after_the_run_ended_goes_out_as_an_output(backend,
     experiment = f"reg-{uuid.uuid4().hex[:6]}"
     run_id = log_run(backend, experiment, dataset="orders")
     name = f"churn-{uuid.uuid4().hex[:6]}"
-    running = Running(backend, open_client(url=receiver.url), _group())
-    try:
+    with Running(backend, open_client(url=receiver.url), _group()):
         wait_until(lambda: receiver.of(run_uuid(run_id)) == ["START", "COMPLETE"], "the run's end")
         with open_log(backend.log_uri) as log:
             EventLog(log).append_many([rc.create_registered_model(name), rc.create_model_version(name, "1", "file:///m", run_id=run_id)])
         wait_until(lambda: receiver.of(run_uuid(run_id)) == ["START", "COMPLETE", "OTHER"], "the version as an OTHER event of the run")
-    finally:
-        running.close()
     other = _of(receiver.events, run_id, "OTHER")
     assert [(o["namespace"], o["name"]) for o in other["outputs"]] == [("eventflow", f"models:/{name}/1")]
     assert not receiver.invalid
@@ -202,21 +196,15 @@ def test_a_views_rebuild_keeps_what_was_sent(tmp_path, receiver):
         return run_id
 
     first = new_run()
-    running = Running(backend, open_client(url=receiver.url), group)
-    try:
+    with Running(backend, open_client(url=receiver.url), group):
         wait_until(lambda: receiver.of(run_uuid(first)) == ["START", "COMPLETE"], "the first run")
-    finally:
-        running.close()
     done = subprocess.run([sys.executable, "-m", "eventflow", "views", "rebuild", "--home", str(home.path)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "openlineage_state" in done.stdout
     second = new_run()
-    running = Running(backend, open_client(url=receiver.url), group)
-    try:
+    with Running(backend, open_client(url=receiver.url), group):
         wait_until(lambda: receiver.of(run_uuid(second)) == ["START", "COMPLETE"], "the run after the rebuild")
-    finally:
-        running.close()
     assert receiver.of(run_uuid(first)) == ["START", "COMPLETE"], "the rebuild made the consumer send the first run again"
 
 
