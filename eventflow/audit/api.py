@@ -63,7 +63,8 @@ def audit(runtime: Runtime, query: dict[str, Any]) -> dict[str, Any]:
 
 def lineage_of(runtime: Runtime, query: dict[str, Any]) -> dict[str, Any]:
     """``GET /api/2.0/eventflow/lineage?uri=…&direction=…&depth=N``: the graph of
-    eventflow.audit.lineage; with auth on it needs READ on the root's resource."""
+    eventflow.audit.lineage; with auth on it needs READ on the root's resource, and
+    leaves out the nodes beyond it that the reader may not READ."""
     depth = as_int(query, "depth", 10, 1, 50)
     direction = str(query.get("direction") or "both")
     if direction not in lineage.DIRECTIONS:
@@ -73,7 +74,8 @@ def lineage_of(runtime: Runtime, query: dict[str, Any]) -> dict[str, Any]:
         lineage.parse_uri(c, str(query.get("uri") or ""))
         if principal is not None:
             policy.authorize(c, principal, LINEAGE_ROUTE, query)
-        graph = lineage.lineage(c, str(query.get("uri")), direction=direction, depth=depth)
+        may_read = None if principal is None else (lambda kind, key: policy.may_read(c, kind, key))
+        graph = lineage.lineage(c, str(query.get("uri")), direction=direction, depth=depth, may_read=may_read)
     return {**graph, "lines": lineage.lines(graph)}
 
 

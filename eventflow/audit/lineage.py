@@ -10,6 +10,7 @@ run -registered-> model_version, model_version -alias-> alias, alias or model_ve
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -107,7 +108,8 @@ class _Graph:
         elif kind == "logged_model":
             row = c.execute(select(t.logged_models).where(t.logged_models.c.model_id == key)).mappings().first()
             attrs = {"name": row["name"] if row else None, "status": row["status"] if row else None,
-                     "source_run_id": row["source_run_id"] if row else None}
+                     "source_run_id": row["source_run_id"] if row else None,
+                     "experiment_id": row["experiment_id"] if row else None}
             label, uri = f"logged model {attrs['name'] or key} ({key})", f"models:/{key}"
         elif kind == "model_version":
             name, _, version = key.rpartition("/")
@@ -210,7 +212,25 @@ def _deployed_ref(target: str) -> tuple[str, str, str] | None:
     return ("version", name, version) if name and version.isdigit() else None
 
 
-def lineage(c: Connection, uri: str, direction: str = "both", depth: int = 10) -> dict[str, Any]:
+def guarded_by(node: dict[str, Any]) -> tuple[str, str] | None:
+    """The resource whose READ right lets a reader see this node (None: a dataset or a
+    commit, seen only through a node the reader may see, or as a root checked already)."""
+    kind, key, attrs = node["type"], node["id"].partition(":")[2], node["attributes"]
+    if kind in ("run", "logged_model"):
+        return ("experiment", str(attrs["experiment_id"])) if attrs.get("experiment_id") is not None else None
+    if kind in ("model_version", "alias"):
+        return ("registered_model", attrs["name"])
+    if kind == "deployment":
+        ref = _deployed_ref(key)
+        return ("registered_model", ref[1]) if ref else None
+    return None
+
+
+def lineage(c: Connection, uri: str, direction: str = "both", depth: int = 10,
+            may_read: Callable[[str, str], bool] | None = None) -> dict[str, Any]:
+    """The graph around ``uri``. With ``may_read`` (resource type, id → bool), a node the
+    reader may not READ is left out, the walk does not go through it (what lies beyond
+    it is not shown either), and ``hidden`` counts the nodes left out at its edge."""
     if direction not in DIRECTIONS:
         raise InvalidInput(f"Invalid value {direction!r} for parameter 'direction': it must be one of {', '.join(DIRECTIONS)}")
     root = parse_uri(c, uri)
@@ -218,6 +238,18 @@ def lineage(c: Connection, uri: str, direction: str = "both", depth: int = 10) -
     graph.node(root)
     edges: dict[tuple[str, str, str], None] = {}
     seen = {root: 0}
+    hidden: set[str] = set()
+
+    def visible(node_id: str) -> bool:
+        if may_read is None or node_id == root:
+            return True
+        if node_id in hidden:
+            return False
+        guard = guarded_by(graph.node(node_id))
+        if guard is None or may_read(*guard):
+            return True
+        hidden.add(node_id)
+        return False
     # upstream and downstream walks are separate so "both" does not wander sideways
     walks = [d for d in ("upstream", "downstream") if direction in (d, "both")]
     for walk in walks:
@@ -227,7 +259,7 @@ def lineage(c: Connection, uri: str, direction: str = "both", depth: int = 10) -
             if level >= depth:
                 continue
             for other, kind, is_up in graph.neighbours(node_id):
-                if is_up != (walk == "upstream"):
+                if is_up != (walk == "upstream") or not visible(other):
                     continue
                 graph.node(other)
                 edges[(other, node_id, kind) if is_up else (node_id, other, kind)] = None
@@ -237,7 +269,7 @@ def lineage(c: Connection, uri: str, direction: str = "both", depth: int = 10) -
                     queue.append((other, level + 1))
     return {"root": root, "direction": direction, "depth": depth,
             "nodes": [graph.nodes[n] for n in seen],
-            "edges": [{"source": s, "target": d, "type": k} for s, d, k in edges]}
+            "edges": [{"source": s, "target": d, "type": k} for s, d, k in edges], "hidden": len(hidden)}
 
 
 def resources(c: Connection, data: dict[str, Any]) -> list[tuple[str, str]]:
@@ -292,4 +324,6 @@ def lines(graph: dict[str, Any]) -> list[str]:
     out.append(text(graph["root"]))
     walk(graph["root"], up, "←", 1, {graph["root"]})
     walk(graph["root"], down, "→", 1, {graph["root"]})
+    if graph.get("hidden"):
+        out.append(f"({graph['hidden']} linked node(s) you may not read left out, and what lies beyond them)")
     return out

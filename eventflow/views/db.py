@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -139,13 +140,20 @@ def _insert(connection: Connection, table: Table) -> Any:
     return (postgresql if connection.dialect.name == "postgresql" else sqlite).insert(table)
 
 
+@functools.lru_cache(maxsize=256)
+def _upsert_statement(dialect: str, table: Table, keys: tuple[str, ...]) -> Any:
+    # Built once per table and keys: building the ON CONFLICT clause (its ``excluded``
+    # columns) cost more than executing it, on the projector's hot path and in as_of folds.
+    statement = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
+    return statement.on_conflict_do_update(index_elements=list(keys), set_=updates)
+
+
 def upsert(connection: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
     """INSERT … ON CONFLICT (keys) DO UPDATE SET every other column, on SQLite or PostgreSQL."""
     if not rows:
         return
-    statement = _insert(connection, table)
-    updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
-    connection.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=updates), list(rows))
+    connection.execute(_upsert_statement(connection.dialect.name, table, tuple(keys)), list(rows))
 
 
 def insert_new(connection: Connection, table: Table, rows: Sequence[dict[str, Any]], key: str | None = None) -> set[Any]:

@@ -82,3 +82,44 @@ def test_lineage_needs_read_on_what_it_starts_from(url):
     refused = api(url, "GET", "/api/2.0/eventflow/lineage", outsider, params={"uri": f"runs:/{run_id}"})
     assert refused.status_code == 403, refused.text
     assert api(url, "GET", "/api/2.0/eventflow/lineage", None, params={"uri": f"runs:/{run_id}"}).status_code == 401
+
+
+def test_lineage_leaves_out_what_the_reader_may_not_read(url):
+    """A version the reader may READ, registered from a run in an experiment it may not:
+    the graph stops at the version (no run, params, dataset), and says something was left out."""
+    owner, outsider = new_user(url), new_user(url)
+    experiment = api(url, "POST", "/api/2.0/mlflow/experiments/create", owner, json={"name": "hidden-" + uuid.uuid4().hex[:8]})
+    assert experiment.status_code == 200, experiment.text
+    experiment_id = experiment.json()["experiment_id"]
+    assert api(url, "POST", "/api/2.0/mlflow/experiments/permissions/create", owner,
+               json={"experiment_id": experiment_id, "username": outsider[0], "permission": "NO_PERMISSIONS"}).status_code == 200
+    run = api(url, "POST", "/api/2.0/mlflow/runs/create", owner, json={"experiment_id": experiment_id})
+    assert run.status_code == 200, run.text
+    run_id = run.json()["run"]["info"]["run_id"]
+    assert api(url, "POST", "/api/2.0/mlflow/runs/log-parameter", owner, json={"run_id": run_id, "key": "secret_lr", "value": "0.3"}).status_code == 200
+    dataset = {"name": "secret-data", "digest": "d1g3st", "source_type": "local", "source": "/private/rows.csv"}
+    logged = api(url, "POST", "/api/2.0/mlflow/runs/log-inputs", owner, json={"run_id": run_id, "datasets": [{"dataset": dataset}]})
+    assert logged.status_code == 200, logged.text
+    name = "visible-" + uuid.uuid4().hex[:8]
+    assert api(url, "POST", "/api/2.0/mlflow/registered-models/create", owner, json={"name": name}).status_code == 200
+    version = api(url, "POST", "/api/2.0/mlflow/model-versions/create", owner,
+                  json={"name": name, "source": f"runs:/{run_id}/model", "run_id": run_id})
+    assert version.status_code == 200, version.text
+
+    def graph(who) -> dict:
+        answer = api(url, "GET", "/api/2.0/eventflow/lineage", who, params={"uri": f"models:/{name}/1"})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    full = graph(owner)
+    assert f"run:{run_id}" in {n["id"] for n in full["nodes"]}
+    assert any(n["type"] == "dataset" for n in full["nodes"])
+    assert full.get("hidden", 0) == 0
+
+    limited = graph(outsider)
+    ids = {n["id"] for n in limited["nodes"]}
+    assert f"model_version:{name}/1" in ids
+    assert not any(n["type"] in ("run", "dataset") for n in limited["nodes"]), limited["nodes"]
+    assert "secret" not in str(limited)  # (the run id is in the version, as model-versions/get shows it)
+    assert limited["hidden"] == 1  # the run, and nothing found through it
+    assert "1 linked node(s) you may not read left out" in limited["lines"][-1]
