@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 
 from eventflow import rules
 from eventflow.audit import index as entity_index
@@ -366,8 +366,16 @@ def outputs_logged(c: Connection, batch: _Batch, e: Event) -> None:
 # rename first parks it until that event is applied.
 
 
+# Statements every registry event runs, built once (building one cost more than running it).
+_MODEL_ROW = select(registered_models.c.name).where(registered_models.c.name == bindparam("name"))
+_ACTIVE_VERSION = select(model_versions.c.version).where(
+    model_versions.c.name == bindparam("name"), model_versions.c.version == bindparam("number"), model_versions.c.lifecycle_stage == "active"
+)
+_TOUCH_MODEL = update(registered_models).where(registered_models.c.name == bindparam("model")).values(last_updated_time=bindparam("when"))
+
+
 def _model_row(c: Connection, name: str) -> Any:
-    return c.execute(select(registered_models.c.name).where(registered_models.c.name == name)).first()
+    return c.execute(_MODEL_ROW, {"name": name}).first()
 
 
 class _Wait(Exception):
@@ -431,7 +439,7 @@ def _of_a_model(apply: Apply, notes: bool = True) -> Apply:
 
 
 def _touch_model(c: Connection, name: str, when: int) -> None:
-    c.execute(update(registered_models).where(registered_models.c.name == name).values(last_updated_time=when))
+    c.execute(_TOUCH_MODEL, {"model": name, "when": when})
 
 
 def registered_model_created(c: Connection, batch: _Batch, e: Event) -> None:
@@ -487,16 +495,15 @@ def registered_model_tag_deleted(c: Connection, batch: _Batch, e: Event) -> None
     c.execute(delete(registered_model_tags).where(registered_model_tags.c.name == p["name"], registered_model_tags.c.key == p["key"]))
 
 
-def _version_is(c: Connection, e: Event, version: str | None = None) -> Any:
-    """The version's key, or Rejected if it is not there (or was deleted)."""
-    name, number = e.payload["name"], int(version or e.payload["version"])
-    row = c.execute(
-        select(model_versions.c.version).where(
-            model_versions.c.name == name, model_versions.c.version == number, model_versions.c.lifecycle_stage == "active"
-        )
-    ).first()
+def _version_is(c: Connection, e: Event) -> None:
+    """Rejected if the event's version is not there (or was deleted)."""
+    name, number = e.payload["name"], int(e.payload["version"])
+    row = c.execute(_ACTIVE_VERSION, {"name": name, "number": number}).first()
     rules.model_version_exists(name, number, row is not None)
-    return and_(model_versions.c.name == name, model_versions.c.version == number)
+
+
+def _version_key(e: Event) -> Any:
+    return and_(model_versions.c.name == e.payload["name"], model_versions.c.version == int(e.payload["version"]))
 
 
 def model_version_created(c: Connection, batch: _Batch, e: Event) -> None:
@@ -520,15 +527,16 @@ def model_version_created(c: Connection, batch: _Batch, e: Event) -> None:
 
 def _update_version(**values: Any) -> Apply:
     def apply(c: Connection, batch: _Batch, e: Event) -> None:
-        where = _version_is(c, e)
-        c.execute(update(model_versions).where(where).values(last_updated_time=e.time, **{k: f(e.payload) for k, f in values.items()}))
+        _version_is(c, e)
+        c.execute(update(model_versions).where(_version_key(e)).values(last_updated_time=e.time, **{k: f(e.payload) for k, f in values.items()}))
 
     return apply
 
 
 def model_version_deleted(c: Connection, batch: _Batch, e: Event) -> None:
     name, number = e.payload["name"], int(e.payload["version"])
-    c.execute(update(model_versions).where(_version_is(c, e)).values(lifecycle_stage="deleted", last_updated_time=e.time))
+    _version_is(c, e)
+    c.execute(update(model_versions).where(_version_key(e)).values(lifecycle_stage="deleted", last_updated_time=e.time))
     c.execute(delete(registered_model_aliases).where(registered_model_aliases.c.name == name, registered_model_aliases.c.version == number))
     _touch_model(c, name, e.time)
 

@@ -14,8 +14,12 @@ servers' clocks disagree a little). Which events a read depends on:
   event (they share one partition, so renames and reused names resolve as live);
 - a run (``run``): that run's events, found through the entity index;
 - experiments (``experiment``): the experiments' partition;
-- who may read what is folded as it is *now* (the access partition, whole): rights are
-  checked today, for a past state.
+- who may read what is as it is *now*: the live views' users and permissions are copied
+  into the fold (rights are checked today, for a past state).
+
+A fold is cached by the events it holds; a later moment of the same events continues a
+copy of the latest earlier fold, so moving a time control forward folds only the events
+in between.
 
 Each handler calls :func:`backend` once; without ``as_of`` it gets its own backend back.
 """
@@ -27,13 +31,14 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
 
 from eventflow.audit import index
-from eventflow.audit.reading import Located, read_positions, read_prefix
+from eventflow.audit.reading import Located, read_positions, read_range, read_prefix
 from eventflow.events import FAMILIES, now_ms
 from eventflow.log import Log, TopicPartition
 from eventflow.log.base import Record
@@ -119,31 +124,47 @@ def _names_joined_by_renames(engine: Engine, log: Log, name: str) -> set[str]:
     return names
 
 
-def _registry_events(engine: Engine, log: Log, until: int, name: str | None) -> tuple[tuple[Any, ...], Callable[[], list[Located]]]:
+@dataclass(frozen=True)
+class Prefix:
+    """The events a read depends on, as a prefix of one partition ending before ``cut``:
+    ``key`` names which events (a scope, and the model names when only those are folded),
+    ``load(start)`` reads those at offsets from ``start`` up to the cut. A fold of the same
+    key up to an earlier cut can be continued rather than folded again."""
+
+    key: tuple[Any, ...]
+    cut: int
+    load: Callable[[int], list[Located]]
+
+
+def _registry_events(engine: Engine, log: Log, until: int, name: str | None) -> Prefix | None:
     """The registry's events up to ``until`` (only those of ``name`` and the names renames
-    join to it, when given), and a key saying which prefix that is."""
+    join to it, when given)."""
     tp = partition_of(log, "registered_model")
     if tp is None:
-        return (REGISTRY, None), list
+        return None
     cut = _registry_cut(engine, tp, until)
     is_registry = ("registered_model", "model_version")
     if name is None:
-        return (REGISTRY, cut), lambda: [x for x in read_prefix(log, tp, until) if x.offset < cut and x.event.type.partition(".")[0] in is_registry]
+        def load_all(start: int) -> list[Located]:
+            found = read_prefix(log, tp, until) if start == 0 else list(read_range(log, tp, start, cut - 1, None, until))
+            return [x for x in found if start <= x.offset < cut and x.event.type.partition(".")[0] in is_registry]
+
+        return Prefix((REGISTRY,), cut, load_all)
     names = _names_joined_by_renames(engine, log, name)
 
-    def load() -> list[Located]:
+    def load(start: int) -> list[Located]:
         from eventflow.views.tables import entity_events as ix
 
         with engine.connect() as c:
             rows = c.execute(
                 select(ix.c.topic, ix.c.partition, ix.c.offset).where(
                     ix.c.entity_type == index.MODEL, ix.c.entity.in_(sorted(names)), ix.c.topic == tp.topic,
-                    ix.c.partition == tp.partition, ix.c.offset < cut)
+                    ix.c.partition == tp.partition, ix.c.offset >= start, ix.c.offset < cut)
             ).all()
         found = read_positions(log, sorted({tuple(r) for r in rows}))
         return [x for x in found if x.event.type.partition(".")[0] in is_registry]
 
-    return (REGISTRY, cut, tuple(sorted(names))), load
+    return Prefix((REGISTRY, tuple(sorted(names))), cut, load)
 
 
 def _run_events(engine: Engine, log: Log, run_id: str, until: int) -> list[Located]:
@@ -167,31 +188,50 @@ def _experiment_events(log: Log, until: int) -> list[Located]:
     return read_prefix(log, tp, until) if tp is not None else []
 
 
-def _access_events(log: Log) -> list[Located]:
-    tp = partition_of(log, "user")
-    return read_prefix(log, tp, 2**62) if tp is not None else []
+@dataclass
+class Fold:
+    """A scratch in-memory database holding what the projector made of ``count`` events."""
+
+    engine: Engine
+    count: int
 
 
-def fold(located: list[Located]) -> Engine:
-    """A scratch in-memory database holding what the projector makes of these events."""
-    from eventflow.consumers.base import Delivery
-    from eventflow.consumers.projector import Projector
+def _scratch() -> Engine:
     from eventflow.views.db import open_views
 
     # A named in-memory database shared by the pool's connections: the fold, and reads from
     # any thread (a cached fold serves later requests), see one database. It lives as long
     # as the engine holds a connection (the pool keeps them).
-    engine = open_views(f"sqlite:///file:asof-{uuid.uuid4().hex}?mode=memory&cache=shared&uri=true")
+    return open_views(f"sqlite:///file:asof-{uuid.uuid4().hex}?mode=memory&cache=shared&uri=true")
+
+
+def copy(engine: Engine) -> Engine:
+    """A new scratch database with everything in ``engine`` (SQLite's backup: a page copy,
+    milliseconds for a fold of thousands of events)."""
+    target = _scratch()
+    with engine.connect() as source, target.connect() as into:
+        source.connection.driver_connection.backup(into.connection.driver_connection)
+    return target
+
+
+def fold(located: list[Located], onto: Fold | None = None) -> Fold:
+    """What the projector makes of these events: in a new scratch database, or continuing
+    a copy of the fold ``onto`` (whose events must come before these on the log)."""
+    from eventflow.consumers.base import Delivery
+    from eventflow.consumers.projector import Projector
+
+    engine = _scratch() if onto is None else copy(onto.engine)
+    first = 0 if onto is None else onto.count
     if not located:
-        return engine
-    deliveries, spans = [], {}
-    for n, item in enumerate(located):
-        # The fold's own positions (one partition, in the given order): its fence starts at zero.
+        return Fold(engine, first)
+    deliveries = []
+    for n, item in enumerate(located, start=first):
+        # The fold's own positions (one partition, in the given order): its fence starts at
+        # zero and goes on from where a continued fold stopped.
         record = Record("eventflow.asof", 0, n, None, b"", item.event.time)
         deliveries.append(Delivery(item.event, record))
-    spans[TopicPartition("eventflow.asof", 0)] = (0, len(located))
-    Projector(engine, name="asof").apply(deliveries, spans)
-    return engine
+    Projector(engine, name="asof").apply(deliveries, {TopicPartition("eventflow.asof", 0): (first, first + len(located))})
+    return Fold(engine, first + len(located))
 
 
 class Snapshot:
@@ -211,23 +251,45 @@ class Snapshot:
         raise InvalidInput("as_of reads the state of a past moment; it cannot be given to a write")
 
 
-# Folded pasts, by the exact prefix they hold: a dashboard's time control asks the same
-# moment many times. Small: each is an in-memory database.
-_CACHE: "OrderedDict[tuple[Any, ...], Engine]" = OrderedDict()
+# Folded pasts, by which events (a Prefix's key) and up to which cut: a dashboard's time
+# control asks the same moment many times, and a later moment continues the latest fold
+# before it. Small: each is an in-memory database.
+_CACHE: "OrderedDict[tuple[Any, ...], Fold]" = OrderedDict()
 _CACHE_SIZE = 8
 _cache_lock = threading.Lock()
 
 
-def _cached(key: tuple[Any, ...], load: Callable[[], list[Located]]) -> Engine:
+def _folded(prefix: Prefix, keep: bool) -> Fold:
+    """The fold of ``prefix``: cached, or continued from the latest cached fold of the same
+    events before its cut, or folded from the start. ``keep``: cache it (a moment too
+    recent may still gain events, and is not kept)."""
     with _cache_lock:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
-    engine = fold(load())
-    with _cache_lock:
-        _CACHE[key] = engine
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)[1].dispose()
+        exact = _CACHE.get((prefix.key, prefix.cut))
+        if exact is not None:
+            _CACHE.move_to_end((prefix.key, prefix.cut))
+            return exact
+        earlier = [(cut, f) for (key, cut), f in _CACHE.items() if key == prefix.key and cut < prefix.cut]
+    start, onto = max(earlier, key=lambda item: item[0]) if earlier else (0, None)
+    folded = fold(prefix.load(start), onto)
+    if keep:
+        with _cache_lock:
+            _CACHE[(prefix.key, prefix.cut)] = folded
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)[1].engine.dispose()
+    return folded
+
+
+def _with_rights_of_now(engine: Engine, live: Engine) -> Engine:
+    """The live views' users, tokens and permissions put into a scratch fold: searches
+    show what the reader may READ now (rights are checked today, for a past state)."""
+    from eventflow.auth.tables import permissions, tokens, users
+
+    with live.connect() as source, engine.begin() as into:
+        for table in (users, tokens, permissions):
+            into.execute(table.delete())
+            rows = [dict(r) for r in source.execute(select(table)).mappings()]
+            if rows:
+                into.execute(table.insert(), rows)
     return engine
 
 
@@ -237,19 +299,24 @@ def snapshot(backend: Any, scope: str, as_of: int, *, entity: str | None = None)
 
     log: Log = backend.log
     if scope == REGISTRY:
-        key, load = _registry_events(backend.engine, log, as_of, entity)
-    elif scope == RUN:
-        key, load = (RUN, entity, as_of), lambda: _run_events(backend.engine, log, str(entity), as_of)
+        prefix = _registry_events(backend.engine, log, as_of, entity)
+        if prefix is None:
+            prefix = Prefix((REGISTRY, None), 0, lambda start: [])
+        folded = _folded(prefix, keep=as_of <= now_ms() - FUTURE_MARGIN)
+        if access.current() is None:
+            return Snapshot(folded.engine, backend.artifacts, as_of)
+        # the cached fold stays as it was: the rights go into a copy
+        return Snapshot(_with_rights_of_now(copy(folded.engine), backend.engine), backend.artifacts, as_of)
+    if scope == RUN:
+        located = _run_events(backend.engine, log, str(entity), as_of)
     elif scope == EXPERIMENT:
-        key, load = (EXPERIMENT, as_of), lambda: _experiment_events(log, as_of)
+        located = _experiment_events(log, as_of)
     else:
         raise ValueError(f"unknown as_of scope {scope!r}")
+    engine = fold(located).engine
     if access.current() is not None:
-        # rights as they are now, for searches' visibility (never cached: they change)
-        return Snapshot(fold(_access_events(log) + load()), backend.artifacts, as_of)
-    if scope != REGISTRY or as_of > now_ms() - FUTURE_MARGIN:
-        return Snapshot(fold(load()), backend.artifacts, as_of)  # the prefix may still grow
-    return Snapshot(_cached(key, load), backend.artifacts, as_of)
+        _with_rights_of_now(engine, backend.engine)
+    return Snapshot(engine, backend.artifacts, as_of)
 
 
 def moment(data: dict[str, Any]) -> int | None:

@@ -43,7 +43,7 @@ def _stretches(offsets: list[int]) -> Iterator[tuple[int, int]]:
     yield start, previous
 
 
-def _read_range(log: Log, tp: TopicPartition, first: int, last: int, wanted: set[int] | None,
+def read_range(log: Log, tp: TopicPartition, first: int, last: int, wanted: set[int] | None,
                 until_time: int | None = None) -> Iterator[Located]:
     """The records of one partition from ``first`` to ``last`` (those in ``wanted``), or
     until the first event later than ``until_time``."""
@@ -85,7 +85,7 @@ def read_positions(log: Log, positions: Iterable[tuple[str, int, int]]) -> list[
     out: list[Located] = []
     for tp, offsets in sorted(by_partition.items()):
         for first, last in _stretches(sorted(offsets)):
-            out.extend(_read_range(log, tp, first, last, offsets))
+            out.extend(read_range(log, tp, first, last, offsets))
     return out
 
 
@@ -94,4 +94,4 @@ def read_prefix(log: Log, tp: TopicPartition, until_time: int) -> list[Located]:
     ``until_time``: a prefix of the log, so a state it really passed through."""
     if tp.topic not in log.topics():
         return []
-    return list(_read_range(log, tp, 0, 2**62, None, until_time))
+    return list(read_range(log, tp, 0, 2**62, None, until_time))
