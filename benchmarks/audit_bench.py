@@ -10,6 +10,9 @@ then projects it (the projector keeps the entity index as it goes). Measured, ov
   - the audit of one alias (the model's events read, the alias's shown);
   - an ``as_of`` read (registered-models/get, and the alias) at the middle of the history:
     the registry partition folded by the projector into a scratch database;
+  - an ``as_of`` read at a later moment than a cached fold (it continues that fold);
+  - lineage: downstream of a dataset that ``--runs`` runs trained on (every run, the
+    version registered from each, the alias), and upstream from the alias to the data;
   - ``views rebuild`` of the log (events/s), to weigh what the index costs the projector.
 Each line is printed as it finishes.
 """
@@ -51,6 +54,24 @@ def history(name: str, events: int, others: int, start: int) -> list:
     return [dataclasses.replace(e, time=start + i) for i, e in enumerate(mixed)]
 
 
+def lineage_history(runs: int, start: int) -> tuple[list, str]:
+    """An experiment of ``runs`` runs that all trained on one dataset, a version
+    registered from each run, and an alias on the last version."""
+    from eventflow import commands as tc
+    from eventflow.registry import commands as rc
+
+    experiment_id, model = tc.new_experiment_id(), f"lineage-{time.time_ns()}"
+    dataset = {"dataset": {"name": "train", "digest": "d" * 8, "source_type": "local", "source": "/data/train.csv"}, "tags": []}
+    out = [tc.create_experiment(experiment_id, f"lineage-{experiment_id}", f"/tmp/{experiment_id}"), rc.create_registered_model(model)]
+    for n in range(1, runs + 1):
+        run_id = tc.new_run_id()
+        out += [tc.create_run(run_id, experiment_id, run_name=f"r{n}", user_id="bench", artifact_uri=f"/tmp/{run_id}"),
+                tc.log_params(run_id, {"n": n}), tc.log_inputs(run_id, [dataset]), tc.end_run(run_id),
+                rc.create_model_version(model, str(n), f"runs:/{run_id}/model", run_id=run_id)]
+    out.append(rc.set_alias(model, "production", str(runs)))
+    return [dataclasses.replace(e, time=start + i) for i, e in enumerate(out)], model
+
+
 def timed(what: str, fn, repeat: int = 3) -> float:
     times = []
     for _ in range(repeat):
@@ -67,6 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=10_000, help="events in the model's history")
     parser.add_argument("--others", type=int, default=1_000, help="events about another model, interleaved in the same partition")
+    parser.add_argument("--runs", type=int, default=1_000, help="runs trained on one dataset, for the lineage lines")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}", flush=True)
     from eventflow.log import open_log
@@ -76,14 +98,18 @@ def main() -> None:
     start = 1_700_000_000_000
     with tempfile.TemporaryDirectory() as home:
         events = history(name, args.events, args.others, start)
+        lineage_events, lineage_model = lineage_history(args.runs, start - 6 * args.runs - 10)  # before: the log holds them first
         log = open_log(os.path.join(home, "log"))
         writer = EventLog(log)
+        for i in range(0, len(lineage_events), 2000):
+            writer.append_many(lineage_events[i:i + 2000])
         for i in range(0, len(events), 2000):
             writer.append_many(events[i:i + 2000])
         log.close()
         mine = sum(1 for e in events if e.payload.get("name") == name)
         assert mine == args.events
-        print(f"log: {len(events):,} events, {mine:,} of them in {name}'s history; load average {os.getloadavg()[0]:.1f}", flush=True)
+        print(f"log: {len(events):,} events, {mine:,} of them in {name}'s history, and {len(lineage_events):,} of "
+              f"{args.runs:,} runs on one dataset; load average {os.getloadavg()[0]:.1f}", flush=True)
         with eventflow_server(home) as url:
             started = time.perf_counter()
             while True:
@@ -122,6 +148,30 @@ def main() -> None:
                 assert answer.status_code == 200, answer.text
 
             timed(f"as_of registered-models/alias at another moment (a fold of {len(events) // 2 + 1000:,} registry events)", alias_as_of)
+            later = [middle + 2000]
+
+            def later_as_of() -> None:
+                later[0] += 100  # a new moment each time: each continues the latest fold before it
+                answer = httpx.get(f"{url}/api/2.0/mlflow/registered-models/get", params={"name": name, "as_of": later[0]}, timeout=600)
+                assert answer.status_code == 200, answer.text
+
+            timed("as_of registered-models/get at later moments, 100 events apart (each continues the fold before it)", later_as_of)
+            graph: dict = {}
+
+            def downstream() -> None:
+                answer = httpx.get(f"{url}/api/2.0/eventflow/lineage", params={"uri": "datasets:/train", "direction": "downstream"}, timeout=600)
+                assert answer.status_code == 200, answer.text
+                graph.update(answer.json())
+
+            timed(f"lineage downstream of a dataset {args.runs:,} runs trained on", downstream)
+            assert len(graph["nodes"]) == 2 * args.runs + 2, len(graph["nodes"])  # the dataset, the runs, their versions, the alias
+
+            def upstream() -> None:
+                answer = httpx.get(f"{url}/api/2.0/eventflow/lineage", params={"uri": f"models:/{lineage_model}@production", "direction": "upstream"}, timeout=600)
+                assert answer.status_code == 200, answer.text
+                assert [n["type"] for n in answer.json()["nodes"]] == ["alias", "model_version", "run", "dataset"], answer.json()["nodes"]
+
+            timed("lineage upstream from an alias to its data", upstream)
 
             def live() -> None:
                 assert httpx.get(f"{url}/api/2.0/mlflow/registered-models/get", params={"name": name}).status_code == 200

@@ -77,6 +77,7 @@ class _Graph:
     def __init__(self, c: Connection) -> None:
         self.c = c
         self.nodes: dict[str, dict[str, Any]] = {}
+        self._targets: list[str] | None = None
 
     def node(self, node_id: str) -> dict[str, Any]:
         if node_id not in self.nodes:
@@ -199,7 +200,10 @@ class _Graph:
         return out
 
     def _deployments(self) -> list[str]:
-        return [e for (e,) in self.c.execute(select(t.entity_events.c.entity).where(t.entity_events.c.entity_type == index.DEPLOYMENT).distinct()).all()]
+        # read once per graph: every version and alias node asks
+        if self._targets is None:
+            self._targets = [e for (e,) in self.c.execute(select(t.entity_events.c.entity).where(t.entity_events.c.entity_type == index.DEPLOYMENT).distinct()).all()]
+        return self._targets
 
 
 def _deployed_ref(target: str) -> tuple[str, str, str] | None:
