@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 from eventflow.sdk.fluent import (  # noqa: E402  (the version must exist first)
     ActiveRun,
     active_run,
+    alert,
     delete_tag,
     end_run,
     flush,
@@ -38,6 +39,7 @@ __all__ = [
     "Client",
     "__version__",
     "active_run",
+    "alert",
     "delete_tag",
     "end_run",
     "flush",

@@ -6,6 +6,7 @@ import click
 
 from eventflow import __version__
 from eventflow.cli_common import checked_tracking_uri
+from eventflow.alerts import cli as alerts_cli
 from eventflow.audit import cli as audit_cli
 from eventflow.auth import cli as auth_cli
 from eventflow.deploy import cli as deploy_cli
@@ -327,6 +328,7 @@ CONSUMERS = {
     "webhooks": "records a delivery per matching webhook subscription and sends them, signed and retried",
     "deployer": "serves models:/NAME@ALIAS on a port and rolls it to each version the alias moves to",
     "openlineage": "sends each run's START and COMPLETE/FAIL/ABORT, with its datasets and models, to an OpenLineage backend",
+    "alerts": "judges metric points against the alert rules: alert.fired once when a rule starts to hold, alert.resolved when it stops",
 }
 
 
@@ -362,6 +364,8 @@ def consume(name, targets, tracking_uri, lineage_url, lineage_file, lineage_name
       openlineage  sends every run to an OpenLineage backend (Marquez...) or a file:
                  START, COMPLETE/FAIL/ABORT with its datasets and models; at-least-once
                  (needs pip install 'eventflow[openlineage]')
+      alerts     judges metric points against the alert rules (eventflow alerts add):
+                 alert.fired once when a rule starts to hold, alert.resolved when it stops
 
     \b
     Examples:
@@ -414,6 +418,10 @@ def consume(name, targets, tracking_uri, lineage_url, lineage_file, lineage_name
         from eventflow.consumers.webhooks import Dispatcher
 
         runner = Dispatcher(runtime.log, runtime.engine, runtime.webhook_settings).run
+    elif name == "alerts":
+        from eventflow.consumers.alerts import Watcher
+
+        runner = Watcher(runtime.log, runtime.engine).run
     elif deployer is not None:
         from eventflow.consumers.deployer import Deployer
 
@@ -437,6 +445,7 @@ main.add_command(models_cli.models)
 main.add_command(registry_cli.registry)
 main.add_command(deploy_cli.deployments)
 main.add_command(webhooks_cli.webhooks)
+main.add_command(alerts_cli.alerts)
 main.add_command(sdk_cli.sync)
 main.add_command(log_cli.log_group)
 log_record_cli.register(log_cli.log_group)

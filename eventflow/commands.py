@@ -414,7 +414,14 @@ _RECHECK = {
     "run.artifact_logged": lambda p: log_artifact(p["run_id"], p["path"], p["size"], p["sha256"]),
     "run.inputs_logged": lambda p: log_inputs(p["run_id"], p["datasets"], p.get("models", [])),
     "run.project_recorded": lambda p: record_project(p["run_id"], p),
+    "alert.raised": lambda p: _raise_alert(p["run_id"], p["title"], p["text"], p["level"]),
 }
+
+
+def _raise_alert(*args: Any) -> Event:
+    from eventflow.alerts.commands import raise_alert
+
+    return raise_alert(*args)
 
 
 def recheck(event: Event) -> None:

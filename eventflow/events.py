@@ -46,6 +46,10 @@ FAMILIES: dict[str, Family] = {
     "logged_model": Family(TOPIC_PREFIX + "models", "model_id"),
     "deployment": Family(TOPIC_PREFIX + "deployments", "target"),
     "webhook": Family(TOPIC_PREFIX + "webhooks", "subscription_id"),
+    # Metric alert rules, and the alerts about a run (fired, resolved, raised by its code):
+    # a run's alerts share its key, so they stay in the order they happened.
+    "alert_rule": Family(TOPIC_PREFIX + "alerts", "rule_id"),
+    "alert": Family(TOPIC_PREFIX + "alerts", "run_id"),
     # Who may do what (eventflow/auth): few events, and a grant must follow the creation
     # of its user in log order, so the three families share one partition.
     "user": Family(TOPIC_PREFIX + "access", "username", shared_key="access"),

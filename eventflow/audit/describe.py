@@ -198,6 +198,16 @@ class Narrator:
     def _webhook_updated(self, p: dict[str, Any]) -> str:
         return f"webhook updated: {p['url']} for {', '.join(p['events'])}, {p.get('status') or 'ACTIVE'}"
 
+    # -- alerts ----------------------------------------------------------------------------------
+    def _alert_fired(self, p: dict[str, Any]) -> str:
+        return f"alert fired ({p['level']}): {_short(p['title'], 200)}"
+
+    def _alert_resolved(self, p: dict[str, Any]) -> str:
+        return f"alert resolved: {_short(p['title'], 200)}"
+
+    def _alert_raised(self, p: dict[str, Any]) -> str:
+        return f"alert raised by the run's code ({p['level']}): {_short(p['title'], 200)}"
+
 
 def who(e: Event) -> dict[str, Any]:
     """The actor and how far to believe it: the server checked its credentials, or it is a

@@ -44,6 +44,8 @@ def entities_of(event: Event) -> list[tuple[str, str]]:
         return [(LOGGED_MODEL, p["model_id"])]
     if family == "deployment":
         return [(DEPLOYMENT, p["target"]), (MODEL, p["name"])]
+    if family == "alert":
+        return [(RUN, p["run_id"])]
     if family == "webhook":
         return [(WEBHOOK, p["subscription_id"])]
     if family in ("user", "permission") and p.get("username"):

@@ -10,6 +10,7 @@ from eventflow.registry.client import RegistryMethods
 from eventflow.sdk.stores import Store, open_store
 
 if TYPE_CHECKING:
+    from eventflow.sdk.alerts import Alerts
     from eventflow.sdk.webhooks import Webhooks
 
 
@@ -53,10 +54,20 @@ class Client(RegistryMethods):
             self._webhooks = Webhooks(self.tracking_uri or "")
         return self._webhooks
 
+    @property
+    def alerts(self) -> "Alerts":
+        """Metric alert rules of the server this client points at, and what fires (http(s) URIs only)."""
+        from eventflow.sdk.alerts import Alerts
+
+        if getattr(self, "_alerts", None) is None:
+            self._alerts = Alerts(self.tracking_uri or "")
+        return self._alerts
+
     def close(self) -> None:
         self.store.close()
-        if getattr(self, "_webhooks", None) is not None:
-            self._webhooks.close()
+        for api in ("_webhooks", "_alerts"):
+            if getattr(self, api, None) is not None:
+                getattr(self, api).close()
 
     def __enter__(self) -> "Client":
         return self

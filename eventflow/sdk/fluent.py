@@ -433,6 +433,15 @@ def delete_tag(key: str) -> None:
     _session.sender.event(commands.delete_tag(_run().info.run_id, key))
 
 
+def alert(title: str, text: str = "", level: str = "warning") -> None:
+    """An alert about the active run from training code (W&B's ``run.alert``): an
+    ``alert.raised`` event, which webhooks subscribed to ``alert.*`` deliver (``--format
+    slack`` or ``teams`` for chat). ``level``: info, warning or error."""
+    from eventflow.alerts.commands import raise_alert
+
+    _session.sender.event(raise_alert(_run().info.run_id, title, text, level))
+
+
 def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
     """Copy a file into the run's artifacts; its size and sha256 go on the log."""
     source = Path(local_path)

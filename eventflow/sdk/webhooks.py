@@ -14,30 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
-
-from eventflow.sdk.credentials import Credentials
-from eventflow.validation import InvalidInput
+from eventflow.sdk.server_api import ServerApi
 
 
-class Webhooks:
-    def __init__(self, tracking_uri: str, timeout: float = 60.0):
-        if not tracking_uri.startswith(("http://", "https://")):
-            raise InvalidInput(
-                f"webhooks are managed through an eventflow server; the tracking URI {tracking_uri!r} is not http(s)://HOST:PORT"
-            )
-        self.base = tracking_uri.rstrip("/") + "/api/2.0/eventflow/webhooks"
-        self.http = httpx.Client(timeout=timeout, auth=Credentials.from_env().auth())
-
-    def _call(self, method: str, path: str = "", **kwargs: Any) -> dict[str, Any]:
-        response = self.http.request(method, self.base + path, **kwargs)
-        if response.status_code >= 400:
-            try:
-                body = response.json()
-            except ValueError:
-                body = {}
-            raise InvalidInput(body.get("message") or f"{response.status_code}: {response.text[:300]}", body.get("error_code", "INTERNAL_ERROR"))
-        return response.json()
+class Webhooks(ServerApi):
+    path = "/api/2.0/eventflow/webhooks"
+    what = "webhooks"
 
     def create(
         self,
@@ -49,10 +31,13 @@ class Webhooks:
         model_name: str | None = None,
         condition: str | None = None,
         secret: str | None = None,
+        format: str | None = None,
     ) -> dict[str, Any]:
-        """A new subscription; returns ``{"webhook": {...}, "secret": "whsec_…"}``."""
+        """A new subscription; returns ``{"webhook": {...}, "secret": "whsec_…"}``.
+        ``format``: ``eventflow`` (its JSON, the default), ``slack`` or ``teams`` (a message
+        those tools' incoming webhooks post as it is)."""
         body = {"url": url, "events": list(events), "experiment_id": experiment_id, "experiment_name": experiment_name,
-                "model_name": model_name, "condition": condition, "secret": secret}
+                "model_name": model_name, "condition": condition, "secret": secret, "format": format}
         return self._call("POST", json={k: v for k, v in body.items() if v is not None})
 
     def list(self) -> list[dict[str, Any]]:
@@ -83,6 +68,3 @@ class Webhooks:
 
     def redeliver(self, subscription_id: str, delivery_id: int) -> dict[str, Any]:
         return self._call("POST", f"/{subscription_id}/deliveries/{delivery_id}/redeliver", json={})["delivery"]
-
-    def close(self) -> None:
-        self.http.close()

@@ -14,6 +14,7 @@ from eventflow.registry.api import OPENAPI as REGISTRY
 
 MLFLOW = "/api/2.0/mlflow/"
 WEBHOOKS = "/api/2.0/eventflow/webhooks"
+ALERTS = "/api/2.0/eventflow/alerts"
 
 _KEY_VALUE = {"type": "object", "properties": {"key": {"type": "string"}, "value": {"type": "string"}}}
 # MLflow 3: a metric may be about a logged model (m-<32 hex>) and a dataset (name and digest together).
@@ -111,15 +112,20 @@ ENDPOINTS: list[tuple[str, str, dict[str, str], str]] = [
     ("GET", "/api/2.0/eventflow/events", {"type": "strings", "topic": "strings", "from_time": "integer", "from_offset": "integer", "max_results": "integer", "page_token": "string"}, "Read the event log"),
     ("GET", "/api/2.0/eventflow/events/actor", {}, "The actor the events this caller posts must name (its authenticated user name, or null with authentication off)"),
     ("GET", "/api/2.0/eventflow/deployments", {"target": "string", "max_results": "integer"}, "Deployment targets: what each serves, and the deployment history"),
-    ("POST", WEBHOOKS, {"url": "string!", "events": "strings!", "experiment_id": "string", "experiment_name": "string", "model_name": "string", "condition": "string", "secret": "string"}, "Create a webhook subscription"),
+    ("POST", WEBHOOKS, {"url": "string!", "events": "strings!", "experiment_id": "string", "experiment_name": "string", "model_name": "string", "condition": "string", "secret": "string", "format": "string"}, "Create a webhook subscription"),
     ("GET", WEBHOOKS, {}, "List webhook subscriptions"),
     ("GET", WEBHOOKS + "/{subscription_id}", {}, "Get a webhook subscription"),
-    ("PATCH", WEBHOOKS + "/{subscription_id}", {"url": "string", "events": "strings", "experiment_id": "string", "model_name": "string", "condition": "string", "status": "string"}, "Update a webhook subscription"),
+    ("PATCH", WEBHOOKS + "/{subscription_id}", {"url": "string", "events": "strings", "experiment_id": "string", "model_name": "string", "condition": "string", "status": "string", "format": "string"}, "Update a webhook subscription"),
     ("DELETE", WEBHOOKS + "/{subscription_id}", {}, "Delete a webhook subscription"),
     ("POST", WEBHOOKS + "/{subscription_id}/test", {}, "Send a test message now"),
     ("POST", WEBHOOKS + "/{subscription_id}/rotate-secret", {"secret": "string", "expire_in_seconds": "integer"}, "Rotate the signing secret"),
     ("GET", WEBHOOKS + "/{subscription_id}/deliveries", {"status": "string", "max_results": "integer", "before": "integer"}, "List deliveries and their attempts"),
     ("POST", WEBHOOKS + "/{subscription_id}/deliveries/{delivery_id}/redeliver", {}, "Redeliver a finished delivery"),
+    ("GET", ALERTS, {"run_id": "string", "all": "boolean"}, "The alerts firing now (all: every series a rule judged)"),
+    ("POST", ALERTS + "/raise", {"run_id": "string!", "title": "string!", "text": "string", "level": "string"}, "Raise an alert about a run"),
+    ("GET", ALERTS + "/rules", {}, "List metric alert rules"),
+    ("POST", ALERTS + "/rules", {"name": "string!", "condition": "string!", "experiment_id": "string", "level": "string", "description": "string"}, "Create a metric alert rule"),
+    ("DELETE", ALERTS + "/rules/{rule_id}", {}, "Delete a metric alert rule"),
 ]
 
 _ERROR = {

@@ -86,6 +86,8 @@ def _check(batch: _Batch, event: Event) -> None:
             batch.run_statuses[p["run_id"]] = END_STATUS[event.type]
         elif event.type in ("run.deleted", "run.restored"):
             batch.run_stages[p["run_id"]] = "deleted" if event.type == "run.deleted" else "active"
+    elif event.type == "alert.raised":
+        rules.run_usable(p["run_id"], batch.run_stage(p["run_id"]), active=True)
     elif event.type == "experiment.created":
         there = batch.experiment(p["experiment_id"])
         rules.experiment_id_free(p["experiment_id"], there and there["name"], p["name"])

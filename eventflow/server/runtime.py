@@ -85,8 +85,11 @@ class Runtime:
                 consumers = [("eventflow-projector", loop.run)]
             else:
                 loop = ConsumerLoop(self.log, Projector(self.engine, progress=self.progress))
+                from eventflow.consumers.alerts import Watcher
+
                 dispatcher = Dispatcher(self.log, self.engine, self.webhook_settings)
-                consumers = [("eventflow-projector", loop.run), ("eventflow-webhooks", dispatcher.run)]
+                consumers = [("eventflow-projector", loop.run), ("eventflow-webhooks", dispatcher.run),
+                             ("eventflow-alerts", Watcher(self.log, self.engine).run)]
             for name, run in consumers:
                 thread = threading.Thread(target=self._guard(run), name=name, daemon=True)
                 thread.start()

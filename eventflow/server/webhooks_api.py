@@ -145,8 +145,22 @@ def _state(runtime: Runtime, subscription_id: str, data: dict[str, Any], current
         condition=keep("condition") or None,
         status=keep("status") or "ACTIVE",
         allowed_networks=runtime.webhook_settings.allow_networks,
-        flavor=now.get("flavor"), name=now.get("name"), description=now.get("description"),
+        flavor=_flavor(data, now.get("flavor")), name=now.get("name"), description=now.get("description"),
     )
+
+
+def _flavor(data: dict[str, Any], current: str | None) -> str | None:
+    """The body's format: ``format`` eventflow (its JSON), slack or teams (chat messages)."""
+    from eventflow.webhooks.chat import FORMATS
+
+    given = data.get("format")
+    if given in (None, ""):
+        return current
+    if current == "mlflow":
+        raise ApiError("This webhook was made through MLflow's webhook API: its format is MLflow's and cannot change")
+    if given not in FORMATS:
+        raise ApiError(f"Invalid value {json.dumps(given)[:100]} for parameter 'format' supplied: it must be one of {', '.join(FORMATS)}.")
+    return FORMATS[given]
 
 
 def _secret(data: dict[str, Any]) -> str:

@@ -170,9 +170,10 @@ def insert_new(connection: Connection, table: Table, rows: Sequence[dict[str, An
 
 
 # Tables that hold what is kept off the log on purpose (secrets' hashes, signing secrets)
-# or that the log cannot tell (which run transitions the OpenLineage consumer has sent):
+# or that the log cannot tell (which run transitions the OpenLineage consumer has sent,
+# which alerts the alert watcher has appended):
 # a rebuild from the log cannot bring them back, so it copies them across.
-OFF_LOG_TABLES = ("auth_credentials", "webhook_secrets", "openlineage_state")
+OFF_LOG_TABLES = ("auth_credentials", "webhook_secrets", "openlineage_state", "alert_emitted")
 
 
 def carry_off_log_tables(source: Engine, target: Engine) -> dict[str, int]:
@@ -180,11 +181,13 @@ def carry_off_log_tables(source: Engine, target: Engine) -> dict[str, int]:
     how many rows each table carried."""
     from sqlalchemy import MetaData, inspect
 
+    from eventflow.alerts.tables import create_tables as create_alert_tables
     from eventflow.consumers.openlineage import create_tables as create_lineage_tables
     from eventflow.webhooks.tables import create_tables as create_webhook_tables
 
     create_webhook_tables(target)
     create_lineage_tables(target)
+    create_alert_tables(target)
     present = set(inspect(source).get_table_names())
     carried: dict[str, int] = {}
     for name in OFF_LOG_TABLES:

@@ -82,8 +82,10 @@ def webhooks() -> None:
 @click.option("--condition", metavar="EXPR", default=None,
               help="Only events whose payload satisfies it, e.g. 'metrics.accuracy > 0.9' or \"status = 'FAILED'\".")
 @click.option("--secret", metavar="whsec_...", default=None, help="Use this signing secret instead of a new one.")
+@click.option("--format", "body_format", type=click.Choice(["eventflow", "slack", "teams"]), default=None,
+              help="The body: eventflow's JSON [default], or a Slack / Microsoft Teams incoming-webhook message.")
 @_tracking_option
-def webhooks_add(url, events, experiment, model, condition, secret, tracking_uri) -> None:
+def webhooks_add(url, events, experiment, model, condition, secret, body_format, tracking_uri) -> None:
     """Subscribe URL to events; prints the subscription and its signing secret.
 
     The secret (whsec_...) is shown once: receivers verify the webhook-signature header
@@ -93,10 +95,11 @@ def webhooks_add(url, events, experiment, model, condition, secret, tracking_uri
     \b
     Example:
       eventflow webhooks add https://ci.example.com/hook --event run.failed --event 'model_version.*'
+      eventflow webhooks add https://hooks.slack.com/services/T/B/X --event 'alert.*' --format slack
     """
     hooks = _hooks(tracking_uri)
     created = _calling(lambda: hooks.create(url, list(events) or ["*"], experiment_name=experiment, model_name=model,
-                                            condition=condition, secret=secret))
+                                            condition=condition, secret=secret, format=body_format))
     _show_webhook(created["webhook"])
     click.echo(f"    secret: {created['secret']}  (keep it: it is not shown again; rotate it with rotate-secret)")
 

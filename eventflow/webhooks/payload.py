@@ -56,4 +56,8 @@ def render(flavor: str | None, event: Event) -> str:
         from eventflow.webhooks import mlflow
 
         return mlflow.body_of(event)
+    if flavor in ("slack", "teams"):
+        from eventflow.webhooks import chat
+
+        return chat.slack_body(event) if flavor == "slack" else chat.teams_body(event)
     return body_of(event)

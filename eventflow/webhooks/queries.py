@@ -18,7 +18,7 @@ def _subscription(row: Any) -> dict[str, Any]:
         "experiment_id": row.experiment_id, "model_name": row.model_name, "condition": row.condition,
         "status": row.status, "disabled_reason": row.disabled_reason, "consecutive_failures": row.consecutive_failures,
         "created_time": row.created_time, "updated_time": row.updated_time,
-        "flavor": row.flavor, "name": row.name, "description": row.description, "created_by": row.created_by,
+        "flavor": row.flavor, "format": row.flavor or "eventflow", "name": row.name, "description": row.description, "created_by": row.created_by,
     }
 
 

@@ -29,6 +29,7 @@ EXPECTED_EVENT_TYPES = {
     "webhook.created", "webhook.updated", "webhook.deleted", "webhook.disabled", "webhook.secret_rotated",
     "user.created", "user.password_changed", "user.admin_set", "user.deleted", "token.issued", "token.revoked",
     "permission.set", "permission.deleted",
+    "alert_rule.created", "alert_rule.deleted", "alert.fired", "alert.resolved", "alert.raised",
 }  # fmt: skip
 
 SCHEMA_FILES = sorted(p.name for p in resources.files("eventflow.schemas").iterdir() if p.name.endswith(".avsc"))
@@ -53,7 +54,8 @@ def test_every_event_type_has_a_schema_and_no_other(reg):
 STAMPED_FROM = {"run.metrics_logged": 4, "webhook.created": 3, "webhook.updated": 3, "run.inputs_logged": 3, "model_version.created": 2,
                 **dict.fromkeys(["user.created", "user.password_changed", "user.admin_set", "user.deleted", "token.issued",
                                  "token.revoked", "permission.set", "permission.deleted"], 1),
-                "run.project_recorded": 1}  # born stamped (issue 14)
+                "run.project_recorded": 1,  # born stamped (issue 14)
+                **dict.fromkeys(["alert_rule.created", "alert_rule.deleted", "alert.fired", "alert.resolved", "alert.raised"], 1)}
 NOT_YET_STAMPED: set[str] = set()
 
 
@@ -75,8 +77,8 @@ def test_every_family_is_routed_and_used(reg):
 def test_schema_files_are_shipped_in_the_installed_package():
     # 50 types at v1, run.metrics_logged v2 and v3, webhook.created/updated and run.inputs_logged v2,
     # a stamped version of each of those types (model_version.created's also pins digests), 8 access types born
-    # stamped, and run.project_recorded born stamped
-    assert len(SCHEMA_FILES) == 55 + 50 + 8 + 1
+    # stamped, run.project_recorded born stamped, and 5 alert types born stamped
+    assert len(SCHEMA_FILES) == 55 + 50 + 8 + 1 + 5
     assert SchemaRegistry.load().event_types() == registry().event_types()
 
 
