@@ -32,6 +32,7 @@ from eventflow.sdk.fluent import (  # noqa: E402  (the version must exist first)
 )
 
 from eventflow.sdk.client import Client  # noqa: E402
+from eventflow.sdk.media import log_figure, log_image, log_table  # noqa: E402
 
 __all__ = [
     "ActiveRun",
@@ -45,10 +46,13 @@ __all__ = [
     "log_artifact",
     "log_artifacts",
     "log_dict",
+    "log_figure",
+    "log_image",
     "log_metric",
     "log_metrics",
     "log_param",
     "log_params",
+    "log_table",
     "log_text",
     "set_experiment",
     "set_tag",
