@@ -19,12 +19,15 @@ from eventflow.sdk.fluent import (  # noqa: E402  (the version must exist first)
     log_artifact,
     log_artifacts,
     log_dict,
+    log_input,
     log_metric,
     log_metrics,
     log_param,
     log_params,
     log_text,
     set_experiment,
+    set_experiment_tag,
+    set_experiment_tags,
     set_tag,
     set_tags,
     set_tracking_uri,
@@ -32,6 +35,7 @@ from eventflow.sdk.fluent import (  # noqa: E402  (the version must exist first)
 )
 
 from eventflow.sdk.client import Client  # noqa: E402
+from eventflow import data  # noqa: E402  (eventflow.data.from_pandas, as mlflow.data)
 from eventflow.sdk.media import log_figure, log_image, log_table  # noqa: E402
 
 __all__ = [
@@ -39,6 +43,7 @@ __all__ = [
     "Client",
     "__version__",
     "active_run",
+    "data",
     "delete_tag",
     "end_run",
     "flush",
@@ -48,6 +53,7 @@ __all__ = [
     "log_dict",
     "log_figure",
     "log_image",
+    "log_input",
     "log_metric",
     "log_metrics",
     "log_param",
@@ -55,6 +61,8 @@ __all__ = [
     "log_table",
     "log_text",
     "set_experiment",
+    "set_experiment_tag",
+    "set_experiment_tags",
     "set_tag",
     "set_tags",
     "set_tracking_uri",

@@ -433,6 +433,48 @@ def delete_tag(key: str) -> None:
     _session.sender.event(commands.delete_tag(_run().info.run_id, key))
 
 
+def log_input(dataset: Any = None, context: str | None = None, tags: dict[str, Any] | None = None, model: Any = None) -> None:
+    """Record that the active run used ``dataset`` (from ``eventflow.data`` or MLflow's
+    ``mlflow.data``) in ``context`` ("training", "eval"...), and/or an MLflow 3 logged
+    ``model`` (anything with a ``model_id``), as one ``run.inputs_logged`` event."""
+    from eventflow.data import as_dataset
+
+    if dataset is None and model is None:
+        raise v.InvalidInput("log_input needs a dataset or a model")
+    datasets = []
+    if dataset is not None:
+        input_tags = {**({"mlflow.data.context": context} if context else {}), **(tags or {})}
+        item = {"dataset": as_dataset(dataset).to_dict(), "tags": [{"key": k, "value": str(x)} for k, x in input_tags.items()]}
+        datasets.append(v.check_dataset_input(item, "dataset"))  # before a run is started for it
+    models = [{"model_id": v.check_model_id(getattr(model, "model_id", model), "model.model_id")}] if model is not None else []
+    _session.sender.event(commands.log_inputs(_run().info.run_id, datasets, models))
+
+
+def set_experiment_tags(tags: dict[str, Any]) -> None:
+    """Tag the active experiment (the one ``set_experiment`` chose, else the Default)."""
+    checked = [v.check_experiment_tag(key, value) for key, value in tags.items()]  # all, before any is sent
+    experiment_id = _active_experiment_id()
+    for key, value in checked:
+        _session.sender.event(commands.set_experiment_tag(experiment_id, key, value))
+
+
+def set_experiment_tag(key: str, value: Any) -> None:
+    set_experiment_tags({key: value})
+
+
+def _active_experiment_id() -> str:
+    """As MLflow: the active run's experiment, else the one set, else the Default (made if missing)."""
+    if _session.runs:
+        return _session.runs[-1].info.experiment_id
+    if _session.experiment_id is not None:
+        return _session.experiment_id
+    if os.environ.get("EVENTFLOW_EXPERIMENT_ID"):
+        return os.environ["EVENTFLOW_EXPERIMENT_ID"]
+    _session.sender.flush()
+    _ensure_default_experiment(_session.store)
+    return DEFAULT_EXPERIMENT_ID
+
+
 def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
     """Copy a file into the run's artifacts; its size and sha256 go on the log."""
     source = Path(local_path)
