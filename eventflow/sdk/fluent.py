@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventflow import commands, rules
 from eventflow import environment_variables as env_vars
@@ -40,6 +40,9 @@ from eventflow.config import check_tracking_uri, tracking_uri_from_env
 from eventflow.sdk import environment, spool
 from eventflow.sdk.sender import Sender
 from eventflow.sdk.stores import HomeUnavailable, Store, open_store
+
+if TYPE_CHECKING:
+    from eventflow.sdk.runs import Run
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
@@ -74,6 +77,9 @@ class RunInfo:
     artifact_uri: str
     start_time: int
     status: str = "RUNNING"
+    end_time: int | None = None
+    lifecycle_stage: str = "active"
+    user_id: str = ""
 
     @property
     def run_uuid(self) -> str:
@@ -119,6 +125,7 @@ class _Session:
         self._sender: Sender | None = None
         self.experiment_id: str | None = None
         self.runs: list[ActiveRun] = []
+        self.last_run_id: str | None = None  # the run this process ended last (last_active_run)
         self.lock = threading.RLock()
         self.settling: str | None = None  # "waiting" or "spooling" inside settle()
         self.terminated = False  # a SIGTERM came while spooling; delivered again after it
@@ -200,6 +207,7 @@ class _Session:
                 self._store.close()
             self._store = self._sender = None
             self.experiment_id = None
+            self.last_run_id = None  # it lives at the previous target
 
 
 _session = _Session()
@@ -377,8 +385,80 @@ def _end_one(status: str, error_message: str | None) -> None:
     event = commands.end_run(_session.runs[-1].run_id, status, error_message=error_message)
     active = _session.runs.pop()
     active.info.status = status
+    _session.last_run_id = active.run_id
     if not active.launched:
         _session.sender.event(event)
+
+
+def last_active_run() -> "Run | None":
+    """The active run, else the last run this process ended (as MLflow: for reading what an
+    autologged ``fit`` just logged); None when there was none."""
+    active = _session.runs[-1].run_id if _session.runs else _session.last_run_id
+    return get_run(active) if active else None
+
+
+def get_run(run_id: str) -> "Run":
+    """A run with everything logged to it so far (this process's pending logging is sent first)."""
+    from eventflow.sdk.runs import Run
+
+    run_id = v.check_run_id(run_id)
+    if _session._sender is not None:
+        _session._sender.flush()
+    found = _session.store.get_run(run_id)
+    if found is None:
+        raise v.InvalidInput(f"Run with id={run_id} not found", "RESOURCE_DOES_NOT_EXIST")
+    return Run.from_dict(found)
+
+
+def search_runs(
+    experiment_ids: list[str] | None = None,
+    filter_string: str = "",
+    run_view_type: int | str = 1,
+    max_results: int = 100000,
+    order_by: list[str] | None = None,
+    output_format: str = "pandas",
+    search_all_experiments: bool = False,
+    experiment_names: list[str] | None = None,
+) -> Any:
+    """Runs matching MLflow's filter grammar (``metrics.acc > 0.9 and params.lr = '0.1'``),
+    as a pandas DataFrame with MLflow's columns, or (``output_format="list"``, or without
+    pandas) a list of ``Run``. With no experiments named: the active experiment's runs, or
+    every active experiment's with ``search_all_experiments``."""
+    from eventflow.search_filter import parse, parse_order_by
+    from eventflow.sdk import runs as run_views
+
+    if output_format not in ("pandas", "list"):
+        raise v.InvalidInput(f"Unsupported output format: {output_format!r}: use 'pandas' or 'list'")
+    if experiment_ids and experiment_names:
+        raise v.InvalidInput("Only experiment_ids or experiment_names can be used, but not both")
+    if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
+        raise v.InvalidInput(f"Invalid max_results {max_results!r}: a positive number of runs")
+    view = run_views.view_type_name(run_view_type)
+    parse(filter_string)  # a bad filter or order_by names its fault before anything is read
+    for clause in order_by or ():
+        parse_order_by(clause)
+    store = _session.store
+    if _session._sender is not None:
+        _session._sender.flush()
+    if experiment_names:
+        found = [store.get_experiment_by_name(name) for name in experiment_names if name is not None]
+        ids = [e["experiment_id"] for e in found if e is not None]
+    elif experiment_ids:
+        ids = [str(e) for e in experiment_ids]
+    elif search_all_experiments:
+        ids = [e["experiment_id"] for e in store.search_experiments("ACTIVE_ONLY", max_results=50000)]
+    else:
+        ids = [_active_experiment_id()]
+    runs = [run_views.Run.from_dict(r) for r in store.search_runs(ids, max_results, order_by or (), filter_string, view)] if ids else []
+    if output_format == "list":
+        return runs
+    try:
+        return run_views.frame(runs)
+    except ImportError:
+        import warnings
+
+        warnings.warn("search_runs returns a list of runs: pandas is not installed", stacklevel=2)
+        return runs
 
 
 # -- logging --------------------------------------------------------------------------
