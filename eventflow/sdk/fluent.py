@@ -37,7 +37,7 @@ from eventflow import commands, rules
 from eventflow import environment_variables as env_vars
 from eventflow import validation as v
 from eventflow.config import check_tracking_uri, tracking_uri_from_env
-from eventflow.sdk import environment, spool
+from eventflow.sdk import environment, spool, system_metrics
 from eventflow.sdk.sender import Sender
 from eventflow.sdk.stores import HomeUnavailable, Store, open_store
 
@@ -95,6 +95,7 @@ class ActiveRun:
     # Resumed from EVENTFLOW_RUN_ID: the launcher (``eventflow run``) owns the run's end,
     # since it alone knows the exit code and still has the output to store.
     launched: bool = False
+    monitor: Any = None  # the system metrics monitor (start_run(log_system_metrics=True))
 
     @property
     def run_id(self) -> str:
@@ -279,12 +280,16 @@ def start_run(
     nested: bool = False,
     tags: dict[str, Any] | None = None,
     experiment: str | None = None,
+    log_system_metrics: bool | None = None,
 ) -> ActiveRun:
     """Start a run (or resume ``run_id``); use it as a context manager to end it.
 
     Inside ``eventflow run`` (``EVENTFLOW_RUN_ID`` set), the first run resumes the run
     the launcher made, as MLflow's MLFLOW_RUN_ID does; ending it is left to the launcher.
+    ``log_system_metrics`` (default: ``EVENTFLOW_ENABLE_SYSTEM_METRICS_LOGGING``) samples
+    CPU, memory, disk, network and GPUs into ``system/...`` metrics until the run ends.
     """
+    every = system_metrics.interval() if system_metrics.wanted(log_system_metrics) else None
     launched = False
     if run_id is None and not _session.runs and not nested and env_vars.RUN_ID.is_set:
         run_id, launched = env_vars.RUN_ID.get(), True
@@ -312,6 +317,9 @@ def start_run(
         )
         _session.runs.append(active)
         _install_exit_handlers()
+        if every is not None:  # a resumed run's system metrics go on from its last step, as MLflow's
+            steps = [m["step"] for m in found["data"].get("metrics", []) if m["key"].startswith(system_metrics.PREFIX)]
+            active.monitor = system_metrics.start(_publisher(active.run_id), every, max(steps, default=-1) + 1)
         return active
     experiment_id = experiment_id or _session.experiment_id or os.environ.get("EVENTFLOW_EXPERIMENT_ID")
     if experiment_id is None:
@@ -343,9 +351,23 @@ def start_run(
     active = ActiveRun(RunInfo(new_id, experiment_id, name, artifact_uri, start))
     _session.runs.append(active)
     _install_exit_handlers()
+    if every is not None:
+        active.monitor = system_metrics.start(_publisher(active.run_id), every)
     if os.environ.get("EVENTFLOW_CAPTURE_ENV", "true").lower() not in ("0", "false", "no"):
         log_text(environment.installed_packages(), "environment/requirements.txt")
     return active
+
+
+def _publisher(run_id: str) -> system_metrics.Publish:
+    """Where a run's system metrics go: the sender, as any metric, to that run (not whichever
+    run is active when a sample is taken)."""
+
+    def publish(metrics: dict[str, float], timestamp: int, step: int) -> None:
+        sender = _session.sender
+        for key, value in metrics.items():
+            sender.metric(run_id, *v.check_metric(key, value, timestamp, step))
+
+    return publish
 
 
 def _await_launched_run(store: Store, run_id: str) -> dict[str, Any] | None:
@@ -384,6 +406,8 @@ def end_run(status: str = "FINISHED", error_message: str | None = None) -> None:
 def _end_one(status: str, error_message: str | None) -> None:
     event = commands.end_run(_session.runs[-1].run_id, status, error_message=error_message)
     active = _session.runs.pop()
+    if active.monitor is not None:  # its last sample goes before the run's end
+        active.monitor.stop()
     active.info.status = status
     _session.last_run_id = active.run_id
     if not active.launched:
