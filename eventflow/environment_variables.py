@@ -154,3 +154,12 @@ SYSTEM_METRICS_SAMPLING_INTERVAL = _var(
     "EVENTFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", float, 10.0,
     "Seconds between two system metrics points of a run (MLflow's MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL).",
 )
+SUPPRESS_PRINTING_URL_TO_STDOUT = _var(
+    "EVENTFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", bool, False,
+    "Do not print 'View run NAME at: URL' when a run logged to a server ends. Falls back to "
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT.",
+)
+MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT = _var(
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", bool, False,
+    "MLflow's switch for the same; eventflow's SDK reads it too.",
+)

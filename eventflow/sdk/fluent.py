@@ -412,6 +412,30 @@ def _end_one(status: str, error_message: str | None) -> None:
     _session.last_run_id = active.run_id
     if not active.launched:
         _session.sender.event(event)
+        _print_links(active)
+
+
+def _print_links(active: ActiveRun) -> None:
+    """Where to see a run that just ended, as MLflow prints it, when it was logged to a
+    server: that is where the dashboard is. Nothing for the embedded default or Kafka,
+    which have no address to give (as MLflow prints nothing for a local store)."""
+    target = get_tracking_uri()
+    if not target.startswith(("http://", "https://")):
+        return
+    try:
+        quiet = env_vars.SUPPRESS_PRINTING_URL_TO_STDOUT.get() or env_vars.MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT.get()
+    except ValueError as error:  # a run is ending: say so, but do not fail the end over it
+        print(f"eventflow: {error}", file=sys.stderr, flush=True)
+        quiet = False
+    if quiet:
+        return
+    from urllib.parse import quote, urlsplit
+
+    parts = urlsplit(target)
+    base = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path.rstrip('/')}"  # never print credentials
+    experiment_url = f"{base}/#/experiments/{quote(active.info.experiment_id, safe='')}"
+    sys.stdout.write(f"🏃 View run {active.info.run_name} at: {experiment_url}/runs/{active.run_id}\n")
+    sys.stdout.write(f"🧪 View experiment at: {experiment_url}\n")
 
 
 def last_active_run() -> "Run | None":
