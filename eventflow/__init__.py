@@ -40,12 +40,14 @@ from eventflow.sdk.fluent import (  # noqa: E402  (the version must exist first)
 from eventflow.sdk.client import Client  # noqa: E402
 from eventflow import data  # noqa: E402  (eventflow.data.from_pandas, as mlflow.data)
 from eventflow.sdk.media import log_figure, log_image, log_table  # noqa: E402
+from eventflow.sdk.autolog import autolog  # noqa: E402
 
 __all__ = [
     "ActiveRun",
     "Client",
     "__version__",
     "active_run",
+    "autolog",
     "data",
     "delete_tag",
     "end_run",
