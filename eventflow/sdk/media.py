@@ -74,13 +74,13 @@ def log_figure(figure: Any, artifact_file: str, *, save_kwargs: dict[str, Any] |
 
 
 def to_pil(image: Any) -> Any:
-    """A PIL image from a PIL image or a numpy array (H×W, H×W×1, H×W×3 or H×W×4;
-    integers 0..255, or floats 0..1 as MLflow takes them)."""
+    """A PIL image from a PIL image, an ``mlflow.Image`` or a numpy array (H×W, H×W×1,
+    H×W×3 or H×W×4; integers 0..255, or floats 0..1 as MLflow takes them)."""
     from PIL import Image
 
     if isinstance(image, Image.Image):
         return image
-    if type(image).__module__ == "mlflow.data.image" or hasattr(image, "to_pil"):
+    if callable(getattr(image, "to_pil", None)):  # mlflow.Image
         return image.to_pil()
     import numpy as np
 

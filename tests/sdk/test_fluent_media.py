@@ -54,12 +54,16 @@ def test_log_image_stores_pngs_from_arrays_and_pil_images(home):
     with eventflow.start_run() as run:
         eventflow.log_image(gradient, "static/gradient.png")
         eventflow.log_image(Image.new("RGB", (5, 2), "red"), artifact_file="static/red.png")
+        import mlflow
+
+        eventflow.log_image(mlflow.Image(np.zeros((2, 3), dtype=np.uint8)), "static/mlflow.png")
         for step in range(2):
             eventflow.log_image(np.full((4, 4, 3), 40 * step, dtype=np.uint8), key="samples/train", step=step)
     root, paths = artifacts_of(run.run_id)
     back = Image.open(os.path.join(root, "static", "gradient.png"))
     assert back.format == "PNG" and back.size == (4, 3) and np.asarray(back)[2, 3] == 255
     assert Image.open(os.path.join(root, "static", "red.png")).getpixel((0, 0)) == (255, 0, 0)
+    assert Image.open(os.path.join(root, "static", "mlflow.png")).size == (3, 2)
     series = sorted(p for p in paths if p.startswith("images/samples~train+step+"))
     assert [p.split("+")[2] for p in series if p.endswith(".png")] == ["0", "1"]
     assert len([p for p in series if p.endswith("+compressed.webp")]) == 2
