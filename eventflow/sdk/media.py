@@ -63,6 +63,12 @@ def log_figure(figure: Any, artifact_file: str, *, save_kwargs: dict[str, Any] |
             options.setdefault("include_plotlyjs", "cdn")
             log_written(artifact_file, lambda path: figure.write_html(str(path), **options))
         else:
+            import importlib.util
+
+            if importlib.util.find_spec("kaleido") is None:  # plotly writes images only through kaleido
+                raise v.InvalidInput(
+                    f"cannot store a plotly figure as {artifact_file!r} without kaleido: save it as '.html', or pip install kaleido"
+                )
             log_written(artifact_file, lambda path: figure.write_image(str(path), **options))
     else:
         raise v.InvalidInput(

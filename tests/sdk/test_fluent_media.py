@@ -49,6 +49,22 @@ def test_log_figure_refuses_what_is_not_a_figure(home):
             eventflow.log_figure("a plot", "plot.png")
 
 
+def test_a_plotly_image_without_kaleido_is_a_clear_error_and_logs_nothing(home):
+    import importlib.util
+
+    import plotly.graph_objects as go
+
+    if importlib.util.find_spec("kaleido") is not None:
+        pytest.skip("kaleido is installed here: plotly can write images")
+    with eventflow.start_run():
+        eventflow.flush()
+        before = log_size(home)
+        with pytest.raises(InvalidInput, match="save it as '.html', or pip install kaleido"):
+            eventflow.log_figure(go.Figure(), "plot.png")
+        eventflow.flush()
+        assert log_size(home) == before
+
+
 def test_log_image_stores_pngs_from_arrays_and_pil_images(home):
     gradient = np.linspace(0, 1, 12, dtype=float).reshape(3, 4)
     with eventflow.start_run() as run:
