@@ -118,3 +118,23 @@ def test_search_runs_through_a_server_pages_and_filters(tmp_path, monkeypatch):
             assert eventflow.get_run(ids[0]).data.metrics == {"i": 0.0}
         finally:
             eventflow.set_tracking_uri(None)
+
+
+def test_without_pandas_search_runs_gives_a_list_and_says_so(tmp_path):
+    import subprocess
+
+    script = (
+        "import sys, warnings\n"
+        "sys.modules['pandas'] = None  # as if pandas were not installed\n"
+        "import eventflow\n"
+        "with eventflow.start_run() as run:\n"
+        "    eventflow.log_metric('m', 1.0)\n"
+        "with warnings.catch_warnings(record=True) as said:\n"
+        "    warnings.simplefilter('always')\n"
+        "    found = eventflow.search_runs()\n"
+        "print(type(found).__name__, [r.info.run_id for r in found] == [run.run_id], [str(w.message) for w in said])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "EVENTFLOW_HOME": str(tmp_path / "home"), "EVENTFLOW_CAPTURE_ENV": "false"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "list True ['search_runs returns a list of runs: pandas is not installed']"
