@@ -142,3 +142,24 @@ LAUNCH_WAIT = _var(
     "How long a process started by 'eventflow run' waits, at its first start_run(), for the run "
     "the launcher is writing meanwhile to become visible (seconds).",
 )
+
+# -- training code: the SDK ----------------------------------------------------------------
+
+ENABLE_SYSTEM_METRICS_LOGGING = _var(
+    "EVENTFLOW_ENABLE_SYSTEM_METRICS_LOGGING", bool, False,
+    "Log CPU, memory, disk, network (and GPU, with pynvml) metrics as system/... for every run that "
+    "start_run() starts without saying log_system_metrics (MLflow's MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING).",
+)
+SYSTEM_METRICS_SAMPLING_INTERVAL = _var(
+    "EVENTFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", float, 10.0,
+    "Seconds between two system metrics points of a run (MLflow's MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL).",
+)
+SUPPRESS_PRINTING_URL_TO_STDOUT = _var(
+    "EVENTFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", bool, False,
+    "Do not print 'View run NAME at: URL' when a run logged to a server ends. Falls back to "
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT.",
+)
+MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT = _var(
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", bool, False,
+    "MLflow's switch for the same; eventflow's SDK reads it too.",
+)

@@ -39,8 +39,9 @@ class Client(RegistryMethods):
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         return self.store.get_run(run_id)
 
-    def search_runs(self, experiment_ids: Sequence[str], max_results: int = 1000, order_by: Sequence[str] = ()) -> list[dict[str, Any]]:
-        return self.store.search_runs([str(e) for e in experiment_ids], max_results, order_by)
+    def search_runs(self, experiment_ids: Sequence[str], max_results: int = 1000, order_by: Sequence[str] = (),
+                    filter_string: str | None = None, run_view_type: str = "ACTIVE_ONLY") -> list[dict[str, Any]]:
+        return self.store.search_runs([str(e) for e in experiment_ids], max_results, order_by, filter_string, run_view_type)
 
     def get_metric_history(self, run_id: str, key: str) -> list[dict[str, Any]]:
         return self.store.metric_history(run_id, key)

@@ -31,15 +31,18 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventflow import commands, rules
 from eventflow import environment_variables as env_vars
 from eventflow import validation as v
 from eventflow.config import check_tracking_uri, tracking_uri_from_env
-from eventflow.sdk import environment, spool
+from eventflow.sdk import environment, spool, system_metrics
 from eventflow.sdk.sender import Sender
 from eventflow.sdk.stores import HomeUnavailable, Store, open_store
+
+if TYPE_CHECKING:
+    from eventflow.sdk.runs import Run
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
@@ -74,6 +77,9 @@ class RunInfo:
     artifact_uri: str
     start_time: int
     status: str = "RUNNING"
+    end_time: int | None = None
+    lifecycle_stage: str = "active"
+    user_id: str = ""
 
     @property
     def run_uuid(self) -> str:
@@ -89,6 +95,7 @@ class ActiveRun:
     # Resumed from EVENTFLOW_RUN_ID: the launcher (``eventflow run``) owns the run's end,
     # since it alone knows the exit code and still has the output to store.
     launched: bool = False
+    monitor: Any = None  # the system metrics monitor (start_run(log_system_metrics=True))
 
     @property
     def run_id(self) -> str:
@@ -119,6 +126,7 @@ class _Session:
         self._sender: Sender | None = None
         self.experiment_id: str | None = None
         self.runs: list[ActiveRun] = []
+        self.last_run_id: str | None = None  # the run this process ended last (last_active_run)
         self.lock = threading.RLock()
         self.settling: str | None = None  # "waiting" or "spooling" inside settle()
         self.terminated = False  # a SIGTERM came while spooling; delivered again after it
@@ -200,6 +208,7 @@ class _Session:
                 self._store.close()
             self._store = self._sender = None
             self.experiment_id = None
+            self.last_run_id = None  # it lives at the previous target
 
 
 _session = _Session()
@@ -271,12 +280,16 @@ def start_run(
     nested: bool = False,
     tags: dict[str, Any] | None = None,
     experiment: str | None = None,
+    log_system_metrics: bool | None = None,
 ) -> ActiveRun:
     """Start a run (or resume ``run_id``); use it as a context manager to end it.
 
     Inside ``eventflow run`` (``EVENTFLOW_RUN_ID`` set), the first run resumes the run
     the launcher made, as MLflow's MLFLOW_RUN_ID does; ending it is left to the launcher.
+    ``log_system_metrics`` (default: ``EVENTFLOW_ENABLE_SYSTEM_METRICS_LOGGING``) samples
+    CPU, memory, disk, network and GPUs into ``system/...`` metrics until the run ends.
     """
+    every = system_metrics.interval() if system_metrics.wanted(log_system_metrics) else None
     launched = False
     if run_id is None and not _session.runs and not nested and env_vars.RUN_ID.is_set:
         run_id, launched = env_vars.RUN_ID.get(), True
@@ -304,6 +317,9 @@ def start_run(
         )
         _session.runs.append(active)
         _install_exit_handlers()
+        if every is not None:  # a resumed run's system metrics go on from its last step, as MLflow's
+            steps = [m["step"] for m in found["data"].get("metrics", []) if m["key"].startswith(system_metrics.PREFIX)]
+            active.monitor = system_metrics.start(_publisher(active.run_id), every, max(steps, default=-1) + 1)
         return active
     experiment_id = experiment_id or _session.experiment_id or os.environ.get("EVENTFLOW_EXPERIMENT_ID")
     if experiment_id is None:
@@ -335,9 +351,23 @@ def start_run(
     active = ActiveRun(RunInfo(new_id, experiment_id, name, artifact_uri, start))
     _session.runs.append(active)
     _install_exit_handlers()
+    if every is not None:
+        active.monitor = system_metrics.start(_publisher(active.run_id), every)
     if os.environ.get("EVENTFLOW_CAPTURE_ENV", "true").lower() not in ("0", "false", "no"):
         log_text(environment.installed_packages(), "environment/requirements.txt")
     return active
+
+
+def _publisher(run_id: str) -> system_metrics.Publish:
+    """Where a run's system metrics go: the sender, as any metric, to that run (not whichever
+    run is active when a sample is taken)."""
+
+    def publish(metrics: dict[str, float], timestamp: int, step: int) -> None:
+        sender = _session.sender
+        for key, value in metrics.items():
+            sender.metric(run_id, *v.check_metric(key, value, timestamp, step))
+
+    return publish
 
 
 def _await_launched_run(store: Store, run_id: str) -> dict[str, Any] | None:
@@ -376,9 +406,107 @@ def end_run(status: str = "FINISHED", error_message: str | None = None) -> None:
 def _end_one(status: str, error_message: str | None) -> None:
     event = commands.end_run(_session.runs[-1].run_id, status, error_message=error_message)
     active = _session.runs.pop()
+    if active.monitor is not None:  # its last sample goes before the run's end
+        active.monitor.stop()
     active.info.status = status
+    _session.last_run_id = active.run_id
     if not active.launched:
         _session.sender.event(event)
+        _print_links(active)
+
+
+def _print_links(active: ActiveRun) -> None:
+    """Where to see a run that just ended, as MLflow prints it, when it was logged to a
+    server: that is where the dashboard is. Nothing for the embedded default or Kafka,
+    which have no address to give (as MLflow prints nothing for a local store)."""
+    target = get_tracking_uri()
+    if not target.startswith(("http://", "https://")):
+        return
+    try:
+        quiet = env_vars.SUPPRESS_PRINTING_URL_TO_STDOUT.get() or env_vars.MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT.get()
+    except ValueError as error:  # a run is ending: say so, but do not fail the end over it
+        print(f"eventflow: {error}", file=sys.stderr, flush=True)
+        quiet = False
+    if quiet:
+        return
+    from urllib.parse import quote, urlsplit
+
+    parts = urlsplit(target)
+    base = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path.rstrip('/')}"  # never print credentials
+    experiment_url = f"{base}/#/experiments/{quote(active.info.experiment_id, safe='')}"
+    sys.stdout.write(f"🏃 View run {active.info.run_name} at: {experiment_url}/runs/{active.run_id}\n")
+    sys.stdout.write(f"🧪 View experiment at: {experiment_url}\n")
+
+
+def last_active_run() -> "Run | None":
+    """The active run, else the last run this process ended (as MLflow: for reading what an
+    autologged ``fit`` just logged); None when there was none."""
+    active = _session.runs[-1].run_id if _session.runs else _session.last_run_id
+    return get_run(active) if active else None
+
+
+def get_run(run_id: str) -> "Run":
+    """A run with everything logged to it so far (this process's pending logging is sent first)."""
+    from eventflow.sdk.runs import Run
+
+    run_id = v.check_run_id(run_id)
+    if _session._sender is not None:
+        _session._sender.flush()
+    found = _session.store.get_run(run_id)
+    if found is None:
+        raise v.InvalidInput(f"Run with id={run_id} not found", "RESOURCE_DOES_NOT_EXIST")
+    return Run.from_dict(found)
+
+
+def search_runs(
+    experiment_ids: list[str] | None = None,
+    filter_string: str = "",
+    run_view_type: int | str = 1,
+    max_results: int = 100000,
+    order_by: list[str] | None = None,
+    output_format: str = "pandas",
+    search_all_experiments: bool = False,
+    experiment_names: list[str] | None = None,
+) -> Any:
+    """Runs matching MLflow's filter grammar (``metrics.acc > 0.9 and params.lr = '0.1'``),
+    as a pandas DataFrame with MLflow's columns, or (``output_format="list"``, or without
+    pandas) a list of ``Run``. With no experiments named: the active experiment's runs, or
+    every active experiment's with ``search_all_experiments``."""
+    from eventflow.search_filter import parse, parse_order_by
+    from eventflow.sdk import runs as run_views
+
+    if output_format not in ("pandas", "list"):
+        raise v.InvalidInput(f"Unsupported output format: {output_format!r}: use 'pandas' or 'list'")
+    if experiment_ids and experiment_names:
+        raise v.InvalidInput("Only experiment_ids or experiment_names can be used, but not both")
+    if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
+        raise v.InvalidInput(f"Invalid max_results {max_results!r}: a positive number of runs")
+    view = run_views.view_type_name(run_view_type)
+    parse(filter_string)  # a bad filter or order_by names its fault before anything is read
+    for clause in order_by or ():
+        parse_order_by(clause)
+    store = _session.store
+    if _session._sender is not None:
+        _session._sender.flush()
+    if experiment_names:
+        found = [store.get_experiment_by_name(name) for name in experiment_names if name is not None]
+        ids = [e["experiment_id"] for e in found if e is not None]
+    elif experiment_ids:
+        ids = [str(e) for e in experiment_ids]
+    elif search_all_experiments:
+        ids = [e["experiment_id"] for e in store.search_experiments("ACTIVE_ONLY", max_results=50000)]
+    else:
+        ids = [_active_experiment_id()]
+    runs = [run_views.Run.from_dict(r) for r in store.search_runs(ids, max_results, order_by or (), filter_string, view)] if ids else []
+    if output_format == "list":
+        return runs
+    try:
+        return run_views.frame(runs)
+    except ImportError:
+        import warnings
+
+        warnings.warn("search_runs returns a list of runs: pandas is not installed", stacklevel=2)
+        return runs
 
 
 # -- logging --------------------------------------------------------------------------
@@ -440,6 +568,48 @@ def alert(title: str, text: str = "", level: str = "warning") -> None:
     from eventflow.alerts.commands import raise_alert
 
     _session.sender.event(raise_alert(_run().info.run_id, title, text, level))
+
+
+def log_input(dataset: Any = None, context: str | None = None, tags: dict[str, Any] | None = None, model: Any = None) -> None:
+    """Record that the active run used ``dataset`` (from ``eventflow.data`` or MLflow's
+    ``mlflow.data``) in ``context`` ("training", "eval"...), and/or an MLflow 3 logged
+    ``model`` (anything with a ``model_id``), as one ``run.inputs_logged`` event."""
+    from eventflow.data import as_dataset
+
+    if dataset is None and model is None:
+        raise v.InvalidInput("log_input needs a dataset or a model")
+    datasets = []
+    if dataset is not None:
+        input_tags = {**({"mlflow.data.context": context} if context else {}), **(tags or {})}
+        item = {"dataset": as_dataset(dataset).to_dict(), "tags": [{"key": k, "value": str(x)} for k, x in input_tags.items()]}
+        datasets.append(v.check_dataset_input(item, "dataset"))  # before a run is started for it
+    models = [{"model_id": v.check_model_id(getattr(model, "model_id", model), "model.model_id")}] if model is not None else []
+    _session.sender.event(commands.log_inputs(_run().info.run_id, datasets, models))
+
+
+def set_experiment_tags(tags: dict[str, Any]) -> None:
+    """Tag the active experiment (the one ``set_experiment`` chose, else the Default)."""
+    checked = [v.check_experiment_tag(key, value) for key, value in tags.items()]  # all, before any is sent
+    experiment_id = _active_experiment_id()
+    for key, value in checked:
+        _session.sender.event(commands.set_experiment_tag(experiment_id, key, value))
+
+
+def set_experiment_tag(key: str, value: Any) -> None:
+    set_experiment_tags({key: value})
+
+
+def _active_experiment_id() -> str:
+    """As MLflow: the active run's experiment, else the one set, else the Default (made if missing)."""
+    if _session.runs:
+        return _session.runs[-1].info.experiment_id
+    if _session.experiment_id is not None:
+        return _session.experiment_id
+    if os.environ.get("EVENTFLOW_EXPERIMENT_ID"):
+        return os.environ["EVENTFLOW_EXPERIMENT_ID"]
+    _session.sender.flush()
+    _ensure_default_experiment(_session.store)
+    return DEFAULT_EXPERIMENT_ID
 
 
 def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:

@@ -18,6 +18,11 @@ from eventflow.codec.framing import CONTENT_TYPE, pack
 from eventflow.validation import InvalidInput
 
 
+# Runs asked for per search request: the server's limit is 50,000, and smaller pages keep
+# each answer (and the server's memory for it) modest.
+SEARCH_PAGE = 1000
+
+
 class HttpStore(Store):
     """Events go to ``POST /api/2.0/eventflow/events`` with the credentials of the
     environment (``credentials.py``). When it authenticates, every event it sends names
@@ -127,13 +132,20 @@ class HttpStore(Store):
         found = self._call("GET", "/api/2.0/mlflow/runs/get", params={"run_id": run_id})
         return found and _with_doubles(found["run"])
 
-    def search_runs(self, experiment_ids: Sequence[str], max_results: int = 1000, order_by: Sequence[str] = ()) -> list[dict[str, Any]]:
-        found = self._call(
-            "POST",
-            "/api/2.0/mlflow/runs/search",
-            json={"experiment_ids": list(experiment_ids), "max_results": max_results, "order_by": list(order_by)},
-        )
-        return [_with_doubles(run) for run in (found or {}).get("runs", [])]
+    def search_runs(self, experiment_ids: Sequence[str], max_results: int = 1000, order_by: Sequence[str] = (),
+                    filter_string: str | None = None, run_view_type: str = "ACTIVE_ONLY") -> list[dict[str, Any]]:
+        runs: list[dict[str, Any]] = []
+        token = None
+        while len(runs) < max_results:
+            body = {"experiment_ids": list(experiment_ids), "max_results": min(max_results - len(runs), SEARCH_PAGE),
+                    "order_by": list(order_by), "filter": filter_string or "", "run_view_type": run_view_type,
+                    **({"page_token": token} if token else {})}
+            found = self._call("POST", "/api/2.0/mlflow/runs/search", json=body) or {}
+            runs += [_with_doubles(run) for run in found.get("runs", [])]
+            token = found.get("next_page_token")
+            if not token:
+                break
+        return runs
 
     def metric_history(self, run_id: str, key: str) -> list[dict[str, Any]]:
         points: list[dict[str, Any]] = []

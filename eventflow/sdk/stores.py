@@ -129,7 +129,9 @@ class Store(abc.ABC):
     def get_run(self, run_id: str) -> dict[str, Any] | None: ...
 
     @abc.abstractmethod
-    def search_runs(self, experiment_ids: Sequence[str], max_results: int = 1000, order_by: Sequence[str] = ()) -> list[dict[str, Any]]: ...
+    def search_runs(self, experiment_ids: Sequence[str], max_results: int = 1000, order_by: Sequence[str] = (),
+                    filter_string: str | None = None, run_view_type: str = "ACTIVE_ONLY") -> list[dict[str, Any]]:
+        """Runs of the experiments matching MLflow's filter grammar, up to ``max_results``."""
 
     @abc.abstractmethod
     def metric_history(self, run_id: str, key: str) -> list[dict[str, Any]]: ...
@@ -233,10 +235,12 @@ class LocalStore(Store):
 
         return self._read(queries.get_run, run_id)
 
-    def search_runs(self, experiment_ids: Sequence[str], max_results: int = 1000, order_by: Sequence[str] = ()) -> list[dict[str, Any]]:
+    def search_runs(self, experiment_ids: Sequence[str], max_results: int = 1000, order_by: Sequence[str] = (),
+                    filter_string: str | None = None, run_view_type: str = "ACTIVE_ONLY") -> list[dict[str, Any]]:
         from eventflow.views import queries
 
-        return self._read(queries.search_runs, list(experiment_ids), max_results=max_results, order_by=list(order_by))[0]
+        return self._read(queries.search_runs, list(experiment_ids), run_view_type=run_view_type, max_results=max_results,
+                          order_by=list(order_by), filter_string=filter_string)[0]
 
     def metric_history(self, run_id: str, key: str) -> list[dict[str, Any]]:
         from eventflow.views import queries

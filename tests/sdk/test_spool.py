@@ -181,7 +181,7 @@ def test_a_normal_exit_spools_after_the_flush_timeout_and_the_next_process_sends
         assert run["info"]["status"] == "FINISHED"
         history = rest_history(served, run_id)
         assert sorted((p["step"], p["value"]) for p in history) == [(s, value(s)) for s in range(POINTS)]
-        second = later.stdout.strip()
+        second = later.stdout.strip().splitlines()[-1]  # after the "View run ..." lines
         assert httpx.get(f"{served}/api/2.0/mlflow/runs/get", params={"run_id": second}, timeout=60).json()["run"]["info"]["status"] == "FINISHED"
 
 

@@ -10,6 +10,8 @@ let current = null; // the page's cleanup
 
 const routes = [
   [/^#?\/?$/, () => experimentsPage(view), "experiments"],
+  // MLflow's run links (what the SDK prints when a run ends) open the run
+  [/^#\/experiments\/[^/?]+\/runs\/([^/?]+)/, (m) => runPage(view, decodeURIComponent(m[1])), "experiments"],
   [/^#\/experiments\/([^/?]+)/, (m) => experimentPage(view, decodeURIComponent(m[1])), "experiments"],
   [/^#\/runs\/([^/?]+)/, (m) => runPage(view, decodeURIComponent(m[1])), "experiments"],
   [/^#\/compare\?runs=([^&]+)/, (m) => comparePage(view, decodeURIComponent(m[1]).split(",")), "experiments"],
