@@ -103,11 +103,11 @@ def test_training_code_raises_its_own_alert(tmp_path):
         script = ("import eventflow\n"
                   "with eventflow.start_run() as run:\n"
                   "    eventflow.alert('validation finished', 'accuracy 0.93 > baseline', level='info')\n"
-                  "    print(run.info.run_id)\n")
+                  "    print('RUN_ID=' + run.info.run_id)\n")
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                               env={**os.environ, "EVENTFLOW_TRACKING_URI": url})
         assert done.returncode == 0, done.stderr
-        run_id = done.stdout.strip().splitlines()[-1]
+        run_id = next(line for line in done.stdout.splitlines() if line.startswith("RUN_ID=")).removeprefix("RUN_ID=")
         receiver.wait_for(lambda: len(receiver.received) >= 1)
         text = slack_message(receiver.received[0].json)
         assert "validation finished" in text and "accuracy 0.93 > baseline" in text
