@@ -82,6 +82,92 @@ def texts(page, selector: str) -> list[str]:
     return page.eval_on_selector_all(selector, "cells => cells.map(c => c.textContent.trim())")
 
 
+def test_column_chooser_is_remembered_per_experiment_and_the_run_name_stays_in_view(page, url, autolog):
+    page.set_viewport_size({"width": 900, "height": 800})
+    page.goto(f"{url}/#/experiments/{autolog['experiment_id']}")
+    page.wait_for_selector('#runs th[data-sort="params.tol"]')
+    page.click("#columns-button")
+    page.uncheck('#column-chooser input[data-column-toggle="params.tol"]')
+    page.uncheck('#column-chooser input[data-column-toggle="user"]')
+    page.wait_for_function("() => !document.querySelector('#runs th[data-sort=\"params.tol\"]')")
+    assert page.locator('#runs td[data-column="params.tol"]').count() == 0
+    page.reload()
+    page.wait_for_selector('#runs th[data-sort="params.C"]')
+    page.wait_for_function("() => document.querySelectorAll('#runs tbody tr').length === 2")
+    assert page.locator('#runs th[data-sort="params.tol"], #runs th[data-sort="user"]').count() == 0, "remembered"
+    # Another experiment shows every column.
+    other = ok(url, "POST", "experiments/create", name=f"other-{uuid.uuid4().hex[:6]}")["experiment_id"]
+    ok(url, "POST", "runs/create", experiment_id=other, run_name="plain")
+    page.goto(f"{url}/#/experiments/{other}")
+    page.wait_for_selector('#runs th[data-sort="user"]')
+    # Scrolled far right, the run's name is still where it was.
+    page.goto(f"{url}/#/experiments/{autolog['experiment_id']}")
+    page.wait_for_function("() => document.querySelectorAll('#runs tbody tr').length === 2")
+    name_cell = '#runs tbody tr:first-child td[data-column="name"]'
+    before = page.locator(name_cell).bounding_box()
+    scrolled = page.evaluate("() => { const w = document.querySelector('.table-wrap'); w.scrollLeft = 5000; return w.scrollLeft; }")
+    assert scrolled > 300, "the table is wider than the page"
+    page.wait_for_function(f"(x) => Math.abs(document.querySelector('{name_cell}').getBoundingClientRect().x - x) < 2", arg=before["x"])
+    edges = page.evaluate(f"""() => {{ const rect = (s) => document.querySelector(s).getBoundingClientRect();
+        const wrap = rect('.table-wrap'), select = rect('#runs tbody tr:first-child td.sticky-select'), name = rect('{name_cell}');
+        return [select.left - wrap.left, name.left - select.right]; }}""")
+    assert [round(edge) for edge in edges] == [0, 0], f"the box's and the name's cells sit side by side at the left edge: {edges}"
+    shot(page, "runs-columns")
+
+
+class Logger(threading.Thread):
+    """Logs a metric point to a RUNNING run every few ms until stopped (the live updates)."""
+
+    def __init__(self, url: str, run_id: str):
+        super().__init__(daemon=True)
+        self.url, self.run_id, self.stop, self.step = url, run_id, threading.Event(), 0
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url + "/api/2.0/mlflow") as http:
+            while not self.stop.is_set():
+                http.post("/runs/log-metric", json={"run_id": self.run_id, "key": "loss", "value": 1 / (self.step + 1),
+                                                    "timestamp": int(time.time() * 1000), "step": self.step}).raise_for_status()
+                self.step += 1
+                self.stop.wait(0.02)
+
+
+def test_live_rows_update_in_place_and_navigating_away_throws_nothing(page, url):
+    experiment_id = ok(url, "POST", "experiments/create", name=f"live-{uuid.uuid4().hex[:6]}")["experiment_id"]
+    run_ids = [ok(url, "POST", "runs/create", experiment_id=experiment_id, run_name=name)["run"]["info"]["run_id"] for name in ("a", "b")]
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{url}/#/experiments/{experiment_id}")
+    page.check(f'input[data-select="{run_ids[0]}"]')
+    page.evaluate(f"""() => {{ window.__box = document.querySelector('input[data-select="{run_ids[0]}"]');
+                               window.__duration = document.querySelector('tr[data-run="{run_ids[0]}"] td[data-column="duration"]').textContent; }}""")
+    logger = Logger(url, run_ids[0])
+    logger.start()
+    try:
+        cell = f'tr[data-run="{run_ids[0]}"] td[data-column="metrics.loss"]'
+        page.wait_for_function(f"() => document.querySelector('{cell}')?.textContent !== ''")
+        # At least a second's redraw (the running duration ticks) while points arrive.
+        page.wait_for_function(f"""() => document.querySelector('tr[data-run="{run_ids[0]}"] td[data-column="duration"]').textContent !== window.__duration""")
+        first = page.text_content(cell)
+        page.wait_for_function(f"(first) => document.querySelector('{cell}').textContent !== first", arg=first)
+        assert page.evaluate(f"""() => window.__box === document.querySelector('input[data-select="{run_ids[0]}"]')
+                                      && window.__box.isConnected && window.__box.checked""")
+        # Navigate away while updates stream in: a page left behind must not redraw into the next.
+        for _ in range(12):
+            page.evaluate(f"location.hash = '#/experiments/{experiment_id}'")
+            page.wait_for_selector(f'tr[data-run="{run_ids[0]}"] td[data-column="metrics.loss"]:not(:empty)')
+            page.evaluate("location.hash = '#/models/nobody-registered-this'; setTimeout(() => { location.hash = '#/activity'; }, 0)")
+            page.wait_for_selector("#feed")
+            page.evaluate(f"location.hash = '#/runs/{run_ids[0]}'")
+            page.wait_for_selector('#chart-loss')
+            page.evaluate("location.hash = '#/'")
+            page.wait_for_selector("#experiments")
+    finally:
+        logger.stop.set()
+        logger.join()
+    page.wait_for_timeout(300)  # not a condition: a last late redraw would land here
+    assert errors == []
+
+
 def test_favicon_is_served(page, url):
     answer = httpx.get(url + "/favicon.ico")
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("image/svg+xml")
