@@ -82,6 +82,97 @@ def texts(page, selector: str) -> list[str]:
     return page.eval_on_selector_all(selector, "cells => cells.map(c => c.textContent.trim())")
 
 
+def test_mlflow_printed_run_link_opens_the_run_with_every_metric_value(page, autolog):
+    link = autolog["run_links"][0]
+    assert "/#/experiments/" in link and "/runs/" in link, link
+    page.goto(link)
+    page.wait_for_function("() => document.querySelector('#run-name').textContent === 'logreg-C0.5'")
+    metrics = autolog["metrics"][0]
+    assert len(metrics) >= 5, metrics  # autolog's training_* scores
+    page.wait_for_function("(n) => document.querySelectorAll('#metrics-table tbody tr').length === n", arg=len(metrics))
+    for key, value in metrics.items():
+        row = f'#metrics-table tr[data-metric-row="{key}"]'
+        assert texts(page, f"{row} td[data-column=latest]") == [shown(page, value)], key
+        assert texts(page, f"{row} td[data-column=min]") == texts(page, f"{row} td[data-column=max]") == [shown(page, value)]
+        assert texts(page, f"{row} td[data-column=step]") == ["0"]
+    # A one-point series is drawn as a marker, not an invisible line.
+    modes = page.evaluate("""() => document.querySelector('[data-metric="training_score"]').data.map(t => t.mode)""")
+    assert modes == ["markers"]
+    # Sortable by clicking a header, the other way on a second click.
+    page.click('#metrics-table th[data-sort="latest"]')
+    ascending = sorted(metrics, key=lambda k: (metrics[k], k))
+    page.wait_for_function("(keys) => JSON.stringify([...document.querySelectorAll('#metrics-table tbody tr')].map(r => r.dataset.metricRow)) === JSON.stringify(keys)",
+                           arg=ascending)
+    page.click('#metrics-table th[data-sort="latest"]')
+    page.wait_for_function("() => document.querySelector('#metrics-table tbody tr').dataset.metricRow === 'training_roc_auc'")
+    shot(page, "run-metrics")
+
+
+def test_mlflow_printed_experiment_link_and_artifact_route_open_their_pages(page, autolog):
+    page.goto(autolog["experiment_link"])
+    page.wait_for_function("(name) => document.querySelector('#title').textContent.includes(name)", arg=autolog["experiment"])
+    page.wait_for_function("() => document.querySelectorAll('#runs tbody tr').length === 2")
+    # MLflow's route to a run's artifact opens the run with the artifact previewed.
+    page.goto(autolog["run_links"][1] + "/artifacts/estimator.html")
+    page.wait_for_function("() => document.querySelector('#run-name').textContent === 'logreg-C2.0'")
+    page.wait_for_selector("#preview iframe.preview")
+
+
+def test_compare_shows_every_metric_value_bars_parallel_coordinates_and_a_scatter(page, url, autolog):
+    ids = autolog["run_ids"]
+    page.goto(f"{url}/#/compare?runs={','.join(ids)}")
+    keys = sorted(autolog["metrics"][0])
+    page.wait_for_function("(n) => document.querySelectorAll('#compare-metrics tbody tr').length === n", arg=len(keys))
+    for key in keys:
+        for run_id, metrics in zip(ids, autolog["metrics"]):
+            assert texts(page, f'#compare-metrics tr[data-metric-row="{key}"] td[data-run="{run_id}"]') == [shown(page, metrics[key])]
+    # One value per run: a bar per run.
+    page.wait_for_function("""() => document.querySelector('[data-metric="training_log_loss"]')?.dataset.kind === "bar" """)
+    bars = page.evaluate("""() => { const t = document.querySelector('[data-metric="training_log_loss"]').data[0]; return [t.type, t.x, t.y]; }""")
+    assert bars == ["bar", ["logreg-C0.5", "logreg-C2.0"], [m["training_log_loss"] for m in autolog["metrics"]]]
+    # Params and metrics together.
+    page.wait_for_function("() => document.querySelector('#parallel').data?.[0]?.type === 'parcoords'")
+    labels = page.evaluate("() => document.querySelector('#parallel').data[0].dimensions.map(d => d.label)")
+    assert {"C", "max_iter", "training_score", "training_log_loss"} <= set(labels), labels
+    page.select_option("#scatter-x", "params.C")
+    page.select_option("#scatter-y", "metrics.training_log_loss")
+    page.wait_for_function("() => document.querySelector('#scatter').layout?.xaxis.title.text === 'params.C' && document.querySelector('#scatter').layout.yaxis.title.text === 'metrics.training_log_loss'")
+    xy = page.evaluate("() => { const t = document.querySelector('#scatter').data[0]; return [t.x, t.y]; }")
+    assert xy == [[0.5, 2.0], [m["training_log_loss"] for m in autolog["metrics"]]]
+    shot(page, "compare-values")
+    page.locator("#scatter").scroll_into_view_if_needed()
+    shot(page, "compare-plots")
+
+
+def test_html_artifact_renders_sandboxed_and_previews_stay_in_the_viewport(page, url, autolog):
+    page.goto(f"{url}/#/runs/{autolog['run_ids'][0]}")
+    page.click("#artifacts a[data-file='estimator.html']")
+    frame = page.wait_for_selector("#preview iframe.preview")
+    assert frame.get_attribute("sandbox") == "", "no allow-scripts, no allow-same-origin"
+    assert "LogisticRegression" in frame.get_attribute("srcdoc")
+    assert page.locator("#preview pre").count() == 0, "rendered, not shown as source"
+    viewport = page.viewport_size
+
+    def within_viewport(selector: str) -> None:
+        box = page.locator(selector).bounding_box()
+        assert box["height"] <= viewport["height"] and box["width"] <= viewport["width"], (selector, box)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= viewport["width"], "the page is not stretched"
+
+    within_viewport("#preview iframe.preview")
+    shot(page, "artifact-html")
+    page.click("#artifacts a[data-file='training_confusion_matrix.png']")
+    page.wait_for_function("() => document.querySelector('#preview img.preview')?.complete")
+    within_viewport("#preview img.preview")
+    # A big text: the start of it, and a link to the whole file.
+    page.click("#artifacts a[data-dir='logs']")
+    page.click("#artifacts a[data-file='logs/big.txt']")
+    page.wait_for_selector("#preview .truncated a[download]")
+    assert len(page.locator("#preview pre.preview").text_content()) == 100000
+    within_viewport("#preview pre.preview")
+    whole = httpx.get(url + page.get_attribute("#preview .truncated a[download]", "href"))
+    assert len(whole.text) == len("line of a big log\n") * 20000
+
+
 def test_column_chooser_is_remembered_per_experiment_and_the_run_name_stays_in_view(page, url, autolog):
     page.set_viewport_size({"width": 900, "height": 800})
     page.goto(f"{url}/#/experiments/{autolog['experiment_id']}")

@@ -2,14 +2,18 @@
 import { channel, esc } from "./util.js";
 import { experimentsPage, modelsPage, activityPage } from "./pages.js";
 import { experimentPage } from "./experiment.js";
-import { runPage, comparePage } from "./run.js";
+import { comparePage } from "./compare.js";
+import { runPage } from "./run.js";
 import { modelPage, versionPage } from "./model.js";
 
 const view = document.getElementById("view");
 let current = null; // the page's cleanup
 
+// MLflow's own UI routes come first: the mlflow client prints them ("View run … at:").
 const routes = [
   [/^#?\/?$/, (root) => experimentsPage(root), "experiments"],
+  [/^#\/experiments\/[^/?]+\/runs\/([^/?]+)\/artifacts\/([^?]+)/, (root, m) => runPage(root, decodeURIComponent(m[1]), decodeURIComponent(m[2])), "experiments"],
+  [/^#\/experiments\/[^/?]+\/runs\/([^/?]+)/, (root, m) => runPage(root, decodeURIComponent(m[1])), "experiments"],
   [/^#\/experiments\/([^/?]+)/, (root, m) => experimentPage(root, decodeURIComponent(m[1])), "experiments"],
   [/^#\/runs\/([^/?]+)/, (root, m) => runPage(root, decodeURIComponent(m[1])), "experiments"],
   [/^#\/compare\?runs=([^&]+)/, (root, m) => comparePage(root, decodeURIComponent(m[1]).split(",")), "experiments"],
