@@ -269,3 +269,46 @@ def test_favicon_is_served(page, url):
     page.wait_for_selector("#experiments tbody")
     assert page.evaluate("() => document.querySelector('link[rel=icon]').href") == url + "/favicon.ico"
     assert failed == []
+
+
+def test_models_link_to_their_pages_with_stages_and_an_empty_model_is_listed(page, url, autolog):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=url)
+    name, empty = f"iris-{uuid.uuid4().hex[:6]}", f"leftover-{uuid.uuid4().hex[:6]}"
+    run_id = autolog["run_ids"][0]
+    client.create_registered_model(name)
+    client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id)
+    client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id)
+    client.transition_model_version_stage(name, "2", "Staging")
+    client.create_registered_model(empty)
+    page.goto(url + "/#/models")
+    page.wait_for_selector(f'#registered-models tr[data-model="{empty}"]')
+    assert "no versions" in page.text_content(f'#registered-models tr[data-model="{empty}"]')
+    row = f'#registered-models tr[data-model="{name}"]'
+    page.wait_for_selector(f'{row} [data-version="2"] [data-stage="Staging"]')
+    shot(page, "models-registry")
+    page.click(f'{row} [data-version="2"] a')
+    page.wait_for_function("() => location.hash.endsWith('/versions/2')")
+    page.wait_for_selector("#version-details td:has-text('Staging')")
+    page.click(f"h1 a:has-text('{name}')")
+    page.wait_for_selector('#versions tr[data-version="1"]')
+    # MLflow's own model routes open the same pages.
+    page.goto(f"{url}/#/models/{name}/versions/1")
+    page.wait_for_selector(f"#version-details a:has-text('{run_id}')")
+    page.goto(f"{url}/#/models/{name}")
+    page.wait_for_selector('#versions tr[data-version="2"] [data-stage="Staging"]')
+
+
+@pytest.mark.parametrize("route, says", [
+    ("#/experiments/424242424242", "Experiment 424242424242 not found"),
+    ("#/runs/0123456789abcdef0123456789abcdef", "Run 0123456789abcdef0123456789abcdef not found"),
+    ("#/models/never-registered", "Model never-registered not found"),
+    ("#/models/never-registered/versions/3", "Version 3 of model never-registered not found"),
+])
+def test_a_missing_entity_says_not_found(page, url, route, says):
+    page.goto(f"{url}/{route}")
+    page.wait_for_selector(".not-found")
+    text = page.text_content("#view")
+    assert says in text, text
+    assert "0 runs" not in text
