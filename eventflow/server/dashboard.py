@@ -37,11 +37,16 @@ def routes() -> list[Route | Mount]:
     async def plotly(request: Request) -> Response:
         return FileResponse(plotly_js(), media_type="text/javascript", headers={"cache-control": "max-age=86400"})
 
+    async def favicon(request: Request) -> Response:
+        # Browsers ask for /favicon.ico whatever the page says; an SVG answers it.
+        return FileResponse(HERE / "favicon.svg", media_type="image/svg+xml", headers={"cache-control": "max-age=86400"})
+
     async def vis_network(request: Request) -> Response:
         return FileResponse(vis_network_js(), media_type="text/javascript", headers={"cache-control": "max-age=86400"})
 
     return [
         Route("/", index, methods=["GET"]),
+        Route("/favicon.ico", favicon, methods=["GET"]),
         Route("/static/vendor/plotly.min.js", plotly, methods=["GET"]),
         Route("/static/vendor/vis-network.min.js", vis_network, methods=["GET"]),
         Mount("/static/dashboard", StaticFiles(directory=HERE), name="dashboard"),

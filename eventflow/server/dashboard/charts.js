@@ -3,6 +3,8 @@
 // A chart holds its series' columns; new points are pushed and the chart redrawn at most
 // once per animation frame, whatever the rate they arrive at.
 
+import { fmtValue } from "./util.js";
+
 const COLORS = ["#2f6fde", "#e4572e", "#1f8f4e", "#a05195", "#f3a712", "#17becf", "#7f7f7f", "#8c564b"];
 
 const GL_FROM = 5000; // points in a chart from which it is drawn with WebGL
@@ -30,9 +32,11 @@ function smooth(values, weight) {
 }
 
 export class MetricChart {
-  constructor(element, title) {
+  // bars: with several series of one point each (runs compared on a single value), a bar per series.
+  constructor(element, title, { bars = false } = {}) {
     this.element = element;
     this.title = title;
+    this.bars = bars;
     this.series = new Map(); // name -> {step: [], time: [], value: [], trace}
     this.data = []; // the traces Plotly draws (element.data holds the same objects)
     this.revision = 0;
@@ -69,7 +73,24 @@ export class MetricChart {
     return s.step.slice();
   }
 
+  singleValued() { return [...this.series.values()].every((s) => s.value.length <= 1); }
+
+  drawBars() {
+    const named = [...this.series].filter(([, s]) => s.value.length === 1);
+    const traces = [{ type: "bar", x: named.map(([name]) => name), y: named.map(([, s]) => s.value[0]),
+                      marker: { color: named.map(([, s]) => s.color) }, text: named.map(([, s]) => fmtValue(s.value[0])), hoverinfo: "x+y" }];
+    this.data = traces;
+    Plotly.react(this.element, traces, {
+      title: { text: this.title, font: { size: 13 } }, margin: { l: 50, r: 10, t: 34, b: 60 }, datarevision: ++this.revision,
+      showlegend: false, xaxis: { type: "category" }, yaxis: { type: chartOptions.log ? "log" : "linear" },
+    }, { responsive: true, displaylogo: false });
+    this.element.dataset.kind = "bar";
+    this.element.dataset.points = String(this.points());
+  }
+
   draw() {
+    if (this.bars && this.series.size > 1 && this.singleValued()) return this.drawBars();
+    this.element.dataset.kind = "line";
     // SVG draws a few thousand points cheaply; beyond that WebGL (scattergl) keeps it smooth.
     const type = this.points() > GL_FROM ? "scattergl" : "scatter";
     // Points arrive in log order, which is mostly step order; sort where they are not.
@@ -82,7 +103,9 @@ export class MetricChart {
         order.sort((a, b) => s.step[a] - s.step[b] || s.time[a] - s.time[b]);
         for (const key of ["step", "time", "value"]) s[key] = order.map((i) => s[key][i]);
       }
-      const raw = { name, type, mode: "lines", x: this.xs(s), y: s.value.slice(), line: { color: s.color, width: 1.5 } };
+      // A line through one point is invisible: a single value is a marker.
+      const mode = s.value.length === 1 ? "markers" : "lines";
+      const raw = { name, type, mode, x: this.xs(s), y: s.value.slice(), line: { color: s.color, width: 1.5 }, marker: { color: s.color, size: 9 } };
       if (chartOptions.smoothing > 0) {
         raw.opacity = 0.25; raw.showlegend = false; raw.hoverinfo = "skip";
         traces.push(raw, { name, type, mode: "lines", x: raw.x, y: smooth(s.value, chartOptions.smoothing), line: { color: s.color, width: 2 } });

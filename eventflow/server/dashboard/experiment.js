@@ -1,22 +1,29 @@
 // An experiment's runs: a live table (status badges, params and latest metrics as
 // columns), sortable, filtered with MLflow's search grammar, runs selected to compare.
+// Rows are updated in place (a box being ticked is never replaced); which columns show
+// is chosen per experiment and remembered in localStorage.
 import { historyTab, withHistory } from "./history.js";
 import { applyLatest, applyRunEvent, badge, channel, esc, fmtDuration, fmtTime, fmtValue, runFromView, setHTML, throttled } from "./util.js";
 
 export function experimentPage(view, experimentId) {
-  const state = { runs: new Map(), experiment: null, sort: { column: "start", asc: false }, selected: new Set(), filter: "", error: "" };
+  const state = { runs: new Map(), experiment: null, missing: false, sort: { column: "start", asc: false }, selected: new Set(), filter: "", error: "",
+                  hidden: hiddenColumns(experimentId) };
   view.innerHTML = `
     <h1 id="title">Experiment ${esc(experimentId)}</h1>` + withHistory(`
     <div class="toolbar">
       <input id="filter" type="text" placeholder='Filter: metrics.loss < 0.5 and params.lr = "0.01" and attributes.status = "RUNNING"'>
       <button id="apply">Filter</button>
       <button id="compare" disabled>Compare selected</button>
+      <button id="columns-button" type="button">Columns</button>
       <span id="count" class="muted"></span>
     </div>
+    <div id="column-chooser" class="card chooser" hidden></div>
     <p id="error" class="error"></p>
-    <div class="table-wrap"><table id="runs"></table></div>`);
+    <div class="table-wrap"><table id="runs" class="runs"><thead></thead><tbody></tbody></table></div>`);
   historyTab(view, "experiment", experimentId);
   const table = view.querySelector("#runs");
+  const chooser = view.querySelector("#column-chooser");
+  const rowsById = new Map(); // run id -> its <tr>, kept across renders
   let sub = null;
 
   function subscribe() {
@@ -27,6 +34,7 @@ export function experimentPage(view, experimentId) {
     sub = channel.subscribe("experiment", spec, {
       snapshot(data) {
         state.experiment = data.experiment;
+        state.missing = !data.experiment;
         state.runs = new Map(data.runs.map((r) => [r.info.run_id, runFromView(r)]));
         render();
       },
@@ -63,10 +71,22 @@ export function experimentPage(view, experimentId) {
   }
 
   const render = throttled(() => {
-    view.querySelector("#title").textContent = state.experiment ? `Experiment: ${state.experiment.name}` : `Experiment ${experimentId}`;
+    const title = view.querySelector("#title");
+    if (state.missing) {
+      title.textContent = `Experiment ${experimentId} not found`;
+      view.querySelector("#error").textContent = `No experiment has the id ${experimentId}.`;
+      view.querySelector("#error").classList.add("not-found");
+      view.querySelector("#count").textContent = "";
+      table.hidden = true;
+      return;
+    }
+    table.hidden = false;
+    title.textContent = state.experiment ? `Experiment: ${state.experiment.name}` : `Experiment ${experimentId}`;
     view.querySelector("#error").textContent = state.error;
-    const cols = columns();
-    const get = (cols.find((c) => c[0] === state.sort.column) || cols[2])[2];
+    const all = columns();
+    renderChooser(all);
+    const cols = all.filter((c) => c[0] === "name" || !state.hidden.has(c[0]));
+    const get = (all.find((c) => c[0] === state.sort.column) || all[2])[2];
     const rows = [...state.runs.values()].sort((a, b) => {
       const x = get(a), y = get(b);
       if (x === y) return 0;
@@ -74,22 +94,59 @@ export function experimentPage(view, experimentId) {
       if (y === undefined || y === null) return -1;
       return (x < y ? -1 : 1) * (state.sort.asc ? 1 : -1);
     });
-    const paramCount = cols.filter((c) => c[0].startsWith("params.")).length;
-    const metricCount = cols.filter((c) => c[0].startsWith("metrics.")).length;
-    setHTML(table,
-      `<thead><tr><th rowspan="2"></th>${cols.slice(0, 6).map((c) => head(c, 'rowspan="2"')).join("")}` +
-      (paramCount ? `<th colspan="${paramCount}">Parameters</th>` : "") + (metricCount ? `<th colspan="${metricCount}">Metrics</th>` : "") +
-      `</tr><tr>${cols.slice(6).map((c) => head(c, "")).join("")}</tr></thead><tbody>` +
-      rows.map((r) => `<tr data-run="${esc(r.info.run_id)}" class="${r.isNew ? "changed" : ""}">
-        <td><input type="checkbox" data-select="${esc(r.info.run_id)}" ${state.selected.has(r.info.run_id) ? "checked" : ""}></td>
-        ${cols.map((c) => `<td data-column="${esc(c[0])}">${cell(c[0], r, c[2](r))}</td>`).join("")}</tr>`).join("") + "</tbody>");
+    const fixed = cols.filter((c) => !c[0].startsWith("params.") && !c[0].startsWith("metrics."));
+    const paramCols = cols.filter((c) => c[0].startsWith("params.")), metricCols = cols.filter((c) => c[0].startsWith("metrics."));
+    setHTML(table.tHead,
+      `<tr><th rowspan="2" class="sticky-select"></th>${fixed.map((c) => head(c, 'rowspan="2"')).join("")}` +
+      (paramCols.length ? `<th colspan="${paramCols.length}">Parameters</th>` : "") + (metricCols.length ? `<th colspan="${metricCols.length}">Metrics</th>` : "") +
+      `</tr><tr>${[...paramCols, ...metricCols].map((c) => head(c, "")).join("")}</tr>`);
+    renderRows([...fixed, ...paramCols, ...metricCols], rows);
     view.querySelector("#count").textContent = `${rows.length} run${rows.length === 1 ? "" : "s"}`;
     view.querySelector("#compare").disabled = state.selected.size < 2;
   });
 
+  // Each run's row is created once and its cells rewritten only where they changed.
+  function renderRows(cols, rows) {
+    const body = table.tBodies[0];
+    const layout = cols.map((c) => c[0]).join("\n");
+    const shown = new Set(rows.map((r) => r.info.run_id));
+    for (const [id, tr] of rowsById) if (!shown.has(id)) { tr.remove(); rowsById.delete(id); }
+    rows.forEach((r, index) => {
+      const id = r.info.run_id;
+      let tr = rowsById.get(id);
+      if (!tr) {
+        tr = document.createElement("tr");
+        tr.dataset.run = id;
+        tr.innerHTML = `<td class="sticky-select"><input type="checkbox" data-select="${esc(id)}"></td>`;
+        rowsById.set(id, tr);
+      }
+      if (tr.__layout !== layout) {
+        while (tr.cells.length > 1) tr.lastElementChild.remove();
+        for (const [column] of cols) {
+          const td = document.createElement("td");
+          td.dataset.column = column;
+          if (column === "name") td.className = "sticky-name";
+          tr.appendChild(td);
+        }
+        tr.__layout = layout;
+      }
+      tr.classList.toggle("changed", Boolean(r.isNew));
+      cols.forEach((c, i) => setHTML(tr.cells[i + 1], cell(c[0], r, c[2](r))));
+      const box = tr.cells[0].firstElementChild;
+      if (box.checked !== state.selected.has(id)) box.checked = state.selected.has(id);
+      if (body.children[index] !== tr) body.insertBefore(tr, body.children[index] || null);
+    });
+  }
+
+  function renderChooser(cols) {
+    setHTML(chooser, `<div class="muted">Columns shown (remembered for this experiment in this browser)</div>` +
+      cols.filter((c) => c[0] !== "name").map(([id, label]) =>
+        `<label><input type="checkbox" data-column-toggle="${esc(id)}" ${state.hidden.has(id) ? "" : "checked"}> ${esc(id.includes(".") ? id : label)}</label>`).join(""));
+  }
+
   function head([id, label], extra) {
     const sorted = state.sort.column === id ? `sorted ${state.sort.asc ? "asc" : ""}` : "";
-    return `<th ${extra} data-sort="${esc(id)}" class="${sorted}">${esc(label)}</th>`;
+    return `<th ${extra} data-sort="${esc(id)}" class="${sorted} ${id === "name" ? "sticky-name" : ""}">${esc(label)}</th>`;
   }
 
   table.addEventListener("click", (e) => {
@@ -102,6 +159,14 @@ export function experimentPage(view, experimentId) {
     const box = e.target.closest("input[data-select]");
     if (box) { box.checked ? state.selected.add(box.dataset.select) : state.selected.delete(box.dataset.select); render(); }
   });
+  view.querySelector("#columns-button").onclick = () => { chooser.hidden = !chooser.hidden; };
+  chooser.addEventListener("change", (e) => {
+    const toggle = e.target.closest("input[data-column-toggle]");
+    if (!toggle) return;
+    toggle.checked ? state.hidden.delete(toggle.dataset.columnToggle) : state.hidden.add(toggle.dataset.columnToggle);
+    localStorage.setItem(columnsKey(experimentId), JSON.stringify([...state.hidden]));
+    render();
+  });
   const apply = () => { state.filter = view.querySelector("#filter").value.trim(); subscribe(); };
   view.querySelector("#apply").onclick = apply;
   view.querySelector("#filter").onkeydown = (e) => { if (e.key === "Enter") apply(); };
@@ -109,4 +174,15 @@ export function experimentPage(view, experimentId) {
   const ticker = setInterval(render, 1000); // running durations
   subscribe();
   return () => { clearInterval(ticker); if (sub) sub.close(); };
+}
+
+const columnsKey = (experimentId) => `eventflow.hidden-columns.${experimentId}`;
+
+function hiddenColumns(experimentId) {
+  try {
+    const saved = JSON.parse(localStorage.getItem(columnsKey(experimentId)) || "[]");
+    return new Set(Array.isArray(saved) ? saved.map(String) : []);
+  } catch {
+    return new Set(); // unreadable (edited by hand): every column shows
+  }
 }

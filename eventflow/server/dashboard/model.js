@@ -48,7 +48,9 @@ export function modelPage(view, name) {
       ]);
     } catch (error) {
       if (mine !== generation) return;
-      $("#model-error").textContent = asOf === null ? error.message : `${error.message} (as of ${new Date(asOf).toISOString()})`;
+      const message = error.status === 404 ? `Model ${name} not found.` : error.message;
+      $("#model-error").textContent = asOf === null ? message : `${message} (as of ${new Date(asOf).toISOString()})`;
+      $("#model-error").classList.toggle("not-found", error.status === 404);
       for (const id of ["#aliases", "#versions", "#model-deployments"]) $(id).innerHTML = "";
       return;
     }
@@ -104,6 +106,8 @@ export function versionPage(view, name, version) {
       ["run", v.run_id ? link(href.run(v.run_id), v.run_id) : ""], ["source", esc(v.source)], ["status", esc(v.status)],
       ["created", esc(fmtTime(v.creation_timestamp))], ["description", esc(v.description)]];
     details.innerHTML = `<table class="kv">${rows.map(([k, html]) => `<tr><td>${esc(k)}</td><td>${html}</td></tr>`).join("")}</table>`;
-  }).catch((error) => { details.innerHTML = `<p class="error">${esc(error.message)}</p>`; });
+  }).catch((error) => {
+    details.innerHTML = `<p class="error ${error.status === 404 ? "not-found" : ""}">${esc(error.status === 404 ? `Version ${version} of model ${name} not found.` : error.message)}</p>`;
+  });
   lineageGraph(view.querySelector("#lineage-graph"), `models:/${name}/${version}`);
 }

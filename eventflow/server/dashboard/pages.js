@@ -1,5 +1,5 @@
 // The experiments list, the models page and the activity feed.
-import { channel, esc, fmtTime, href, link, throttled } from "./util.js";
+import { channel, esc, fmtTime, getJSON, href, link, throttled } from "./util.js";
 
 export function experimentsPage(view) {
   let experiments = new Map();
@@ -107,34 +107,18 @@ export function activityPage(view) {
 }
 
 export function modelsPage(view) {
-  const state = { logged: [], registered: [], events: [] };
+  const state = { logged: [], registered: [], versions: [], events: [], registryError: "" };
   view.innerHTML = `<h1>Models</h1>
     <h2>Registered models</h2><div id="registered"></div>
     <h2>Deployments</h2><div id="deployments"></div>
     <h2>Logged models</h2><div id="logged"></div>`;
   const render = throttled(() => {
-    // Registered models and versions as the registry's events tell them (the registry's
-    // views land later; the page shows what exists).
-    const models = new Map();
-    for (const m of state.registered) models.set(m.name, { name: m.name, versions: new Map(), aliases: {} });
     const deployments = new Map();
     for (const { event } of state.events) {
       const p = event.payload;
-      if (event.type.startsWith("registered_model.") || event.type.startsWith("model_version.")) {
-        if (!models.has(p.name)) models.set(p.name, { name: p.name, versions: new Map(), aliases: {} });
-        const m = models.get(p.name);
-        if (event.type === "registered_model.deleted") models.delete(p.name);
-        if (event.type === "model_version.created") m.versions.set(p.version, { version: p.version, source: p.source, run_id: p.run_id, time: event.time });
-        if (event.type === "model_version.alias_set") m.aliases[p.alias] = p.version;
-        if (event.type === "model_version.alias_deleted") delete m.aliases[p.alias];
-      }
       if (event.type.startsWith("deployment.")) deployments.set(p.target, { target: p.target, model: `${p.name} v${p.version}`, status: event.type.split(".")[1], time: event.time, endpoint: p.endpoint });
     }
-    view.querySelector("#registered").innerHTML = models.size
-      ? `<table><thead><tr><th>Model</th><th>Versions</th><th>Aliases</th></tr></thead><tbody>${[...models.values()].map((m) =>
-          `<tr><td>${link(href.model(m.name), m.name)}</td><td>${[...m.versions.keys()].map((v) => link(href.version(m.name, v), v)).join(", ")}</td>
-            <td>${Object.entries(m.aliases).map(([a, v]) => `@${esc(a)} → ${link(href.version(m.name, v), `v${v}`)}`).join(", ")}</td></tr>`).join("")}</tbody></table>`
-      : `<p class="muted">No registered models yet.</p>`;
+    view.querySelector("#registered").innerHTML = registeredTable(state.registered, state.versions, state.registryError);
     view.querySelector("#deployments").innerHTML = deployments.size
       ? `<table><thead><tr><th>Target</th><th>Model</th><th>Status</th><th>When</th></tr></thead><tbody>${[...deployments.values()].map((d) =>
           `<tr><td>${esc(d.target)}</td><td>${esc(d.model)}</td><td>${esc(d.status)}</td><td>${esc(fmtTime(d.time))}</td></tr>`).join("")}</tbody></table>`
@@ -147,8 +131,9 @@ export function modelsPage(view) {
       : `<p class="muted">No logged models yet.</p>`;
   });
   const sub = channel.subscribe("models", {}, {
-    snapshot(data) { state.logged = data.logged_models; state.registered = data.registered_models; state.events = data.events; render(); },
+    snapshot(data) { state.logged = data.logged_models; state.events = data.events; render(); },
     events(events) {
+      if (events.some(({ event }) => /^(registered_model|model_version)\./.test(event.type))) loadRegistry();
       for (const { event } of events) {
         const p = event.payload;
         if (event.type === "logged_model.created") {
@@ -162,5 +147,40 @@ export function modelsPage(view) {
       render();
     },
   });
+  // The registry's own views (every model, empty ones too), read again as its events arrive.
+  let generation = 0;
+  const loadRegistry = throttled(async () => {
+    const mine = ++generation;
+    try {
+      const [models, versions] = await Promise.all([
+        getJSON(`/api/2.0/mlflow/registered-models/search?max_results=1000`),
+        getJSON(`/api/2.0/mlflow/model-versions/search?max_results=10000`),
+      ]);
+      if (mine !== generation) return;
+      Object.assign(state, { registered: models.registered_models || [], versions: versions.model_versions || [], registryError: "" });
+    } catch (error) {
+      if (mine !== generation) return;
+      state.registryError = error.message;
+    }
+    render();
+  });
+  loadRegistry();
   return () => sub.close();
+}
+
+function registeredTable(models, versions, error) {
+  if (error) return `<p class="error">${esc(error)}</p>`;
+  if (!models.length) return `<p class="muted">No registered models yet.</p>`;
+  const byModel = new Map(models.map((m) => [m.name, []]));
+  for (const v of versions) if (byModel.has(v.name)) byModel.get(v.name).push(v);
+  const rows = models.slice().sort((a, b) => a.name.localeCompare(b.name)).map((m) => {
+    const mine = byModel.get(m.name).sort((a, b) => Number(b.version) - Number(a.version));
+    const listed = mine.length
+      ? mine.map((v) => `<span data-version="${esc(v.version)}">${link(href.version(m.name, v.version), `v${v.version}`)}` +
+          (v.current_stage && v.current_stage !== "None" ? ` <span class="stage" data-stage="${esc(v.current_stage)}">${esc(v.current_stage)}</span>` : "") + `</span>`).join(", ")
+      : `<span class="muted hint">no versions (a registration that never got one, e.g. a failed register_model)</span>`;
+    const aliases = (m.aliases || []).map((a) => `@${esc(a.alias)} → ${link(href.version(m.name, a.version), `v${a.version}`)}`).join(", ");
+    return `<tr data-model="${esc(m.name)}"><td>${link(href.model(m.name), m.name)}</td><td>${listed}</td><td>${aliases}</td></tr>`;
+  });
+  return `<table id="registered-models"><thead><tr><th>Model</th><th>Versions (stage)</th><th>Aliases</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
 }

@@ -1,8 +1,9 @@
-// A run: live charts of every metric, params, tags, environment and artifacts.
-// Compare: several runs' metrics overlaid, params side by side with differences marked.
+// A run: live charts of every metric and a table of their values, params, tags,
+// environment and artifacts.
 import { chartControls, MetricChart } from "./charts.js";
 import { lineageGraph } from "./graph.js";
 import { historyTab, withHistory } from "./history.js";
+import { runMetricsTable } from "./metrics.js";
 import { lineage } from "./reproducibility.js";
 import { applyRunEvent, badge, channel, esc, fmtDuration, fmtTime, fmtValue, runFromView, setHTML, throttled } from "./util.js";
 
@@ -12,7 +13,7 @@ const ENVIRONMENT = [
   ["eventflow.python", "python"], ["eventflow.platform", "platform"], ["eventflow.host", "host"], ["mlflow.user", "user"],
 ];
 
-function chartsFor(grid, charts, key, title) {
+export function chartsFor(grid, charts, key, title, options = {}) {
   let chart = charts.get(key);
   if (!chart) {
     const box = document.createElement("div");
@@ -20,7 +21,7 @@ function chartsFor(grid, charts, key, title) {
     box.id = "chart-" + key.replace(/[^A-Za-z0-9_-]/g, "_");
     box.dataset.metric = key;
     [...grid.children].find((c) => c.dataset.metric > key) ? grid.insertBefore(box, [...grid.children].find((c) => c.dataset.metric > key)) : grid.appendChild(box);
-    chart = new MetricChart(box, title);
+    chart = new MetricChart(box, title, options);
     charts.set(key, chart);
   }
   return chart;
@@ -31,14 +32,19 @@ function table(rows, empty) {
   return `<table class="kv">${rows.map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join("")}</table>`;
 }
 
-export function runPage(view, runId) {
+const PREVIEW_CHARS = 100000; // a bigger text artifact is cut here, with a link to the whole file
+
+// artifactPath: an artifact to open at once (MLflow's #/experiments/…/runs/…/artifacts/PATH).
+export function runPage(view, runId, artifactPath = "") {
   const runs = new Map();
+  let missing = false;
   const charts = new Map();
   view.innerHTML = `
     <h1><span id="run-name">Run ${esc(runId)}</span> <span id="status"></span></h1>
     <p id="summary" class="muted"></p>` + withHistory(`
     <div id="lineage"></div>
-    <h2>Metrics</h2><div id="controls"></div><div id="charts" class="grid"></div>
+    <h2>Metrics</h2><div class="table-wrap"><table id="metrics-table"></table></div>
+    <div id="controls"></div><div id="charts" class="grid"></div>
     <div class="cols">
       <div><h2>Parameters</h2><div id="params"></div><h2>Tags</h2><div id="tags"></div></div>
       <div><h2>Environment</h2><div id="environment"></div>
@@ -53,7 +59,12 @@ export function runPage(view, runId) {
 
   const render = throttled(() => {
     const run = runs.get(runId);
-    if (!run) { view.querySelector("#summary").textContent = "No such run (yet)."; return; }
+    if (!run) {
+      const summary = view.querySelector("#summary");
+      summary.textContent = missing ? `Run ${runId} not found.` : "Loading…";
+      summary.className = missing ? "error not-found" : "muted";
+      return;
+    }
     const i = run.info;
     view.querySelector("#run-name").textContent = i.run_name || i.run_id;
     setHTML(view.querySelector("#status"), badge(i.status));
@@ -65,6 +76,7 @@ export function runPage(view, runId) {
       `<p><a href="#" id="packages">installed packages</a></p>`);
     view.querySelector("#packages").onclick = (e) => { e.preventDefault(); preview("environment/requirements.txt"); };
     links.update(run);
+    runMetricsTable(view.querySelector("#metrics-table"), [...charts].map(([key, chart]) => [key, chart.series.get(key)]));
   });
 
   const sub = channel.subscribe("runs", { run_ids: [runId] }, {
@@ -77,8 +89,12 @@ export function runPage(view, runId) {
         runs.set(r.run.info.run_id, runFromView(r.run));
         for (const [key, s] of Object.entries(r.history)) chartsFor(grid, charts, key, key).add(key, s.step, s.time, s.value);
       }
+      missing = !runs.has(runId);
       render();
-      listArtifacts("");
+      if (missing) return;
+      const opened = artifactPath.replace(/\/+$/, "");
+      listArtifacts(opened.split("/").slice(0, -1).join("/"));
+      if (opened) preview(opened);
     },
     events(events, points) {
       for (const e of events) {
@@ -118,52 +134,34 @@ export function runPage(view, runId) {
   async function preview(path) {
     const box = view.querySelector("#preview");
     const url = downloadUrl(path);
-    if (/\.(png|jpe?g|gif|svg|webp)$/i.test(path)) { box.innerHTML = `<h2>${esc(path)}</h2><img class="preview" src="${esc(url)}">`; return; }
+    const title = `<h2>${esc(path)}</h2>`;
+    if (/\.(png|jpe?g|gif|svg|webp)$/i.test(path)) { box.innerHTML = `${title}<img class="preview" src="${esc(url)}">`; return; }
     const response = await fetch(url);
-    const text = response.ok ? await response.text() : `(${response.status})`;
-    box.innerHTML = `<h2>${esc(path)}</h2><pre class="preview">${esc(text.slice(0, 200000))}</pre>`;
+    if (!response.ok) { box.innerHTML = `${title}<p class="error">(${response.status})</p>`; return; }
+    const { text, cut } = await readAtMost(response, PREVIEW_CHARS);
+    if (/\.html?$/i.test(path) && !cut) {
+      // Rendered, but sandboxed: no scripts, and an opaque origin (no cookies, no API calls as the user).
+      box.innerHTML = `${title}<iframe class="preview" sandbox="" title="${esc(path)}"></iframe>`;
+      box.querySelector("iframe").srcdoc = text;
+      return;
+    }
+    box.innerHTML = `${title}<pre class="preview">${esc(text)}</pre>` + (cut
+      ? `<p class="truncated muted">Showing the first ${text.length.toLocaleString()} characters: <a href="${esc(url)}" download>download the whole file</a></p>` : "");
   }
 
   const ticker = setInterval(render, 1000);
   return () => { clearInterval(ticker); sub.close(); for (const c of charts.values()) c.destroy(); };
 }
 
-export function comparePage(view, runIds) {
-  const runs = new Map();
-  const charts = new Map();
-  view.innerHTML = `<h1>Compare ${runIds.length} runs</h1>
-    <h2>Metrics</h2><div id="controls"></div><div id="charts" class="grid"></div>
-    <h2>Parameters</h2><div class="table-wrap"><table id="params"></table></div>`;
-  view.querySelector("#controls").appendChild(chartControls());
-  const grid = view.querySelector("#charts");
-  const name = (id) => { const r = runs.get(id); return r ? r.info.run_name || id : id; };
-
-  const render = throttled(() => {
-    const ids = runIds.filter((id) => runs.has(id));
-    const keys = [...new Set(ids.flatMap((id) => Object.keys(runs.get(id).params)))].sort();
-    const rows = keys.map((k) => {
-      const values = ids.map((id) => runs.get(id).params[k]);
-      const differ = new Set(values.map(String)).size > 1;
-      return `<tr data-param="${esc(k)}" class="${differ ? "differs" : ""}"><td>${esc(k)}</td>${values.map((v) => `<td class="${differ ? "diff" : ""}">${esc(fmtValue(v))}</td>`).join("")}</tr>`;
-    });
-    setHTML(view.querySelector("#params"), `<thead><tr><th>Parameter</th>${ids.map((id) => `<th><a href="#/runs/${esc(id)}">${esc(name(id))}</a> ${badge(runs.get(id).info.status)}</th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody>`);
-  });
-
-  const sub = channel.subscribe("runs", { run_ids: runIds }, {
-    snapshot(data) {
-      runs.clear();
-      for (const c of charts.values()) c.destroy();
-      charts.clear();
-      grid.innerHTML = "";
-      for (const r of data.runs) runs.set(r.run.info.run_id, runFromView(r.run));
-      for (const r of data.runs) for (const [key, s] of Object.entries(r.history)) chartsFor(grid, charts, key, key).add(name(r.run.info.run_id), s.step, s.time, s.value);
-      render();
-    },
-    events(events, points) {
-      for (const e of events) applyRunEvent(runs, e);
-      for (const chunk of points) for (const [key, s] of Object.entries(chunk.series)) chartsFor(grid, charts, key, key).add(name(chunk.run_id), s.step, s.time, s.value);
-      render();
-    },
-  });
-  return () => { sub.close(); for (const c of charts.values()) c.destroy(); };
+// A response's text, no more than `limit` characters of it (the rest is not downloaded).
+async function readAtMost(response, limit) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return { text: text + decoder.decode(), cut: false };
+    text += decoder.decode(value, { stream: true });
+    if (text.length > limit) { reader.cancel(); return { text: text.slice(0, limit), cut: true }; }
+  }
 }

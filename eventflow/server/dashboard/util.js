@@ -42,7 +42,7 @@ export function link(url, text, attrs = "") {
 export async function getJSON(url) {
   const response = await fetch(url);
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.message || `${response.status} ${response.statusText}`);
+  if (!response.ok) throw Object.assign(new Error(body.message || `${response.status} ${response.statusText}`), { status: response.status });
   return body;
 }
 
