@@ -401,7 +401,9 @@ def consume(name, targets, tracking_uri, lineage_url, lineage_file, lineage_name
         if (lineage_url is None) == (lineage_file is None):
             raise click.UsageError("give the OpenLineage consumer one target: --url http://BACKEND or --file PATH")
         try:
-            lineage_client = open_client(lineage_url, lineage_file, api_key=os.environ.get("EVENTFLOW_OPENLINEAGE_API_KEY"))
+            from eventflow.environment_variables import OPENLINEAGE_API_KEY
+
+            lineage_client = open_client(lineage_url, lineage_file, api_key=OPENLINEAGE_API_KEY.get())
         except MissingExtra as error:
             raise click.ClickException(str(error)) from None
     from eventflow.log import LogError

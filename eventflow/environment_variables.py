@@ -163,3 +163,23 @@ MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT = _var(
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", bool, False,
     "MLflow's switch for the same; eventflow's SDK reads it too.",
 )
+
+# -- the server's optional consumers --------------------------------------------------------
+
+OPENLINEAGE_URL = _var(
+    "EVENTFLOW_OPENLINEAGE_URL", str, None,
+    "An OpenLineage backend (Marquez: http://HOST:5000) that eventflow server, and eventflow consume "
+    "openlineage, send every run's START and COMPLETE/FAIL/ABORT to (needs pip install 'eventflow[openlineage]').",
+)
+OPENLINEAGE_FILE = _var(
+    "EVENTFLOW_OPENLINEAGE_FILE", str, None,
+    "A file to append the OpenLineage run events to instead, one JSON per line.",
+)
+OPENLINEAGE_NAMESPACE = _var(
+    "EVENTFLOW_OPENLINEAGE_NAMESPACE", str, "eventflow",
+    "The OpenLineage namespace of the jobs (one job per experiment).",
+)
+OPENLINEAGE_API_KEY = _var(
+    "EVENTFLOW_OPENLINEAGE_API_KEY", str, None,
+    "A bearer token for the OpenLineage backend, if it wants one.",
+)

@@ -96,6 +96,7 @@ class Runtime:
                 self._threads.append(thread)
             if not self.projector_only:
                 self._start_deployer()
+                self._start_openlineage()
         if not self.projector_only:
             self._start_feed()
         self._ensure_default_experiment()
@@ -115,6 +116,22 @@ class Runtime:
             return
         deployer = Deployer(self.log, targets, tracking_uri)
         thread = threading.Thread(target=self._guard(deployer.run), name="eventflow-deployer", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _start_openlineage(self) -> None:
+        """With EVENTFLOW_OPENLINEAGE_URL (or _FILE) set, the server sends its runs to that
+        OpenLineage backend itself, as ``eventflow consume openlineage`` would."""
+        from eventflow import environment_variables as env
+
+        if not (env.OPENLINEAGE_URL.is_set or env.OPENLINEAGE_FILE.is_set):
+            return
+        from eventflow.consumers.openlineage import LineageConsumer, open_client
+
+        client = open_client(env.OPENLINEAGE_URL.get(), None if env.OPENLINEAGE_URL.is_set else env.OPENLINEAGE_FILE.get(),
+                             api_key=env.OPENLINEAGE_API_KEY.get())  # MissingExtra says what to install
+        consumer = LineageConsumer(self.log, self.engine, client, env.OPENLINEAGE_NAMESPACE.get() or "eventflow")
+        thread = threading.Thread(target=self._guard(consumer.run), name="eventflow-openlineage", daemon=True)
         thread.start()
         self._threads.append(thread)
 

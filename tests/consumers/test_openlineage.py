@@ -232,6 +232,23 @@ def test_eventflow_consume_openlineage_writes_the_file(tmp_path, openlineage_sch
         assert event["job"]["namespace"] == "team-a"
 
 
+def test_eventflow_server_sends_its_runs_when_told_where(tmp_path, openlineage_schema):
+    """EVENTFLOW_OPENLINEAGE_FILE (or _URL) set: the server runs the consumer itself."""
+    sys.path.insert(0, str(Path(__file__).parent.parent / "server"))
+    from serving import ok, running_server
+
+    out = tmp_path / "server-lineage.jsonl"
+    env = {"EVENTFLOW_OPENLINEAGE_FILE": str(out), "EVENTFLOW_OPENLINEAGE_NAMESPACE": "served"}
+    with running_server(tmp_path / "home", env=env) as url:
+        experiment_id = ok(url, "POST", "experiments/create", name="served-" + uuid.uuid4().hex[:8])["experiment_id"]
+        run_id = ok(url, "POST", "runs/create", experiment_id=experiment_id)["run"]["info"]["run_id"]
+        ok(url, "POST", "runs/update", run_id=run_id, status="FINISHED", end_time=1_700_000_000_000)
+        wait_until(lambda: _types(_lines(out), run_id) == ["START", "COMPLETE"], "the server's lineage file")
+    for event in _lines(out):
+        openlineage_schema.check(event)
+        assert event["job"]["namespace"] == "served"
+
+
 def test_without_the_client_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "openlineage.client", None)
     with pytest.raises(MissingExtra, match=INSTALL_HINT.replace("[", r"\[").replace("]", r"\]")):
