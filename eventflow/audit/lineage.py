@@ -9,7 +9,6 @@ run -registered-> model_version, model_version -alias-> alias, alias or model_ve
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -73,32 +72,73 @@ def parse_uri(c: Connection, uri: str) -> str:
     return f"run:{run_id}"
 
 
+_CHUNK = 500  # ids per IN (...) list
+
+
 class _Graph:
     def __init__(self, c: Connection) -> None:
         self.c = c
         self.nodes: dict[str, dict[str, Any]] = {}
         self._targets: list[str] | None = None
+        self._runs: dict[str, dict[str, Any]] = {}  # run id → what its node and edges need
+
+    def prefetch(self, node_ids: list[str]) -> None:
+        """Read what the run nodes among ``node_ids`` need in a dozen queries for all of
+        them, not a dozen each: a dataset many runs trained on has a level of thousands."""
+        wanted = sorted({n.partition(":")[2] for n in node_ids if n.startswith("run:")} - set(self._runs))
+        for start in range(0, len(wanted), _CHUNK):
+            self._fetch_runs(wanted[start:start + _CHUNK])
+
+    def _fetch_runs(self, ids: list[str]) -> None:
+        c = self.c
+        facts: dict[str, dict[str, Any]] = {
+            i: {"row": None, "tags": {}, "project": None, "params": {}, "inputs": [], "children": [], "tag_children": [],
+                "reruns": [], "models": set(), "versions": []} for i in ids}
+        for row in c.execute(select(t.runs).where(t.runs.c.run_id.in_(ids))).mappings():
+            facts[row["run_id"]]["row"] = row
+        for run_id, key, value in c.execute(select(t.tags.c.run_id, t.tags.c.key, t.tags.c.value).where(t.tags.c.run_id.in_(ids))):
+            facts[run_id]["tags"][key] = value
+        for row in c.execute(select(t.run_projects).where(t.run_projects.c.run_id.in_(ids))).mappings():
+            facts[row["run_id"]]["project"] = row
+        for run_id, key, value in c.execute(select(t.params.c.run_id, t.params.c.key, t.params.c.value).where(t.params.c.run_id.in_(ids))):
+            facts[run_id]["params"][key] = value
+        for run_id, name, digest in c.execute(select(t.inputs.c.run_id, t.inputs.c.dataset_name, t.inputs.c.dataset_digest).where(t.inputs.c.run_id.in_(ids))):
+            facts[run_id]["inputs"].append((name, digest))
+        for child, parent in c.execute(select(t.runs.c.run_id, t.runs.c.parent_run_id).where(t.runs.c.parent_run_id.in_(ids))):
+            facts[parent]["children"].append(child)
+        for child, key, value in c.execute(select(t.tags.c.run_id, t.tags.c.key, t.tags.c.value).where(t.tags.c.key.in_((PARENT_TAG, RERUN_TAG)), t.tags.c.value.in_(ids))):
+            facts[value]["tag_children" if key == PARENT_TAG else "reruns"].append(child)
+        for model_id, run_id in c.execute(select(t.logged_models.c.model_id, t.logged_models.c.source_run_id).where(t.logged_models.c.source_run_id.in_(ids))):
+            facts[run_id]["models"].add(model_id)
+        for run_id, model_id in c.execute(select(t.run_outputs.c.run_id, t.run_outputs.c.model_id).where(t.run_outputs.c.run_id.in_(ids))):
+            facts[run_id]["models"].add(model_id)
+        for name, version, model_id, run_id in c.execute(
+                select(t.model_versions.c.name, t.model_versions.c.version, t.model_versions.c.model_id, t.model_versions.c.run_id)
+                .where(t.model_versions.c.run_id.in_(ids))):
+            facts[run_id]["versions"].append((name, version, model_id))
+        self._runs.update(facts)
+
+    def _run(self, run_id: str) -> dict[str, Any]:
+        if run_id not in self._runs:
+            self._fetch_runs([run_id])
+        return self._runs[run_id]
 
     def node(self, node_id: str) -> dict[str, Any]:
         if node_id not in self.nodes:
             self.nodes[node_id] = self._describe(node_id)
         return self.nodes[node_id]
 
-    def _run_tags(self, run_id: str) -> dict[str, str]:
-        return dict(self.c.execute(select(t.tags.c.key, t.tags.c.value).where(t.tags.c.run_id == run_id)).all())
-
     def _describe(self, node_id: str) -> dict[str, Any]:
         kind, _, key = node_id.partition(":")
         c, attrs, label, uri = self.c, {}, key, None
         if kind == "run":
-            row = c.execute(select(t.runs).where(t.runs.c.run_id == key)).mappings().first()
-            tags = self._run_tags(key)
-            project = c.execute(select(t.run_projects).where(t.run_projects.c.run_id == key)).mappings().first()
+            facts = self._run(key)
+            row, tags, project = facts["row"], facts["tags"], facts["project"]
             attrs = {"status": row["status"] if row else None, "run_name": row["run_name"] if row else None,
                      "experiment_id": row["experiment_id"] if row else None,
                      "commit": (project["commit"] if project else None) or tags.get(COMMIT_TAG),
                      "entry_point": (project["entry_point"] if project else None) or tags.get(ENTRY_TAG),
-                     "params": dict(c.execute(select(t.params.c.key, t.params.c.value).where(t.params.c.run_id == key)).all())}
+                     "params": dict(facts["params"])}
             label, uri = f"run {key}", f"runs:/{key}"
         elif kind == "dataset":
             name, _, digest = key.rpartition("@")
@@ -133,28 +173,22 @@ class _Graph:
         kind, _, key = node_id.partition(":")
         c, out = self.c, []
         if kind == "run":
-            for name, digest in c.execute(select(t.inputs.c.dataset_name, t.inputs.c.dataset_digest).where(t.inputs.c.run_id == key)).all():
+            facts = self._run(key)
+            for name, digest in facts["inputs"]:
                 out.append((f"dataset:{name}@{digest}", "input", True))
             attrs = self.node(node_id)["attributes"]
             if attrs.get("commit"):
                 out.append((f"commit:{attrs['commit']}", "source", True))
-            tags = self._run_tags(key)
-            row = c.execute(select(t.runs.c.parent_run_id).where(t.runs.c.run_id == key)).first()
-            parent = (row[0] if row else None) or tags.get(PARENT_TAG)
+            tags, row = facts["tags"], facts["row"]
+            parent = (row["parent_run_id"] if row else None) or tags.get(PARENT_TAG)
             if parent:
                 out.append((f"run:{parent}", "child", True))
             if tags.get(RERUN_TAG):
                 out.append((f"run:{tags[RERUN_TAG]}", "rerun", True))
-            for (child,) in c.execute(select(t.runs.c.run_id).where(t.runs.c.parent_run_id == key)).all():
-                out.append((f"run:{child}", "child", False))
-            for (child,) in c.execute(select(t.tags.c.run_id).where(t.tags.c.key == PARENT_TAG, t.tags.c.value == key)).all():
-                out.append((f"run:{child}", "child", False))
-            for (child,) in c.execute(select(t.tags.c.run_id).where(t.tags.c.key == RERUN_TAG, t.tags.c.value == key)).all():
-                out.append((f"run:{child}", "rerun", False))
-            models = {m for (m,) in c.execute(select(t.logged_models.c.model_id).where(t.logged_models.c.source_run_id == key)).all()}
-            models |= {m for (m,) in c.execute(select(t.run_outputs.c.model_id).where(t.run_outputs.c.run_id == key)).all()}
-            out += [(f"logged_model:{m}", "produced", False) for m in sorted(models)]
-            for name, version, model_id in c.execute(select(t.model_versions.c.name, t.model_versions.c.version, t.model_versions.c.model_id).where(t.model_versions.c.run_id == key)).all():
+            out += [(f"run:{child}", "child", False) for child in facts["children"] + facts["tag_children"]]
+            out += [(f"run:{child}", "rerun", False) for child in facts["reruns"]]
+            out += [(f"logged_model:{m}", "produced", False) for m in sorted(facts["models"])]
+            for name, version, model_id in facts["versions"]:
                 if not model_id:
                     out.append((f"model_version:{name}/{version}", "registered", False))
         elif kind == "dataset":
@@ -257,20 +291,24 @@ def lineage(c: Connection, uri: str, direction: str = "both", depth: int = 10,
     # upstream and downstream walks are separate so "both" does not wander sideways
     walks = [d for d in ("upstream", "downstream") if direction in (d, "both")]
     for walk in walks:
-        queue, visited = deque([(root, 0)]), {root}
-        while queue:
-            node_id, level = queue.popleft()
-            if level >= depth:
-                continue
-            for other, kind, is_up in graph.neighbours(node_id):
-                if is_up != (walk == "upstream") or not visible(other):
+        frontier, visited, level = [root], {root}, 0
+        while frontier and level < depth:
+            # Level by level, so the runs of a level (and of the next) are read in bulk.
+            graph.prefetch(frontier)
+            found = [(node_id, other, kind, is_up) for node_id in frontier for other, kind, is_up in graph.neighbours(node_id)
+                     if is_up == (walk == "upstream")]
+            graph.prefetch([other for _, other, _, _ in found])
+            next_frontier = []
+            for node_id, other, kind, is_up in found:
+                if not visible(other):
                     continue
                 graph.node(other)
                 edges[(other, node_id, kind) if is_up else (node_id, other, kind)] = None
                 seen.setdefault(other, level + 1)
                 if other not in visited:
                     visited.add(other)
-                    queue.append((other, level + 1))
+                    next_frontier.append(other)
+            frontier, level = next_frontier, level + 1
     return {"root": root, "direction": direction, "depth": depth,
             "nodes": [graph.nodes[n] for n in seen],
             "edges": [{"source": s, "target": d, "type": k} for s, d, k in edges], "hidden": len(hidden)}
