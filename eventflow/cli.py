@@ -460,14 +460,19 @@ def views() -> None:
               help="Rebuild into this (empty) database instead; required when the views are not the default SQLite file.")
 @click.option("--until", metavar="TIME|TOPIC:PARTITION:OFFSET", default=None,
               help="A snapshot of that moment (needs --into; the live views are not touched). See eventflow/audit/snapshot.py.")
+@click.option("--force", is_flag=True, default=False,
+              help="Rebuild even while a server or consumer uses the views (restart it afterwards).")
 @backend_options
-def views_rebuild(into, until, home, kafka, db, artifacts) -> None:
+def views_rebuild(into, until, force, home, kafka, db, artifacts) -> None:
     """Rebuild the views from offset zero into a fresh database, then swap it in.
 
     The log is the source of truth: this replays every event through the projector
     into a new database, showing progress and events/s. For the default SQLite views the
-    new file replaces the old one at the end (stop the server first); for another
-    database, give an empty one with --into and point the server at it afterwards.
+    new file replaces the old one at the end; for another database, give an empty one
+    with --into and point the server at it afterwards. What the log does not hold
+    (secrets, what the webhook dispatcher delivered: eventflow/views/kept.py) is carried
+    across. Refused while a server or consumer uses the views (stop it first), unless
+    --force.
     """
     import os
     import time
@@ -478,11 +483,15 @@ def views_rebuild(into, until, home, kafka, db, artifacts) -> None:
     from eventflow.consumers.projector import Projector
     from eventflow.events import LIFECYCLE_TOPICS
     from eventflow.log import open_log
+    from eventflow.server.runtime import served_views_url
     from eventflow.views.db import open_views
+    from eventflow.views.kept import carry_kept
+    from eventflow.views.lock import ViewsHold, ViewsInUse, hold_views
 
     where = Home.resolve(home)
     if until is not None:
         return audit_cli.snapshot(until, into, where, kafka)
+    replaced_url = served_views_url(where, kafka, db)
     swap_file: Path | None = None
     if into is None:
         if db or kafka:
@@ -492,31 +501,44 @@ def views_rebuild(into, until, home, kafka, db, artifacts) -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{swap_file}{suffix}").unlink(missing_ok=True)
         into = f"sqlite:///{swap_file}"
-    log = open_log(f"kafka://{kafka}" if kafka else str(where.log_dir))
-    existing = [t for t in LIFECYCLE_TOPICS if t in log.topics()]
-    total = sum(sum(log.end_offsets(t).values()) for t in existing)
-    engine = open_views(into)
-    from eventflow.views.db import carry_off_log_tables
-
-    replaced = open_views(db or where.views_url)
-    carried = carry_off_log_tables(replaced, engine)
-    replaced.dispose()
-    if any(carried.values()):
-        click.echo("carried over what the log does not hold: " + ", ".join(f"{n:,} rows of {t}" for t, n in carried.items()))
-    loop = ConsumerLoop(log, Projector(engine), join_group=False)
-    started = time.perf_counter()
-    with click.progressbar(length=total, label="replaying", show_pos=True) as bar:
-        loop.catch_up(timeout=float("inf"), on_step=bar.update)
-        done = bar.pos
-    elapsed = time.perf_counter() - started
-    loop.close()
-    engine.dispose()
-    log.close()
-    click.echo(f"replayed {done:,} events in {elapsed:.1f} s ({done / elapsed if elapsed else 0:,.0f} events/s)")
-    if swap_file is not None:
-        for suffix in ("-wal", "-shm"):
-            Path(f"{current}{suffix}").unlink(missing_ok=True)
-        os.replace(swap_file, current)
-        click.echo(f"swapped the rebuilt views into {current}")
-    else:
-        click.echo(f"rebuilt into {into}: start the server with --db {into}")
+    holds: list[ViewsHold] = []
+    try:
+        # The rebuild's own new file (swap_file) is no one else's.
+        for url in [replaced_url, *([into] if swap_file is None and into != replaced_url else [])]:
+            try:
+                holds.append(hold_views(url, exclusive=True))
+            except ViewsInUse as error:
+                if not force:
+                    raise click.ClickException(f"{error}. Stop it first: a rebuild meanwhile would lose what it writes, "
+                                               "and it would go on using the views it opened. Or give --force.") from None
+                click.echo(f"warning: {error}; rebuilding anyway (--force): restart it afterwards.", err=True)
+        log = open_log(f"kafka://{kafka}" if kafka else str(where.log_dir))
+        existing = [t for t in LIFECYCLE_TOPICS if t in log.topics()]
+        total = sum(sum(log.end_offsets(t).values()) for t in existing)
+        engine = open_views(into)
+        loop = ConsumerLoop(log, Projector(engine), join_group=False)
+        started = time.perf_counter()
+        with click.progressbar(length=total, label="replaying", show_pos=True) as bar:
+            loop.catch_up(timeout=float("inf"), on_step=bar.update)
+            done = bar.pos
+        elapsed = time.perf_counter() - started
+        loop.close()
+        log.close()
+        # Last, so that under --force it misses as little as can be.
+        replaced = open_views(replaced_url)
+        carried = carry_kept(replaced, engine)
+        replaced.dispose()
+        engine.dispose()
+        click.echo(f"replayed {done:,} events in {elapsed:.1f} s ({done / elapsed if elapsed else 0:,.0f} events/s)")
+        if any(carried.values()):
+            click.echo("carried over what the log does not hold: " + ", ".join(f"{n:,} rows of {t}" for t, n in carried.items()))
+        if swap_file is not None:
+            for suffix in ("-wal", "-shm"):
+                Path(f"{current}{suffix}").unlink(missing_ok=True)
+            os.replace(swap_file, current)
+            click.echo(f"swapped the rebuilt views into {current}")
+        else:
+            click.echo(f"rebuilt into {into}: start the server with --db {into}")
+    finally:
+        for hold in holds:
+            hold.release()

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, select, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -159,35 +159,3 @@ def insert_new(connection: Connection, table: Table, rows: Sequence[dict[str, An
         connection.execute(statement, list(rows))
         return set()
     return set(connection.execute(statement.returning(table.c[key]), list(rows)).scalars())
-
-
-# Tables that hold what is kept off the log on purpose (secrets' hashes, signing secrets)
-# or that the log cannot tell (which run transitions the OpenLineage consumer has sent):
-# a rebuild from the log cannot bring them back, so it copies them across.
-OFF_LOG_TABLES = ("auth_credentials", "webhook_secrets", "openlineage_state")
-
-
-def carry_off_log_tables(source: Engine, target: Engine) -> dict[str, int]:
-    """Copy the off-log tables from the views being replaced into rebuilt ones; returns
-    how many rows each table carried."""
-    from sqlalchemy import MetaData, inspect
-
-    from eventflow.consumers.openlineage import create_tables as create_lineage_tables
-    from eventflow.webhooks.tables import create_tables as create_webhook_tables
-
-    create_webhook_tables(target)
-    create_lineage_tables(target)
-    present = set(inspect(source).get_table_names())
-    carried: dict[str, int] = {}
-    for name in OFF_LOG_TABLES:
-        if name not in present:
-            continue
-        table = Table(name, MetaData(), autoload_with=target)
-        with source.connect() as reading:
-            rows = [dict(row._mapping) for row in reading.execute(select(Table(name, MetaData(), autoload_with=source)))]
-        with target.begin() as writing:
-            writing.execute(table.delete())
-            if rows:
-                writing.execute(table.insert(), rows)
-        carried[name] = len(rows)
-    return carried
