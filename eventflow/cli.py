@@ -274,6 +274,7 @@ def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origin
         # The deployer inside this server resolves models:/ URIs through this server.
         local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         os.environ["EVENTFLOW_SERVER_URL"] = f"http://{local}:{port}"
+    _refuse_views_being_rebuilt(home, kafka, db)
     where = f"Kafka {kafka}" if kafka else f"the embedded log in {home or '~/.eventflow'}"
     click.echo(f"eventflow {__version__}: serving http://{host}:{port} on {where} (dashboard at /)", err=True)
     from eventflow.environment_variables import LIVE_PING_SECONDS
@@ -284,6 +285,20 @@ def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origin
         raise click.ClickException(str(error)) from None
     uvicorn.run("eventflow.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", ws_ping_interval=ping, ws_ping_timeout=ping)
+
+
+def _refuse_views_being_rebuilt(home, kafka, db) -> None:
+    """Say so here, once, rather than as a traceback from each worker."""
+    from eventflow.config import Home
+    from eventflow.server.runtime import served_views_url
+    from eventflow.views.lock import ViewsInUse, hold_views
+
+    try:
+        hold_views(served_views_url(Home.resolve(home), kafka, db)).release()
+    except ViewsInUse as error:
+        raise click.ClickException(str(error)) from None
+    except Exception:  # noqa: BLE001 — a database that does not answer: the workers report it, as before
+        pass
 
 
 def is_loopback(host: str) -> bool:
@@ -401,11 +416,12 @@ def consume(name, targets, tracking_uri, lineage_url, lineage_file, lineage_name
         except MissingExtra as error:
             raise click.ClickException(str(error)) from None
     from eventflow.log import LogError
+    from eventflow.views.lock import ViewsInUse
 
     try:
         runtime = open_runtime(home=home, kafka=kafka, db=db, artifacts=artifacts, run_consumers=False,
                                allow_finite_retention=allow_finite_retention)
-    except LogError as error:
+    except (LogError, ViewsInUse) as error:
         raise click.ClickException(str(error)) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

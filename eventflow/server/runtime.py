@@ -271,12 +271,12 @@ def open_runtime(
 
     where = Home.resolve(home)
     log = open_log(f"kafka://{kafka}" if kafka else str(where.log_dir))
-    try:
-        check_retention(log, allow_finite=allow_finite_retention)
-    except BaseException:
-        log.close()
-        raise
     views = served_views_url(where, kafka, db)
     store = Path(artifacts.removeprefix("file://")) if artifacts else where.artifacts_dir
     timeout = float(os.environ.get("EVENTFLOW_WRITE_TIMEOUT", "30"))
-    return Runtime(log, views, store, run_consumers=run_consumers, write_timeout=timeout)
+    try:
+        check_retention(log, allow_finite=allow_finite_retention)
+        return Runtime(log, views, store, run_consumers=run_consumers, write_timeout=timeout)
+    except BaseException:
+        log.close()
+        raise

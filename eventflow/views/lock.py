@@ -44,7 +44,10 @@ class ViewsInUse(Exception):
 
 def this_process() -> str:
     """How a holder is named: pid, host and command line."""
-    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200] if sys.argv and sys.argv[0] else "python"
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    if program == "__main__.py":  # python -m eventflow
+        program = Path(sys.argv[0]).parent.name
+    command = " ".join([program, *sys.argv[1:]])[:200]
     return f"pid {os.getpid()} on {socket.gethostname()} ({command})"
 
 
@@ -77,7 +80,7 @@ class _FileHold(ViewsHold):
             self._file = None
             if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
-            raise ViewsInUse(_described(self.holders(), views_file)) from None
+            raise ViewsInUse(_described(self.holders(), views_file, exclusive)) from None
         self.users.mkdir(exist_ok=True)
         self._name = self.users / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
         self._name.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "who": this_process()}))
@@ -115,7 +118,7 @@ class _AdvisoryHold(ViewsHold):
         if not self._connection.execute(text(f"SELECT {take}(:key)"), {"key": USE_LOCK_KEY}).scalar():
             holders = self.holders()
             self.release()
-            raise ViewsInUse(_described(holders, make_url(url).render_as_string(hide_password=True)))
+            raise ViewsInUse(_described(holders, make_url(url).render_as_string(hide_password=True), exclusive))
 
     def holders(self) -> list[str]:
         rows = self._connection.execute(
@@ -138,10 +141,10 @@ class _AdvisoryHold(ViewsHold):
         self._engine.dispose()
 
 
-def _described(holders: list[str], where: object) -> str:
-    if not holders:
-        return f"the views {where} are in use by a process that has not named itself yet"
-    return f"the views {where} are in use by " + "; ".join(holders)
+def _described(holders: list[str], where: object, exclusive: bool) -> str:
+    said = f"the views {where} are in use by " + ("; ".join(holders) or "a process that has not named itself yet")
+    # Only a rebuild holds the views alone.
+    return said if exclusive else f"{said}, a views rebuild: start again once it has finished"
 
 
 def hold_views(url: str, *, exclusive: bool = False) -> ViewsHold:
