@@ -88,6 +88,7 @@ def test_a_rebuild_is_refused_while_served_forced_keeps_secrets_and_sends_nothin
                 assert time.monotonic() < deadline, found
                 time.sleep(0.1)
             assert len(found) == 3, found
+            assert all([a["status_code"] for a in d["attempts"]] == [200] for d in found), "each delivery keeps its one attempt"
             assert sorted(r.json["data"]["run_id"] for r in receiver.received) == sorted([first, second, third])
 
 
