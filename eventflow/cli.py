@@ -514,8 +514,6 @@ def views_rebuild(into, until, force, home, kafka, db, artifacts) -> None:
             raise click.UsageError("give --into URL: an empty database to rebuild into")
         current = where.path / "views.db"
         swap_file = where.path / "views.rebuild.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{swap_file}{suffix}").unlink(missing_ok=True)
         into = f"sqlite:///{swap_file}"
     holds: list[ViewsHold] = []
     try:
@@ -528,6 +526,9 @@ def views_rebuild(into, until, force, home, kafka, db, artifacts) -> None:
                     raise click.ClickException(f"{error}. Stop it first: a rebuild meanwhile would lose what it writes, "
                                                "and it would go on using the views it opened. Or give --force.") from None
                 click.echo(f"warning: {error}; rebuilding anyway (--force): restart it afterwards.", err=True)
+        if swap_file is not None:  # what an interrupted rebuild left; only now, when no other rebuild runs
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{swap_file}{suffix}").unlink(missing_ok=True)
         log = open_log(f"kafka://{kafka}" if kafka else str(where.log_dir))
         existing = [t for t in LIFECYCLE_TOPICS if t in log.topics()]
         total = sum(sum(log.end_offsets(t).values()) for t in existing)

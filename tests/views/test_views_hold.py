@@ -32,3 +32,17 @@ def test_nothing_starts_on_views_a_rebuild_holds(tmp_path, command):
     assert done.returncode != 0
     assert f"in use by pid {os.getpid()} on {socket.gethostname()}" in done.stderr, done.stderr
     assert "rebuild" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_second_rebuild_is_refused_and_leaves_the_first_ones_file_alone(tmp_path):
+    home = Home.resolve(str(tmp_path / "home"))
+    in_progress = home.path / "views.rebuild.db"
+    in_progress.write_bytes(b"the first rebuild's views, half written")
+    rebuilding = hold_views(home.views_url, exclusive=True)
+    try:
+        done = subprocess.run([sys.executable, "-m", "eventflow", "views", "rebuild", "--home", str(home.path)],
+                              capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    finally:
+        rebuilding.release()
+    assert done.returncode != 0 and "--force" in done.stderr, done.stderr
+    assert in_progress.read_bytes() == b"the first rebuild's views, half written"
