@@ -275,6 +275,7 @@ def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origin
         # The deployer inside this server resolves models:/ URIs through this server.
         local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         os.environ["EVENTFLOW_SERVER_URL"] = f"http://{local}:{port}"
+    _refuse_views_being_rebuilt(home, kafka, db)
     where = f"Kafka {kafka}" if kafka else f"the embedded log in {home or '~/.eventflow'}"
     click.echo(f"eventflow {__version__}: serving http://{host}:{port} on {where} (dashboard at /)", err=True)
     from eventflow.environment_variables import LIVE_PING_SECONDS
@@ -285,6 +286,20 @@ def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origin
         raise click.ClickException(str(error)) from None
     uvicorn.run("eventflow.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", ws_ping_interval=ping, ws_ping_timeout=ping)
+
+
+def _refuse_views_being_rebuilt(home, kafka, db) -> None:
+    """Say so here, once, rather than as a traceback from each worker."""
+    from eventflow.config import Home
+    from eventflow.server.runtime import served_views_url
+    from eventflow.views.lock import ViewsInUse, hold_views
+
+    try:
+        hold_views(served_views_url(Home.resolve(home), kafka, db)).release()
+    except ViewsInUse as error:
+        raise click.ClickException(str(error)) from None
+    except Exception:  # noqa: BLE001 — a database that does not answer: the workers report it, as before
+        pass
 
 
 def is_loopback(host: str) -> bool:
@@ -407,11 +422,12 @@ def consume(name, targets, tracking_uri, lineage_url, lineage_file, lineage_name
         except MissingExtra as error:
             raise click.ClickException(str(error)) from None
     from eventflow.log import LogError
+    from eventflow.views.lock import ViewsInUse
 
     try:
         runtime = open_runtime(home=home, kafka=kafka, db=db, artifacts=artifacts, run_consumers=False,
                                allow_finite_retention=allow_finite_retention)
-    except LogError as error:
+    except (LogError, ViewsInUse) as error:
         raise click.ClickException(str(error)) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -471,14 +487,19 @@ def views() -> None:
               help="Rebuild into this (empty) database instead; required when the views are not the default SQLite file.")
 @click.option("--until", metavar="TIME|TOPIC:PARTITION:OFFSET", default=None,
               help="A snapshot of that moment (needs --into; the live views are not touched). See eventflow/audit/snapshot.py.")
+@click.option("--force", is_flag=True, default=False,
+              help="Rebuild even while a server or consumer uses the views (restart it afterwards).")
 @backend_options
-def views_rebuild(into, until, home, kafka, db, artifacts) -> None:
+def views_rebuild(into, until, force, home, kafka, db, artifacts) -> None:
     """Rebuild the views from offset zero into a fresh database, then swap it in.
 
     The log is the source of truth: this replays every event through the projector
     into a new database, showing progress and events/s. For the default SQLite views the
-    new file replaces the old one at the end (stop the server first); for another
-    database, give an empty one with --into and point the server at it afterwards.
+    new file replaces the old one at the end; for another database, give an empty one
+    with --into and point the server at it afterwards. What the log does not hold
+    (secrets, what the webhook dispatcher delivered: eventflow/views/kept.py) is carried
+    across. Refused while a server or consumer uses the views (stop it first), unless
+    --force.
     """
     import os
     import time
@@ -489,45 +510,63 @@ def views_rebuild(into, until, home, kafka, db, artifacts) -> None:
     from eventflow.consumers.projector import Projector
     from eventflow.events import LIFECYCLE_TOPICS
     from eventflow.log import open_log
+    from eventflow.server.runtime import served_views_url
     from eventflow.views.db import open_views
+    from eventflow.views.kept import carry_kept
+    from eventflow.views.lock import ViewsHold, ViewsInUse, hold_views
 
     where = Home.resolve(home)
     if until is not None:
         return audit_cli.snapshot(until, into, where, kafka)
+    replaced_url = served_views_url(where, kafka, db)
     swap_file: Path | None = None
     if into is None:
         if db or kafka:
             raise click.UsageError("give --into URL: an empty database to rebuild into")
         current = where.path / "views.db"
         swap_file = where.path / "views.rebuild.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{swap_file}{suffix}").unlink(missing_ok=True)
         into = f"sqlite:///{swap_file}"
-    log = open_log(f"kafka://{kafka}" if kafka else str(where.log_dir))
-    existing = [t for t in LIFECYCLE_TOPICS if t in log.topics()]
-    total = sum(sum(log.end_offsets(t).values()) for t in existing)
-    engine = open_views(into)
-    from eventflow.views.db import carry_off_log_tables
-
-    replaced = open_views(db or where.views_url)
-    carried = carry_off_log_tables(replaced, engine)
-    replaced.dispose()
-    if any(carried.values()):
-        click.echo("carried over what the log does not hold: " + ", ".join(f"{n:,} rows of {t}" for t, n in carried.items()))
-    loop = ConsumerLoop(log, Projector(engine), join_group=False)
-    started = time.perf_counter()
-    with click.progressbar(length=total, label="replaying", show_pos=True) as bar:
-        loop.catch_up(timeout=float("inf"), on_step=bar.update)
-        done = bar.pos
-    elapsed = time.perf_counter() - started
-    loop.close()
-    engine.dispose()
-    log.close()
-    click.echo(f"replayed {done:,} events in {elapsed:.1f} s ({done / elapsed if elapsed else 0:,.0f} events/s)")
-    if swap_file is not None:
-        for suffix in ("-wal", "-shm"):
-            Path(f"{current}{suffix}").unlink(missing_ok=True)
-        os.replace(swap_file, current)
-        click.echo(f"swapped the rebuilt views into {current}")
-    else:
-        click.echo(f"rebuilt into {into}: start the server with --db {into}")
+    holds: list[ViewsHold] = []
+    try:
+        # The rebuild's own new file (swap_file) is no one else's.
+        for url in [replaced_url, *([into] if swap_file is None and into != replaced_url else [])]:
+            try:
+                holds.append(hold_views(url, exclusive=True))
+            except ViewsInUse as error:
+                if not force:
+                    raise click.ClickException(f"{error}. Stop it first: a rebuild meanwhile would lose what it writes, "
+                                               "and it would go on using the views it opened. Or give --force.") from None
+                click.echo(f"warning: {error}; rebuilding anyway (--force): restart it afterwards.", err=True)
+        if swap_file is not None:  # what an interrupted rebuild left; only now, when no other rebuild runs
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{swap_file}{suffix}").unlink(missing_ok=True)
+        log = open_log(f"kafka://{kafka}" if kafka else str(where.log_dir))
+        existing = [t for t in LIFECYCLE_TOPICS if t in log.topics()]
+        total = sum(sum(log.end_offsets(t).values()) for t in existing)
+        engine = open_views(into)
+        loop = ConsumerLoop(log, Projector(engine), join_group=False)
+        started = time.perf_counter()
+        with click.progressbar(length=total, label="replaying", show_pos=True) as bar:
+            loop.catch_up(timeout=float("inf"), on_step=bar.update)
+            done = bar.pos
+        elapsed = time.perf_counter() - started
+        loop.close()
+        log.close()
+        # Last, so that under --force it misses as little as can be.
+        replaced = open_views(replaced_url)
+        carried = carry_kept(replaced, engine)
+        replaced.dispose()
+        engine.dispose()
+        click.echo(f"replayed {done:,} events in {elapsed:.1f} s ({done / elapsed if elapsed else 0:,.0f} events/s)")
+        if any(carried.values()):
+            click.echo("carried over what the log does not hold: " + ", ".join(f"{n:,} rows of {t}" for t, n in carried.items()))
+        if swap_file is not None:
+            for suffix in ("-wal", "-shm"):
+                Path(f"{current}{suffix}").unlink(missing_ok=True)
+            os.replace(swap_file, current)
+            click.echo(f"swapped the rebuilt views into {current}")
+        else:
+            click.echo(f"rebuilt into {into}: start the server with --db {into}")
+    finally:
+        for hold in holds:
+            hold.release()

@@ -4,8 +4,8 @@
 built by the projector from the ``user.*``, ``token.*`` and ``permission.*`` events.
 ``auth_credentials`` is not: password and token hashes are kept off the log on purpose
 (a log is widely readable and kept for ever), so this table is the one place they live,
-as webhook secrets live in ``webhook_secrets``; a rebuild of the views from the log does
-not bring them back (copy the table, or set the passwords again).
+as webhook secrets live in ``webhook_secrets``; ``views rebuild`` carries it across
+(eventflow/views/kept.py).
 """
 
 from __future__ import annotations

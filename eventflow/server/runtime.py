@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventflow import commands, idempotency
 from eventflow.events import Event
@@ -22,6 +22,9 @@ from eventflow.rules import Refused
 from eventflow.server.errors import ApiError
 from eventflow.server.stamping import ORIGIN, Origin, stamp
 from eventflow.views.positions import Progress
+
+if TYPE_CHECKING:
+    from eventflow.config import Home
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +46,12 @@ class Runtime:
         projector_only: bool = False,
     ):
         from eventflow.views.db import open_views, reading
+        from eventflow.views.lock import hold_views
 
         self.log = log
         self.events = EventLog(log)
+        # Held until stop (or this process ends): `eventflow views rebuild` refuses meanwhile.
+        self._views_hold = hold_views(views_url)
         self.engine = open_views(views_url)
         self._reader = reading(self.engine)
         self.artifacts = Path(artifacts)
@@ -189,6 +195,7 @@ class Runtime:
             self._webhook_sender.close()
         self.log.close()
         self.engine.dispose()
+        self._views_hold.release()
 
     # -- reads and writes -----------------------------------------------------------------
 
@@ -257,6 +264,12 @@ class Runtime:
         return target
 
 
+def served_views_url(where: Home, kafka: str | None, db: str | None) -> str:
+    """The views a server or consumer uses for these options (on Kafka without --db, a
+    SQLite file of its own in the home)."""
+    return db or (f"sqlite:///{where.path / 'kafka-views.db'}" if kafka else where.views_url)
+
+
 def open_runtime(
     *,
     home: str | None = None,
@@ -278,12 +291,12 @@ def open_runtime(
 
     where = Home.resolve(home)
     log = open_log(f"kafka://{kafka}" if kafka else str(where.log_dir))
+    views = served_views_url(where, kafka, db)
+    store = Path(artifacts.removeprefix("file://")) if artifacts else where.artifacts_dir
+    timeout = float(os.environ.get("EVENTFLOW_WRITE_TIMEOUT", "30"))
     try:
         check_retention(log, allow_finite=allow_finite_retention)
+        return Runtime(log, views, store, run_consumers=run_consumers, write_timeout=timeout)
     except BaseException:
         log.close()
         raise
-    views = db or (f"sqlite:///{where.path / 'kafka-views.db'}" if kafka else where.views_url)
-    store = Path(artifacts.removeprefix("file://")) if artifacts else where.artifacts_dir
-    timeout = float(os.environ.get("EVENTFLOW_WRITE_TIMEOUT", "30"))
-    return Runtime(log, views, store, run_consumers=run_consumers, write_timeout=timeout)

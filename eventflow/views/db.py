@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, select, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -140,20 +139,13 @@ def _insert(connection: Connection, table: Table) -> Any:
     return (postgresql if connection.dialect.name == "postgresql" else sqlite).insert(table)
 
 
-@functools.lru_cache(maxsize=256)
-def _upsert_statement(dialect: str, table: Table, keys: tuple[str, ...]) -> Any:
-    # Built once per table and keys: building the ON CONFLICT clause (its ``excluded``
-    # columns) cost more than executing it, on the projector's hot path and in as_of folds.
-    statement = (postgresql if dialect == "postgresql" else sqlite).insert(table)
-    updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
-    return statement.on_conflict_do_update(index_elements=list(keys), set_=updates)
-
-
 def upsert(connection: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
     """INSERT … ON CONFLICT (keys) DO UPDATE SET every other column, on SQLite or PostgreSQL."""
     if not rows:
         return
-    connection.execute(_upsert_statement(connection.dialect.name, table, tuple(keys)), list(rows))
+    statement = _insert(connection, table)
+    updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
+    connection.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=updates), list(rows))
 
 
 def insert_new(connection: Connection, table: Table, rows: Sequence[dict[str, Any]], key: str | None = None) -> set[Any]:
@@ -167,38 +159,3 @@ def insert_new(connection: Connection, table: Table, rows: Sequence[dict[str, An
         connection.execute(statement, list(rows))
         return set()
     return set(connection.execute(statement.returning(table.c[key]), list(rows)).scalars())
-
-
-# Tables that hold what is kept off the log on purpose (secrets' hashes, signing secrets)
-# or that the log cannot tell (which run transitions the OpenLineage consumer has sent,
-# which alerts the alert watcher has appended):
-# a rebuild from the log cannot bring them back, so it copies them across.
-OFF_LOG_TABLES = ("auth_credentials", "webhook_secrets", "openlineage_state", "alert_emitted")
-
-
-def carry_off_log_tables(source: Engine, target: Engine) -> dict[str, int]:
-    """Copy the off-log tables from the views being replaced into rebuilt ones; returns
-    how many rows each table carried."""
-    from sqlalchemy import MetaData, inspect
-
-    from eventflow.alerts.tables import create_tables as create_alert_tables
-    from eventflow.consumers.openlineage import create_tables as create_lineage_tables
-    from eventflow.webhooks.tables import create_tables as create_webhook_tables
-
-    create_webhook_tables(target)
-    create_lineage_tables(target)
-    create_alert_tables(target)
-    present = set(inspect(source).get_table_names())
-    carried: dict[str, int] = {}
-    for name in OFF_LOG_TABLES:
-        if name not in present:
-            continue
-        table = Table(name, MetaData(), autoload_with=target)
-        with source.connect() as reading:
-            rows = [dict(row._mapping) for row in reading.execute(select(Table(name, MetaData(), autoload_with=source)))]
-        with target.begin() as writing:
-            writing.execute(table.delete())
-            if rows:
-                writing.execute(table.insert(), rows)
-        carried[name] = len(rows)
-    return carried

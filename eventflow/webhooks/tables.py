@@ -4,8 +4,8 @@
 events in log order by the dispatcher, so that subscription changes and the events they
 filter are applied by the same consumer, in the same transactions. ``webhook_secrets``
 is not: signing secrets are kept off the log on purpose (a log is widely readable and
-kept for ever), so this table is the one place they live; a rebuild of the views from
-the log does not bring them back (copy the table, or rotate the secrets).
+kept for ever), so this table is the one place they live; ``views rebuild`` carries it
+across, with the dispatcher's other tables and offsets (eventflow/views/kept.py).
 ``webhook_deliveries`` is the outbox: a row per (subscription, event), written with the
 dispatcher's offsets before any attempt, then worked through by the sender; every
 attempt is a ``webhook_attempts`` row.

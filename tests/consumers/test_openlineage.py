@@ -181,8 +181,8 @@ def test_a_version_registered_after_the_run_ended_goes_out_as_an_output(backend,
 
 
 def test_a_views_rebuild_keeps_what_was_sent(tmp_path, receiver):
-    """The consumer's offsets go with the rebuilt views, but what it sent is carried: read
-    again from zero, it sends only what is new."""
+    """What the consumer sent is carried into the rebuilt views with its offsets: it
+    resumes where it was and sends only what is new."""
     from eventflow.config import Home
 
     home = Home.resolve(str(tmp_path / "home"))
