@@ -27,23 +27,24 @@ def every() -> float:
 
 
 class Heartbeat:
-    """Calls ``beat`` at once and then every ``seconds`` until stopped."""
+    """Calls ``beat`` at once (in the caller's thread: the first sign of life follows the
+    run's creation in the same flush, so a process killed in its first seconds is watched
+    too), then every ``seconds`` until stopped."""
 
     def __init__(self, beat: Callable[[], None], seconds: float):
         self._beat = beat
         self._seconds = seconds
         self._stop = threading.Event()
+        beat()
         self._thread = threading.Thread(target=self._run, name="eventflow-heartbeat", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while True:
+        while not self._stop.wait(self._seconds):
             try:
                 self._beat()
             except Exception:  # the sender spools what it cannot send; a beat is never worth a crash
                 pass
-            if self._stop.wait(self._seconds):
-                return
 
     def stop(self) -> None:
         self._stop.set()
