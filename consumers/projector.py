@@ -212,8 +212,37 @@ def _update_run(c: Connection, e: Event, **values: Any) -> None:
 def run_ended(status: str) -> Apply:
     def apply(c: Connection, batch: _Batch, e: Event) -> None:
         _update_run(c, e, status=status, end_time=e.payload["end_time"])
+        # called crashed, then ended by its own process after all: it was not dead
+        c.execute(delete(tags).where(tags.c.run_id == e.payload["run_id"], tags.c.key == CRASHED_TAG))
 
     return apply
+
+
+# A run whose training process stopped showing signs of life (consumers/watchdog.py). To
+# MLflow's clients, whose RunStatus has no such value, it is FAILED; this tag says why and
+# since when, and the dashboard shows it as CRASHED.
+CRASHED_TAG = "eventflow.crashed"
+
+
+def run_crashed(c: Connection, batch: _Batch, e: Event) -> None:
+    p = e.payload
+    status = c.execute(select(runs.c.status).where(runs.c.run_id == p["run_id"])).scalar()
+    if status != "RUNNING":
+        return  # it ended (or was called crashed) before this was decided: nothing to mark
+    c.execute(update(runs).where(runs.c.run_id == p["run_id"]).values(status="FAILED", end_time=p["last_seen_time"]))
+    upsert(c, tags, [{"run_id": p["run_id"], "key": CRASHED_TAG, "value": str(p["last_seen_time"])}], ["run_id", "key"])
+
+
+def run_alive(c: Connection, batch: _Batch, e: Event) -> None:
+    """A sign of life: a run called crashed is running again (its process was only cut
+    off, or paused); otherwise nothing changes."""
+    run_id = e.payload["run_id"]
+    _usable_run(c, batch, run_id)
+    crashed = c.execute(select(tags.c.value).where(tags.c.run_id == run_id, tags.c.key == CRASHED_TAG)).scalar()
+    if crashed is None:
+        return
+    c.execute(update(runs).where(runs.c.run_id == run_id).values(status="RUNNING", end_time=None))
+    c.execute(delete(tags).where(tags.c.run_id == run_id, tags.c.key == CRASHED_TAG))
 
 
 def run_staged(stage: str) -> Apply:
@@ -580,6 +609,8 @@ APPLY: dict[str, Apply] = {
     "run.finished": run_ended("FINISHED"),
     "run.failed": run_ended("FAILED"),
     "run.killed": run_ended("KILLED"),
+    "run.crashed": run_crashed,
+    "run.alive": run_alive,
     "run.renamed": run_renamed,
     "run.deleted": run_staged("deleted"),
     "run.restored": run_staged("active"),

@@ -344,6 +344,7 @@ CONSUMERS = {
     "deployer": "serves models:/NAME@ALIAS on a port and rolls it to each version the alias moves to",
     "openlineage": "sends each run's START and COMPLETE/FAIL/ABORT, with its datasets and models, to an OpenLineage backend",
     "alerts": "judges metric points against the alert rules: alert.fired once when a rule starts to hold, alert.resolved when it stops",
+    "watchdog": "records run.crashed for a run whose training process stopped sending signs of life (EVENTFLOW_RUN_TIMEOUT)",
 }
 
 
@@ -381,6 +382,8 @@ def consume(name, targets, tracking_uri, lineage_url, lineage_file, lineage_name
                  (needs pip install 'eventflow[openlineage]')
       alerts     judges metric points against the alert rules (eventflow alerts add):
                  alert.fired once when a rule starts to hold, alert.resolved when it stops
+      watchdog   records run.crashed for a run whose training process stopped sending
+                 signs of life for EVENTFLOW_RUN_TIMEOUT seconds (default 300)
 
     \b
     Examples:
@@ -440,6 +443,11 @@ def consume(name, targets, tracking_uri, lineage_url, lineage_file, lineage_name
         from eventflow.consumers.alerts import Watcher
 
         runner = Watcher(runtime.log, runtime.engine).run
+    elif name == "watchdog":
+        from eventflow.consumers.watchdog import Watchdog
+        from eventflow.environment_variables import RUN_TIMEOUT
+
+        runner = Watchdog(runtime.log, runtime.engine, RUN_TIMEOUT.get() or 300.0).run
     elif deployer is not None:
         from eventflow.consumers.deployer import Deployer
 

@@ -103,6 +103,17 @@ def end_run(run_id: str, status: str = "FINISHED", end_time: int | None = None, 
     return Event(END_EVENTS[status], payload)
 
 
+def run_alive(run_id: str, every_ms: int) -> Event:
+    """A sign of life of a running run's process, sent every ``every_ms`` (consumers/watchdog.py)."""
+    if not isinstance(every_ms, int) or isinstance(every_ms, bool) or not 0 < every_ms <= 3_600_000:
+        raise v.invalid_value("every_ms", every_ms, "it must be a whole number of milliseconds from 1 to 3600000")
+    return Event("run.alive", {"run_id": v.check_run_id(run_id), "every_ms": every_ms})
+
+
+def run_crashed(run_id: str, last_seen_time: int, timeout_ms: int) -> Event:
+    return Event("run.crashed", {"run_id": v.check_run_id(run_id), "last_seen_time": int(last_seen_time), "timeout_ms": int(timeout_ms)})
+
+
 def rename_run(run_id: str, run_name: str) -> Event:
     return Event("run.renamed", {"run_id": v.check_run_id(run_id), "run_name": v.check_run_name(run_name)})
 
@@ -405,6 +416,7 @@ _RECHECK = {
     "run.failed": lambda p: end_run(p["run_id"], "FAILED", p["end_time"], p.get("error_message")),
     "run.killed": lambda p: end_run(p["run_id"], "KILLED", p["end_time"]),
     "run.renamed": lambda p: rename_run(p["run_id"], p["run_name"]),
+    "run.alive": lambda p: run_alive(p["run_id"], p["every_ms"]),
     "run.deleted": lambda p: delete_run(p["run_id"]),
     "run.restored": lambda p: restore_run(p["run_id"]),
     "run.params_logged": lambda p: log_params(p["run_id"], _pairs(p["params"])),

@@ -183,3 +183,16 @@ OPENLINEAGE_API_KEY = _var(
     "EVENTFLOW_OPENLINEAGE_API_KEY", str, None,
     "A bearer token for the OpenLineage backend, if it wants one.",
 )
+
+# -- crashed runs -----------------------------------------------------------------------------
+
+HEARTBEAT_SECONDS = _var(
+    "EVENTFLOW_HEARTBEAT_SECONDS", float, 30.0,
+    "How often the SDK sends a running run's sign of life (run.alive), so that a process that died "
+    "can be told from a quiet one. 0 sends none (the run is then never called crashed).",
+)
+RUN_TIMEOUT = _var(
+    "EVENTFLOW_RUN_TIMEOUT", float, 300.0,
+    "Seconds without a sign of life after which the server's watchdog records run.crashed for a run "
+    "whose SDK sends them (at least three heartbeats' worth).",
+)

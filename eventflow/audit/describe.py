@@ -72,6 +72,12 @@ class Narrator:
     def _run_killed(self, p: dict[str, Any]) -> str:
         return "run killed"
 
+    def _run_alive(self, p: dict[str, Any]) -> str:
+        return f"signs of life (every {p['every_ms'] / 1000:g} s)"
+
+    def _run_crashed(self, p: dict[str, Any]) -> str:
+        return f"run crashed: no sign of life for {p['timeout_ms'] / 1000:g} s (reads FAILED to MLflow clients)"
+
     def _run_renamed(self, p: dict[str, Any]) -> str:
         return f"run renamed to {p['run_name']!r}"
 

@@ -199,6 +199,8 @@ def history(c: Connection, log: Log, target: Target, *, since: int | None = None
         if item.event.type == "run.metrics_logged" and not points:
             metric_run.append(item)
             continue
+        if item.event.type == "run.alive" and not points:
+            continue  # the SDK's signs of life, every few seconds: shown with --points only
         flush()
         if since is not None and item.event.time < since:
             continue

@@ -281,6 +281,7 @@ EVENT_ROUTES: dict[str, str | Need] = {
     "run.outputs_logged": "runs/outputs",
     "run.artifact_logged": Need(run, EDIT),
     "run.project_recorded": Need(run, EDIT),
+    "run.alive": Need(run, EDIT),  # the SDK's sign of life (run.crashed is the watchdog's own)
     "alert.raised": Need(run, EDIT),  # training code's own alert about its run
 }
 

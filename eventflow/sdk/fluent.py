@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,7 @@ from eventflow import commands, rules
 from eventflow import environment_variables as env_vars
 from eventflow import validation as v
 from eventflow.config import check_tracking_uri, tracking_uri_from_env
-from eventflow.sdk import environment, spool, system_metrics
+from eventflow.sdk import environment, heartbeat, spool, system_metrics
 from eventflow.sdk.sender import Sender
 from eventflow.sdk.stores import HomeUnavailable, Store, open_store
 
@@ -96,6 +97,7 @@ class ActiveRun:
     # since it alone knows the exit code and still has the output to store.
     launched: bool = False
     monitor: Any = None  # the system metrics monitor (start_run(log_system_metrics=True))
+    heartbeat: Any = None  # its signs of life (eventflow/sdk/heartbeat.py)
 
     @property
     def run_id(self) -> str:
@@ -290,6 +292,7 @@ def start_run(
     CPU, memory, disk, network and GPUs into ``system/...`` metrics until the run ends.
     """
     every = system_metrics.interval() if system_metrics.wanted(log_system_metrics) else None
+    beats = heartbeat.every()  # checked before any run exists
     launched = False
     if run_id is None and not _session.runs and not nested and env_vars.RUN_ID.is_set:
         run_id, launched = env_vars.RUN_ID.get(), True
@@ -317,6 +320,7 @@ def start_run(
         )
         _session.runs.append(active)
         _install_exit_handlers()
+        active.heartbeat = heartbeat.start(_beat(active.run_id, beats), beats)
         if every is not None:  # a resumed run's system metrics go on from its last step, as MLflow's
             steps = [m["step"] for m in found["data"].get("metrics", []) if m["key"].startswith(system_metrics.PREFIX)]
             active.monitor = system_metrics.start(_publisher(active.run_id), every, max(steps, default=-1) + 1)
@@ -351,11 +355,17 @@ def start_run(
     active = ActiveRun(RunInfo(new_id, experiment_id, name, artifact_uri, start))
     _session.runs.append(active)
     _install_exit_handlers()
+    active.heartbeat = heartbeat.start(_beat(active.run_id, beats), beats)
     if every is not None:
         active.monitor = system_metrics.start(_publisher(active.run_id), every)
     if os.environ.get("EVENTFLOW_CAPTURE_ENV", "true").lower() not in ("0", "false", "no"):
         log_text(environment.installed_packages(), "environment/requirements.txt")
     return active
+
+
+def _beat(run_id: str, seconds: float) -> Callable[[], None]:
+    every_ms = max(1, int(seconds * 1000))
+    return lambda: _session.sender.event(commands.run_alive(run_id, every_ms))
 
 
 def _publisher(run_id: str) -> system_metrics.Publish:
@@ -406,6 +416,8 @@ def end_run(status: str = "FINISHED", error_message: str | None = None) -> None:
 def _end_one(status: str, error_message: str | None) -> None:
     event = commands.end_run(_session.runs[-1].run_id, status, error_message=error_message)
     active = _session.runs.pop()
+    if active.heartbeat is not None:  # no sign of life after the end
+        active.heartbeat.stop()
     if active.monitor is not None:  # its last sample goes before the run's end
         active.monitor.stop()
     active.info.status = status

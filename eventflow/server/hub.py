@@ -17,7 +17,6 @@ are in the snapshot, events from ``P`` on are sent once: no gap, no duplicate.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import json
 import os
 import threading
@@ -30,6 +29,7 @@ from eventflow.consumers.base import Delivery
 from eventflow.events import Event, metric_points
 from eventflow.log import TopicPartition
 from eventflow.proto_json import replace_non_finite
+from eventflow.webhooks.filters import ONLY_BY_NAME, type_matches
 
 if TYPE_CHECKING:
     from eventflow.auth.streams import Owners, Sight
@@ -245,8 +245,8 @@ class Subscription:
             return type_.startswith("experiment.")
         if kind == "models":
             return type_.startswith(MODEL_FAMILIES)
-        # events: the activity feed
-        if self.types and not any(fnmatch.fnmatchcase(type_, pattern) for pattern in self.types):
+        # events: the activity feed (the SDK's signs of life only when asked for by name)
+        if (self.types and not type_matches(self.types, type_)) or (not self.types and type_ in ONLY_BY_NAME):
             return False
         return self.entity is None or self.entity in (item.key, item.run_id, item.experiment_id)
 

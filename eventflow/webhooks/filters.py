@@ -126,7 +126,14 @@ def check_patterns(patterns: Sequence[str]) -> list[str]:
     return checked
 
 
+# Events a wildcard does not match: the SDK's signs of life come every few seconds per run,
+# and nobody subscribing to run.* wants them; name one to receive it.
+ONLY_BY_NAME = frozenset({"run.alive"})
+
+
 def type_matches(patterns: Sequence[str], event_type: str) -> bool:
+    if event_type in ONLY_BY_NAME:
+        return event_type in patterns
     return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in patterns)
 
 

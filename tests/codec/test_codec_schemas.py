@@ -30,6 +30,7 @@ EXPECTED_EVENT_TYPES = {
     "user.created", "user.password_changed", "user.admin_set", "user.deleted", "token.issued", "token.revoked",
     "permission.set", "permission.deleted",
     "alert_rule.created", "alert_rule.deleted", "alert.fired", "alert.resolved", "alert.raised",
+    "run.alive", "run.crashed",
 }  # fmt: skip
 
 SCHEMA_FILES = sorted(p.name for p in resources.files("eventflow.schemas").iterdir() if p.name.endswith(".avsc"))
@@ -55,7 +56,8 @@ STAMPED_FROM = {"run.metrics_logged": 4, "webhook.created": 3, "webhook.updated"
                 **dict.fromkeys(["user.created", "user.password_changed", "user.admin_set", "user.deleted", "token.issued",
                                  "token.revoked", "permission.set", "permission.deleted"], 1),
                 "run.project_recorded": 1,  # born stamped (issue 14)
-                **dict.fromkeys(["alert_rule.created", "alert_rule.deleted", "alert.fired", "alert.resolved", "alert.raised"], 1)}
+                **dict.fromkeys(["alert_rule.created", "alert_rule.deleted", "alert.fired", "alert.resolved", "alert.raised",
+                                 "run.alive", "run.crashed"], 1)}
 NOT_YET_STAMPED: set[str] = set()
 
 
@@ -77,8 +79,8 @@ def test_every_family_is_routed_and_used(reg):
 def test_schema_files_are_shipped_in_the_installed_package():
     # 50 types at v1, run.metrics_logged v2 and v3, webhook.created/updated and run.inputs_logged v2,
     # a stamped version of each of those types (model_version.created's also pins digests), 8 access types born
-    # stamped, run.project_recorded born stamped, and 5 alert types born stamped
-    assert len(SCHEMA_FILES) == 55 + 50 + 8 + 1 + 5
+    # stamped, run.project_recorded born stamped, 5 alert types and run.alive/crashed born stamped
+    assert len(SCHEMA_FILES) == 55 + 50 + 8 + 1 + 5 + 2
     assert SchemaRegistry.load().event_types() == registry().event_types()
 
 

@@ -29,6 +29,9 @@ def test_patterns():
     assert not filters.type_matches(["run.*"], "runner.failed")
     assert filters.type_matches(["*"], "model_version.alias_set")
     assert not filters.type_matches(["run.failed"], "run.finished")
+    # the SDK's signs of life only by name: a run.* subscriber would get two a minute per run
+    assert not filters.type_matches(["run.*"], "run.alive") and not filters.type_matches(["*"], "run.alive")
+    assert filters.type_matches(["run.alive"], "run.alive")
     with pytest.raises(filters.InvalidFilter, match="no event family"):
         filters.check_patterns(["runs.*"])
 
