@@ -72,6 +72,9 @@ class Narrator:
     def _run_killed(self, p: dict[str, Any]) -> str:
         return "run killed"
 
+    def _run_stop_requested(self, p: dict[str, Any]) -> str:
+        return "stop requested" + (f": {_short(p['reason'])}" if p.get("reason") else "")
+
     def _run_renamed(self, p: dict[str, Any]) -> str:
         return f"run renamed to {p['run_name']!r}"
 

@@ -38,6 +38,7 @@ from eventflow import environment_variables as env_vars
 from eventflow import validation as v
 from eventflow.config import check_tracking_uri, tracking_uri_from_env
 from eventflow.sdk import environment, spool
+from eventflow.sdk.stops import StopWatcher
 from eventflow.sdk.sender import Sender
 from eventflow.sdk.stores import HomeUnavailable, Store, open_store
 
@@ -203,6 +204,8 @@ class _Session:
 
 
 _session = _Session()
+# A stop asked from outside (the dashboard) ends the active runs as Ctrl-C does (stops.py).
+_stops = StopWatcher(lambda: _session._store, lambda: [r.run_id for r in _session.runs])
 
 
 # -- where to log --------------------------------------------------------------------
@@ -304,6 +307,7 @@ def start_run(
         )
         _session.runs.append(active)
         _install_exit_handlers()
+        _stops.start()
         return active
     experiment_id = experiment_id or _session.experiment_id or os.environ.get("EVENTFLOW_EXPERIMENT_ID")
     if experiment_id is None:
@@ -335,6 +339,7 @@ def start_run(
     active = ActiveRun(RunInfo(new_id, experiment_id, name, artifact_uri, start))
     _session.runs.append(active)
     _install_exit_handlers()
+    _stops.start()
     if os.environ.get("EVENTFLOW_CAPTURE_ENV", "true").lower() not in ("0", "false", "no"):
         log_text(environment.installed_packages(), "environment/requirements.txt")
     return active

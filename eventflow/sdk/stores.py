@@ -134,6 +134,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def metric_history(self, run_id: str, key: str) -> list[dict[str, Any]]: ...
 
+    def stop_request(self, run_id: str) -> dict[str, Any] | None:
+        """The stop someone asked for the run (``run.stop_requested``: requested_time, actor,
+        reason), or None: none, or the run is not visible yet."""
+        return None
+
     def run_project(self, run_id: str) -> dict[str, Any] | None:
         """What a project run ran (its ``run.project_recorded``), None for another run;
         raises InvalidInput when the run does not exist."""
@@ -242,6 +247,11 @@ class LocalStore(Store):
         from eventflow.views import queries
 
         return self._read(queries.metric_history, run_id, key)[0]
+
+    def stop_request(self, run_id: str) -> dict[str, Any] | None:
+        from eventflow.views import queries
+
+        return self._read(queries.get_stop_request, run_id)
 
     def run_project(self, run_id: str) -> dict[str, Any] | None:
         from eventflow.validation import InvalidInput
