@@ -1,12 +1,13 @@
 // An experiment's runs: a live table (status badges, params and latest metrics as
 // columns), sortable, filtered with MLflow's search grammar, runs selected to compare.
+import { applyExperimentEvent, experimentActions } from "./actions.js";
 import { historyTab, withHistory } from "./history.js";
 import { applyLatest, applyRunEvent, badge, channel, esc, fmtDuration, fmtTime, fmtValue, runFromView, setHTML, throttled } from "./util.js";
 
 export function experimentPage(view, experimentId) {
   const state = { runs: new Map(), experiment: null, sort: { column: "start", asc: false }, selected: new Set(), filter: "", error: "" };
   view.innerHTML = `
-    <h1 id="title">Experiment ${esc(experimentId)}</h1>` + withHistory(`
+    <h1 id="title">Experiment ${esc(experimentId)}</h1><div id="experiment-actions"></div>` + withHistory(`
     <div class="toolbar">
       <input id="filter" type="text" placeholder='Filter: metrics.loss < 0.5 and params.lr = "0.01" and attributes.status = "RUNNING"'>
       <button id="apply">Filter</button>
@@ -16,6 +17,7 @@ export function experimentPage(view, experimentId) {
     <p id="error" class="error"></p>
     <div class="table-wrap"><table id="runs"></table></div>`);
   historyTab(view, "experiment", experimentId);
+  const actions = experimentActions(view.querySelector("#experiment-actions"), experimentId);
   const table = view.querySelector("#runs");
   let sub = null;
 
@@ -31,7 +33,7 @@ export function experimentPage(view, experimentId) {
         render();
       },
       events(events, points) {
-        for (const e of events) applyRunEvent(state.runs, e);
+        for (const e of events) { applyRunEvent(state.runs, e); applyExperimentEvent(state.experiment, e); }
         for (const chunk of points) applyLatest(state.runs, chunk);
         render();
       },
@@ -65,6 +67,7 @@ export function experimentPage(view, experimentId) {
   const render = throttled(() => {
     view.querySelector("#title").textContent = state.experiment ? `Experiment: ${state.experiment.name}` : `Experiment ${experimentId}`;
     view.querySelector("#error").textContent = state.error;
+    actions.update(state.experiment);
     const cols = columns();
     const get = (cols.find((c) => c[0] === state.sort.column) || cols[2])[2];
     const rows = [...state.runs.values()].sort((a, b) => {
