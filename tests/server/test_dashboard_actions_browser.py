@@ -212,6 +212,7 @@ def test_an_ended_run_offers_no_stop(page, url):
     ok(url, "POST", "runs/update", run_id=run_id, status="FINISHED", end_time=int(time.time() * 1000))
     page.goto(f"{url}/#/runs/{run_id}")
     page.wait_for_selector('#status [data-status="FINISHED"]')
+    page.wait_for_selector('#run-actions [data-action="rename"]')  # the other actions are there
     assert page.locator('#run-actions [data-action="stop"]').is_hidden()
 
 
