@@ -140,3 +140,42 @@ def test_the_training_process_ends_the_run_killed_and_exits_as_on_ctrl_c(url, ho
     assert "KeyboardInterrupt" in stderr and f"run {run_id} was asked to stop" in stderr
     assert took < 15, f"the process took {took:.1f} s to hear of the stop"
     wait_status(url, run_id, "KILLED")
+
+
+MLFLOW_TRAINING = textwrap.dedent(
+    """
+    import sys
+    import mlflow
+
+    mlflow.set_experiment(sys.argv[1])
+    with mlflow.start_run(run_name="mlflow-client") as run:
+        print(run.info.run_id, flush=True)
+        sys.stdin.readline()  # the test asks for the stop meanwhile
+        mlflow.log_metric("loss", 0.5, step=1)
+    """
+)
+
+
+def test_a_process_using_the_mlflow_client_does_not_hear_a_stop_and_ends_its_run_itself(url, tmp_path):
+    """MLflow's client never asks for stop requests: the request is recorded (and shown), the
+    process carries on logging and ends the run as it would have, FINISHED."""
+    pytest.importorskip("mlflow")
+    script = tmp_path / "mlflow_training.py"
+    script.write_text(MLFLOW_TRAINING)
+    process = subprocess.Popen(
+        [sys.executable, str(script), f"mlflow-stop-{uuid.uuid4().hex[:6]}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "MLFLOW_TRACKING_URI": url},
+    )
+    try:
+        run_id = process.stdout.readline().strip()
+        assert run_id, process.stderr.read()[-2000:]
+        assert httpx.post(url + STOP, json={"run_id": run_id}).status_code == 200
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        assert process.wait(timeout=60) == 0, process.stderr.read()[-2000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    run = ok(url, "GET", "runs/get", run_id=run_id)["run"]
+    assert run["info"]["status"] == "FINISHED" and [m["key"] for m in run["data"]["metrics"]] == ["loss"]
+    assert [e["type"] for e in stop_events(url, run_id)] == ["run.stop_requested"]
