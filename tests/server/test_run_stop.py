@@ -57,12 +57,14 @@ def stop_events(url: str, run_id: str) -> list[dict]:
     return [e["event"] for e in found.get("events", []) if e["event"]["payload"]["run_id"] == run_id]
 
 
-def start_training(tmp_path: Path, tracking_uri: str) -> tuple[subprocess.Popen, str]:
+def start_training(tmp_path: Path, tracking_uri: str, sigint_ignored: bool = False) -> tuple[subprocess.Popen, str]:
     script = tmp_path / "stoppable.py"
     script.write_text(STOPPABLE)
     process = subprocess.Popen(
         [sys.executable, str(script), f"stop-{uuid.uuid4().hex[:6]}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "EVENTFLOW_TRACKING_URI": tracking_uri},
+        # as a shell script's `python train.py &` starts it: SIGINT ignored
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None,
     )
     run_id = process.stdout.readline().strip()
     assert run_id, "the training script did not start its run: " + process.stderr.read()[-2000:]
@@ -123,9 +125,9 @@ def test_a_stop_request_is_an_event_that_names_who_asked_and_changes_no_status(u
     assert httpx.get(url + STOP, params={"run_id": run_id}).json() == {}  # answered by the end
 
 
-@pytest.mark.parametrize("over", ["server", "embedded log"])
+@pytest.mark.parametrize("over", ["server", "embedded log", "server, SIGINT ignored"])
 def test_the_training_process_ends_the_run_killed_and_exits_as_on_ctrl_c(url, home, tmp_path, over):
-    process, run_id = start_training(tmp_path, url if over == "server" else str(home))
+    process, run_id = start_training(tmp_path, str(home) if over == "embedded log" else url, sigint_ignored="ignored" in over)
     try:
         wait_status(url, run_id, "RUNNING")
         asked = time.monotonic()
