@@ -45,7 +45,8 @@ def routes(runtime: Runtime) -> list[Route]:
         # an alias will deploy (the dashboard names them before it moves one).
         found["targets"] = [
             {"target": t.key, "name": t.name, "alias": t.alias, "endpoint": t.endpoint}
-            for t in configured_targets() if visible is None or visible(t.name)
+            for t in configured_targets()
+            if (visible is None or visible(t.name)) and query.get("target") in (None, "", t.key)
         ]
         return JSONResponse(found)
 

@@ -245,6 +245,10 @@ def deploying(tmp_path_factory) -> Iterator[dict]:
 
 def test_setting_an_alias_names_the_deployment_it_causes_and_causes_it(page, deploying):
     url, name, port = deploying["url"], deploying["name"], deploying["port"]
+    # Configured, not deployed yet: the deployments API lists the target all the same.
+    listed = httpx.get(f"{url}/api/2.0/eventflow/deployments").json()
+    assert listed["targets"] == [{"target": deploying["target"], "name": name, "alias": "production", "endpoint": f"http://127.0.0.1:{port}"}]
+    assert httpx.get(f"{url}/api/2.0/eventflow/deployments", params={"target": "other@production:1"}).json()["targets"] == []
     page.goto(f"{url}/#/models/{name}")
     page.wait_for_selector('#versions tr[data-version="1"]')
 
