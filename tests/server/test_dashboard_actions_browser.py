@@ -167,6 +167,15 @@ def test_an_experiment_is_renamed_noted_deleted_and_restored_from_its_page(page,
     page.wait_for_selector(f'#experiments tr[data-experiment="{experiment_id}"] a:has-text("{new_name}")')
 
 
+def test_the_experiments_list_shows_a_rename_live(page, url):
+    experiment_id, _ = new_run(url)
+    page.goto(url + "/")
+    page.wait_for_selector(f'#experiments tr[data-experiment="{experiment_id}"]')
+    new_name = f"renamed-live-{uuid.uuid4().hex[:6]}"
+    ok(url, "POST", "experiments/update", experiment_id=experiment_id, new_name=new_name)
+    page.wait_for_selector(f'#experiments tr[data-experiment="{experiment_id}"] a:text-is("{new_name}")')
+
+
 class Training:
     """A real training process: the eventflow SDK logging in a loop until it is stopped."""
 

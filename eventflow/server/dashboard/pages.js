@@ -16,7 +16,7 @@ export function experimentsPage(view) {
       for (const { event } of events) {
         const p = event.payload, known = experiments.get(p.experiment_id);
         if (event.type === "experiment.created") experiments.set(p.experiment_id, { ...p, lifecycle_stage: "active", creation_time: p.creation_time || event.time });
-        else if (known && event.type === "experiment.renamed") known.name = p.name;
+        else if (known && event.type === "experiment.renamed") known.name = p.new_name;
         else if (known && event.type === "experiment.deleted") known.lifecycle_stage = "deleted";
         else if (known && event.type === "experiment.restored") known.lifecycle_stage = "active";
       }
