@@ -216,6 +216,20 @@ def test_a_running_run_is_stopped_from_its_page_and_its_training_process_exits_k
     activity_lists(page, url, training.run_id, ["run.stop_requested", "run.killed"])
 
 
+def test_a_stop_asked_elsewhere_shows_on_the_run_page_and_in_activity(page, url):
+    _, run_id = new_run(url)
+    page.goto(f"{url}/#/runs/{run_id}")
+    page.wait_for_selector('#status [data-status="RUNNING"]')
+    answer = httpx.post(f"{url}/api/2.0/eventflow/runs/stop", json={"run_id": run_id, "reason": "diverged"}, auth=KIM)
+    assert answer.status_code == 200, answer.text
+    page.wait_for_selector("#run-actions [data-stop-request]:has-text('Stop requested by kim (diverged)')")
+    ok(url, "POST", "runs/update", run_id=run_id, status="KILLED", end_time=int(time.time() * 1000))
+    page.wait_for_selector('#status [data-status="KILLED"]')
+    page.wait_for_selector("#run-actions [data-stop-request]", state="hidden")
+    activity_lists(page, url, run_id, ["run.stop_requested"])
+    assert "stop requested: diverged" in page.locator(f'#feed li[data-type="run.stop_requested"][data-entity="{run_id}"]').inner_text()
+
+
 def test_an_ended_run_offers_no_stop(page, url):
     _, run_id = new_run(url)
     ok(url, "POST", "runs/update", run_id=run_id, status="FINISHED", end_time=int(time.time() * 1000))

@@ -90,6 +90,7 @@ export function runActions(box, runId) {
       <span class="action-status" role="status"></span></div>
     ${textForm("rename", "Save name")}
     <p class="banner" data-deleted hidden>This run is deleted: restore it to log to it again.</p>
+    <p class="banner" data-stop-request hidden></p>
     <div class="cols"><div class="card"><b>Note</b> <button data-action="note" class="secondary">Edit note</button><div data-note class="note"></div>
       ${textForm("note", "Save note", true)}</div>
     <div class="card"><b>Edit tags</b> <ul data-tags class="tag-list"></ul>
@@ -140,6 +141,10 @@ export function runActions(box, runId) {
     const html = userTags(run.tags).map(([k, v]) =>
       `<li data-tag="${esc(k)}">${esc(k)} = ${esc(v)} <button data-delete-tag="${esc(k)}" class="secondary">Delete</button></li>`).join("");
     if ($("[data-tags]").__html !== html) { $("[data-tags]").innerHTML = html; $("[data-tags]").__html = html; }
+    const asked = run.stopRequest && open ? run.stopRequest : null; // heard live, from this page or anyone's
+    $("[data-stop-request]").hidden = !asked;
+    if (asked) $("[data-stop-request]").textContent = `Stop requested by ${asked.actor}${asked.reason ? ` (${asked.reason})` : ""}: `
+      + "waiting for its training process to end the run.";
     if (stopping && !open) {
       stopping = false;
       $(".action-status").textContent = `Stopped: the training process ended the run ${run.info.status}.`;

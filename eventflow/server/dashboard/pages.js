@@ -34,6 +34,7 @@ function summary(event) {
     case "run.params_logged": return p.params.map((x) => `${x.key}=${x.value}`).join(", ");
     case "run.tags_set": return p.tags.map((x) => `${x.key}=${x.value}`).join(", ").slice(0, 160);
     case "run.created": return `${p.run_name} in experiment ${p.experiment_id}`;
+    case "run.stop_requested": return p.reason ? `stop requested: ${p.reason}` : "stop requested";
     case "experiment.created": return p.name;
     case "run.artifact_logged": return `${p.path} (${p.size} B)`;
     case "model_version.alias_set": return `${p.name} v${p.version} → @${p.alias}`;

@@ -97,6 +97,7 @@ export function applyRunEvent(runs, entry, keepDeleted = false) {
   else if (type === "run.tags_set") for (const x of p.tags) { run.tags[x.key] = x.value; if (x.key === "mlflow.runName") run.info.run_name = x.value; }
   else if (type === "run.tag_deleted") delete run.tags[p.key];
   else if (type === "run.renamed") run.info.run_name = p.run_name;
+  else if (type === "run.stop_requested") run.stopRequest = { actor: event.actor, reason: p.reason, time: event.time };
   else if (type === "run.deleted") keepDeleted ? (run.info.lifecycle_stage = "deleted") : runs.delete(p.run_id);
   else if (type === "run.restored") run.info.lifecycle_stage = "active";
   return p.run_id;
