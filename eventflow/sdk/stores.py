@@ -249,9 +249,14 @@ class LocalStore(Store):
         return self._read(queries.metric_history, run_id, key)[0]
 
     def stop_request(self, run_id: str) -> dict[str, Any] | None:
+        """Read as the views are, without projecting first: polled every second, a catch-up
+        would make the training process project its own points all along. The server that
+        took the request has applied it, to these very views on the embedded default; over
+        kafka:// (views of their own) it shows at this store's next catch-up only."""
         from eventflow.views import queries
 
-        return self._read(queries.get_stop_request, run_id)
+        with self.engine.connect() as connection:
+            return queries.get_stop_request(connection, run_id)
 
     def run_project(self, run_id: str) -> dict[str, Any] | None:
         from eventflow.validation import InvalidInput
