@@ -57,6 +57,7 @@ from eventflow.views.tables import (
     run_model_inputs,
     run_outputs,
     run_projects,
+    run_stop_requests,
     runs,
     tags,
 )
@@ -214,6 +215,8 @@ def run_ended(status: str) -> Apply:
         _update_run(c, e, status=status, end_time=e.payload["end_time"])
         # called crashed, then ended by its own process after all: it was not dead
         c.execute(delete(tags).where(tags.c.run_id == e.payload["run_id"], tags.c.key == CRASHED_TAG))
+        # A stop asked for is answered by the end: a resumed run must not stop on it again.
+        c.execute(delete(run_stop_requests).where(run_stop_requests.c.run_id == e.payload["run_id"]))
 
     return apply
 
@@ -329,6 +332,15 @@ def project_recorded(c: Connection, batch: _Batch, e: Event) -> None:
     row = {name: p.get(name) for name in PROJECT_FIELDS}
     row.update(parameters=json.dumps(p["parameters"]), recorded_time=e.time)
     upsert(c, run_projects, [row], ["run_id"])
+
+
+def stop_requested(c: Connection, batch: _Batch, e: Event) -> None:
+    """A stop asked for a run still going (``rules.run_stoppable``), for its process to hear."""
+    run_id = e.payload["run_id"]
+    found = c.execute(select(runs.c.lifecycle_stage, runs.c.status).where(runs.c.run_id == run_id)).first()
+    rules.run_stoppable(run_id, found and found.lifecycle_stage, found and found.status)
+    row = {"run_id": run_id, "requested_time": e.time, "actor": e.actor, "reason": e.payload.get("reason")}
+    upsert(c, run_stop_requests, [row], ["run_id"])
 
 
 PROJECT_FIELDS = ("run_id", "name", "uri", "subdirectory", "version", "commit", "repo_url", "entry_point", "command",
@@ -622,6 +634,7 @@ APPLY: dict[str, Apply] = {
     "run.inputs_logged": inputs_logged,
     "run.outputs_logged": outputs_logged,
     "run.project_recorded": project_recorded,
+    "run.stop_requested": stop_requested,
     "logged_model.created": logged_model_created,
     "logged_model.finalized": lambda c, b, e: _update_logged_model(c, e, status=e.payload["status"], status_message=e.payload["status_message"]),
     "logged_model.tags_set": logged_model_tags_set,

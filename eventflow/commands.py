@@ -126,6 +126,16 @@ def restore_run(run_id: str) -> Event:
     return Event("run.restored", {"run_id": v.check_run_id(run_id)})
 
 
+MAX_STOP_REASON = 500
+
+
+def request_stop(run_id: str, reason: str | None = None) -> Event:
+    """Ask a run's training process to stop (it ends the run KILLED, as Ctrl-C does)."""
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_STOP_REASON):
+        raise v.InvalidInput(f"Invalid reason {str(reason)[:80]!r}: a text of at most {MAX_STOP_REASON} characters")
+    return Event("run.stop_requested", {"run_id": v.check_run_id(run_id), "reason": reason or None})
+
+
 def empty_columns() -> dict[str, list[Any]]:
     return {"names": [], "key_index": [], "values": [], "steps": [], "timestamps": []}
 

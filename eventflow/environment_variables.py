@@ -94,6 +94,12 @@ MLFLOW_TRACKING_TOKEN = _var(
     "MLFLOW_TRACKING_TOKEN", str, None, "MLflow's client bearer token; eventflow's SDK reads it too."
 )
 
+STOP_POLL_SECONDS = _var(
+    "EVENTFLOW_STOP_POLL_SECONDS", float, 1.0,
+    "How often the SDK asks whether someone requested a stop of its active run (the dashboard's Stop "
+    "button); a stop then ends the run KILLED as Ctrl-C does. 0 turns the check off.",
+)
+
 # -- the server -------------------------------------------------------------------------
 
 AUTH = _var(

@@ -112,3 +112,11 @@ def run_files_open(run_id: str, state: str | None) -> None:
             f"logged (and perhaps registered or deployed) stays what is served. Log to a new run instead.",
             "RESOURCE_CONFLICT",
         )
+
+
+def run_stoppable(run_id: str, lifecycle_stage: str | None, status: str | None) -> None:
+    """Only a run still going can be asked to stop: the request is for its training process,
+    and an ended run has none left to hear it."""
+    run_usable(run_id, lifecycle_stage)
+    if status not in OPEN_RUN_STATUSES:
+        raise Refused(f"Run {run_id} is {status}: only a RUNNING or SCHEDULED run can be stopped.")

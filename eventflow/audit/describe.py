@@ -78,6 +78,9 @@ class Narrator:
     def _run_crashed(self, p: dict[str, Any]) -> str:
         return f"run crashed: no sign of life for {p['timeout_ms'] / 1000:g} s (reads FAILED to MLflow clients)"
 
+    def _run_stop_requested(self, p: dict[str, Any]) -> str:
+        return "stop requested" + (f": {_short(p['reason'])}" if p.get("reason") else "")
+
     def _run_renamed(self, p: dict[str, Any]) -> str:
         return f"run renamed to {p['run_name']!r}"
 

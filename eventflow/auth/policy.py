@@ -169,9 +169,12 @@ ROUTES: dict[str, Need] = {
     "eventflow/audit": Need(lambda c, d: _audit_resources(c, d)),
     "eventflow/lineage": Need(lambda c, d: _lineage_resources(c, d)),  # READ on the root's resource
     "eventflow/runs/project": Need(run),  # what a project run ran (eventflow/server/projects_api.py)
+    # Stopping a run, and whether that was asked (eventflow/server/runs_api.py): as ending it.
+    "eventflow/runs/stop": Need(run, EDIT),
+    "eventflow/runs/stop#get": Need(run),
 }
 
-EVENTFLOW_ROUTES = {"eventflow/audit", "eventflow/lineage", "eventflow/runs/project"}
+EVENTFLOW_ROUTES = {"eventflow/audit", "eventflow/lineage", "eventflow/runs/project", "eventflow/runs/stop", "eventflow/runs/stop#get"}
 
 
 def _lineage_resources(c: Connection, data: dict[str, Any]) -> list[tuple[str, str]]:

@@ -39,6 +39,7 @@ from eventflow import environment_variables as env_vars
 from eventflow import validation as v
 from eventflow.config import check_tracking_uri, tracking_uri_from_env
 from eventflow.sdk import environment, heartbeat, spool, system_metrics
+from eventflow.sdk.stops import StopWatcher
 from eventflow.sdk.sender import Sender
 from eventflow.sdk.stores import HomeUnavailable, Store, open_store
 
@@ -214,6 +215,8 @@ class _Session:
 
 
 _session = _Session()
+# A stop asked from outside (the dashboard) ends the active runs as Ctrl-C does (stops.py).
+_stops = StopWatcher(lambda: _session._store, lambda: [r.run_id for r in _session.runs])
 
 
 # -- where to log --------------------------------------------------------------------
@@ -324,6 +327,7 @@ def start_run(
         if every is not None:  # a resumed run's system metrics go on from its last step, as MLflow's
             steps = [m["step"] for m in found["data"].get("metrics", []) if m["key"].startswith(system_metrics.PREFIX)]
             active.monitor = system_metrics.start(_publisher(active.run_id), every, max(steps, default=-1) + 1)
+        _stops.start()
         return active
     experiment_id = experiment_id or _session.experiment_id or os.environ.get("EVENTFLOW_EXPERIMENT_ID")
     if experiment_id is None:
@@ -358,6 +362,7 @@ def start_run(
     active.heartbeat = heartbeat.start(_beat(active.run_id, beats), beats)
     if every is not None:
         active.monitor = system_metrics.start(_publisher(active.run_id), every)
+    _stops.start()
     if os.environ.get("EVENTFLOW_CAPTURE_ENV", "true").lower() not in ("0", "false", "no"):
         log_text(environment.installed_packages(), "environment/requirements.txt")
     return active

@@ -158,6 +158,10 @@ class HttpStore(Store):
             if not token:
                 return points
 
+    def stop_request(self, run_id: str) -> dict[str, Any] | None:
+        found = self._call("GET", "/api/2.0/eventflow/runs/stop", params={"run_id": run_id})
+        return (found or {}).get("stop_request")
+
     def run_project(self, run_id: str) -> dict[str, Any] | None:
         found = self._call("GET", "/api/2.0/eventflow/runs/project", params={"run_id": run_id})
         if found is None:

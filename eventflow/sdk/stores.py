@@ -136,6 +136,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def metric_history(self, run_id: str, key: str) -> list[dict[str, Any]]: ...
 
+    def stop_request(self, run_id: str) -> dict[str, Any] | None:
+        """The stop someone asked for the run (``run.stop_requested``: requested_time, actor,
+        reason), or None: none, or the run is not visible yet."""
+        return None
+
     def run_project(self, run_id: str) -> dict[str, Any] | None:
         """What a project run ran (its ``run.project_recorded``), None for another run;
         raises InvalidInput when the run does not exist."""
@@ -246,6 +251,16 @@ class LocalStore(Store):
         from eventflow.views import queries
 
         return self._read(queries.metric_history, run_id, key)[0]
+
+    def stop_request(self, run_id: str) -> dict[str, Any] | None:
+        """Read as the views are, without projecting first: polled every second, a catch-up
+        would make the training process project its own points all along. The server that
+        took the request has applied it, to these very views on the embedded default; over
+        kafka:// (views of their own) it shows at this store's next catch-up only."""
+        from eventflow.views import queries
+
+        with self.engine.connect() as connection:
+            return queries.get_stop_request(connection, run_id)
 
     def run_project(self, run_id: str) -> dict[str, Any] | None:
         from eventflow.validation import InvalidInput

@@ -16,7 +16,7 @@ from eventflow import __version__
 from eventflow.audit import api as audit_api
 from eventflow.codec import CodecError
 from eventflow.log import LogError
-from eventflow.server import alerts_api, artifacts, dashboard, stamping, deployments_api, events_api, live, mlflow_webhooks_api, openapi, projects_api, tracking, ui_artifacts, webhooks_api
+from eventflow.server import alerts_api, artifacts, dashboard, stamping, deployments_api, events_api, live, mlflow_webhooks_api, openapi, projects_api, runs_api, tracking, ui_artifacts, webhooks_api
 from eventflow.server.browsers import BrowserGuard, Policy
 from eventflow.server.errors import FAULTS, ApiError, error_response, handle_api_error
 from eventflow.server.runtime import Runtime
@@ -74,6 +74,7 @@ def create_app(runtime: Runtime, policy: Policy | None = None, *, auth: bool | N
         *deployments_api.routes(runtime),
         *audit_api.routes(runtime),
         *projects_api.routes(runtime),
+        *runs_api.routes(runtime),
         *live.routes(runtime),
         *dashboard.routes(),
         *access_api.routes(runtime, authenticator),

@@ -111,6 +111,8 @@ ENDPOINTS: list[tuple[str, str, dict[str, str], str]] = [
     ("GET", "/api/2.0/eventflow/model-versions/files", {"name": "string!", "version": "string!"}, "The files (path, size, sha256) a model version pinned when it was created"),
     ("GET", "/api/2.0/eventflow/events", {"type": "strings", "topic": "strings", "from_time": "integer", "from_offset": "integer", "max_results": "integer", "page_token": "string"}, "Read the event log"),
     ("GET", "/api/2.0/eventflow/events/actor", {}, "The actor the events this caller posts must name (its authenticated user name, or null with authentication off)"),
+    ("POST", "/api/2.0/eventflow/runs/stop", {"run_id": "string!", "reason": "string"}, "Ask a RUNNING run's training process to stop (it ends the run KILLED)"),
+    ("GET", "/api/2.0/eventflow/runs/stop", {"run_id": "string!"}, "The stop asked for a run, if any (what the SDK polls)"),
     ("GET", "/api/2.0/eventflow/deployments", {"target": "string", "max_results": "integer"}, "Deployment targets: what each serves, and the deployment history"),
     ("POST", WEBHOOKS, {"url": "string!", "events": "strings!", "experiment_id": "string", "experiment_name": "string", "model_name": "string", "condition": "string", "secret": "string", "format": "string"}, "Create a webhook subscription"),
     ("GET", WEBHOOKS, {}, "List webhook subscriptions"),

@@ -595,3 +595,11 @@ def get_run_project(connection: Connection, run_id: str) -> dict[str, Any] | Non
     found = dict(row._mapping)
     found["parameters"] = json.loads(found["parameters"])
     return found
+
+
+def get_stop_request(connection: Connection, run_id: str) -> dict[str, Any] | None:
+    """The last stop asked for a run (``run.stop_requested``): when, by whom, why; or None."""
+    from eventflow.views.tables import run_stop_requests
+
+    row = connection.execute(select(run_stop_requests).where(run_stop_requests.c.run_id == run_id)).first()
+    return None if row is None else dict(row._mapping)

@@ -146,6 +146,17 @@ run_projects = Table(
     Column("recorded_time", BigInteger, nullable=False),
 )
 
+# A stop asked for a running run (``run.stop_requested``): its training process polls
+# here, and ends the run KILLED. The last request of a run is kept.
+run_stop_requests = Table(
+    "run_stop_requests",
+    metadata,
+    Column("run_id", String(256), primary_key=True),
+    Column("requested_time", BigInteger, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("reason", Text),
+)
+
 # MLflow 3's logged models: a model's files live under artifact_location.
 logged_models = Table(
     "logged_models",

@@ -279,13 +279,14 @@ def test_every_rest_route_has_a_rule():
     """A route nobody wrote a rule for would be open to every user; the table must name each."""
     from eventflow.audit import api as audit_api
     from eventflow.auth.policy import EVENTFLOW_ROUTES, ROUTES
-    from eventflow.server import projects_api
+    from eventflow.server import projects_api, runs_api
     from eventflow.server.tracking import ENDPOINTS
     from eventflow.server.ui_artifacts import ROUTES as UI_ARTIFACT_ROUTES
 
     named = set(ENDPOINTS) | set(UI_ARTIFACT_ROUTES)
     assert named - set(ROUTES) == set()
-    assert set(ROUTES) - named == EVENTFLOW_ROUTES == {audit_api.ROUTE, audit_api.LINEAGE_ROUTE, projects_api.ROUTE}
+    assert set(ROUTES) - named == EVENTFLOW_ROUTES == {audit_api.ROUTE, audit_api.LINEAGE_ROUTE, projects_api.ROUTE,
+                                                       runs_api.ROUTE, runs_api.READ_ROUTE}
 
 
 def test_users_and_grants_are_events_the_audit_can_read(url):

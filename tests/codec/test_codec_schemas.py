@@ -17,7 +17,7 @@ EXPECTED_EVENT_TYPES = {
     "experiment.tag_set", "experiment.tag_deleted",
     "run.created", "run.finished", "run.failed", "run.killed", "run.renamed", "run.deleted",
     "run.restored", "run.params_logged", "run.metrics_logged", "run.tags_set", "run.tag_deleted",
-    "run.artifact_logged", "run.inputs_logged", "run.outputs_logged", "run.project_recorded",
+    "run.artifact_logged", "run.inputs_logged", "run.outputs_logged", "run.project_recorded", "run.stop_requested",
     "logged_model.created", "logged_model.finalized", "logged_model.tags_set", "logged_model.tag_deleted",
     "logged_model.params_logged", "logged_model.deleted", "logged_model.artifact_logged",
     "registered_model.created", "registered_model.updated", "registered_model.renamed",
@@ -57,7 +57,8 @@ STAMPED_FROM = {"run.metrics_logged": 4, "webhook.created": 3, "webhook.updated"
                                  "token.revoked", "permission.set", "permission.deleted"], 1),
                 "run.project_recorded": 1,  # born stamped (issue 14)
                 **dict.fromkeys(["alert_rule.created", "alert_rule.deleted", "alert.fired", "alert.resolved", "alert.raised",
-                                 "run.alive", "run.crashed"], 1)}
+                                 "run.alive", "run.crashed"], 1),
+                "run.stop_requested": 1}  # born stamped (issue 16)
 NOT_YET_STAMPED: set[str] = set()
 
 
@@ -79,8 +80,8 @@ def test_every_family_is_routed_and_used(reg):
 def test_schema_files_are_shipped_in_the_installed_package():
     # 50 types at v1, run.metrics_logged v2 and v3, webhook.created/updated and run.inputs_logged v2,
     # a stamped version of each of those types (model_version.created's also pins digests), 8 access types born
-    # stamped, run.project_recorded born stamped, 5 alert types and run.alive/crashed born stamped
-    assert len(SCHEMA_FILES) == 55 + 50 + 8 + 1 + 5 + 2
+    # stamped, run.project_recorded and run.stop_requested born stamped, 5 alert types and run.alive/crashed born stamped
+    assert len(SCHEMA_FILES) == 55 + 50 + 8 + 2 + 5 + 2
     assert SchemaRegistry.load().event_types() == registry().event_types()
 
 

@@ -275,3 +275,33 @@ class ProjectorContract:
         )
         assert refusal_of(engine, [orphan_tags.event_id], []) == ("RESOURCE_DOES_NOT_EXIST", f"Run with id={orphan_tags.payload['run_id']} not found")
         engine.dispose()
+
+    def test_a_stop_request_is_kept_while_the_run_goes_and_refused_once_it_ended(self, log_uri, database):
+        """``rules.run_stoppable`` on replay as live: a stop for a running run is kept for its
+        process to hear, the run's end answers it (a resumed run does not stop on it again),
+        and one asked after the end, or for no run, is refused with its reason."""
+        from eventflow.views.positions import refusal_of
+        from eventflow.views.queries import get_stop_request
+
+        experiment = str(uuid.uuid4().int % 10**12)
+        going, ended = commands.new_run_id(), commands.new_run_id()
+        too_late, unknown = commands.request_stop(ended, "late"), commands.request_stop(commands.new_run_id())
+        with open_log(log_uri) as log:
+            EventLog(log).append_many([
+                commands.create_experiment(experiment, f"stops-{experiment}", "file:///a"),
+                *(commands.create_run(r, experiment, run_name="r", user_id="u", artifact_uri="file:///a/r") for r in (going, ended)),
+                commands.request_stop(going, "diverged"),
+                commands.request_stop(ended),
+                commands.end_run(ended, "KILLED"),
+                too_late,
+                unknown,
+            ])
+        name = "stops-" + uuid.uuid4().hex[:8]
+        engine = self.project(log_uri, database(), name, join_group=False)
+        with engine.connect() as connection:
+            assert get_stop_request(connection, going)["reason"] == "diverged"
+            assert get_stop_request(connection, ended) is None
+        assert refusal_of(engine, [too_late.event_id], []) == (
+            "INVALID_PARAMETER_VALUE", f"Run {ended} is KILLED: only a RUNNING or SCHEDULED run can be stopped.")
+        assert refusal_of(engine, [unknown.event_id], [])[0] == "RESOURCE_DOES_NOT_EXIST"
+        engine.dispose()

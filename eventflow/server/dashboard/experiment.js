@@ -2,6 +2,7 @@
 // columns), sortable, filtered with MLflow's search grammar, runs selected to compare.
 // Rows are updated in place (a box being ticked is never replaced); which columns show
 // is chosen per experiment and remembered in localStorage.
+import { applyExperimentEvent, experimentActions } from "./actions.js";
 import { historyTab, withHistory } from "./history.js";
 import { applyLatest, applyRunEvent, badge, channel, esc, fmtDuration, fmtTime, fmtValue, runFromView, setHTML, throttled } from "./util.js";
 
@@ -9,7 +10,7 @@ export function experimentPage(view, experimentId) {
   const state = { runs: new Map(), experiment: null, missing: false, sort: { column: "start", asc: false }, selected: new Set(), filter: "", error: "",
                   hidden: hiddenColumns(experimentId) };
   view.innerHTML = `
-    <h1 id="title">Experiment ${esc(experimentId)}</h1>` + withHistory(`
+    <h1 id="title">Experiment ${esc(experimentId)}</h1><div id="experiment-actions"></div>` + withHistory(`
     <div class="toolbar">
       <input id="filter" type="text" placeholder='Filter: metrics.loss < 0.5 and params.lr = "0.01" and attributes.status = "RUNNING"'>
       <button id="apply">Filter</button>
@@ -21,6 +22,7 @@ export function experimentPage(view, experimentId) {
     <p id="error" class="error"></p>
     <div class="table-wrap"><table id="runs" class="runs"><thead></thead><tbody></tbody></table></div>`);
   historyTab(view, "experiment", experimentId);
+  const actions = experimentActions(view.querySelector("#experiment-actions"), experimentId);
   const table = view.querySelector("#runs");
   const chooser = view.querySelector("#column-chooser");
   const rowsById = new Map(); // run id -> its <tr>, kept across renders
@@ -39,7 +41,7 @@ export function experimentPage(view, experimentId) {
         render();
       },
       events(events, points) {
-        for (const e of events) applyRunEvent(state.runs, e);
+        for (const e of events) { applyRunEvent(state.runs, e); applyExperimentEvent(state.experiment, e); }
         for (const chunk of points) applyLatest(state.runs, chunk);
         render();
       },
@@ -83,6 +85,7 @@ export function experimentPage(view, experimentId) {
     table.hidden = false;
     title.textContent = state.experiment ? `Experiment: ${state.experiment.name}` : `Experiment ${experimentId}`;
     view.querySelector("#error").textContent = state.error;
+    actions.update(state.experiment);
     const all = columns();
     renderChooser(all);
     const cols = all.filter((c) => c[0] === "name" || !state.hidden.has(c[0]));

@@ -1,6 +1,7 @@
 // A registered model's page (versions, aliases, stages, deployments; live, or as they were
 // at a chosen moment through the reads' as_of) and a model version's page (its details
 // and lineage graph). Both have a History tab.
+import { registryActions } from "./actions.js";
 import { lineageGraph } from "./graph.js";
 import { historyTab, withHistory } from "./history.js";
 import { channel, esc, fmtTime, getJSON, href, link, throttled } from "./util.js";
@@ -28,12 +29,13 @@ export function modelPage(view, name) {
       <button id="show-as-of">Show</button><button id="live" hidden>Back to live</button>
     </div>
     <p id="as-of-banner" class="banner" hidden></p>
-    <p id="model-error" class="error"></p>
+    <p id="model-error" class="error"></p><div id="model-actions"></div>
     <h2>Aliases</h2><div id="aliases"></div>
     <h2>Versions</h2><div id="versions"></div>
     <h2>Deployments</h2><div id="model-deployments"></div>`);
   historyTab(view, "registered_model", name);
   const $ = (selector) => view.querySelector(selector);
+  const actions = registryActions($("#model-actions"), name, null, () => load());
 
   async function load() {
     const mine = ++generation;
@@ -60,6 +62,7 @@ export function modelPage(view, name) {
     $("#aliases").innerHTML = tableOf(["Alias", "Version"], aliases.map((a) =>
       `<tr data-alias="${esc(a.alias)}"><td>@${esc(a.alias)}</td><td data-version="${esc(a.version)}">${link(href.version(name, a.version), `version ${a.version}`)}</td></tr>`), "No aliases.");
     const list = (versions.model_versions || []).sort((a, b) => Number(b.version) - Number(a.version));
+    if (asOf === null) actions.update({ versions: list, aliases });
     $("#versions").innerHTML = tableOf(["Version", "Stage", "Aliases", "Run", "Status", "Created"], list.map((v) =>
       `<tr data-version="${esc(v.version)}"><td>${link(href.version(name, v.version), `version ${v.version}`)}</td>
         <td data-stage="${esc(v.current_stage)}">${esc(v.current_stage)}</td><td>${(v.aliases || []).map((a) => "@" + esc(a)).join(", ")}</td>
@@ -97,11 +100,13 @@ export function modelPage(view, name) {
 
 export function versionPage(view, name, version) {
   view.innerHTML = `<h1>${link(href.model(name), name)} version ${esc(version)}</h1>` + withHistory(`
-    <div id="version-details"></div>
+    <div id="version-details"></div><div id="version-actions"></div>
     <h2>Lineage</h2><div id="lineage-graph"></div>`);
   historyTab(view, "model_version", `${name}/${version}`);
   const details = view.querySelector("#version-details");
-  getJSON(`${API}/model-versions/get?name=${encodeURIComponent(name)}&version=${encodeURIComponent(version)}`).then(({ model_version: v }) => {
+  const actions = registryActions(view.querySelector("#version-actions"), name, version, () => show());
+  const show = () => getJSON(`${API}/model-versions/get?name=${encodeURIComponent(name)}&version=${encodeURIComponent(version)}`).then(({ model_version: v }) => {
+    actions.update({ aliases: (v.aliases || []).map((alias) => ({ alias, version })) });
     const rows = [["stage", esc(v.current_stage)], ["aliases", (v.aliases || []).map((a) => "@" + esc(a)).join(", ")],
       ["run", v.run_id ? link(href.run(v.run_id), v.run_id) : ""], ["source", esc(v.source)], ["status", esc(v.status)],
       ["created", esc(fmtTime(v.creation_timestamp))], ["description", esc(v.description)]];
@@ -109,5 +114,6 @@ export function versionPage(view, name, version) {
   }).catch((error) => {
     details.innerHTML = `<p class="error ${error.status === 404 ? "not-found" : ""}">${esc(error.status === 404 ? `Version ${version} of model ${name} not found.` : error.message)}</p>`;
   });
+  show();
   lineageGraph(view.querySelector("#lineage-graph"), `models:/${name}/${version}`);
 }

@@ -16,7 +16,7 @@ export function experimentsPage(view) {
       for (const { event } of events) {
         const p = event.payload, known = experiments.get(p.experiment_id);
         if (event.type === "experiment.created") experiments.set(p.experiment_id, { ...p, lifecycle_stage: "active", creation_time: p.creation_time || event.time });
-        else if (known && event.type === "experiment.renamed") known.name = p.name;
+        else if (known && event.type === "experiment.renamed") known.name = p.new_name;
         else if (known && event.type === "experiment.deleted") known.lifecycle_stage = "deleted";
         else if (known && event.type === "experiment.restored") known.lifecycle_stage = "active";
       }
@@ -34,6 +34,7 @@ function summary(event) {
     case "run.params_logged": return p.params.map((x) => `${x.key}=${x.value}`).join(", ");
     case "run.tags_set": return p.tags.map((x) => `${x.key}=${x.value}`).join(", ").slice(0, 160);
     case "run.created": return `${p.run_name} in experiment ${p.experiment_id}`;
+    case "run.stop_requested": return p.reason ? `stop requested: ${p.reason}` : "stop requested";
     case "experiment.created": return p.name;
     case "run.artifact_logged": return `${p.path} (${p.size} B)`;
     case "model_version.alias_set": return `${p.name} v${p.version} → @${p.alias}`;

@@ -1,5 +1,6 @@
 // A run: live charts of every metric and a table of their values, params, tags,
 // environment and artifacts.
+import { runActions } from "./actions.js";
 import { chartControls, MetricChart } from "./charts.js";
 import { lineageGraph } from "./graph.js";
 import { historyTab, withHistory } from "./history.js";
@@ -41,7 +42,7 @@ export function runPage(view, runId, artifactPath = "") {
   const charts = new Map();
   view.innerHTML = `
     <h1><span id="run-name">Run ${esc(runId)}</span> <span id="status"></span></h1>
-    <p id="summary" class="muted"></p>` + withHistory(`
+    <p id="summary" class="muted"></p><div id="run-actions"></div>` + withHistory(`
     <div id="lineage"></div>
     <h2>Metrics</h2><div class="table-wrap"><table id="metrics-table"></table></div>
     <div id="controls"></div><div id="charts" class="grid"></div>
@@ -52,6 +53,7 @@ export function runPage(view, runId, artifactPath = "") {
     </div>
     <h2>Lineage</h2><div id="lineage-graph"></div>`);
   historyTab(view, "run", runId);
+  const actions = runActions(view.querySelector("#run-actions"), runId);
   lineageGraph(view.querySelector("#lineage-graph"), `runs:/${runId}`);
   view.querySelector("#controls").appendChild(chartControls());
   const grid = view.querySelector("#charts");
@@ -77,6 +79,7 @@ export function runPage(view, runId, artifactPath = "") {
     view.querySelector("#packages").onclick = (e) => { e.preventDefault(); preview("environment/requirements.txt"); };
     links.update(run);
     runMetricsTable(view.querySelector("#metrics-table"), [...charts].map(([key, chart]) => [key, chart.series.get(key)]));
+    actions.update(run);
   });
 
   const sub = channel.subscribe("runs", { run_ids: [runId] }, {
@@ -98,7 +101,7 @@ export function runPage(view, runId, artifactPath = "") {
     },
     events(events, points) {
       for (const e of events) {
-        applyRunEvent(runs, e);
+        applyRunEvent(runs, e, true);
         if (e.event.type === "run.artifact_logged") { listArtifacts(currentDir); links.artifactLogged(e.event.payload.path); }
       }
       for (const chunk of points) for (const [key, s] of Object.entries(chunk.series)) chartsFor(grid, charts, key, key).add(key, s.step, s.time, s.value);

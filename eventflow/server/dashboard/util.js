@@ -77,8 +77,9 @@ export function runFromView(run) {
 
 const ENDED = { "run.finished": "FINISHED", "run.failed": "FAILED", "run.killed": "KILLED" };
 
-// Apply one event to a Map of runs; returns the run id it touched (or null).
-export function applyRunEvent(runs, entry) {
+// Apply one event to a Map of runs; returns the run id it touched (or null). A deleted run
+// leaves the Map, unless ``keepDeleted`` (the run's own page, which can restore it).
+export function applyRunEvent(runs, entry, keepDeleted = false) {
   const event = entry.event, p = event.payload, type = event.type;
   if (type === "run.created") {
     const tags = Object.fromEntries((p.tags || []).map((t) => [t.key, t.value]));
@@ -96,7 +97,9 @@ export function applyRunEvent(runs, entry) {
   else if (type === "run.tags_set") for (const x of p.tags) { run.tags[x.key] = x.value; if (x.key === "mlflow.runName") run.info.run_name = x.value; }
   else if (type === "run.tag_deleted") delete run.tags[p.key];
   else if (type === "run.renamed") run.info.run_name = p.run_name;
-  else if (type === "run.deleted") runs.delete(p.run_id);
+  else if (type === "run.stop_requested") run.stopRequest = { actor: event.actor, reason: p.reason, time: event.time };
+  else if (type === "run.deleted") keepDeleted ? (run.info.lifecycle_stage = "deleted") : runs.delete(p.run_id);
+  else if (type === "run.restored") run.info.lifecycle_stage = "active";
   return p.run_id;
 }
 
