@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from eventflow import __version__
-from eventflow.cli_common import checked_tracking_uri
+from eventflow.cli_common import EventflowGroup, checked_tracking_uri
 from eventflow.audit import cli as audit_cli
 from eventflow.auth import cli as auth_cli
 from eventflow.deploy import cli as deploy_cli
@@ -19,7 +19,7 @@ from eventflow.sdk import cli as sdk_cli
 from eventflow.webhooks import cli as webhooks_cli
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=EventflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="eventflow")
 def main() -> None:
     """eventflow: the machine-learning lifecycle as a log of events.

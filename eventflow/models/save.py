@@ -158,8 +158,9 @@ def register(name: str, source: str, run_id: str) -> str | None:
         return None
     base = tracking.rstrip("/") + "/api/2.0/mlflow"
     from eventflow.sdk.credentials import Credentials
+    from eventflow.sdk.unreachable import reaching
 
-    with httpx.Client(timeout=30, auth=Credentials.from_env().auth()) as http:
+    with reaching(tracking), httpx.Client(timeout=30, auth=Credentials.from_env().auth()) as http:
         created = http.post(f"{base}/registered-models/create", json={"name": name})
         if created.status_code == 404 or created.status_code == 405:
             warnings.warn(f"model {name!r} was logged but not registered: the tracking server has no model registry", stacklevel=3)

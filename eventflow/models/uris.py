@@ -135,9 +135,10 @@ def resolve_registry(ref: RegistryRef, tracking_uri: str) -> VersionFiles:
     import httpx  # here: loading a model from a file must not pay for an HTTP client
 
     from eventflow.sdk.credentials import Credentials
+    from eventflow.sdk.unreachable import reaching
 
     base = tracking_uri.rstrip("/") + "/api/2.0/mlflow"
-    with httpx.Client(timeout=30, auth=Credentials.from_env().auth()) as http:
+    with reaching(tracking_uri), httpx.Client(timeout=30, auth=Credentials.from_env().auth()) as http:
         version = ref.version
         if ref.alias is not None:
             found = _get(http, f"{base}/registered-models/alias", {"name": ref.name, "alias": ref.alias}, ref)

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from eventflow.sdk.credentials import Credentials
+from eventflow.sdk.unreachable import reaching
 from eventflow.validation import InvalidInput
 
 
@@ -26,11 +27,13 @@ class Webhooks:
             raise InvalidInput(
                 f"webhooks are managed through an eventflow server; the tracking URI {tracking_uri!r} is not http(s)://HOST:PORT"
             )
-        self.base = tracking_uri.rstrip("/") + "/api/2.0/eventflow/webhooks"
+        self.url = tracking_uri.rstrip("/")
+        self.base = self.url + "/api/2.0/eventflow/webhooks"
         self.http = httpx.Client(timeout=timeout, auth=Credentials.from_env().auth())
 
     def _call(self, method: str, path: str = "", **kwargs: Any) -> dict[str, Any]:
-        response = self.http.request(method, self.base + path, **kwargs)
+        with reaching(self.url):
+            response = self.http.request(method, self.base + path, **kwargs)
         if response.status_code >= 400:
             try:
                 body = response.json()
