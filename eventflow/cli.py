@@ -257,6 +257,13 @@ def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origin
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--cors-allowed-origins") from None
     _export_backend(home, kafka, db, artifacts)
+    if db:  # a missing driver is one line here, not a traceback from each worker
+        from eventflow.views.db import MissingDriver, check_driver
+
+        try:
+            check_driver(db)
+        except MissingDriver as error:
+            raise click.ClickException(str(error)) from None
     os.environ["EVENTFLOW_SERVER_CONSUMERS"] = "false" if no_consumers else "true"
     os.environ.update(EVENTFLOW_ALLOWED_HOSTS=allowed_hosts, EVENTFLOW_CORS_ALLOWED_ORIGINS=cors_allowed_origins, EVENTFLOW_BIND_HOST=host)
     os.environ["EVENTFLOW_ALLOW_FINITE_RETENTION"] = "true" if allow_finite_retention else "false"
