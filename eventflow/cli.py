@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from eventflow import __version__
-from eventflow.cli_common import checked_tracking_uri
+from eventflow.cli_common import EventflowGroup, checked_tracking_uri
 from eventflow.alerts import cli as alerts_cli
 from eventflow.audit import cli as audit_cli
 from eventflow.auth import cli as auth_cli
@@ -20,7 +20,7 @@ from eventflow.sdk import cli as sdk_cli
 from eventflow.webhooks import cli as webhooks_cli
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=EventflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="eventflow")
 def main() -> None:
     """eventflow: the machine-learning lifecycle as a log of events.
@@ -217,13 +217,14 @@ allow_finite_retention_option = click.option(
                    "with MLFLOW_TRACKING_USERNAME/_PASSWORD or MLFLOW_TRACKING_TOKEN) and record the authenticated "
                    "user on every event. The first admin comes from EVENTFLOW_ADMIN_USERNAME and "
                    "EVENTFLOW_ADMIN_PASSWORD. Needed to listen on anything but loopback. [env EVENTFLOW_AUTH]")
+@click.option("--access-log", is_flag=True, help="Log every request (method, path, status) to stderr. Off by default.")
 @click.option("--insecure-no-auth", is_flag=True,
               help="Listen on a non-loopback --host WITHOUT authentication: only behind a proxy of your own that "
                    "authenticates every request and lets nothing else reach this port. Anyone who reaches the "
                    "port can then write, delete and deploy as anyone.")
 @backend_options
 @allow_finite_retention_option
-def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origins, auth, insecure_no_auth,
+def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origins, auth, access_log, insecure_no_auth,
            home, kafka, db, artifacts, allow_finite_retention) -> None:
     """Run the tracking server: MLflow's REST API 2.0 and eventflow's extensions.
 
@@ -241,6 +242,7 @@ def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origin
     \b
     Examples:
       eventflow server
+      eventflow server --port 5001 --access-log
       eventflow server --kafka 127.0.0.1:9092 --db postgresql+psycopg://postgres@127.0.0.1/eventflow
       EVENTFLOW_ADMIN_USERNAME=admin EVENTFLOW_ADMIN_PASSWORD=... eventflow server --host 0.0.0.0 --auth
     """
@@ -256,6 +258,13 @@ def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origin
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--cors-allowed-origins") from None
     _export_backend(home, kafka, db, artifacts)
+    if db:  # a missing driver is one line here, not a traceback from each worker
+        from eventflow.views.db import MissingDriver, check_driver
+
+        try:
+            check_driver(db)
+        except MissingDriver as error:
+            raise click.ClickException(str(error)) from None
     os.environ["EVENTFLOW_SERVER_CONSUMERS"] = "false" if no_consumers else "true"
     os.environ.update(EVENTFLOW_ALLOWED_HOSTS=allowed_hosts, EVENTFLOW_CORS_ALLOWED_ORIGINS=cors_allowed_origins, EVENTFLOW_BIND_HOST=host)
     os.environ["EVENTFLOW_ALLOW_FINITE_RETENTION"] = "true" if allow_finite_retention else "false"
@@ -276,16 +285,48 @@ def server(host, port, workers, no_consumers, allowed_hosts, cors_allowed_origin
         local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         os.environ["EVENTFLOW_SERVER_URL"] = f"http://{local}:{port}"
     _refuse_views_being_rebuilt(home, kafka, db)
+    _check_port_free(host, port)
     where = f"Kafka {kafka}" if kafka else f"the embedded log in {home or '~/.eventflow'}"
-    click.echo(f"eventflow {__version__}: serving http://{host}:{port} on {where} (dashboard at /)", err=True)
+    click.echo(f"eventflow {__version__}: serving {where}; dashboard and API at {_url_of(host, port)}", err=True)
     from eventflow.environment_variables import LIVE_PING_SECONDS
 
     try:
         ping = LIVE_PING_SECONDS.get()
     except ValueError as error:
         raise click.ClickException(str(error)) from None
+    # uvicorn logs requests at info: the access log needs that level, which adds its start-up lines.
     uvicorn.run("eventflow.server.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", ws_ping_interval=ping, ws_ping_timeout=ping)
+                log_level="info" if access_log else "warning", access_log=access_log, ws_ping_interval=ping, ws_ping_timeout=ping)
+
+
+def _url_of(host: str, port: int) -> str:
+    """The URL to open: a wildcard host is reached on this machine through 127.0.0.1."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Bind and let go of ``host:port`` as uvicorn will (SO_REUSEADDR), so that a busy port is
+    one error naming it before anything says it serves, not uvicorn's after."""
+    import errno
+    import socket
+
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise click.BadParameter(f"cannot listen on {host!r}: {error.strerror}", param_hint="--host") from None
+    family, kind, proto, _, address = addresses[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise click.ClickException(
+                    f"port {port} on {host} is already in use (another eventflow server?): stop it, "
+                    f"or start this one on another port with --port, e.g. --port {port + 1 if port < 65535 else 5001}"
+                ) from None
+            raise click.ClickException(f"cannot listen on {host} port {port} ({error.strerror}): pick another with --port") from None
 
 
 def _refuse_views_being_rebuilt(home, kafka, db) -> None:

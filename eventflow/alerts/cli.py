@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import click
 
-from eventflow.webhooks.cli import _calling, _tracking_option, _when
+from eventflow.cli_common import server_url, tracking_uri_option
+from eventflow.webhooks.cli import _calling, _when
+
+_tracking_option = tracking_uri_option("The eventflow server whose alerts these are.")
 
 
 def _alerts(tracking_uri):
     from eventflow.sdk.alerts import Alerts
     from eventflow.validation import InvalidInput
 
+    url = server_url(tracking_uri, "alerts", "its alert watcher keeps the rules and fires them")
     try:
-        return Alerts(tracking_uri)
+        return Alerts(url)
     except InvalidInput as error:
         raise click.UsageError(error.message) from None
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from eventflow.cli_common import tracking_uri_option
 from eventflow.validation import InvalidInput
 
 
@@ -44,10 +45,10 @@ def _get(tracking_uri: str, path: str, params: dict[str, Any]) -> dict[str, Any]
 
     from eventflow.sdk.credentials import Credentials
 
-    try:
+    from eventflow.sdk.unreachable import reaching
+
+    with reaching(tracking_uri):
         got = httpx.get(tracking_uri.rstrip("/") + path, params=params, auth=Credentials.from_env().auth(), timeout=120)
-    except httpx.HTTPError as error:
-        raise click.ClickException(f"cannot reach the eventflow server: {error} (is it running? see --tracking-uri)") from None
     if got.status_code != 200:
         try:
             message = got.json().get("message", got.text)
@@ -73,8 +74,7 @@ def _remote(tracking_uri: str, query: dict[str, Any]) -> dict[str, Any]:
     return {**answer, "entries": entries, "lines": lines}
 
 
-_tracking = click.option("--tracking-uri", envvar="EVENTFLOW_TRACKING_URI", default=None, metavar="URI",
-                         help="An eventflow server (http://HOST:PORT) or a home directory. [env EVENTFLOW_TRACKING_URI; default ~/.eventflow]")
+_tracking = tracking_uri_option()
 
 
 @click.command("audit")

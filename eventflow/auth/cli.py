@@ -13,12 +13,9 @@ from typing import Any
 
 import click
 
-from eventflow.cli_common import checked_tracking_uri
+from eventflow.cli_common import server_url, tracking_uri_option
 
-
-def _tracking_uri(function):  # type: ignore[no-untyped-def]
-    return click.option("--tracking-uri", callback=checked_tracking_uri, envvar="EVENTFLOW_TRACKING_URI", default="http://127.0.0.1:5000", show_default=True,
-                        help="The eventflow server. [env EVENTFLOW_TRACKING_URI]")(function)
+_tracking_uri = tracking_uri_option("The eventflow server whose users these are.")
 
 
 def _credentials() -> dict[str, Any]:
@@ -33,14 +30,16 @@ def _credentials() -> dict[str, Any]:
     return {"auth": credentials.auth()}
 
 
-def call(tracking_uri: str, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+def call(tracking_uri: str | None, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
     """One request; an error answer becomes a message that says what the server said."""
     import httpx  # here, not at the top: every ``eventflow`` command loads this module
 
-    try:
+    tracking_uri = server_url(tracking_uri, "users, tokens and permissions", "the server checks every request against them")
+
+    from eventflow.sdk.unreachable import reaching
+
+    with reaching(tracking_uri):
         answer = httpx.request(method, tracking_uri.rstrip("/") + path, timeout=60, **_credentials(), **kwargs)
-    except httpx.HTTPError as error:
-        raise click.ClickException(f"cannot reach the eventflow server at {tracking_uri}: {error}. Is it running? (--tracking-uri)") from None
     try:
         body = answer.json() if answer.content else {}
     except ValueError:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from eventflow.cli_common import checked_tracking_uri
+from eventflow.cli_common import tracking_uri_option
 
 
 def _when(ms: int | None) -> str:
@@ -16,18 +16,30 @@ def _when(ms: int | None) -> str:
     return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _fetch(tracking_uri: str, **params: Any) -> dict[str, Any]:
+def _fetch(tracking_uri: str | None, target: str | None = None, max_results: int | None = None) -> dict[str, Any]:
+    """The deployments from a server's route, or read from the log itself (a home or broker)."""
+    if tracking_uri and tracking_uri.startswith(("http://", "https://")):
+        return _remote(tracking_uri, target=target, max_results=max_results)
+    from eventflow.deploy.history import deployments
+    from eventflow.log import open_log
+    from eventflow.sdk.stores import local_parts
+
+    log = open_log(local_parts(tracking_uri)[0])
+    try:
+        return deployments(log, target, max_results or 100)
+    finally:
+        log.close()
+
+
+def _remote(tracking_uri: str, **params: Any) -> dict[str, Any]:
     import httpx
 
     from eventflow.sdk.credentials import Credentials
+    from eventflow.sdk.unreachable import reaching
 
-    if not tracking_uri.startswith(("http://", "https://")):
-        raise click.UsageError("give --tracking-uri http://HOST:PORT: deployments are read from an eventflow server")
-    try:
+    with reaching(tracking_uri):
         answer = httpx.get(tracking_uri.rstrip("/") + "/api/2.0/eventflow/deployments", auth=Credentials.from_env().auth(),
                            params={k: v for k, v in params.items() if v is not None}, timeout=30)
-    except httpx.HTTPError as error:
-        raise click.ClickException(f"cannot reach the eventflow server: {error} (is it running? see --tracking-uri)") from None
     if answer.status_code != 200:
         raise click.ClickException(f"the server answered {answer.status_code}: {answer.text[:300]}")
     return answer.json()
@@ -39,8 +51,7 @@ def _table(header: list[str], rows: list[list[str]]) -> None:
         click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
-_tracking = click.option("--tracking-uri", callback=checked_tracking_uri, envvar="EVENTFLOW_TRACKING_URI", default="http://127.0.0.1:5000", show_default=True,
-                         help="The eventflow server. [env EVENTFLOW_TRACKING_URI]")
+_tracking = tracking_uri_option()
 
 
 @click.group("deployments")
@@ -60,7 +71,7 @@ def deployments() -> None:
 
 @deployments.command("list")
 @_tracking
-def list_(tracking_uri: str) -> None:
+def list_(tracking_uri: str | None) -> None:
     """Each target: the version it serves, and how its last deployment went."""
     found = _fetch(tracking_uri)["deployments"]
     if not found:
@@ -78,7 +89,7 @@ def list_(tracking_uri: str) -> None:
 @click.argument("target", required=False)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="How many events, newest first.")
 @_tracking
-def history(target: str | None, limit: int, tracking_uri: str) -> None:
+def history(target: str | None, limit: int, tracking_uri: str | None) -> None:
     """The deployment events of every target (or of TARGET), newest first."""
     found = _fetch(tracking_uri, target=target, max_results=limit)["history"]
     if not found:

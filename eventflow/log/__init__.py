@@ -10,7 +10,12 @@ def open_log(uri: str, **options: object) -> Log:
     if uri.startswith("kafka://"):
         import os
 
-        from eventflow.log.kafka import KafkaLog
+        try:
+            from eventflow.log.kafka import KafkaLog
+        except ModuleNotFoundError as error:
+            if (error.name or "").split(".")[0] != "kafka":
+                raise
+            raise LogError(f"{uri} is a Kafka log, and Kafka's client is not installed: pip install 'eventflow[kafka]'") from None
 
         # New topics' shape, for clusters that need more than the single-broker defaults.
         options.setdefault("partitions", int(os.environ.get("EVENTFLOW_KAFKA_PARTITIONS", "3")))

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import click
 
-from eventflow.cli_common import checked_tracking_uri
+from eventflow.cli_common import tracking_uri_option
 
 URI_HELP = "The model: runs:/<run_id>/<path>, models:/<name>/<version>, models:/<name>@<alias> or a local directory."
-TRACKING_HELP = "The tracking server (or embedded home) runs:/ and models:/ URIs are read from. [env EVENTFLOW_TRACKING_URI]"
+_tracking = tracking_uri_option("Where runs:/ and models:/ URIs are read from.")
 
 
 def _fetch_or_exit(model_uri: str, tracking_uri: str | None, dst_path: Path | None = None) -> Path:
@@ -36,7 +36,7 @@ def models() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for every interface).")
 @click.option("-p", "--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to listen on.")
 @click.option("-w", "--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Scoring processes.")
-@click.option("--tracking-uri", callback=checked_tracking_uri, envvar="EVENTFLOW_TRACKING_URI", default=None, help=TRACKING_HELP)
+@_tracking
 def serve(model_uri: str, host: str, port: int, workers: int, tracking_uri: str | None) -> None:
     """Score a model over HTTP with MLflow's scoring protocol.
 
@@ -85,7 +85,7 @@ def serve(model_uri: str, host: str, port: int, workers: int, tracking_uri: str 
 @click.option("-o", "--output", "output", type=click.Path(file_okay=False, path_type=Path), default=Path("eventflow-model-docker"),
               show_default=True, help="Directory to write the build context into (must not exist or be empty).")
 @click.option("--base-image", default=None, help="Base image. Default: python:<the model's major.minor>-slim.")
-@click.option("--tracking-uri", callback=checked_tracking_uri, envvar="EVENTFLOW_TRACKING_URI", default=None, help=TRACKING_HELP)
+@_tracking
 def build_docker(model_uri: str, output: Path, base_image: str | None, tracking_uri: str | None) -> None:
     """Write a self-contained Docker build context that serves the model.
 

@@ -6,6 +6,7 @@ command run without them says what to install instead of failing deep in an impo
 
 from __future__ import annotations
 
+import sys
 from types import ModuleType
 
 
@@ -19,6 +20,12 @@ def pandas() -> ModuleType:
     except ImportError as exc:  # pragma: no cover - pandas is a test dependency
         raise MissingDependency("eventflow models need pandas for tabular input: pip install pandas") from exc
     return pandas
+
+
+def loaded_pandas() -> ModuleType | None:
+    """pandas if this process imported it, else None: then no input can be a DataFrame, and
+    numpy input needs no pandas at all."""
+    return sys.modules.get("pandas")
 
 
 def numpy() -> ModuleType:

@@ -88,7 +88,7 @@ def save_model(
         model_flavors, requirements = flavors.save_python_function(obj, directory, code_paths)
     descriptor = Model(flavors=model_flavors, run_id=run_id, artifact_path=artifact_path, signature=signature)
     if input_example is not None:
-        pandas()  # a clear error now if examples cannot be read
+        _check_example_readable(input_example)
         descriptor.saved_input_example_info = _save_input_example(input_example, directory)
         if signature is None:
             descriptor.signature = _infer_from_example(directory, descriptor, input_example)
@@ -96,6 +96,13 @@ def save_model(
     descriptor.model_size_bytes = directory_size(directory)
     descriptor.save(directory)
     return descriptor
+
+
+def _check_example_readable(example: Any) -> None:
+    """A numpy array needs numpy only; any other example is read as a table, with pandas:
+    without it, say so before anything is saved or logged (not after training, mid-run)."""
+    if example is not None and not isinstance(example, numpy().ndarray):
+        pandas()
 
 
 def _infer_from_example(directory: Path, descriptor: Model, example: Any) -> ModelSignature:
@@ -131,6 +138,7 @@ def log_model(
     name = name.strip("/")
     if not name or ".." in name.split("/"):
         raise validation.InvalidInput(f"invalid model name {name!r}: give a relative artifact path such as 'model'")
+    _check_example_readable(input_example)
     run = eventflow.active_run() or eventflow.start_run()
     with tempfile.TemporaryDirectory(prefix="eventflow-model-") as tmp:
         local = Path(tmp) / "model"
@@ -158,8 +166,9 @@ def register(name: str, source: str, run_id: str) -> str | None:
         return None
     base = tracking.rstrip("/") + "/api/2.0/mlflow"
     from eventflow.sdk.credentials import Credentials
+    from eventflow.sdk.unreachable import reaching
 
-    with httpx.Client(timeout=30, auth=Credentials.from_env().auth()) as http:
+    with reaching(tracking), httpx.Client(timeout=30, auth=Credentials.from_env().auth()) as http:
         created = http.post(f"{base}/registered-models/create", json={"name": name})
         if created.status_code == 404 or created.status_code == 405:
             warnings.warn(f"model {name!r} was logged but not registered: the tracking server has no model registry", stacklevel=3)

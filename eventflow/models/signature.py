@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from eventflow.models.frames import numpy, pandas
+from eventflow.models.frames import loaded_pandas, numpy, pandas
 
 COLUMN_TYPES = ("boolean", "integer", "long", "float", "double", "string", "binary", "datetime")
 # What each column type accepts, as numpy dtype kinds (b bool, i int, u uint, f float, O object, M datetime).
@@ -147,9 +147,10 @@ def _column_type(series: Any) -> str:
 
 
 def _schema_of(data: Any) -> Schema:
-    pd, np = pandas(), numpy()
-    if isinstance(data, np.ndarray):
+    np = numpy()
+    if isinstance(data, np.ndarray):  # a tensor: no pandas needed
         return Schema((TensorSpec(str(data.dtype), (-1, *data.shape[1:])),))
+    pd = pandas()
     if isinstance(data, pd.Series):
         return Schema((ColSpec(_column_type(data), None if data.name is None else str(data.name)),))
     if isinstance(data, (list, tuple)) and data and not isinstance(data[0], dict):
@@ -282,8 +283,8 @@ def _convert(series: Any, spec: ColSpec, name: Any) -> Any:
 
 
 def _enforce_tensor(spec: TensorSpec, data: Any) -> Any:
-    pd, np = pandas(), numpy()
-    if isinstance(data, (pd.DataFrame, pd.Series)):
+    pd, np = loaded_pandas(), numpy()
+    if pd is not None and isinstance(data, (pd.DataFrame, pd.Series)):
         data = data.to_numpy()
     array = np.asarray(data)
     target = np.dtype(spec.dtype)

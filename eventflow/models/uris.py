@@ -121,29 +121,48 @@ def files_of(artifact_uri: str) -> RunFiles | LoggedModelFiles:
 
 
 def resolve_registry(ref: RegistryRef, tracking_uri: str) -> VersionFiles:
-    """Ask the tracking server which version a registry URI names, and whose files it is.
+    """Ask the tracking server (or, for a home or broker URI, its registry views read in
+    this process) which version a registry URI names, and whose files it is.
 
     The seam between models and the registry: MLflow's REST paths
     ``registered-models/alias`` (alias → version) and ``model-versions/get-download-uri``
     (version → artifact URI), answered by eventflow's registry like MLflow's.
     """
     if not tracking_uri.startswith(("http://", "https://")):
-        raise ModelUriError(
-            "models:/ URIs are resolved by the tracking server's registry: "
-            "set EVENTFLOW_TRACKING_URI=http://HOST:PORT (an eventflow server)"
-        )
+        return _resolve_in_store(ref, tracking_uri)
     import httpx  # here: loading a model from a file must not pay for an HTTP client
 
     from eventflow.sdk.credentials import Credentials
+    from eventflow.sdk.unreachable import reaching
 
     base = tracking_uri.rstrip("/") + "/api/2.0/mlflow"
-    with httpx.Client(timeout=30, auth=Credentials.from_env().auth()) as http:
+    with reaching(tracking_uri), httpx.Client(timeout=30, auth=Credentials.from_env().auth()) as http:
         version = ref.version
         if ref.alias is not None:
             found = _get(http, f"{base}/registered-models/alias", {"name": ref.name, "alias": ref.alias}, ref)
             version = str(found["model_version"]["version"])
         found = _get(http, f"{base}/model-versions/get-download-uri", {"name": ref.name, "version": version}, ref)
     return VersionFiles(ref, str(version), files_of(found["artifact_uri"]))
+
+
+def _resolve_in_store(ref: RegistryRef, tracking_uri: str) -> VersionFiles:
+    """The same answer from the registry views of a home (or a broker's views), read in-process."""
+    from eventflow.sdk.client import Client
+    from eventflow.validation import InvalidInput
+
+    label = f"models:/{ref.name}" + (f"@{ref.alias}" if ref.alias else f"/{ref.version}")
+    try:
+        with Client(tracking_uri) as client:
+            if ref.alias is not None:
+                found = client.get_model_version_by_alias(ref.name, ref.alias)
+            else:
+                found = client.get_model_version(ref.name, ref.version or "")
+    except InvalidInput as error:
+        raise ModelUriError(f"cannot resolve {label}: {error.message}") from None
+    if found is None:
+        missing = f"no alias {ref.alias!r}" if ref.alias else f"no version {ref.version}"
+        raise ModelUriError(f"cannot resolve {label}: model {ref.name!r} has {missing} in the registry at {tracking_uri}")
+    return VersionFiles(ref, str(found["version"]), files_of(found["source"]))
 
 
 def _get(http: httpx.Client, url: str, params: dict[str, str | None], ref: RegistryRef) -> dict:

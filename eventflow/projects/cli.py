@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from eventflow.cli_common import tracking_uri_option
+
 RUN_MANAGERS = ("local", "virtualenv", "uv", "conda", "docker")
 
 
@@ -37,8 +39,7 @@ def _parameters(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--build-only", is_flag=True, help="Build (or check) the environment and stop: no run is created.")
 @click.option("--detach", is_flag=True, help="Start the run and return at once, printing its id; the run goes on "
                                               "in a background process that ends it.")
-@click.option("--tracking-uri", envvar="EVENTFLOW_TRACKING_URI", default=None,
-              help="Where to log: http(s)://server, kafka://host:port, or a directory (default: the embedded home).")
+@tracking_uri_option("Where to log the run.")
 def run_command(uri: str, entry_point: str, params: tuple[str, ...], version: str | None, env_manager: str | None,
                 experiment_name: str | None, experiment_id: str | None, run_name: str | None, build_only: bool,
                 detach: bool, tracking_uri: str | None) -> None:

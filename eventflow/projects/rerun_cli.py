@@ -6,6 +6,7 @@ import json
 
 import click
 
+from eventflow.cli_common import tracking_uri_option
 from eventflow.projects.cli import RUN_MANAGERS
 
 
@@ -19,8 +20,7 @@ from eventflow.projects.cli import RUN_MANAGERS
 @click.option("-v", "--version", default=None, metavar="REF",
               help="Rerun the code at another commit, tag or branch, everything else as recorded "
                    "(the recorded patch of a dirty tree is then left out): does this change alter the results?")
-@click.option("--tracking-uri", envvar="EVENTFLOW_TRACKING_URI", default=None,
-              help="Where the original run is, and where the rerun goes. [env EVENTFLOW_TRACKING_URI]")
+@tracking_uri_option("Where the original run is, and where the rerun goes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of text.")
 def rerun(run_id: str, settings: tuple[str, ...], env_manager: str | None, version: str | None, tracking_uri: str | None,
           as_json: bool) -> None:

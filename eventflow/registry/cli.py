@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from eventflow.cli_common import checked_tracking_uri
+from eventflow.cli_common import tracking_uri_option
 from eventflow.validation import InvalidInput
 
 
@@ -47,8 +47,7 @@ def _pairs(values: tuple[str, ...]) -> dict[str, str]:
 
 
 @click.group("registry")
-@click.option("--tracking-uri", callback=checked_tracking_uri, envvar="EVENTFLOW_TRACKING_URI", metavar="URI", default=None,
-              help="An eventflow server (http://HOST:PORT) or a home directory. [env EVENTFLOW_TRACKING_URI; default ~/.eventflow]")
+@tracking_uri_option()
 @click.pass_context
 def registry(ctx: click.Context, tracking_uri: str | None) -> None:
     """The model registry: registered models, their versions, aliases and stages.

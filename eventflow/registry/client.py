@@ -57,7 +57,10 @@ def call(store: Store, endpoint: str, data: dict[str, Any]) -> dict[str, Any]:
         # No credentials (a server without authentication): name the user as the MLflow
         # client does, unchecked, so that the server's events name who acted.
         where["auth"] = (default_actor(), "")
-    response = http.request(method, MLFLOW + endpoint.partition("#")[0], **where)
+    from eventflow.sdk.unreachable import reaching
+
+    with reaching(store.url):  # type: ignore[attr-defined]
+        response = http.request(method, MLFLOW + endpoint.partition("#")[0], **where)
     body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
     if response.status_code >= 400:
         raise InvalidInput(body.get("message") or response.text, body.get("error_code", "INTERNAL_ERROR"))

@@ -14,6 +14,7 @@ from eventflow.codec import encode
 from eventflow.events import Event
 from eventflow.sdk.credentials import Credentials
 from eventflow.sdk.stores import Store, sha256_of
+from eventflow.sdk.unreachable import reaching
 from eventflow.codec.framing import CONTENT_TYPE, pack
 from eventflow.validation import InvalidInput
 
@@ -41,7 +42,8 @@ class HttpStore(Store):
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
         """An API call; None on RESOURCE_DOES_NOT_EXIST, InvalidInput on other 4xx."""
-        response = self.http.request(method, path, **kwargs)
+        with reaching(self.url):
+            response = self.http.request(method, path, **kwargs)
         if response.status_code == 404 and response.headers.get("content-type", "").startswith("application/json"):
             if response.json().get("error_code") == "RESOURCE_DOES_NOT_EXIST":
                 return None
@@ -79,7 +81,7 @@ class HttpStore(Store):
     def download_artifact(self, artifact_uri: str, artifact_path: str, local_file: Path) -> None:
         relative = artifact_uri.removeprefix("mlflow-artifacts:/").strip("/")
         local_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.http.stream("GET", f"/api/2.0/mlflow-artifacts/artifacts/{relative}/{artifact_path}") as response:
+        with reaching(self.url), self.http.stream("GET", f"/api/2.0/mlflow-artifacts/artifacts/{relative}/{artifact_path}") as response:
             if response.status_code != 200:
                 response.read()
                 try:

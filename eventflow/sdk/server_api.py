@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from eventflow.sdk.credentials import Credentials
+from eventflow.sdk.unreachable import reaching
 from eventflow.validation import InvalidInput
 
 
@@ -18,11 +19,13 @@ class ServerApi:
     def __init__(self, tracking_uri: str, timeout: float = 60.0):
         if not tracking_uri.startswith(("http://", "https://")):
             raise InvalidInput(f"{self.what} are managed through an eventflow server; the tracking URI {tracking_uri!r} is not http(s)://HOST:PORT")
-        self.base = tracking_uri.rstrip("/") + self.path
+        self.url = tracking_uri.rstrip("/")
+        self.base = self.url + self.path
         self.http = httpx.Client(timeout=timeout, auth=Credentials.from_env().auth())
 
     def _call(self, method: str, path: str = "", **kwargs: Any) -> dict[str, Any]:
-        response = self.http.request(method, self.base + path, **kwargs)
+        with reaching(self.url):
+            response = self.http.request(method, self.base + path, **kwargs)
         if response.status_code >= 400:
             try:
                 body = response.json()

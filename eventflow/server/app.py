@@ -16,7 +16,7 @@ from eventflow import __version__
 from eventflow.audit import api as audit_api
 from eventflow.codec import CodecError
 from eventflow.log import LogError
-from eventflow.server import alerts_api, artifacts, dashboard, stamping, deployments_api, events_api, live, mlflow_webhooks_api, openapi, projects_api, runs_api, tracking, ui_artifacts, webhooks_api
+from eventflow.server import alerts_api, api_docs, artifacts, dashboard, stamping, deployments_api, events_api, live, mlflow_webhooks_api, openapi, projects_api, runs_api, tracking, ui_artifacts, webhooks_api
 from eventflow.server.browsers import BrowserGuard, Policy
 from eventflow.server.errors import FAULTS, ApiError, error_response, handle_api_error
 from eventflow.server.runtime import Runtime
@@ -64,6 +64,7 @@ def create_app(runtime: Runtime, policy: Policy | None = None, *, auth: bool | N
         Route("/health", health, methods=["GET"]),
         Route("/version", version, methods=["GET"]),
         Route("/api/2.0/eventflow/openapi.json", openapi_document, methods=["GET"]),
+        *api_docs.routes(),
         *tracking.routes(runtime),
         *artifacts.routes(runtime),
         *ui_artifacts.routes(runtime),

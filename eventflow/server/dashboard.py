@@ -4,7 +4,8 @@ The page is plain JavaScript modules under ``dashboard/`` (package data). Charts
 Plotly's, taken from the installed ``plotly`` Python package — its wheel carries
 ``plotly.min.js`` — and the lineage graph is vis-network's, taken from the installed
 ``pyvis`` package (its wheel carries ``vis-network.min.js``), so nothing is fetched from a
-CDN and no third-party code lives in this repository.
+CDN and no third-party code lives in this repository. pyvis comes with ``eventflow[lineage]``
+(it brings IPython and networkx); without it the graph's place says what to install.
 """
 
 from __future__ import annotations
@@ -26,8 +27,12 @@ def plotly_js() -> Path:
 
 
 def vis_network_js() -> Path:
-    """vis-network.min.js (the standalone build, with its DataSet) inside the installed pyvis package."""
-    return Path(str(resources.files("pyvis") / "lib" / "vis-9.1.2" / "vis-network.min.js"))
+    """vis-network.min.js (the standalone build, with its DataSet) inside the installed pyvis
+    package; without pyvis, a stand-in of ours that shows how to install it."""
+    try:
+        return Path(str(resources.files("pyvis") / "lib" / "vis-9.1.2" / "vis-network.min.js"))
+    except ModuleNotFoundError:
+        return HERE / "vis-missing.js"
 
 
 def routes() -> list[Route | Mount]:

@@ -14,12 +14,28 @@ from sqlalchemy.dialects import postgresql, sqlite
 from eventflow.views.tables import metadata
 
 
+class MissingDriver(RuntimeError):
+    """The views URL names a database whose driver is not installed."""
+
+
+def check_driver(url: str) -> None:
+    """PostgreSQL's driver comes with ``eventflow[postgres]``: without it, say that, not
+    SQLAlchemy's ``No module named 'psycopg'`` from deep inside a worker."""
+    if url.startswith("postgresql+psycopg:") or url.startswith("postgresql+psycopg://"):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise MissingDriver(f"the views database {url.split('@')[-1]!r} is PostgreSQL, and its driver (psycopg) "
+                                "is not installed: pip install 'eventflow[postgres]'") from None
+
+
 def open_views(url: str) -> Engine:
     """An engine on the views, with every table created.
 
     SQLite runs in WAL mode with ``synchronous=FULL``: the projector's offsets are
     only as durable as its rows, and exactly-once needs both to survive a crash.
     """
+    check_driver(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 

@@ -4,36 +4,31 @@ from __future__ import annotations
 
 import click
 
-from eventflow.cli_common import checked_tracking_uri
+from eventflow.cli_common import server_url, tracking_uri_option
 
-
-def _tracking_option(function):
-    return click.option("--tracking-uri", callback=checked_tracking_uri, envvar="EVENTFLOW_TRACKING_URI", default="http://127.0.0.1:5000", show_default=True,
-                        help="The eventflow server. [env EVENTFLOW_TRACKING_URI]")(function)
+_tracking_option = tracking_uri_option("The eventflow server whose webhooks these are.")
 
 
 def _hooks(tracking_uri):
     from eventflow.sdk.webhooks import Webhooks
     from eventflow.validation import InvalidInput
 
+    url = server_url(tracking_uri, "webhooks", "its dispatcher sends them and keeps their secrets")
     try:
-        return Webhooks(tracking_uri)
+        return Webhooks(url)
     except InvalidInput as error:
         raise click.UsageError(error.message) from None
 
 
 def _calling(call):
-    """Run an SDK call, turning its errors into messages that say what to do."""
-    import httpx
-
+    """Run an SDK call, turning its errors into messages that say what to do (an
+    unreachable server: ``ServerUnreachable``, printed by the main command)."""
     from eventflow.validation import InvalidInput
 
     try:
         return call()
     except InvalidInput as error:
         raise click.ClickException(f"{error.message} [{error.error_code}]") from None
-    except httpx.HTTPError as error:
-        raise click.ClickException(f"cannot reach the eventflow server: {error} (is it running? see --tracking-uri)") from None
 
 
 def _when(ms) -> str:
