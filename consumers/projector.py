@@ -213,8 +213,8 @@ def _update_run(c: Connection, e: Event, **values: Any) -> None:
 def run_ended(status: str) -> Apply:
     def apply(c: Connection, batch: _Batch, e: Event) -> None:
         _update_run(c, e, status=status, end_time=e.payload["end_time"])
-        # called crashed, then ended by its own process after all: it was not dead
-        c.execute(delete(tags).where(tags.c.run_id == e.payload["run_id"], tags.c.key == CRASHED_TAG))
+        # called crashed, then ended by its own process after all: it was not dead; an ended run is not stalled
+        c.execute(delete(tags).where(tags.c.run_id == e.payload["run_id"], tags.c.key.in_((CRASHED_TAG, STALLED_TAG))))
         # A stop asked for is answered by the end: a resumed run must not stop on it again.
         c.execute(delete(run_stop_requests).where(run_stop_requests.c.run_id == e.payload["run_id"]))
 
@@ -225,6 +225,8 @@ def run_ended(status: str) -> Apply:
 # MLflow's clients, whose RunStatus has no such value, it is FAILED; this tag says why and
 # since when, and the dashboard shows it as CRASHED.
 CRASHED_TAG = "eventflow.crashed"
+# A running run alive but without new metrics for the stall timeout; the value is since when.
+STALLED_TAG = "eventflow.stalled"
 
 
 def run_crashed(c: Connection, batch: _Batch, e: Event) -> None:
@@ -234,6 +236,17 @@ def run_crashed(c: Connection, batch: _Batch, e: Event) -> None:
         return  # it ended (or was called crashed) before this was decided: nothing to mark
     c.execute(update(runs).where(runs.c.run_id == p["run_id"]).values(status="FAILED", end_time=p["last_seen_time"]))
     upsert(c, tags, [{"run_id": p["run_id"], "key": CRASHED_TAG, "value": str(p["last_seen_time"])}], ["run_id", "key"])
+
+
+def run_stalled(c: Connection, batch: _Batch, e: Event) -> None:
+    p = e.payload
+    if c.execute(select(runs.c.status).where(runs.c.run_id == p["run_id"])).scalar() != "RUNNING":
+        return  # it ended before this was decided
+    upsert(c, tags, [{"run_id": p["run_id"], "key": STALLED_TAG, "value": str(p["last_step_time"])}], ["run_id", "key"])
+
+
+def run_stall_ended(c: Connection, batch: _Batch, e: Event) -> None:
+    c.execute(delete(tags).where(tags.c.run_id == e.payload["run_id"], tags.c.key == STALLED_TAG))
 
 
 def run_alive(c: Connection, batch: _Batch, e: Event) -> None:
@@ -623,6 +636,8 @@ APPLY: dict[str, Apply] = {
     "run.killed": run_ended("KILLED"),
     "run.crashed": run_crashed,
     "run.alive": run_alive,
+    "run.stalled": run_stalled,
+    "run.stall_ended": run_stall_ended,
     "run.renamed": run_renamed,
     "run.deleted": run_staged("deleted"),
     "run.restored": run_staged("active"),

@@ -12,6 +12,11 @@ sign of life: a second watchdog, or this one after a restart, appends the same e
 the projector applies once. The projector marks the run (FAILED to MLflow's clients, the
 ``eventflow.crashed`` tag for the dashboard); its next ``run.alive`` resumes it.
 
+A watched run that is alive but has logged no new metric step for
+``EVENTFLOW_RUN_STALL_TIMEOUT`` (off unless set: a quiet phase is not always a hang) gets a
+``run.stalled`` (the projector tags it ``eventflow.stalled``; it stays RUNNING), and its next
+metric a ``run.stall_ended`` — each once, with ids derived as above.
+
 Runs logged by other clients (the MLflow client) send no heartbeat and are never watched:
 a quiet run is not a dead one.
 """
@@ -27,7 +32,7 @@ from sqlalchemy import BigInteger, Boolean, Column, Connection, Engine, MetaData
 
 from eventflow import commands
 from eventflow.consumers.base import ConsumerLoop, Delivery, Subscriber
-from eventflow.events import FAMILIES, default_source, now_ms
+from eventflow.events import FAMILIES, Event, default_source, now_ms
 from eventflow.log import Log, TopicPartition
 from eventflow.log.event_log import EventLog
 from eventflow.views.db import upsert
@@ -48,6 +53,8 @@ watched = Table(
     Column("last_seen", BigInteger, nullable=False),  # the time of its last event
     Column("every_ms", BigInteger, nullable=False),
     Column("crashed", Boolean, nullable=False),
+    Column("last_step", BigInteger, nullable=True),  # the time of its last metrics, else of its first sign of life
+    Column("stalled_since", BigInteger, nullable=True),  # the last_step of its run.stalled, until run.stall_ended
 )
 
 
@@ -61,11 +68,12 @@ class RunWatchdog(Subscriber):
     keeps_offsets = True
     topics = (RUNS_TOPIC,)
 
-    def __init__(self, log: Log, engine: Engine, timeout_ms: int, group: str = GROUP):
+    def __init__(self, log: Log, engine: Engine, timeout_ms: int, group: str = GROUP, stall_ms: int = 0):
         self.log = log
         self.writer = EventLog(log)
         self.engine = engine
         self.timeout_ms = timeout_ms
+        self.stall_ms = stall_ms
         self.group = group
         self._appended: set[str] = set()
         create_tables(engine)
@@ -86,6 +94,12 @@ class RunWatchdog(Subscriber):
                 run["gone"] = True
             elif e.type == "run.crashed":
                 run["crashed"] = True
+            elif e.type == "run.metrics_logged":
+                run["step"] = max(run.get("step", 0), e.time)
+            elif e.type == "run.stalled":
+                run["stalled"] = e.payload["last_step_time"]
+            elif e.type == "run.stall_ended":
+                run["stalled"] = None
             run["last"] = max(run["last"], e.time) if e.type != "run.crashed" else run["last"]
         with self.engine.begin() as c:
             advance(c, self.group, spans)
@@ -96,19 +110,35 @@ class RunWatchdog(Subscriber):
         gone = [r for r, run in runs.items() if run.get("gone")]
         if gone:
             c.execute(delete(watched).where(watched.c.run_id.in_(gone)))
-        fresh = [{"run_id": r, "last_seen": run["last"], "every_ms": run["every"], "crashed": bool(run.get("crashed"))}
-                 for r, run in runs.items() if run.get("alive") and not run.get("gone")]
+        alive = [r for r, run in runs.items() if run.get("alive") and not run.get("gone")]
+        known = {row.run_id: row for row in c.execute(select(watched).where(watched.c.run_id.in_(alive)))} if alive else {}
+        fresh = []
+        for r in alive:
+            run, row = runs[r], known.get(r)
+            first = {"last_step": run["last"], "stalled_since": None} if row is None else {"last_step": row.last_step, "stalled_since": row.stalled_since}
+            fresh.append({"run_id": r, "last_seen": run["last"], "every_ms": run["every"], "crashed": bool(run.get("crashed")),
+                          **first, **self._progress(run)})
         upsert(c, watched, fresh, ["run_id"])
         for run_id, run in runs.items():
             if run.get("alive") or run.get("gone"):
                 continue
-            values: dict[str, Any] = {}
+            values: dict[str, Any] = self._progress(run)
             if run["last"]:
                 values["last_seen"] = run["last"]
             if run.get("crashed"):
                 values["crashed"] = True
             if values:
                 c.execute(update(watched).where(watched.c.run_id == run_id).values(**values))
+
+    @staticmethod
+    def _progress(run: dict[str, Any]) -> dict[str, Any]:
+        """What a batch says of a run's steps: its last metrics' time, a stall begun or ended."""
+        values: dict[str, Any] = {}
+        if "step" in run:
+            values["last_step"] = run["step"]
+        if "stalled" in run:
+            values["stalled_since"] = run["stalled"]
+        return values
 
     def caught_up(self) -> bool:
         """Whether every partition of the runs topic has been read to its end."""
@@ -119,37 +149,48 @@ class RunWatchdog(Subscriber):
         return all(stored.get(TopicPartition(RUNS_TOPIC, p), 0) >= end for p, end in ends.items())
 
     def check(self, now: int | None = None) -> list[str]:
-        """Append ``run.crashed`` for every watched run silent too long; returns their ids."""
+        """Append ``run.crashed`` for every watched run silent too long, ``run.stalled`` for an
+        alive one without new steps too long, ``run.stall_ended`` for a stalled one that
+        stepped again; returns the run ids."""
         if not self.caught_up():
             return []
         now = now_ms() if now is None else now
         with self.engine.connect() as c:
             rows = c.execute(select(watched).where(watched.c.crashed.is_(False))).all()
-        silent = []
+        judged: list[tuple[Event, str]] = []
         for row in rows:
             timeout = max(self.timeout_ms, HEARTBEATS_BEFORE_CRASH * row.every_ms)
             if row.last_seen + timeout < now:
-                event = commands.run_crashed(row.run_id, row.last_seen, timeout)
-                event_id = str(uuid.uuid5(_IDS, f"{row.run_id}/{row.last_seen}"))
-                if event_id in self._appended:
-                    continue  # appended already; the batch that reads it marks the run
-                source = {**default_source(), "stamped_by": "server", "authenticated": False, "client_address": None, "client_time": None}
-                silent.append(type(event)(event.type, event.payload, event_id=event_id, actor="eventflow-watchdog", source=source))
-        if silent:
-            self.writer.append_many(silent)
-            self._appended.update(e.event_id for e in silent)
-            logger.warning("watchdog: %d run(s) crashed: %s", len(silent), ", ".join(e.payload["run_id"] for e in silent))
-        return [e.payload["run_id"] for e in silent]
+                judged.append((commands.run_crashed(row.run_id, row.last_seen, timeout), f"{row.run_id}/{row.last_seen}"))
+                continue
+            if row.stalled_since is not None and row.last_step is not None and row.last_step > row.stalled_since:
+                judged.append((commands.run_stall_ended(row.run_id, row.stalled_since, row.last_step), f"{row.run_id}/{row.stalled_since}/ended"))
+            elif (self.stall_ms and row.stalled_since is None and row.last_step is not None and row.last_step + self.stall_ms < now
+                  and row.last_seen + 2 * row.every_ms >= now):  # alive: its last heartbeat is recent
+                judged.append((commands.run_stalled(row.run_id, row.last_step, self.stall_ms), f"{row.run_id}/{row.last_step}/stalled"))
+        source = {**default_source(), "stamped_by": "server", "authenticated": False, "client_address": None, "client_time": None}
+        found = []
+        for event, key in judged:
+            event_id = str(uuid.uuid5(_IDS, key))
+            if event_id not in self._appended:  # else appended already; the batch that reads it marks the run
+                found.append(type(event)(event.type, event.payload, event_id=event_id, actor="eventflow-watchdog", source=source))
+        if found:
+            self.writer.append_many(found)
+            self._appended.update(e.event_id for e in found)
+            for kind in ("run.crashed", "run.stalled"):
+                if ids := [e.payload["run_id"] for e in found if e.type == kind]:
+                    logger.warning("watchdog: %d run(s) %s: %s", len(ids), kind.removeprefix("run."), ", ".join(ids))
+        return [e.payload["run_id"] for e in found]
 
 
 class Watchdog:
     """The watchdog's consumer loop and its clock, until stopped (in ``eventflow server``,
     or ``eventflow consume watchdog``)."""
 
-    def __init__(self, log: Log, engine: Engine, timeout_s: float):
-        self.subscriber = RunWatchdog(log, engine, int(timeout_s * 1000))
+    def __init__(self, log: Log, engine: Engine, timeout_s: float, stall_s: float = 0.0):
+        self.subscriber = RunWatchdog(log, engine, int(timeout_s * 1000), stall_ms=int(stall_s * 1000))
         self.loop = ConsumerLoop(log, self.subscriber, linger=0.05)
-        self.tick = max(0.2, min(5.0, timeout_s / 4))
+        self.tick = max(0.2, min(5.0, min(timeout_s, stall_s or timeout_s) / 4))
 
     def run(self, stop: threading.Event) -> None:
         ticking = threading.Thread(target=self._tick, args=(stop,), name="eventflow-watchdog-clock", daemon=True)

@@ -385,7 +385,8 @@ CONSUMERS = {
     "deployer": "serves models:/NAME@ALIAS on a port and rolls it to each version the alias moves to",
     "openlineage": "sends each run's START and COMPLETE/FAIL/ABORT, with its datasets and models, to an OpenLineage backend",
     "alerts": "judges metric points against the alert rules: alert.fired once when a rule starts to hold, alert.resolved when it stops",
-    "watchdog": "records run.crashed for a run whose training process stopped sending signs of life (EVENTFLOW_RUN_TIMEOUT)",
+    "watchdog": "records run.crashed for a run whose training process stopped sending signs of life (EVENTFLOW_RUN_TIMEOUT), "
+                "run.stalled for one alive without new metrics (EVENTFLOW_RUN_STALL_TIMEOUT)",
 }
 
 
@@ -424,7 +425,9 @@ def consume(name, targets, tracking_uri, lineage_url, lineage_file, lineage_name
       alerts     judges metric points against the alert rules (eventflow alerts add):
                  alert.fired once when a rule starts to hold, alert.resolved when it stops
       watchdog   records run.crashed for a run whose training process stopped sending
-                 signs of life for EVENTFLOW_RUN_TIMEOUT seconds (default 300)
+                 signs of life for EVENTFLOW_RUN_TIMEOUT seconds (default 300), and
+                 run.stalled for one alive without a new metric for
+                 EVENTFLOW_RUN_STALL_TIMEOUT seconds (default 0: not judged)
 
     \b
     Examples:
@@ -486,9 +489,9 @@ def consume(name, targets, tracking_uri, lineage_url, lineage_file, lineage_name
         runner = Watcher(runtime.log, runtime.engine).run
     elif name == "watchdog":
         from eventflow.consumers.watchdog import Watchdog
-        from eventflow.environment_variables import RUN_TIMEOUT
+        from eventflow.environment_variables import RUN_STALL_TIMEOUT, RUN_TIMEOUT
 
-        runner = Watchdog(runtime.log, runtime.engine, RUN_TIMEOUT.get() or 300.0).run
+        runner = Watchdog(runtime.log, runtime.engine, RUN_TIMEOUT.get() or 300.0, RUN_STALL_TIMEOUT.get() or 0.0).run
     elif deployer is not None:
         from eventflow.consumers.deployer import Deployer
 

@@ -114,6 +114,14 @@ def run_crashed(run_id: str, last_seen_time: int, timeout_ms: int) -> Event:
     return Event("run.crashed", {"run_id": v.check_run_id(run_id), "last_seen_time": int(last_seen_time), "timeout_ms": int(timeout_ms)})
 
 
+def run_stalled(run_id: str, last_step_time: int, timeout_ms: int) -> Event:
+    return Event("run.stalled", {"run_id": v.check_run_id(run_id), "last_step_time": int(last_step_time), "timeout_ms": int(timeout_ms)})
+
+
+def run_stall_ended(run_id: str, stalled_since: int, step_time: int) -> Event:
+    return Event("run.stall_ended", {"run_id": v.check_run_id(run_id), "stalled_since": int(stalled_since), "step_time": int(step_time)})
+
+
 def rename_run(run_id: str, run_name: str) -> Event:
     return Event("run.renamed", {"run_id": v.check_run_id(run_id), "run_name": v.check_run_name(run_name)})
 

@@ -202,3 +202,8 @@ RUN_TIMEOUT = _var(
     "Seconds without a sign of life after which the server's watchdog records run.crashed for a run "
     "whose SDK sends them (at least three heartbeats' worth).",
 )
+RUN_STALL_TIMEOUT = _var(
+    "EVENTFLOW_RUN_STALL_TIMEOUT", float, 0.0,
+    "Seconds a run that still sends signs of life may go without a new metric before the watchdog records "
+    "run.stalled (tag eventflow.stalled; its next metric records run.stall_ended). 0, the default, judges no stalls.",
+)

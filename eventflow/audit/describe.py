@@ -78,6 +78,12 @@ class Narrator:
     def _run_crashed(self, p: dict[str, Any]) -> str:
         return f"run crashed: no sign of life for {p['timeout_ms'] / 1000:g} s (reads FAILED to MLflow clients)"
 
+    def _run_stalled(self, p: dict[str, Any]) -> str:
+        return f"run stalled: alive, and no new metric for {p['timeout_ms'] / 1000:g} s"
+
+    def _run_stall_ended(self, p: dict[str, Any]) -> str:
+        return "stall ended: a new metric"
+
     def _run_stop_requested(self, p: dict[str, Any]) -> str:
         return "stop requested" + (f": {_short(p['reason'])}" if p.get("reason") else "")
 

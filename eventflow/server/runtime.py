@@ -98,7 +98,7 @@ class Runtime:
                 dispatcher = Dispatcher(self.log, self.engine, self.webhook_settings)
                 consumers = [("eventflow-projector", loop.run), ("eventflow-webhooks", dispatcher.run),
                              ("eventflow-alerts", Watcher(self.log, self.engine).run),
-                             ("eventflow-watchdog", Watchdog(self.log, self.engine, env.RUN_TIMEOUT.get() or 300.0).run)]
+                             ("eventflow-watchdog", Watchdog(self.log, self.engine, env.RUN_TIMEOUT.get() or 300.0, env.RUN_STALL_TIMEOUT.get() or 0.0).run)]
             for name, run in consumers:
                 thread = threading.Thread(target=self._guard(run), name=name, daemon=True)
                 thread.start()

@@ -45,6 +45,7 @@ CONSUMER_STATE = (
     "webhook_subscriptions", "webhook_deliveries", "webhook_attempts", "webhook_entity_experiments", "openlineage_state",
     # the alert watcher's (consumers/alerts.py): its offsets are carried, so its rules and series must be
     "alert_rules", "alert_runs", "alert_series", "alert_emitted",
+    "watched_runs",  # the run watchdog's (consumers/watchdog.py): a run silent since before the rebuild is still judged
 )
 KEPT_TABLES = (*SECRETS, *CONSUMER_STATE)
 
@@ -57,11 +58,13 @@ def carry_kept(source: Engine, target: Engine) -> dict[str, int]:
     (``log_positions``: the other consumers' offsets)."""
     from eventflow.alerts.tables import create_tables as create_alert_tables
     from eventflow.consumers.openlineage import create_tables as create_lineage_tables
+    from eventflow.consumers.watchdog import create_tables as create_watchdog_tables
     from eventflow.webhooks.tables import create_tables as create_webhook_tables
 
     create_webhook_tables(target)
     create_lineage_tables(target)
     create_alert_tables(target)
+    create_watchdog_tables(target)
     present = set(inspect(source).get_table_names())
     carried: dict[str, int] = {}
     with _snapshot(source) as reading, target.begin() as writing:

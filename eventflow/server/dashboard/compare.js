@@ -3,7 +3,7 @@
 // params and metrics together: parallel coordinates and a scatter of any two of them.
 import { chartControls } from "./charts.js";
 import { chartsFor } from "./run.js";
-import { applyLatest, applyRunEvent, badge, channel, esc, fmtValue, href, link, runFromView, setHTML, throttled } from "./util.js";
+import { applyLatest, applyRunEvent, badge, runStatus, channel, esc, fmtValue, href, link, runFromView, setHTML, throttled } from "./util.js";
 
 const PLOT_CONFIG = { responsive: true, displaylogo: false };
 
@@ -33,7 +33,7 @@ export function comparePage(view, runIds) {
 
   const render = throttled(() => {
     const ids = runIds.filter((id) => runs.has(id));
-    const header = (label) => `<thead><tr><th>${esc(label)}</th>${ids.map((id) => `<th data-run="${esc(id)}">${link(href.run(id), name(id))} ${badge(runs.get(id).info.status)}</th>`).join("")}</tr></thead>`;
+    const header = (label) => `<thead><tr><th>${esc(label)}</th>${ids.map((id) => `<th data-run="${esc(id)}">${link(href.run(id), name(id))} ${badge(runStatus(runs.get(id)))}</th>`).join("")}</tr></thead>`;
     const params = [...new Set(ids.flatMap((id) => Object.keys(runs.get(id).params)))].sort();
     const metrics = [...new Set(ids.flatMap((id) => Object.keys(runs.get(id).metrics)))].sort();
     const paramRows = params.map((k) => {

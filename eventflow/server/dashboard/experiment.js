@@ -4,7 +4,7 @@
 // is chosen per experiment and remembered in localStorage.
 import { applyExperimentEvent, experimentActions } from "./actions.js";
 import { historyTab, withHistory } from "./history.js";
-import { applyLatest, applyRunEvent, badge, channel, esc, fmtDuration, fmtTime, fmtValue, runFromView, setHTML, throttled } from "./util.js";
+import { applyLatest, applyRunEvent, badge, runStatus, channel, esc, fmtDuration, fmtTime, fmtValue, runFromView, setHTML, throttled } from "./util.js";
 
 export function experimentPage(view, experimentId) {
   const state = { runs: new Map(), experiment: null, missing: false, sort: { column: "start", asc: false }, selected: new Set(), filter: "", error: "",
@@ -66,7 +66,7 @@ export function experimentPage(view, experimentId) {
 
   function cell(id, run, value) {
     if (id === "name") return `<a href="#/runs/${esc(run.info.run_id)}">${esc(run.info.run_name || run.info.run_id)}</a>`;
-    if (id === "status") return badge(run.info.status);
+    if (id === "status") return badge(runStatus(run));
     if (id === "start") return esc(fmtTime(run.info.start_time));
     if (id === "duration") return esc(fmtDuration(run.info.start_time, run.info.end_time));
     return esc(fmtValue(value));

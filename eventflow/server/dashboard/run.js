@@ -6,7 +6,7 @@ import { lineageGraph } from "./graph.js";
 import { historyTab, withHistory } from "./history.js";
 import { runMetricsTable } from "./metrics.js";
 import { lineage } from "./reproducibility.js";
-import { applyRunEvent, badge, channel, esc, fmtDuration, fmtTime, fmtValue, runFromView, setHTML, throttled } from "./util.js";
+import { applyRunEvent, badge, runStatus, channel, esc, fmtDuration, fmtTime, fmtValue, runFromView, setHTML, throttled } from "./util.js";
 
 const ENVIRONMENT = [
   ["mlflow.source.git.commit", "git commit"], ["mlflow.source.git.branch", "git branch"], ["mlflow.source.git.repoURL", "repository"],
@@ -69,7 +69,7 @@ export function runPage(view, runId, artifactPath = "") {
     }
     const i = run.info;
     view.querySelector("#run-name").textContent = i.run_name || i.run_id;
-    setHTML(view.querySelector("#status"), badge(i.status));
+    setHTML(view.querySelector("#status"), badge(runStatus(run)));
     setHTML(view.querySelector("#summary"), `${esc(i.run_id)} · experiment <a href="#/experiments/${esc(i.experiment_id)}">${esc(i.experiment_id)}</a>
       · started ${esc(fmtTime(i.start_time))} · ${esc(fmtDuration(i.start_time, i.end_time))} · by ${esc(i.user_id)}`);
     setHTML(view.querySelector("#params"), table(Object.entries(run.params).sort(), "No parameters."));

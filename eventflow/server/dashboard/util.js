@@ -50,6 +50,15 @@ export function badge(status) {
   return `<span class="badge ${esc(status)}" data-status="${esc(status)}">${esc(status)}</span>`;
 }
 
+// What the dashboard calls a run: MLflow's status, but CRASHED for a FAILED run the watchdog
+// found dead and STALLED for a RUNNING one without new metrics (their tags say so).
+export function runStatus(run) {
+  const tags = run.tags || {};
+  if (run.info.status === "FAILED" && "eventflow.crashed" in tags) return "CRASHED";
+  if (run.info.status === "RUNNING" && "eventflow.stalled" in tags) return "STALLED";
+  return run.info.status;
+}
+
 // Replace an element's content only when it changed: no relayout of the page (and its
 // charts) for every frame of points.
 export function setHTML(element, html) {
@@ -92,11 +101,15 @@ export function applyRunEvent(runs, entry, keepDeleted = false) {
   }
   const run = runs.get(p.run_id);
   if (!run) return null;
-  if (ENDED[type]) { run.info.status = ENDED[type]; run.info.end_time = p.end_time || event.time; }
+  if (ENDED[type]) { run.info.status = ENDED[type]; run.info.end_time = p.end_time || event.time; delete run.tags["eventflow.crashed"]; delete run.tags["eventflow.stalled"]; }
   else if (type === "run.params_logged") for (const x of p.params) run.params[x.key] = x.value;
   else if (type === "run.tags_set") for (const x of p.tags) { run.tags[x.key] = x.value; if (x.key === "mlflow.runName") run.info.run_name = x.value; }
   else if (type === "run.tag_deleted") delete run.tags[p.key];
   else if (type === "run.renamed") run.info.run_name = p.run_name;
+  else if (type === "run.crashed") { run.info.status = "FAILED"; run.info.end_time = p.last_seen_time; run.tags["eventflow.crashed"] = String(p.last_seen_time); }
+  else if (type === "run.alive" && "eventflow.crashed" in run.tags) { run.info.status = "RUNNING"; run.info.end_time = null; delete run.tags["eventflow.crashed"]; }
+  else if (type === "run.stalled" && run.info.status === "RUNNING") run.tags["eventflow.stalled"] = String(p.last_step_time);
+  else if (type === "run.stall_ended") delete run.tags["eventflow.stalled"];
   else if (type === "run.stop_requested") run.stopRequest = { actor: event.actor, reason: p.reason, time: event.time };
   else if (type === "run.deleted") keepDeleted ? (run.info.lifecycle_stage = "deleted") : runs.delete(p.run_id);
   else if (type === "run.restored") run.info.lifecycle_stage = "active";
