@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,26 +20,12 @@ import pytest
 
 from browsing import browser, page, shot  # noqa: F401 - fixtures
 from serving import free_port, ok, running_server
+from test_run_stop import STOPPABLE
 
 KIM = ("kim", "x")  # an HTTP Basic name, unchecked: auth is off
 
 # Logs a point every 50 ms until something stops it; prints its run id first.
-TRAINING = textwrap.dedent(
-    """
-    import sys, time
-    import eventflow
-
-    eventflow.set_experiment(sys.argv[1])
-    with eventflow.start_run(run_name="long-training") as run:
-        eventflow.flush()
-        print(run.run_id, flush=True)
-        step = 0
-        while True:
-            eventflow.log_metric("loss", 1.0 / (step + 1), step=step)
-            step += 1
-            time.sleep(0.05)
-    """
-)
+TRAINING = STOPPABLE.replace('run_name="stoppable"', 'run_name="long-training"')
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import sys
 import time
 import uuid
 
-import httpx
 import pytest
 from serving import ok, running_server
+from watching import history_of, run_of, tags_of, wait_for
 
 TIMEOUT_S = 2.0
 ENV = {"EVENTFLOW_RUN_TIMEOUT": str(TIMEOUT_S)}
@@ -32,22 +32,10 @@ else:
 """
 
 
-def _run(url: str, run_id: str) -> dict:
-    return ok(url, "GET", "runs/get", run_id=run_id)["run"]
 
 
-def _tags(run: dict) -> dict:
-    return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
 
 
-def _wait(condition, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def _start(url: str, experiment: str, *args: str) -> subprocess.Popen:
@@ -76,7 +64,7 @@ def test_a_killed_training_process_becomes_crashed_and_resuming_clears_it(url):
         # Quiet but alive for three timeouts: its heartbeats keep it RUNNING.
         deadline = time.monotonic() + 3 * TIMEOUT_S
         while time.monotonic() < deadline:
-            assert _run(url, run_id)["info"]["status"] == "RUNNING"
+            assert run_of(url, run_id)["info"]["status"] == "RUNNING"
             time.sleep(0.2)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
@@ -84,19 +72,19 @@ def test_a_killed_training_process_becomes_crashed_and_resuming_clears_it(url):
         if process.poll() is None:
             process.kill()
     killed_at = time.monotonic()
-    crashed = _wait(lambda: (r := _run(url, run_id))["info"]["status"] == "FAILED" and r, "the run to be called crashed")
+    crashed = wait_for(lambda: (r := run_of(url, run_id))["info"]["status"] == "FAILED" and r, "the run to be called crashed")
     assert time.monotonic() - killed_at < 30, "far later than the timeout"
-    assert "eventflow.crashed" in _tags(crashed)
+    assert "eventflow.crashed" in tags_of(crashed)
     assert crashed["info"]["end_time"] <= int(time.time() * 1000) - int(TIMEOUT_S * 1000) + 1000
-    audit = httpx.get(f"{url}/api/2.0/eventflow/audit", params={"target": run_id}, timeout=60).json()["entries"]
-    assert [e["event_type"] for e in audit].count("run.crashed") == 1
-    assert not any(e["event_type"] == "run.alive" for e in audit), "signs of life are left out of the history"
+    history = history_of(url, run_id)
+    assert history.count("run.crashed") == 1
+    assert "run.alive" not in history, "signs of life are left out of the history"
 
     resumed = _start(url, experiment, run_id)
     assert _run_id_of(resumed) == run_id
     assert resumed.wait(timeout=120) == 0
-    ended = _run(url, run_id)
-    assert ended["info"]["status"] == "FINISHED" and "eventflow.crashed" not in _tags(ended)
+    ended = run_of(url, run_id)
+    assert ended["info"]["status"] == "FINISHED" and "eventflow.crashed" not in tags_of(ended)
 
 
 def test_a_run_without_heartbeats_is_never_called_crashed(url):
@@ -112,5 +100,5 @@ def test_a_run_without_heartbeats_is_never_called_crashed(url):
     finally:
         if probe.poll() is None:
             probe.kill()
-    _wait(lambda: _run(url, probe_id)["info"]["status"] == "FAILED", "the probe to be called crashed")
-    assert _run(url, run_id)["info"]["status"] == "RUNNING"
+    wait_for(lambda: run_of(url, probe_id)["info"]["status"] == "FAILED", "the probe to be called crashed")
+    assert run_of(url, run_id)["info"]["status"] == "RUNNING"
