@@ -59,13 +59,15 @@ class ViewsHold:
 
 
 def _alive(pid: int) -> bool:
+    """Whether a process recorded as a user still runs (a zombie does not: it holds nothing)."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 class _FileHold(ViewsHold):
