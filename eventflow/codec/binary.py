@@ -17,6 +17,7 @@ from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
 
+from eventflow.codec import columns as metric_columns
 from eventflow.codec.errors import CodecError, DecodeError, EncodeError
 from eventflow.codec.registry import HEADER_SIZE, MARKER, Schema, registry
 from eventflow.events import Event
@@ -26,6 +27,9 @@ _ENCODERS: dict[str, tuple[Schema, dict, bytes, frozenset[str]]] = {}
 # fingerprint -> (writer schema, writer wire schema, reader wire schema or None if the same)
 _DECODERS: dict[bytes, tuple[Schema, dict, dict | None]] = {}
 _tables_lock = threading.Lock()
+# event types whose columns are written in bulk (codec/columns.py)
+_COLUMNS: set[str] = set()
+_EMPTY_COLUMNS: dict[str, list[Any]] = {name: [] for name, _ in metric_columns.ARRAYS}
 
 
 def _build_tables() -> None:
@@ -40,6 +44,8 @@ def _build_tables() -> None:
         for event_type in reg.event_types():
             s = reg.current(event_type)
             _ENCODERS[event_type] = (s, s.wire, s.header, frozenset(s.payload_fields))
+            if event_type == "run.metrics_logged" and metric_columns.fits(s.wire):
+                _COLUMNS.add(event_type)
         _DECODERS.update(decoders)  # last: it is the "tables are built" flag
 
 
@@ -82,13 +88,21 @@ def encode(event: Event) -> bytes:
         "causation_id": event.causation_id,
         "payload": payload,
     }
+    columns = None
+    if event.type in _COLUMNS and type(payload.get("columns")) is dict:
+        columns = metric_columns.encode_columns(payload["columns"])
+        if columns is not None:
+            record["payload"] = {**payload, "columns": _EMPTY_COLUMNS}
     buf = BytesIO()
     buf.write(header)
     try:
         schemaless_writer(buf, wire, record)
     except Exception as exc:
-        raise _encode_error(event.type, schema, record, exc) from exc
-    return buf.getvalue()
+        raise _encode_error(event.type, schema, {**record, "payload": payload}, exc) from exc
+    if columns is None:
+        return buf.getvalue()
+    body = buf.getbuffer()
+    return bytes(body[: len(body) - len(metric_columns.EMPTY)]) + columns
 
 
 def decode(data: bytes) -> Event:

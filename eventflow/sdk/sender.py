@@ -22,6 +22,7 @@ import collections
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from itertools import islice
 from typing import Any
 
 from eventflow import commands
@@ -44,6 +45,42 @@ class _Flush:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.taken = False  # set when the items before it were handed to the spool instead
+
+
+class _Points:
+    """A run's points not yet in an event: four parallel lists."""
+
+    __slots__ = ("keys", "values", "timestamps", "steps")
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.values: list[float] = []
+        self.timestamps: list[int] = []
+        self.steps: list[int] = []
+
+    def extend(self, items: Sequence[tuple[str, str, float, int, int]]) -> None:
+        """Add queued points, (run_id, key, value, timestamp, step) each, column by column."""
+        self.keys += [x[1] for x in items]
+        self.values += [x[2] for x in items]
+        self.timestamps += [x[3] for x in items]
+        self.steps += [x[4] for x in items]
+
+    def events(self, run_id: str, per_event: int, final: bool) -> list[Event]:
+        """Events of ``per_event`` points taken from the front; with ``final`` the rest too."""
+        total = len(self.keys)
+        taken = total if final else total - total % per_event
+        out = []
+        for start in range(0, taken, per_event):
+            end = min(start + per_event, taken)
+            keys = self.keys[start:end]
+            names = list(dict.fromkeys(keys))
+            index = {name: i for i, name in enumerate(names)}
+            columns = {"names": names, "key_index": list(map(index.__getitem__, keys)), "values": self.values[start:end],
+                       "steps": self.steps[start:end], "timestamps": self.timestamps[start:end]}
+            out.append(commands.log_metrics(run_id, columns))
+        if taken:
+            del self.keys[:taken], self.values[:taken], self.timestamps[:taken], self.steps[:taken]
+        return out
 
 
 class Sender:
@@ -182,34 +219,50 @@ class Sender:
                 self._room.notify_all()
 
     def _drain(self) -> tuple[list[Event], list[_Flush]]:
-        """Take queued items into events, up to one batch; flush markers end a batch."""
+        """Take queued items into events, up to one batch; flush markers end a batch.
+
+        Runs of points are taken a block at a time and turned into columns by ``zip`` and
+        ``map``, not one Python step per point: the sender holds the GIL the training loop
+        needs, so its cost per point is paid by every ``log_metric`` call too."""
         events: list[Event] = []
         markers: list[_Flush] = []
-        points: dict[str, commands.Columns] = {}
+        points: dict[str, _Points] = {}
         queue = self._queue
+        per_event = self.points_per_event
 
         def emit_points(run_id: str) -> None:
             pending = points.pop(run_id, None)
-            if pending:
-                events.append(commands.log_metrics(run_id, pending.columns))
+            if pending is not None:
+                events.extend(pending.events(run_id, per_event, final=True))
 
         while queue and len(events) < self.max_events_per_batch:
+            if len(queue[0]) == 5:
+                block = list(islice(iter(queue.popleft, None), min(len(queue), per_event * 64)))
+                lengths = list(map(len, block))
+                if lengths.count(5) != len(block):  # an event or a marker: it goes back, its turn comes next
+                    first = min(lengths.index(n) if n in lengths else len(block) for n in (1, 2))
+                    queue.extendleft(reversed(block[first:]))
+                    del block[first:]
+                run_ids = [x[0] for x in block]
+                if run_ids.count(run_ids[0]) == len(run_ids):
+                    groups = {run_ids[0]: block}
+                else:  # several runs logging at once: each run's points in their order
+                    groups = {r: [x for x in block if x[0] == r] for r in dict.fromkeys(run_ids)}
+                for run_id, items in groups.items():
+                    pending = points.get(run_id)
+                    if pending is None:
+                        pending = points[run_id] = _Points()
+                    pending.extend(items)
+                    events.extend(pending.events(run_id, per_event, final=False))
+                continue
             item = queue.popleft()
-            if len(item) == 5:
-                run_id, key, value, timestamp, step = item
-                pending = points.get(run_id)
-                if pending is None:
-                    pending = points[run_id] = commands.Columns()
-                if pending.add(key, value, timestamp, step) >= self.points_per_event:
-                    emit_points(run_id)
-            elif len(item) == 2:
+            if len(item) == 2:
                 markers.append(item[0])
                 break
-            else:
-                event = item[0]
-                if event.payload.get("run_id") in points:
-                    emit_points(event.payload["run_id"])
-                events.append(event)
+            event = item[0]
+            if event.payload.get("run_id") in points:
+                emit_points(event.payload["run_id"])
+            events.append(event)
         for run_id in list(points):
             emit_points(run_id)
         return events, markers
