@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert
 from eventflow import rules
 from eventflow.audit import index as entity_index
 from eventflow.auth import projection as access
+from eventflow.jobs import projection as jobs
 from eventflow.consumers.base import Delivery, Subscriber
 from eventflow.events import Event, Point, linked_points, metric_points
 from eventflow.log import TopicPartition
@@ -672,6 +673,7 @@ APPLY: dict[str, Apply] = {
     "model_version.alias_set": _of_a_model(model_version_alias_set),
     "model_version.alias_deleted": _of_a_model(model_version_alias_deleted),
     **access.APPLY,  # users, tokens, permissions (eventflow/auth/projection.py)
+    **jobs.APPLY,  # job definitions and their runs (eventflow/jobs/projection.py)
 }
 
 

@@ -85,26 +85,20 @@ class _Subscription:
 
     def __init__(self, row: Any):
         self.id = row.subscription_id
-        self.patterns = json.loads(row.events)
         self.experiment_id = row.experiment_id
-        self.model_name = row.model_name
         self.created_time = row.created_time
         self.flavor = row.flavor
         try:
-            self.condition = filters.parse_condition(row.condition)
+            condition = filters.parse_condition(row.condition)
         except filters.InvalidFilter:  # checked at the edge; an old row never stops the dispatcher
-            self.condition = None
+            self.filter = None
+        else:
+            self.filter = filters.EventFilter(tuple(json.loads(row.events)), row.experiment_id, row.model_name, condition)
 
     def wants(self, event: Event, experiment_id: str | None) -> bool:
-        if event.time < self.created_time or self.condition is None:
+        if event.time < self.created_time or self.filter is None:
             return False
-        if not filters.type_matches(self.patterns, event.type):
-            return False
-        if self.experiment_id is not None and experiment_id != self.experiment_id:
-            return False
-        if self.model_name is not None and filters.model_name_of(event.type, event.payload) != self.model_name:
-            return False
-        return all(clause.holds(event.payload) for clause in self.condition)
+        return self.filter.matches(event.type, event.payload, experiment_id)
 
 
 class WebhookRecorder(Subscriber):

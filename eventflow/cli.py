@@ -387,6 +387,7 @@ CONSUMERS = {
     "alerts": "judges metric points against the alert rules: alert.fired once when a rule starts to hold, alert.resolved when it stops",
     "watchdog": "records run.crashed for a run whose training process stopped sending signs of life (EVENTFLOW_RUN_TIMEOUT), "
                 "run.stalled for one alive without new metrics (EVENTFLOW_RUN_STALL_TIMEOUT)",
+    "scheduler": "turns the jobs' cron ticks and triggering events into job.triggered, exactly one each (eventflow jobs add)",
 }
 
 
@@ -428,6 +429,8 @@ def consume(name, targets, tracking_uri, lineage_url, lineage_file, lineage_name
                  signs of life for EVENTFLOW_RUN_TIMEOUT seconds (default 300), and
                  run.stalled for one alive without a new metric for
                  EVENTFLOW_RUN_STALL_TIMEOUT seconds (default 0: not judged)
+      scheduler  turns the jobs' cron ticks and triggering events (eventflow jobs add)
+                 into job.triggered, exactly one each, for agents (eventflow agent) to run
 
     \b
     Examples:
@@ -487,6 +490,10 @@ def consume(name, targets, tracking_uri, lineage_url, lineage_file, lineage_name
         from eventflow.consumers.alerts import Watcher
 
         runner = Watcher(runtime.log, runtime.engine).run
+    elif name == "scheduler":
+        from eventflow.consumers.scheduler import Scheduler
+
+        runner = Scheduler(runtime.log, runtime.engine).run
     elif name == "watchdog":
         from eventflow.consumers.watchdog import Watchdog
         from eventflow.environment_variables import RUN_STALL_TIMEOUT, RUN_TIMEOUT

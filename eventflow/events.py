@@ -50,6 +50,9 @@ FAMILIES: dict[str, Family] = {
     # a run's alerts share its key, so they stay in the order they happened.
     "alert_rule": Family(TOPIC_PREFIX + "alerts", "rule_id"),
     "alert": Family(TOPIC_PREFIX + "alerts", "run_id"),
+    # Jobs (eventflow/jobs): a job's definition and every run of it share the job's key, so
+    # agents' claims on one trigger are ordered and the first in log order wins.
+    "job": Family(TOPIC_PREFIX + "jobs", "job_id"),
     # Who may do what (eventflow/auth): few events, and a grant must follow the creation
     # of its user in log order, so the three families share one partition.
     "user": Family(TOPIC_PREFIX + "access", "username", shared_key="access"),

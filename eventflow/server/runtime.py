@@ -93,12 +93,14 @@ class Runtime:
                 loop = ConsumerLoop(self.log, Projector(self.engine, progress=self.progress))
                 from eventflow import environment_variables as env
                 from eventflow.consumers.alerts import Watcher
+                from eventflow.consumers.scheduler import Scheduler
                 from eventflow.consumers.watchdog import Watchdog
 
                 dispatcher = Dispatcher(self.log, self.engine, self.webhook_settings)
                 consumers = [("eventflow-projector", loop.run), ("eventflow-webhooks", dispatcher.run),
                              ("eventflow-alerts", Watcher(self.log, self.engine).run),
-                             ("eventflow-watchdog", Watchdog(self.log, self.engine, env.RUN_TIMEOUT.get() or 300.0, env.RUN_STALL_TIMEOUT.get() or 0.0).run)]
+                             ("eventflow-watchdog", Watchdog(self.log, self.engine, env.RUN_TIMEOUT.get() or 300.0, env.RUN_STALL_TIMEOUT.get() or 0.0).run),
+                             ("eventflow-scheduler", Scheduler(self.log, self.engine).run)]
             for name, run in consumers:
                 thread = threading.Thread(target=self._guard(run), name=name, daemon=True)
                 thread.start()

@@ -63,10 +63,12 @@ def open_views(url: str) -> Engine:
         engine = create_engine(url)
         _ping_when_idle(engine)
     from eventflow.auth.tables import metadata as access_metadata
+    from eventflow.jobs.tables import metadata as jobs_metadata
 
     with schema_lock(engine) as connection:
         metadata.create_all(connection)
         access_metadata.create_all(connection)
+        jobs_metadata.create_all(connection)
         _identify_metric_points(connection)
     return engine
 

@@ -46,6 +46,8 @@ CONSUMER_STATE = (
     # the alert watcher's (consumers/alerts.py): its offsets are carried, so its rules and series must be
     "alert_rules", "alert_runs", "alert_series", "alert_emitted",
     "watched_runs",  # the run watchdog's (consumers/watchdog.py): a run silent since before the rebuild is still judged
+    # the scheduler's (consumers/scheduler.py), likewise: its jobs, the ticks it owes, the triggers it appended
+    "scheduler_jobs", "scheduler_emitted",
 )
 KEPT_TABLES = (*SECRETS, *CONSUMER_STATE)
 
@@ -59,12 +61,14 @@ def carry_kept(source: Engine, target: Engine) -> dict[str, int]:
     from eventflow.alerts.tables import create_tables as create_alert_tables
     from eventflow.consumers.openlineage import create_tables as create_lineage_tables
     from eventflow.consumers.watchdog import create_tables as create_watchdog_tables
+    from eventflow.consumers.scheduler import create_tables as create_scheduler_tables
     from eventflow.webhooks.tables import create_tables as create_webhook_tables
 
     create_webhook_tables(target)
     create_lineage_tables(target)
     create_alert_tables(target)
     create_watchdog_tables(target)
+    create_scheduler_tables(target)
     present = set(inspect(source).get_table_names())
     carried: dict[str, int] = {}
     with _snapshot(source) as reading, target.begin() as writing:

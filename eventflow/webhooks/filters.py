@@ -142,3 +142,23 @@ def model_name_of(event_type: str, payload: dict[str, Any]) -> str | None:
     if event_type.startswith(("registered_model.", "model_version.")):
         return payload.get("name")
     return payload.get("model_name") if isinstance(payload.get("model_name"), str) else None
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events one subscriber wants: type patterns, then experiment, model and condition
+    (a webhook subscription; a job's event trigger)."""
+
+    patterns: tuple[str, ...]
+    experiment_id: str | None = None
+    model_name: str | None = None
+    condition: tuple[Clause, ...] = ()
+
+    def matches(self, event_type: str, payload: dict[str, Any], experiment_id: str | None = None) -> bool:
+        if not type_matches(self.patterns, event_type):
+            return False
+        if self.experiment_id is not None and experiment_id != self.experiment_id:
+            return False
+        if self.model_name is not None and model_name_of(event_type, payload) != self.model_name:
+            return False
+        return all(clause.holds(payload) for clause in self.condition)
