@@ -7,6 +7,7 @@ import click
 from eventflow import __version__
 from eventflow.cli_common import EventflowGroup, checked_tracking_uri
 from eventflow.alerts import cli as alerts_cli
+from eventflow.jobs import cli as jobs_cli
 from eventflow.audit import cli as audit_cli
 from eventflow.auth import cli as auth_cli
 from eventflow.deploy import cli as deploy_cli
@@ -523,6 +524,7 @@ main.add_command(registry_cli.registry)
 main.add_command(deploy_cli.deployments)
 main.add_command(webhooks_cli.webhooks)
 main.add_command(alerts_cli.alerts)
+main.add_command(jobs_cli.jobs)
 main.add_command(sdk_cli.sync)
 main.add_command(log_cli.log_group)
 log_record_cli.register(log_cli.log_group)

@@ -11,6 +11,7 @@ from eventflow.sdk.stores import Store, open_store
 
 if TYPE_CHECKING:
     from eventflow.sdk.alerts import Alerts
+    from eventflow.sdk.jobs import Jobs
     from eventflow.sdk.webhooks import Webhooks
 
 
@@ -64,9 +65,18 @@ class Client(RegistryMethods):
             self._alerts = Alerts(self.tracking_uri or "")
         return self._alerts
 
+    @property
+    def jobs(self) -> "Jobs":
+        """The jobs of the server this client points at (http(s) URIs only)."""
+        from eventflow.sdk.jobs import Jobs
+
+        if getattr(self, "_jobs", None) is None:
+            self._jobs = Jobs(self.tracking_uri or "")
+        return self._jobs
+
     def close(self) -> None:
         self.store.close()
-        for api in ("_webhooks", "_alerts"):
+        for api in ("_webhooks", "_alerts", "_jobs"):
             if getattr(self, api, None) is not None:
                 getattr(self, api).close()
 

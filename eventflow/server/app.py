@@ -16,7 +16,7 @@ from eventflow import __version__
 from eventflow.audit import api as audit_api
 from eventflow.codec import CodecError
 from eventflow.log import LogError
-from eventflow.server import alerts_api, api_docs, artifacts, dashboard, stamping, deployments_api, events_api, live, mlflow_webhooks_api, openapi, projects_api, runs_api, tracking, ui_artifacts, webhooks_api
+from eventflow.server import alerts_api, api_docs, artifacts, dashboard, stamping, deployments_api, events_api, jobs_api, live, mlflow_webhooks_api, openapi, projects_api, runs_api, tracking, ui_artifacts, webhooks_api
 from eventflow.server.browsers import BrowserGuard, Policy
 from eventflow.server.errors import FAULTS, ApiError, error_response, handle_api_error
 from eventflow.server.runtime import Runtime
@@ -71,6 +71,7 @@ def create_app(runtime: Runtime, policy: Policy | None = None, *, auth: bool | N
         *events_api.routes(runtime),
         *webhooks_api.routes(runtime),
         *alerts_api.routes(runtime),
+        *jobs_api.routes(runtime),
         *mlflow_webhooks_api.routes(runtime),
         *deployments_api.routes(runtime),
         *audit_api.routes(runtime),

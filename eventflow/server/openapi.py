@@ -15,6 +15,11 @@ from eventflow.registry.api import OPENAPI as REGISTRY
 MLFLOW = "/api/2.0/mlflow/"
 WEBHOOKS = "/api/2.0/eventflow/webhooks"
 ALERTS = "/api/2.0/eventflow/alerts"
+JOBS = "/api/2.0/eventflow/jobs"
+_JOB = {"name": "string", "project_uri": "string", "entry_point": "string", "parameters": "string_map", "env_manager": "string",
+        "experiment_name": "string", "cron": "string", "timezone": "string", "on_events": "strings", "model_name": "string",
+        "alias": "string", "condition": "string", "retries": "integer", "retry_delay": "number", "timeout": "number",
+        "max_concurrent": "integer", "on_overlap": "string", "queue": "string", "catch_up": "boolean"}
 
 _KEY_VALUE = {"type": "object", "properties": {"key": {"type": "string"}, "value": {"type": "string"}}}
 # MLflow 3: a metric may be about a logged model (m-<32 hex>) and a dataset (name and digest together).
@@ -55,6 +60,8 @@ TYPES: dict[str, dict[str, Any]] = {
     "dataset_filters": {"type": "array", "items": _DATASET_FILTER},
     "webhook_event": _MLFLOW_WEBHOOK_EVENT,
     "webhook_events": {"type": "array", "items": _MLFLOW_WEBHOOK_EVENT},
+    "number": {"type": "number"},
+    "string_map": {"type": "object", "additionalProperties": {"type": "string"}},
 }
 
 # method, path (after /api/2.0/mlflow/ unless absolute), fields ("!" = required), summary
@@ -128,6 +135,15 @@ ENDPOINTS: list[tuple[str, str, dict[str, str], str]] = [
     ("GET", ALERTS + "/rules", {}, "List metric alert rules"),
     ("POST", ALERTS + "/rules", {"name": "string!", "condition": "string!", "experiment_id": "string", "level": "string", "description": "string"}, "Create a metric alert rule"),
     ("DELETE", ALERTS + "/rules/{rule_id}", {}, "Delete a metric alert rule"),
+    ("GET", JOBS, {}, "List jobs, with each one's next cron run"),
+    ("POST", JOBS, {**_JOB, "name": "string!", "project_uri": "string!"}, "Create a job: a project, and a cron schedule and/or events that trigger it"),
+    ("GET", JOBS + "/{job_id}", {}, "Get a job"),
+    ("PATCH", JOBS + "/{job_id}", _JOB, "Change a job (the fields given)"),
+    ("DELETE", JOBS + "/{job_id}", {}, "Delete a job (its history stays on the log)"),
+    ("POST", JOBS + "/{job_id}/pause", {}, "Pause a job: no tick or event triggers it"),
+    ("POST", JOBS + "/{job_id}/resume", {}, "Resume a paused job (from its next tick; the paused ones are skipped)"),
+    ("POST", JOBS + "/{job_id}/run", {"parameters": "string_map"}, "Trigger a run of the job now"),
+    ("GET", JOBS + "/{job_id}/runs", {"max_results": "integer"}, "A job's runs, newest first"),
 ]
 
 _ERROR = {

@@ -14,7 +14,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from eventflow.server import alerts_api, artifacts, deployments_api, events_api, mlflow_webhooks_api, openapi, runs_api, tracking, ui_artifacts, webhooks_api
+from eventflow.server import alerts_api, artifacts, deployments_api, events_api, jobs_api, mlflow_webhooks_api, openapi, runs_api, tracking, ui_artifacts, webhooks_api
 from serving import running_server
 
 
@@ -67,7 +67,7 @@ def test_the_document_lists_every_route_and_nothing_else():
 
     served = set()
     for route in [*tracking.routes(Fake()), *artifacts.routes(Fake()), *ui_artifacts.routes(Fake()), *events_api.routes(Fake()), *webhooks_api.routes(Fake()),
-                  *mlflow_webhooks_api.routes(Fake()), *deployments_api.routes(Fake()), *alerts_api.routes(Fake()), *runs_api.routes(Fake())]:
+                  *mlflow_webhooks_api.routes(Fake()), *deployments_api.routes(Fake()), *alerts_api.routes(Fake()), *jobs_api.routes(Fake()), *runs_api.routes(Fake())]:
         assert isinstance(route, Route)
         if route.path.startswith("/ajax-api/"):
             continue
