@@ -207,3 +207,11 @@ RUN_STALL_TIMEOUT = _var(
     "Seconds a run that still sends signs of life may go without a new metric before the watchdog records "
     "run.stalled (tag eventflow.stalled; its next metric records run.stall_ended). 0, the default, judges no stalls.",
 )
+
+# -- jobs -------------------------------------------------------------------------------------
+
+JOB_LEASE_SECONDS = _var(
+    "EVENTFLOW_JOB_LEASE_SECONDS", float, 30.0,
+    "How long an agent's claim on a job run lasts without a renewal (agents renew it every third of "
+    "that); a claim not renewed in time is given up by the other agents, and the run retried or failed.",
+)

@@ -151,6 +151,60 @@ _simple("resume", "Resume (from its next tick: the paused ones stay skipped)", l
 _simple("delete", "Delete (its history stays on the log)", lambda api, job_id: api.delete(job_id))
 
 
+@jobs.command("cancel")
+@click.argument("job_id")
+@click.argument("trigger_id")
+@_tracking_option
+def jobs_cancel(job_id, trigger_id, tracking_uri) -> None:
+    """Cancel a run of a job (TRIGGER_ID from eventflow jobs show): a pending one never
+    starts, the agent running one kills it."""
+    run = _calling(lambda: _jobs(tracking_uri).cancel(job_id, trigger_id))
+    click.echo(f"cancel asked for {run['trigger_id']} ({run['status']})")
+
+
+@click.command("agent")
+@click.option("--queue", default="default", show_default=True, help="Run the jobs of this queue (eventflow jobs add --queue).")
+@click.option("--max-parallel", type=click.IntRange(1, 1000), default=1, show_default=True, help="Runs this agent runs at once.")
+@click.option("--lease", type=click.FloatRange(1, 3600), default=None, metavar="SECONDS",
+              help="How long a claim lasts unrenewed before other agents give it up. [env EVENTFLOW_JOB_LEASE_SECONDS; default 30]")
+@click.option("--home", envvar="EVENTFLOW_HOME", type=click.Path(file_okay=False), default=None,
+              help="The embedded log's home, as the server's. [env EVENTFLOW_HOME; default ~/.eventflow]")
+@click.option("--kafka", envvar="EVENTFLOW_KAFKA", metavar="HOST:PORT[,HOST:PORT]", default=None,
+              help="The server's Kafka cluster instead. [env EVENTFLOW_KAFKA]")
+@_tracking_option
+def agent(queue, max_parallel, lease, home, kafka, tracking_uri) -> None:
+    """Run triggered jobs: claim each run, run it as a project run, record how it ended.
+
+    Start several, on several machines: every run is claimed by exactly one agent (the
+    first claim in log order wins). A claim is renewed while its run lasts; an agent
+    that stops renewing (killed, its machine lost) has its runs retried or failed by the
+    others, as each job's --retries says.
+
+    
+    Examples:
+      eventflow agent --tracking-uri http://127.0.0.1:5000
+      eventflow agent --queue gpu --max-parallel 2 --kafka kafka:9092 --tracking-uri http://eventflow:5000
+    """
+    import signal
+    import threading
+
+    from eventflow import environment_variables as env
+    from eventflow.config import Home
+    from eventflow.jobs.agent import Agent
+    from eventflow.log import open_log
+
+    url = server_url(tracking_uri, "agents", "the runs they start log into it")
+    log = open_log(f"kafka://{kafka}" if kafka else str(Home.resolve(home).log_dir))
+    worker = Agent(log, url, queue=queue, max_parallel=max_parallel, lease_seconds=lease or env.JOB_LEASE_SECONDS.get() or 30.0)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    click.echo(f"agent {worker.id}: running queue {queue!r} (Ctrl-C to stop)", err=True)
+    worker.run(stop)
+    log.close()
+    click.echo(f"agent {worker.id}: stopped", err=True)
+
+
 @jobs.command("run-now")
 @click.argument("job_id")
 @click.option("-P", "--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a parameter for this run.")

@@ -1,7 +1,8 @@
 """The jobs views, built by the projector from the ``job.*`` events.
 
 ``jobs`` holds each job's definition as its last ``job.created`` / ``job.updated`` says;
-``job_runs`` one row per run of a job (``job.triggered``), its history.
+``job_runs`` one row per run of a job (``job.triggered``), its history: the fold of the
+run's events (eventflow/jobs/runs.py), as every agent folds them.
 """
 
 from __future__ import annotations
@@ -50,5 +51,16 @@ job_runs = Table(
     Column("tick", BigInteger),
     Column("parameters", Text, nullable=False),  # JSON object, resolved
     Column("triggered_time", BigInteger, nullable=False),
-    Column("status", String(16), nullable=False),  # TRIGGERED, until an agent says more
+    # the fold of its events (eventflow/jobs/runs.py)
+    Column("status", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("agent_id", String(256)),
+    Column("lease_ms", BigInteger, nullable=False),
+    Column("renewed", BigInteger, nullable=False),
+    Column("available", BigInteger, nullable=False),
+    Column("run_id", String(64)),
+    Column("exit_code", Integer),
+    Column("detail", Text),  # why it failed, was skipped or cancelled
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("updated_time", BigInteger, nullable=False),
 )

@@ -48,6 +48,10 @@ class Jobs(ServerApi):
         """Trigger a run now (``parameters`` override the job's for this run)."""
         return self._call("POST", f"/{job_id}/run", json={"parameters": parameters} if parameters else {})["run"]
 
+    def cancel(self, job_id: str, trigger_id: str) -> dict[str, Any]:
+        """Cancel a run: a pending one never starts, its agent kills a running one."""
+        return self._call("POST", f"/{job_id}/runs/{trigger_id}/cancel", json={})["run"]
+
     def runs(self, job_id: str, max_results: int = 100) -> list[dict[str, Any]]:
         """The job's runs, newest first."""
         return self._call("GET", f"/{job_id}/runs", params={"max_results": max_results})["runs"]

@@ -20,6 +20,7 @@ from eventflow.auth import policy
 from eventflow.consumers.scheduler import GROUP, triggered
 from eventflow.events import Event, now_ms
 from eventflow.jobs import commands, schedule
+from eventflow.jobs.runs import ENDED
 from eventflow.jobs.tables import job_runs, jobs
 from eventflow.server.errors import ApiError, not_found
 from eventflow.server.runtime import Runtime
@@ -115,6 +116,20 @@ def run_now(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     return {"run": _runs(runtime, job["job_id"], trigger_id=event.payload["trigger_id"])[0]}
 
 
+def cancel_run(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    """Ask to cancel a run of the job: a pending one never starts, its agent kills a running one."""
+    _admin_only()
+    job = _current(runtime, data.get("job_id"))
+    trigger_id = data.get("trigger_id")
+    found = _runs(runtime, job["job_id"], trigger_id=trigger_id if isinstance(trigger_id, str) else "")
+    if not found:
+        raise not_found(f"No run {trigger_id!r} of job {job['job_id']!r}")
+    if found[0]["status"] in ENDED:
+        raise ApiError(f"The run {trigger_id} already ended ({found[0]['status']})", "INVALID_STATE")
+    runtime.write([Event("job.cancel_requested", {"job_id": job["job_id"], "trigger_id": trigger_id})])
+    return {"run": _runs(runtime, job["job_id"], trigger_id=trigger_id)[0]}
+
+
 def _runs(runtime: Runtime, job_id: str, trigger_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
     query = select(job_runs).where(job_runs.c.job_id == job_id)
     if trigger_id is not None:
@@ -139,6 +154,7 @@ ENDPOINTS = [
     ("POST", "/{job_id}/resume", lambda runtime, data: _change(runtime, data, {}, paused=False)),
     ("POST", "/{job_id}/run", run_now),
     ("GET", "/{job_id}/runs", list_runs),
+    ("POST", "/{job_id}/runs/{trigger_id}/cancel", cancel_run),
 ]
 
 

@@ -144,6 +144,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, str], str]] = [
     ("POST", JOBS + "/{job_id}/resume", {}, "Resume a paused job (from its next tick; the paused ones are skipped)"),
     ("POST", JOBS + "/{job_id}/run", {"parameters": "string_map"}, "Trigger a run of the job now"),
     ("GET", JOBS + "/{job_id}/runs", {"max_results": "integer"}, "A job's runs, newest first"),
+    ("POST", JOBS + "/{job_id}/runs/{trigger_id}/cancel", {}, "Cancel a run of a job (a pending one never starts, a running one is killed)"),
 ]
 
 _ERROR = {

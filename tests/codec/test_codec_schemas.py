@@ -32,6 +32,7 @@ EXPECTED_EVENT_TYPES = {
     "alert_rule.created", "alert_rule.deleted", "alert.fired", "alert.resolved", "alert.raised",
     "run.alive", "run.crashed", "run.stalled", "run.stall_ended",
     "job.created", "job.updated", "job.deleted", "job.triggered",
+    "job.claimed", "job.claim_renewed", "job.started", "job.succeeded", "job.failed", "job.skipped", "job.cancel_requested",
 }  # fmt: skip
 
 SCHEMA_FILES = sorted(p.name for p in resources.files("eventflow.schemas").iterdir() if p.name.endswith(".avsc"))
@@ -60,7 +61,8 @@ STAMPED_FROM = {"run.metrics_logged": 4, "webhook.created": 3, "webhook.updated"
                 **dict.fromkeys(["alert_rule.created", "alert_rule.deleted", "alert.fired", "alert.resolved", "alert.raised",
                                  "run.alive", "run.crashed", "run.stalled", "run.stall_ended"], 1),
                 "run.stop_requested": 1,  # born stamped (issue 16)
-                **dict.fromkeys(["job.created", "job.updated", "job.deleted", "job.triggered"], 1)}  # born stamped (issue 17)
+                **dict.fromkeys(["job.created", "job.updated", "job.deleted", "job.triggered",
+                                 "job.claimed", "job.claim_renewed", "job.started", "job.succeeded", "job.failed", "job.skipped", "job.cancel_requested"], 1)}  # born stamped (issue 17)
 NOT_YET_STAMPED: set[str] = set()
 
 
@@ -83,8 +85,8 @@ def test_schema_files_are_shipped_in_the_installed_package():
     # 50 types at v1, run.metrics_logged v2 and v3, webhook.created/updated and run.inputs_logged v2,
     # a stamped version of each of those types (model_version.created's also pins digests), 8 access types born
     # stamped, run.project_recorded and run.stop_requested born stamped, 5 alert types and run.alive/crashed/stalled/stall_ended born stamped,
-    # 4 job types born stamped
-    assert len(SCHEMA_FILES) == 55 + 50 + 8 + 2 + 5 + 4 + 4
+    # 11 job types born stamped
+    assert len(SCHEMA_FILES) == 55 + 50 + 8 + 2 + 5 + 4 + 11
     assert SchemaRegistry.load().event_types() == registry().event_types()
 
 

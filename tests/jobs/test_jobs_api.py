@@ -53,7 +53,7 @@ def test_a_job_is_added_listed_paused_resumed_run_now_and_deleted(url, tmp_path)
     assert jobs.resume(job["job_id"])["paused"] is False
 
     run = jobs.run_now(job["job_id"], {"epochs": "1"})
-    assert run["reason"] == "manual" and run["parameters"] == {"epochs": "1"} and run["status"] == "TRIGGERED"
+    assert run["reason"] == "manual" and run["parameters"] == {"epochs": "1"} and run["status"] == "PENDING"
     assert [r["trigger_id"] for r in jobs.runs(job["job_id"])] == [run["trigger_id"]]
 
     jobs.delete(job["job_id"])

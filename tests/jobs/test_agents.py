@@ -1,0 +1,94 @@
+"""Agents as real processes beside a real server: each run of a job is run by exactly one
+agent; a killed agent's run is retried by another, or failed when no retries are left; a
+timeout kills the run; a run that fails is retried after its delay; cancel kills it."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import httpx
+import pytest
+from jobstack import executions, project, start_agent, stop, wait_for
+from serving import running_server
+
+from eventflow.sdk.jobs import Jobs
+
+
+@pytest.fixture
+def stack(tmp_path):
+    home = tmp_path / "home"
+    with running_server(home) as url:
+        agents = []
+
+        def agent(*args: str, lease: float = 3.0):
+            process = start_agent(home, url, tmp_path / f"agent{len(agents)}.out", *args, lease=lease)
+            agents.append(process)
+            return process
+
+        yield url, agent, project(tmp_path / "project")
+        for process in agents:
+            stop(process)
+
+
+def _events(url: str, trigger_id: str) -> list[dict]:
+    answer = httpx.get(f"{url}/api/2.0/eventflow/events", params={"topic": "eventflow.jobs", "max_results": 10000}, timeout=60)
+    return [e["event"] for e in answer.json()["events"] if e["event"]["payload"].get("trigger_id") == trigger_id]
+
+
+def _run(jobs: Jobs, job_id: str, trigger_id: str) -> dict:
+    return next(r for r in jobs.runs(job_id) if r["trigger_id"] == trigger_id)
+
+
+def _pid_of_agent(agent_id: str) -> int:
+    return int(agent_id.split(":")[1])
+
+
+@pytest.mark.parametrize("retries, outcome", [(1, "SUCCEEDED"), (0, "FAILED")])
+def test_a_killed_agents_run_is_retried_by_the_other_or_failed(stack, tmp_path, retries, outcome):
+    url, agent, directory = stack
+    first, second = agent(), agent()
+    jobs = Jobs(url)
+    marker = tmp_path / "executions.txt"
+    job = jobs.add("work", str(directory), parameters={"seconds": "4", "marker": str(marker)}, env_manager="local", retries=retries)
+    trigger = jobs.run_now(job["job_id"])["trigger_id"]
+    running = wait_for(lambda: (r := _run(jobs, job["job_id"], trigger))["status"] == "RUNNING" and executions(marker) and r, "the run to start")
+    [(run_id, pid)] = executions(marker)
+    assert running["run_id"] == run_id and running["attempt"] == 1
+    owner = {p.pid: p for p in (first, second)}[_pid_of_agent(running["agent_id"])]
+    owner.send_signal(signal.SIGKILL)  # the agent dies, and its machine with it: its run too
+    os.killpg(os.getpgid(pid), signal.SIGKILL)
+    owner.wait()
+
+    ended = wait_for(lambda: (r := _run(jobs, job["job_id"], trigger))["status"] in ("SUCCEEDED", "FAILED") and r, "the run to end", timeout=120)
+    assert ended["status"] == outcome
+    events = _events(url, trigger)
+    failed = [e for e in events if e["type"] == "job.failed"]
+    assert len(failed) == 1 and "claim expired" in failed[0]["payload"]["reason"] and failed[0]["payload"]["attempt"] == 1
+    started = [e["payload"] for e in events if e["type"] == "job.started"]
+    if retries:
+        survivor = next(p for p in (first, second) if p is not owner)
+        assert ended["attempt"] == 2 and _pid_of_agent(ended["agent_id"]) == survivor.pid
+        assert [s["attempt"] for s in started] == [1, 2] and len(executions(marker)) == 2
+        assert ended["run_id"] == executions(marker)[1][0] != run_id
+    else:
+        assert [s["attempt"] for s in started] == [1] and len(executions(marker)) == 1
+
+
+def test_two_agents_never_run_one_job_run_twice(stack, tmp_path):
+    url, agent, directory = stack
+    agent("--max-parallel", "3"), agent("--max-parallel", "3")
+    jobs = Jobs(url)
+    marker = tmp_path / "executions.txt"
+    job = jobs.add("work", str(directory), parameters={"seconds": "0.2", "marker": str(marker)}, env_manager="local", max_concurrent=8,
+                   on_overlap="queue")
+    triggers = [jobs.run_now(job["job_id"])["trigger_id"] for _ in range(8)]
+    wait_for(lambda: all(r["status"] == "SUCCEEDED" for r in jobs.runs(job["job_id"])) and len(jobs.runs(job["job_id"])) == 8, "every run to succeed", timeout=180)
+    ran = executions(marker)
+    assert len(ran) == 8 and len({run_id for run_id, _ in ran}) == 8
+    for trigger in triggers:
+        events = _events(url, trigger)
+        assert len([e for e in events if e["type"] == "job.started"]) == 1
+        claims = [e for e in events if e["type"] == "job.claimed"]
+        assert 1 <= len(claims) <= 2
+    assert {r["run_id"] for r in jobs.runs(job["job_id"])} == {run_id for run_id, _ in ran}
