@@ -92,3 +92,56 @@ def test_two_agents_never_run_one_job_run_twice(stack, tmp_path):
         claims = [e for e in events if e["type"] == "job.claimed"]
         assert 1 <= len(claims) <= 2
     assert {r["run_id"] for r in jobs.runs(job["job_id"])} == {run_id for run_id, _ in ran}
+
+
+def test_a_failing_run_is_retried_after_its_delay_and_a_slow_one_killed_at_its_timeout(stack, tmp_path):
+    url, agent, directory = stack
+    agent("--max-parallel", "2")
+    jobs = Jobs(url)
+    failing_marker, slow_marker = tmp_path / "failing.txt", tmp_path / "slow.txt"
+    failing = jobs.add("failing", str(directory), parameters={"marker": str(failing_marker), "exit_code": "3"}, env_manager="local",
+                       retries=1, retry_delay=2)
+    slow = jobs.add("slow", str(directory), parameters={"seconds": "60", "marker": str(slow_marker)}, env_manager="local", timeout=2)
+    failed_trigger = jobs.run_now(failing["job_id"])["trigger_id"]
+    slow_trigger = jobs.run_now(slow["job_id"])["trigger_id"]
+
+    ended = wait_for(lambda: (r := _run(jobs, failing["job_id"], failed_trigger))["status"] == "FAILED" and r, "the failing run to fail twice")
+    assert ended["attempt"] == 2 and ended["exit_code"] == 3 and len(executions(failing_marker)) == 2
+    attempts = [e for e in _events(url, failed_trigger) if e["type"] in ("job.failed", "job.started")]
+    first_failure, second_start = attempts[1], attempts[2]
+    assert first_failure["payload"]["will_retry"] is True and second_start["payload"]["attempt"] == 2
+    assert second_start["time"] - first_failure["time"] >= 2000  # the retry waited its delay
+
+    killed = wait_for(lambda: (r := _run(jobs, slow["job_id"], slow_trigger))["status"] == "FAILED" and r, "the slow run to be killed")
+    assert "timed out after 2 s" in killed["detail"]
+    [(_, pid)] = executions(slow_marker)
+    wait_for(lambda: not _alive(pid), "the slow run's process to be gone", timeout=30)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie has ended
+        return stat.read().split()[2] != "Z"
+
+
+def test_cancel_kills_a_running_run_and_an_overlapping_trigger_is_skipped(stack, tmp_path):
+    url, agent, directory = stack
+    agent("--max-parallel", "2")
+    jobs = Jobs(url)
+    marker = tmp_path / "executions.txt"
+    job = jobs.add("long", str(directory), parameters={"seconds": "60", "marker": str(marker)}, env_manager="local",
+                   retries=3, on_overlap="skip")
+    first = jobs.run_now(job["job_id"])["trigger_id"]
+    wait_for(lambda: _run(jobs, job["job_id"], first)["status"] == "RUNNING" and executions(marker), "the run to start")
+    second = jobs.run_now(job["job_id"])["trigger_id"]  # max_concurrent 1, on_overlap skip
+    skipped = wait_for(lambda: (r := _run(jobs, job["job_id"], second))["status"] == "SKIPPED" and r, "the overlapping run to be skipped")
+    assert "max_concurrent 1" in skipped["detail"]
+
+    assert jobs.cancel(job["job_id"], first)["status"] == "RUNNING"
+    cancelled = wait_for(lambda: (r := _run(jobs, job["job_id"], first))["status"] == "CANCELLED" and r, "the run to be cancelled")
+    assert cancelled["attempt"] == 1  # no retry of a cancelled run
+    [(_, pid)] = executions(marker)
+    wait_for(lambda: not _alive(pid), "its process to be gone", timeout=30)
