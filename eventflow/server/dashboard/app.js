@@ -5,6 +5,7 @@ import { experimentPage } from "./experiment.js";
 import { comparePage } from "./compare.js";
 import { runPage } from "./run.js";
 import { modelPage, versionPage } from "./model.js";
+import { jobsPage } from "./jobs.js";
 
 const view = document.getElementById("view");
 let current = null; // the page's cleanup
@@ -20,6 +21,7 @@ const routes = [
   [/^#\/models\/([^/?]+)\/versions\/([^/?]+)/, (root, m) => versionPage(root, decodeURIComponent(m[1]), decodeURIComponent(m[2])), "models"],
   [/^#\/models\/([^/?]+)/, (root, m) => modelPage(root, decodeURIComponent(m[1])), "models"],
   [/^#\/models/, (root) => modelsPage(root), "models"],
+  [/^#\/jobs/, (root) => jobsPage(root), "jobs"],
   [/^#\/activity/, (root) => activityPage(root), "activity"],
 ];
 

@@ -72,7 +72,7 @@ export function activityPage(view) {
       <select id="type">
         <option value="">every event</option><option value="run.*">runs</option><option value="experiment.*">experiments</option>
         <option value="registered_model.*">registered models</option><option value="model_version.*">model versions</option>
-        <option value="logged_model.*">logged models</option><option value="deployment.*">deployments</option><option value="webhook.*">webhooks</option>
+        <option value="logged_model.*">logged models</option><option value="deployment.*">deployments</option><option value="webhook.*">webhooks</option><option value="job.*">jobs</option>
       </select>
       <input id="entity" type="text" placeholder="entity: a run id, experiment id or model name">
       <button id="apply">Filter</button>
