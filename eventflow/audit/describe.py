@@ -223,6 +223,27 @@ class Narrator:
     def _alert_raised(self, p: dict[str, Any]) -> str:
         return f"alert raised by the run's code ({p['level']}): {_short(p['title'], 200)}"
 
+    # -- jobs ------------------------------------------------------------------------------------
+    def _job_created(self, p: dict[str, Any]) -> str:
+        return f"job {p['name']!r} created ({p['job_id']})"
+
+    def _job_triggered(self, p: dict[str, Any]) -> str:
+        cause = {"cron": "its cron tick", "event": f"event {p.get('cause_event_id')}", "manual": "run-now"}.get(p["reason"], p["reason"])
+        return f"job {p['job_id']} triggered by {cause} (run {p['trigger_id']})"
+
+    def _job_started(self, p: dict[str, Any]) -> str:
+        return f"job {p['job_id']} started in run {p['run_id']} (attempt {p['attempt']}, agent {p['agent_id']})"
+
+    def _job_succeeded(self, p: dict[str, Any]) -> str:
+        return f"job {p['job_id']} succeeded in run {p['run_id']} (attempt {p['attempt']})"
+
+    def _job_failed(self, p: dict[str, Any]) -> str:
+        then = "; it will be retried" if p["will_retry"] else ""
+        return f"job {p['job_id']} failed (attempt {p['attempt']}{', run ' + p['run_id'] if p.get('run_id') else ''}): {_short(p['reason'], 200)}{then}"
+
+    def _job_skipped(self, p: dict[str, Any]) -> str:
+        return f"job {p['job_id']} skipped a run: {_short(p['reason'], 200)}"
+
 
 def who(e: Event) -> dict[str, Any]:
     """The actor and how far to believe it: the server checked its credentials, or it is a
