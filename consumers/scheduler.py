@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Boolean, Column, Connection, Engine, MetaData, String, Table, Text, select, update
 
 from eventflow.consumers.base import ConsumerLoop, Delivery, Subscriber
+from eventflow.consumers.webhooks import experiment_of, experiments_of
 from eventflow.events import FAMILIES, Event, default_source, now_ms
 from eventflow.jobs import commands, schedule
 from eventflow.log import Log, TopicPartition
@@ -37,6 +38,7 @@ from eventflow.log.event_log import EventLog
 from eventflow.views.db import insert_new
 from eventflow.views.positions import advance, stored_offsets
 from eventflow.webhooks import filters
+from eventflow.webhooks.tables import create_tables as create_webhook_tables
 
 logger = logging.getLogger(__name__)
 GROUP = "scheduler"
@@ -85,12 +87,13 @@ class _Job:
         condition = filters.parse_condition(d.get("condition"))
         if d.get("alias"):
             condition = (*condition, filters.Clause(("alias",), "=", d["alias"]))
-        self.filter = filters.EventFilter(tuple(d.get("on_events") or ()), None, d.get("model_name"), condition) if d.get("on_events") else None
+        self.filter = (filters.EventFilter(tuple(d["on_events"]), d.get("experiment_id"), d.get("model_name"), condition)
+                       if d.get("on_events") else None)
 
-    def wants(self, event: Event) -> bool:
+    def wants(self, event: Event, experiment_id: str | None) -> bool:
         if self.filter is None or event.time < self.created_time or event.payload.get("job_id") == self.id:
             return False
-        return self.filter.matches(event.type, event.payload, event.payload.get("experiment_id"))
+        return self.filter.matches(event.type, event.payload, experiment_id)
 
 
 def _first_tick(definition: dict[str, Any], after: int) -> int | None:
@@ -110,6 +113,7 @@ class JobScheduler(Subscriber):
         self.clock = clock
         self._lock = threading.Lock()  # the clock and the batches both move next_tick
         create_tables(engine)
+        create_webhook_tables(engine)  # webhook_entity_experiments: which experiment a run is in
 
     def stored_offsets(self, tps: set[TopicPartition]) -> dict[TopicPartition, int]:
         return stored_offsets(self.engine, self.group, tps)
@@ -119,6 +123,7 @@ class JobScheduler(Subscriber):
             advance(c, self.group, spans)
             out: list[Event] = []
             live: list[_Job] | None = None
+            experiments: dict[str, str] | None = None
             for d in batch:
                 event = d.event
                 if event.type in ("job.created", "job.updated", "job.deleted"):
@@ -129,8 +134,11 @@ class JobScheduler(Subscriber):
                     continue  # a job's runs trigger nothing (a wildcard would loop)
                 if live is None:
                     live = self._live(c, with_triggers=True)
+                if experiments is None:  # which experiment each run or model is in (the webhooks' lookup)
+                    experiments = experiments_of(c, batch, need=any(j.filter.experiment_id for j in live if j.filter))
+                experiment_id = experiment_of(event, experiments)
                 for job in live:
-                    if job.wants(event):
+                    if job.wants(event, experiment_id):
                         fired = self._fired_by(job, event)
                         if fired is not None:
                             out.append(fired)

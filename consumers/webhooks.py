@@ -129,12 +129,12 @@ class WebhookRecorder(Subscriber):
                 _Subscription(row)
                 for row in c.execute(select(subscriptions).where(subscriptions.c.status == "ACTIVE", subscriptions.c.deleted.is_(False)))
             ]
-            experiments = self._experiments(c, batch, need=any(s.experiment_id is not None for s in live))
+            experiments = experiments_of(c, batch, need=any(s.experiment_id is not None for s in live))
             rows = []
             for d in batch:
                 event = d.event
                 try:
-                    wanting = [s for s in live if s.wants(event, experiments.get(_owner(event)) or event.payload.get("experiment_id"))]
+                    wanting = [s for s in live if s.wants(event, experiment_of(event, experiments))]
                     bodies = {s.flavor: render(s.flavor, event) for s in wanting}
                 except Exception as error:  # an event we cannot render is the event's fault: dead-letter it, go on
                     logger.warning("webhooks: cannot deliver %s %s: %s", event.type, event.event_id, error)
@@ -152,24 +152,30 @@ class WebhookRecorder(Subscriber):
             self.on_recorded()
         return rejected
 
-    def _experiments(self, c: Connection, batch: list[Delivery], need: bool) -> dict[str, str]:
-        """Remember which experiment new runs and models belong to; look up the others."""
-        new = {}
-        for d in batch:
-            family, _, verb = d.event.type.partition(".")
-            if family in _EXPERIMENT_OWNED and verb == "created" and d.event.payload.get("experiment_id"):
-                new[_owner(d.event)] = d.event.payload["experiment_id"]
-        if new:
-            upsert(c, entity_experiments, [{"entity": k, "experiment_id": v} for k, v in new.items()], ["entity"])
-        if not need:
-            return new
-        wanted = sorted({o for d in batch if (o := _owner(d.event)) is not None and o not in new})
-        known = dict(new)
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            rows = c.execute(select(entity_experiments.c.entity, entity_experiments.c.experiment_id).where(entity_experiments.c.entity.in_(chunk)))
-            known.update({row.entity: row.experiment_id for row in rows})
-        return known
+def experiments_of(c: Connection, batch: list[Delivery], need: bool) -> dict[str, str]:
+    """Remember which experiment new runs and models belong to; look up the others
+    (for a filter by experiment: the webhooks', the jobs' triggers)."""
+    new = {}
+    for d in batch:
+        family, _, verb = d.event.type.partition(".")
+        if family in _EXPERIMENT_OWNED and verb == "created" and d.event.payload.get("experiment_id"):
+            new[_owner(d.event)] = d.event.payload["experiment_id"]
+    if new:
+        upsert(c, entity_experiments, [{"entity": k, "experiment_id": v} for k, v in new.items()], ["entity"])
+    if not need:
+        return new
+    wanted = sorted({o for d in batch if (o := _owner(d.event)) is not None and o not in new})
+    known = dict(new)
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        rows = c.execute(select(entity_experiments.c.entity, entity_experiments.c.experiment_id).where(entity_experiments.c.entity.in_(chunk)))
+        known.update({row.entity: row.experiment_id for row in rows})
+    return known
+
+
+def experiment_of(event: Event, experiments: dict[str, str]) -> str | None:
+    """The experiment an event is about, from ``experiments_of``'s answer or its payload."""
+    return experiments.get(_owner(event)) or event.payload.get("experiment_id")
 
 
 def _owner(event: Event) -> str | None:

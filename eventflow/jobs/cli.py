@@ -28,7 +28,7 @@ def _when_line(job) -> str:
         parts.append(f"cron '{job['cron']}' {job['timezone']}")
     if job["on_events"]:
         on = f"on {', '.join(job['on_events'])}"
-        for name, shown in (("model_name", "model"), ("alias", "alias"), ("condition", "if")):
+        for name, shown in (("experiment_id", "experiment"), ("model_name", "model"), ("alias", "alias"), ("condition", "if")):
             if job.get(name):
                 on += f" {shown} {job[name]}"
         parts.append(on)
@@ -83,6 +83,7 @@ def jobs() -> None:
 @click.option("--model", "model_name", default=None, metavar="NAME", help="With --on: only events of this registered model.")
 @click.option("--alias", default=None, help="With --on: only alias events of this alias (e.g. staging).")
 @click.option("--condition", default=None, metavar="EXPR", help="With --on: a condition on the event, e.g. \"status = 'FAILED'\".")
+@click.option("--on-experiment", "on_experiment", default=None, metavar="ID", help="With --on: only events of this experiment (its id).")
 @click.option("--retries", type=int, default=None, help="Try a failed run again this many times [default: 0].")
 @click.option("--retry-delay", type=float, default=None, metavar="SECONDS", help="Wait this long before a retry [default: 0].")
 @click.option("--timeout", type=float, default=None, metavar="SECONDS", help="Kill a run that takes longer [default: no limit].")
@@ -94,12 +95,12 @@ def jobs() -> None:
 @click.option("--env-manager", default=None, help="local, virtualenv, uv, conda or docker [default: the project's own].")
 @click.option("--experiment-name", default=None, help="The experiment its runs go into [default: the default one].")
 @_tracking_option
-def jobs_add(name, project_uri, entry_point, params, cron, timezone, on_events, model_name, alias, condition, retries, retry_delay,
+def jobs_add(name, project_uri, entry_point, params, cron, timezone, on_events, model_name, alias, condition, on_experiment, retries, retry_delay,
              timeout, max_concurrent, on_overlap, queue, catch_up, env_manager, experiment_name, tracking_uri) -> None:
     """Add a job NAME that runs the project at PROJECT_URI (an absolute directory or a git URL)."""
     job = _calling(lambda: _jobs(tracking_uri).add(
         name, project_uri, entry_point=entry_point, parameters=_parameters(params), cron=cron, timezone=timezone,
-        on_events=list(on_events), model_name=model_name, alias=alias, condition=condition, retries=retries,
+        on_events=list(on_events), model_name=model_name, alias=alias, condition=condition, experiment_id=on_experiment, retries=retries,
         retry_delay=retry_delay, timeout=timeout, max_concurrent=max_concurrent, on_overlap=on_overlap, queue=queue,
         catch_up=catch_up, env_manager=env_manager, experiment_name=experiment_name))
     _show(job, full=True)

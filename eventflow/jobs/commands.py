@@ -29,7 +29,7 @@ _QUEUE = re.compile(r"[\w.\-]{1,100}")
 
 DEFINITION_FIELDS = (
     "name", "project_uri", "entry_point", "parameters", "env_manager", "experiment_name", "cron", "timezone", "on_events",
-    "model_name", "alias", "condition", "retries", "retry_delay", "timeout", "max_concurrent", "on_overlap", "queue", "catch_up",
+    "model_name", "alias", "condition", "experiment_id", "retries", "retry_delay", "timeout", "max_concurrent", "on_overlap", "queue", "catch_up",
 )
 
 
@@ -127,8 +127,9 @@ def check_definition(data: dict[str, Any]) -> dict[str, Any]:
         filters.parse_condition(data.get("condition"))
     except filters.InvalidFilter as error:
         raise v.InvalidInput(f"Invalid trigger: {error}") from None
-    if not patterns and any(data.get(k) for k in ("model_name", "alias", "condition")):
-        raise v.InvalidInput("A trigger filter (model_name, alias, condition) needs an event trigger: give on_events (--on EVENT_PATTERN)")
+    if not patterns and any(data.get(k) for k in ("model_name", "alias", "condition", "experiment_id")):
+        raise v.InvalidInput("A trigger filter (model_name, alias, condition, experiment_id) needs an event trigger: "
+                             "give on_events (--on EVENT_PATTERN)")
     cron = schedule.check_cron(data["cron"]) if data.get("cron") not in (None, "") else None
     timezone = schedule.check_timezone(data.get("timezone"))
     if cron is None and data.get("timezone") not in (None, "", "UTC"):
@@ -160,6 +161,7 @@ def check_definition(data: dict[str, Any]) -> dict[str, Any]:
         "model_name": _text(data.get("model_name"), "model_name", 500),
         "alias": _text(data.get("alias"), "alias", 256),
         "condition": _text(data.get("condition"), "condition", 1000),
+        "experiment_id": v.check_experiment_id(data["experiment_id"]) if data.get("experiment_id") not in (None, "") else None,
         "retries": _number(data.get("retries"), "retries", 0, 100, 0, whole=True),
         "retry_delay": _number(data.get("retry_delay"), "retry_delay", 0, 86_400, 0.0),
         "timeout": _number(data.get("timeout"), "timeout", 1, 7 * 86_400, None),

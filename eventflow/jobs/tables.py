@@ -27,6 +27,7 @@ jobs = Table(
     Column("model_name", String(500)),
     Column("alias", String(256)),
     Column("condition", Text),
+    Column("experiment_id", String(64)),  # the trigger's filter
     Column("retries", Integer, nullable=False),
     Column("retry_delay", Float, nullable=False),
     Column("timeout", Float),

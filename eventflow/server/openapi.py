@@ -18,7 +18,7 @@ ALERTS = "/api/2.0/eventflow/alerts"
 JOBS = "/api/2.0/eventflow/jobs"
 _JOB = {"name": "string", "project_uri": "string", "entry_point": "string", "parameters": "string_map", "env_manager": "string",
         "experiment_name": "string", "cron": "string", "timezone": "string", "on_events": "strings", "model_name": "string",
-        "alias": "string", "condition": "string", "retries": "integer", "retry_delay": "number", "timeout": "number",
+        "alias": "string", "condition": "string", "experiment_id": "string", "retries": "integer", "retry_delay": "number", "timeout": "number",
         "max_concurrent": "integer", "on_overlap": "string", "queue": "string", "catch_up": "boolean"}
 
 _KEY_VALUE = {"type": "object", "properties": {"key": {"type": "string"}, "value": {"type": "string"}}}

@@ -42,6 +42,7 @@ def test_a_good_job_has_every_field_filled_in():
     ({"on_events": ["nosuch.thing"]}, "matches no event family"),
     ({"on_events": ["run.failed"], "condition": "status === 'x'"}, "condition"),
     ({"alias": "staging"}, "needs an event trigger"),
+    ({"experiment_id": "7"}, "needs an event trigger"),
     ({"retries": -1}, "'retries'"),
     ({"retries": 1.5}, "whole number"),
     ({"timeout": 0}, "'timeout'"),

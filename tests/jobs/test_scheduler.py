@@ -165,3 +165,18 @@ def test_a_matching_event_triggers_once_with_its_fields_even_on_replay(runtime):
     again = stack.triggered()
     assert len(again) == 2 and len({e.event_id for e in again}) == 1
     assert [json.loads(r["parameters"]) for r in stack.history()] == [{"model_uri": "models:/churn/3"}]
+
+
+def test_an_experiment_filter_triggers_on_the_events_of_that_experiments_runs(runtime):
+    stack = Stack(runtime)
+    created = ms(2026, 6, 1, 10, 0)
+    stack.append(Event("run.created", {"run_id": "a" * 32, "experiment_id": "7", "run_name": "a", "user_id": "u", "artifact_uri": "x",
+                                       "start_time": created - 10, "tags": [], "parent_run_id": None}, time=created - 10))
+    job = stack.append(_job(created, on_events=["run.tags_set"], experiment_id="7", condition="tags.stage = 'done'"))
+    stack.append(Event("run.created", {"run_id": "b" * 32, "experiment_id": "8", "run_name": "b", "user_id": "u", "artifact_uri": "x",
+                                       "start_time": created + 1, "tags": [], "parent_run_id": None}, time=created + 1))
+    for run_id in ("a" * 32, "b" * 32):
+        stack.append(Event("run.tags_set", {"run_id": run_id, "tags": [{"key": "stage", "value": "done"}]}, time=created + 2))
+    stack.read()
+    [fired] = stack.triggered()
+    assert fired.payload["job_id"] == job.payload["job_id"] and fired.payload["reason"] == "event"
