@@ -79,3 +79,21 @@ def test_the_cli_adds_a_triggered_job_and_refuses_a_bad_one_in_one_line(url, tmp
     assert shown.returncode == 0 and "manual" in shown.stdout
     helped = _cli(url, "add", "--help")
     assert "--cron" in helped.stdout and "{event.FIELD}" in helped.stdout
+
+
+def test_with_auth_on_changing_jobs_is_for_administrators(tmp_path):
+    admin, alice = ("admin", "the-admin-password"), ("alice", "alice-password")
+    env = {"EVENTFLOW_AUTH": "true", "EVENTFLOW_ADMIN_USERNAME": admin[0], "EVENTFLOW_ADMIN_PASSWORD": admin[1]}
+    with running_server(tmp_path / "home", env=env) as url:
+        created = httpx.post(f"{url}/api/2.0/mlflow/users/create", json={"username": alice[0], "password": alice[1]}, auth=admin, timeout=60)
+        assert created.status_code == 200, created.text
+        body = {"name": "nightly", "project_uri": str(tmp_path), "cron": "0 3 * * *"}
+        refused = httpx.post(f"{url}/api/2.0/eventflow/jobs", json=body, auth=alice, timeout=60)
+        assert refused.status_code == 403 and refused.json()["error_code"] == "PERMISSION_DENIED"
+        assert "administrators" in refused.json()["message"]
+        job = httpx.post(f"{url}/api/2.0/eventflow/jobs", json=body, auth=admin, timeout=60)
+        assert job.status_code == 200, job.text
+        job_id = job.json()["job"]["job_id"]
+        assert httpx.post(f"{url}/api/2.0/eventflow/jobs/{job_id}/run", json={}, auth=alice, timeout=60).status_code == 403
+        listed = httpx.get(f"{url}/api/2.0/eventflow/jobs", auth=alice, timeout=60)
+        assert listed.status_code == 200 and [j["job_id"] for j in listed.json()["jobs"]] == [job_id]  # reading is for all
