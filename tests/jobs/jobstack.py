@@ -55,7 +55,7 @@ def agent_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""), **extra}
 
 
-def start_agent(home: Path, url: str, log: Path, *args: str, lease: float = 3.0) -> subprocess.Popen:
+def start_agent(home: Path, url: str, log: Path, *args: str, lease: float = 5.0) -> subprocess.Popen:
     out = open(log, "ab")
     return subprocess.Popen([sys.executable, "-m", "eventflow", "agent", "--home", str(home), "--tracking-uri", url, *args],
                             stdout=out, stderr=subprocess.STDOUT, env=agent_env(EVENTFLOW_JOB_LEASE_SECONDS=str(lease)))

@@ -21,7 +21,7 @@ def stack(tmp_path):
     with running_server(home) as url:
         agents = []
 
-        def agent(*args: str, lease: float = 3.0):
+        def agent(*args: str, lease: float = 5.0):
             process = start_agent(home, url, tmp_path / f"agent{len(agents)}.out", *args, lease=lease)
             agents.append(process)
             return process
