@@ -43,3 +43,12 @@ def test_the_jobs_page_lists_jobs_and_their_runs_live(page, stack, tmp_path):
     shot(page, "jobs")
     run_link.click()
     page.wait_for_url(f"**/#/runs/{run_id}")
+
+    page.goto(url + "/#/activity")  # every job event is in the feed, in words, linked to its job and run
+    page.select_option("#type", "job.*")
+    succeeded = page.locator('#feed li[data-type="job.succeeded"]')
+    succeeded.wait_for()
+    assert "attempt 1, exit code 0" in succeeded.inner_text()
+    assert succeeded.locator('a[data-link="run"]').inner_text() == f"run {run_id}"
+    succeeded.locator('a[data-link="job"]').click()
+    page.wait_for_url("**/#/jobs")

@@ -38,6 +38,12 @@ function summary(event) {
     case "experiment.created": return p.name;
     case "run.artifact_logged": return `${p.path} (${p.size} B)`;
     case "model_version.alias_set": return `${p.name} v${p.version} → @${p.alias}`;
+    case "job.created": return p.name;
+    case "job.triggered": return p.cause_event_id ? `by event ${p.cause_event_id}` : `by ${p.reason}`;
+    case "job.started": return `attempt ${p.attempt} on ${p.agent_id}`;
+    case "job.succeeded": return `attempt ${p.attempt}, exit code ${p.exit_code}`;
+    case "job.failed": return `attempt ${p.attempt}: ${p.reason}${p.will_retry ? " (will retry)" : ""}`;
+    case "job.skipped": return p.reason;
     default: return "";
   }
 }
@@ -63,6 +69,7 @@ function entityLinks(event) {
   if (p.model_id) out.push(esc(`logged model ${p.model_id}`));
   if (p.target) out.push(esc(p.target));
   if (p.subscription_id) out.push(esc(`webhook ${p.subscription_id}`));
+  if (event.type.startsWith("job.")) out.push(link("#/jobs", `job ${p.job_id}`, 'data-link="job"'));
   return out.join(" ");
 }
 
