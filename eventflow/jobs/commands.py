@@ -45,7 +45,7 @@ def _text(value: Any, field: str, limit: int, required: bool = False) -> str | N
     return value
 
 
-def _number(value: Any, field: str, low: float, high: float, default: float | None, whole: bool = False) -> Any:
+def check_number(value: Any, field: str, low: float, high: float, default: float | None, whole: bool = False) -> Any:
     if value is None or value == "":
         return default
     try:
@@ -162,10 +162,10 @@ def check_definition(data: dict[str, Any]) -> dict[str, Any]:
         "alias": _text(data.get("alias"), "alias", 256),
         "condition": _text(data.get("condition"), "condition", 1000),
         "experiment_id": v.check_experiment_id(data["experiment_id"]) if data.get("experiment_id") not in (None, "") else None,
-        "retries": _number(data.get("retries"), "retries", 0, 100, 0, whole=True),
-        "retry_delay": _number(data.get("retry_delay"), "retry_delay", 0, 86_400, 0.0),
-        "timeout": _number(data.get("timeout"), "timeout", 1, 7 * 86_400, None),
-        "max_concurrent": _number(data.get("max_concurrent"), "max_concurrent", 1, 100, 1, whole=True),
+        "retries": check_number(data.get("retries"), "retries", 0, 100, 0, whole=True),
+        "retry_delay": check_number(data.get("retry_delay"), "retry_delay", 0, 86_400, 0.0),
+        "timeout": check_number(data.get("timeout"), "timeout", 1, 7 * 86_400, None),
+        "max_concurrent": check_number(data.get("max_concurrent"), "max_concurrent", 1, 100, 1, whole=True),
         "on_overlap": overlap,
         "queue": queue,
         "catch_up": _flag(data.get("catch_up"), "catch_up"),

@@ -140,7 +140,7 @@ def _runs(runtime: Runtime, job_id: str, trigger_id: str | None = None, limit: i
 
 def list_runs(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     job_id = commands.check_job_id(data.get("job_id"))
-    limit = commands._number(data.get("max_results"), "max_results", 1, 1000, 100, whole=True)
+    limit = commands.check_number(data.get("max_results"), "max_results", 1, 1000, 100, whole=True)
     return {"runs": _runs(runtime, job_id, limit=limit)}
 
 
