@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, select, update
 from eventflow.alerts import conditions
 from eventflow.alerts.tables import create_tables, emitted, rules, runs, series
 from eventflow.consumers.base import ConsumerLoop, Delivery, Subscriber
-from eventflow.events import Event, default_source, metric_points
+from eventflow.events import Event, server_source, metric_points
 from eventflow.log import Log, TopicPartition
 from eventflow.log.event_log import EventLog
 from eventflow.views.db import insert_new, upsert
@@ -63,10 +63,6 @@ def apply_rule_event(c: Connection, event: Event) -> None:
     elif event.type == "alert_rule.deleted":
         c.execute(update(rules).where(rules.c.rule_id == p["rule_id"]).values(deleted=True))
 
-
-def _source() -> dict[str, Any]:
-    # the server's own event (no client asked for it)
-    return {**default_source(), "stamped_by": "server", "authenticated": False, "client_address": None, "client_time": None}
 
 
 def _words(value: float) -> str:
@@ -158,7 +154,7 @@ class AlertWatcher(Subscriber):
         else:
             title = f"{rule.name}: resolved, {point.key} = {_words(point.value)} at step {point.step}"
             payload = {"run_id": run_id, "rule_id": rule.id, "title": title, "metric": point.key, "value": point.value, "step": point.step}
-        return Event(f"alert.{verb}", payload, event_id=event_id, time=cause.time, actor=ACTOR, source=_source(),
+        return Event(f"alert.{verb}", payload, event_id=event_id, time=cause.time, actor=ACTOR, source=server_source(),
                      correlation_id=cause.correlation_id, causation_id=cause.event_id)
 
 

@@ -31,7 +31,7 @@ from sqlalchemy import BigInteger, Boolean, Column, Connection, Engine, MetaData
 
 from eventflow.consumers.base import ConsumerLoop, Delivery, Subscriber
 from eventflow.consumers.webhooks import experiment_of, experiments_of
-from eventflow.events import FAMILIES, Event, default_source, now_ms
+from eventflow.events import FAMILIES, Event, server_source, now_ms
 from eventflow.jobs import commands, schedule
 from eventflow.log import Log, TopicPartition
 from eventflow.log.event_log import EventLog
@@ -64,9 +64,6 @@ def create_tables(engine: Engine) -> None:
     metadata.create_all(engine)
 
 
-def _source() -> dict[str, Any]:
-    return {**default_source(), "stamped_by": "server", "authenticated": False, "client_address": None, "client_time": None}
-
 
 def triggered(job_id: str, reason: str, cause: str, parameters: dict[str, str], *, cause_event: Event | None = None,
               tick: int | None = None, time: int | None = None, actor: str = ACTOR) -> Event:
@@ -74,7 +71,7 @@ def triggered(job_id: str, reason: str, cause: str, parameters: dict[str, str], 
     trigger = commands.trigger_id(job_id, cause)
     payload = {"job_id": job_id, "trigger_id": trigger, "reason": reason, "cause_event_id": cause_event.event_id if cause_event else None,
                "tick": tick, "parameters": parameters}
-    return Event("job.triggered", payload, event_id=trigger, time=time if time is not None else now_ms(), actor=actor, source=_source(),
+    return Event("job.triggered", payload, event_id=trigger, time=time if time is not None else now_ms(), actor=actor, source=server_source(),
                  correlation_id=cause_event.correlation_id if cause_event else None,
                  causation_id=cause_event.event_id if cause_event else None)
 

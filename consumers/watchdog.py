@@ -32,7 +32,7 @@ from sqlalchemy import BigInteger, Boolean, Column, Connection, Engine, MetaData
 
 from eventflow import commands
 from eventflow.consumers.base import ConsumerLoop, Delivery, Subscriber
-from eventflow.events import FAMILIES, Event, default_source, now_ms
+from eventflow.events import FAMILIES, Event, server_source, now_ms
 from eventflow.log import Log, TopicPartition
 from eventflow.log.event_log import EventLog
 from eventflow.views.db import upsert
@@ -168,7 +168,7 @@ class RunWatchdog(Subscriber):
             elif (self.stall_ms and row.stalled_since is None and row.last_step is not None and row.last_step + self.stall_ms < now
                   and row.last_seen + 2 * row.every_ms >= now):  # alive: its last heartbeat is recent
                 judged.append((commands.run_stalled(row.run_id, row.last_step, self.stall_ms), f"{row.run_id}/{row.last_step}/stalled"))
-        source = {**default_source(), "stamped_by": "server", "authenticated": False, "client_address": None, "client_time": None}
+        source = server_source()
         found = []
         for event, key in judged:
             event_id = str(uuid.uuid5(_IDS, key))

@@ -92,6 +92,12 @@ def default_source() -> dict[str, Any]:
     return {"host": socket.gethostname(), "process": str(os.getpid()), "sdk_version": __version__, "stamped_by": "client"}
 
 
+def server_source() -> dict[str, Any]:
+    """The source of an event the platform makes on its own (a consumer's alert, crash,
+    trigger): stamped by the server, no client asked for it, so no one authenticated."""
+    return {**default_source(), "stamped_by": "server", "authenticated": False, "client_address": None, "client_time": None}
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
