@@ -32,8 +32,11 @@ def check_driver(url: str) -> None:
 def open_views(url: str) -> Engine:
     """An engine on the views, with every table created.
 
-    SQLite runs in WAL mode with ``synchronous=FULL``: the projector's offsets are
-    only as durable as its rows, and exactly-once needs both to survive a crash.
+    SQLite runs in WAL mode with ``synchronous=NORMAL``: the views are derived from the
+    fsynced log and the projector's offsets commit with its rows, so a machine crash can
+    only take them back to an earlier consistent state that the projector replays (a
+    process crash loses nothing: WAL frames are written at commit). What the log cannot
+    rebuild (eventflow/views/kept.py ``SECRETS``) is fsynced at its commit instead.
     """
     check_driver(url)
     if url.startswith("sqlite"):
@@ -48,7 +51,7 @@ def open_views(url: str) -> Engine:
 
             cursor = dbapi_connection.cursor()
             enable_wal(cursor)  # several processes may open a new views database at once
-            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=60000")
             # MLflow's LIKE is case-sensitive (ILIKE is not), as PostgreSQL's is; SQLite's
             # ignores ASCII case unless told otherwise.
@@ -58,6 +61,8 @@ def open_views(url: str) -> Engine:
         @event.listens_for(engine, "begin")
         def _begin(connection: Connection) -> None:
             connection.exec_driver_sql("BEGIN " + connection.get_execution_options().get(SQLITE_BEGIN, ""))
+
+        _fsync_secrets_at_commit(engine)
 
     else:
         engine = create_engine(url)
@@ -69,6 +74,57 @@ def open_views(url: str) -> Engine:
         access_metadata.create_all(connection)
         _identify_metric_points(connection)
     return engine
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+def _fsync_secrets_at_commit(engine: Engine) -> None:
+    """A commit that wrote a table the log cannot rebuild fsyncs the WAL before it
+    returns: as durable as ``synchronous=FULL`` for those, without its fsync on every
+    derived commit. (The WAL is appended in order, so one fsync covers every commit
+    before it; ``PRAGMA synchronous`` cannot change inside the transaction.)"""
+    import os
+    import re
+
+    from eventflow.views.kept import SECRETS
+
+    writes_secret = re.compile(rf"^\s*({'|'.join(_WRITES)})\b[^(]*?\b({'|'.join(SECRETS)})\b", re.IGNORECASE)
+    seen: dict[str, bool] = {}  # statements are few and cached: decide each once
+    wal = f"{engine.url.database}-wal"
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _note(connection: Connection, _cursor: Any, statement: str, *_rest: Any) -> None:
+        wrote = seen.get(statement)
+        if wrote is None:
+            wrote = seen[statement] = bool(writes_secret.match(statement))
+        if wrote:
+            connection.connection.info["fsync_at_commit"] = True
+
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def noted(dbapi_connection: Any) -> bool:
+        # The pool also rolls back connections that carry no info (its first connect).
+        try:
+            return bool(dbapi_connection.info.pop("fsync_at_commit", False))
+        except (AttributeError, NotImplementedError):
+            return False
+
+    def do_commit(dbapi_connection: Any) -> None:
+        commit(dbapi_connection)
+        if noted(dbapi_connection):
+            descriptor = os.open(wal, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        noted(dbapi_connection)
+        rollback(dbapi_connection)
+
+    dialect.do_commit, dialect.do_rollback = do_commit, do_rollback  # this engine's dialect only
 
 
 def _identify_metric_points(connection: Connection) -> None:
