@@ -116,3 +116,23 @@ def test_a_server_killed_mid_stream_keeps_every_acknowledged_point(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def test_on_postgresql_derived_commits_are_asynchronous_and_secrets_synchronous(new_postgres_database):
+    from eventflow.auth.tables import credentials
+    from eventflow.webhooks.tables import create_tables, secrets
+
+    engine = open_views(new_postgres_database())
+    create_tables(engine)
+
+    def commit_mode(write) -> str:
+        with engine.begin() as c:
+            write(c)
+            return c.execute(text("SHOW synchronous_commit")).scalar()
+
+    derived = insert(experiments).values(experiment_id="7", name="derived", artifact_location="x", lifecycle_stage="active",
+                                         creation_time=1, last_update_time=1)
+    assert commit_mode(lambda c: c.execute(derived)) == "off"
+    assert commit_mode(lambda c: c.execute(insert(credentials).values(kind="password", name="ada", hash="h", updated_time=1))) == "on"
+    assert commit_mode(lambda c: c.execute(insert(secrets).values(subscription_id="s1", secret="whsec_x", created_time=1))) == "on"
+    assert commit_mode(lambda c: c.execute(text("SELECT 1"))) == "off", "the next transaction on the connection is back to off"
