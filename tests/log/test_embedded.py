@@ -101,3 +101,30 @@ def test_processes_that_open_a_new_log_at_the_same_moment_all_open_it(tmp_path):
             process.join(timeout=120)
         failures += [answer for answer in (answers.get(timeout=10) for _ in openers) if answer]
     assert failures == []
+
+
+def test_an_idle_consumer_does_not_reread_the_log_until_something_changes(tmp_path):
+    """Polling with nothing new asks SQLite whether the file changed (``data_version``)
+    instead of reading every partition's end again: the in-process consumers of a server
+    poll every few milliseconds, and each read cost the writers GIL time. Appends by
+    another connection (another process) and seeks are still seen at once."""
+    from eventflow.log import Message, TopicPartition
+
+    directory = str(tmp_path / "log")
+    topic = unique("idle")
+    with EmbeddedLog(directory) as log, EmbeddedLog(directory) as other:
+        log.append(topic, b"k", b"first")
+        consumer = log.consumer([topic])
+        assert [r.value for r in drain(consumer, 1)] == [b"first"]
+        reads: list[str] = []
+        consumer._conn.set_trace_callback(lambda sql: reads.append(sql) if "FROM partition_ends" in sql else None)
+        assert consumer.poll(timeout=0.5) == []
+        assert len(reads) <= 1, f"{len(reads)} reads of the partition ends in half a second of nothing"
+
+        other.append_batch([Message(topic, b"k", b"second")])
+        assert [r.value for r in consumer.poll(timeout=5)] == [b"second"]
+        tp = next(tp for tp in consumer.assignment() if consumer.position(tp) == 2)
+        assert consumer.poll(timeout=0.1) == []
+        consumer.seek(tp, 0)
+        assert [r.value for r in consumer.poll(timeout=5)] == [b"first", b"second"]
+        consumer.close()
