@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -9,7 +11,7 @@ import textwrap
 import pytest
 
 from contract import LogContract, drain, unique
-from eventflow.log import open_log
+from eventflow.log import Message, TopicPartition, open_log
 from eventflow.log.embedded import EmbeddedLog
 
 
@@ -128,3 +130,44 @@ def test_an_idle_consumer_does_not_reread_the_log_until_something_changes(tmp_pa
         consumer.seek(tp, 0)
         assert [r.value for r in consumer.poll(timeout=5)] == [b"first", b"second"]
         consumer.close()
+
+
+def test_a_consumers_bookkeeping_commits_without_an_fsync_and_survives_kill_9(tmp_path):
+    """Heartbeats, partition claims and group offsets are not records: a consumer's own
+    connection commits them at ``synchronous=NORMAL`` (no fsync; WAL frames are written
+    at commit, so a killed process loses none), while appends stay FULL. A consumer
+    killed with -9 right after committing resumes from that commit."""
+    directory = str(tmp_path / "log")
+    topic = unique("bookkeeping")
+    with EmbeddedLog(directory) as log:
+        log.append_batch([Message(topic, f"k{i}".encode(), f"{i}".encode()) for i in range(200)])
+        consumer = log.consumer([topic], "readers")
+        assert consumer._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert log._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: the record
+        consumer.close()
+    reader = textwrap.dedent(
+        f"""
+        import json
+        from eventflow.log import open_log
+        log = open_log({directory!r})
+        consumer = log.consumer([{topic!r}], "readers")
+        while True:
+            for record in consumer.poll(timeout=1.0, max_records=7):
+                consumer.commit({{record.tp: record.offset + 1}})
+                print(json.dumps([record.partition, record.offset + 1]), flush=True)
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", reader], stdout=subprocess.PIPE, text=True)
+    committed: dict[int, int] = {}
+    try:
+        while sum(committed.values()) < 100:
+            line = process.stdout.readline()
+            assert line, "the reader died before committing 100 offsets"
+            partition, offset = json.loads(line)
+            committed[partition] = offset
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    with EmbeddedLog(directory) as log, log.consumer([topic], "readers") as consumer:
+        for partition, offset in committed.items():
+            assert (consumer.committed(TopicPartition(topic, partition)) or 0) >= offset
