@@ -60,10 +60,12 @@ def signed_in(**variables: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def workload(url: str, say: Callable[[str, float], None] = lambda label, value: None) -> dict[str, float]:
-    """The client code; ``say`` hears each line as it is measured."""
+def workload(url: str, say: Callable[[str, float], None] = lambda label, value: None, *,
+             only: str = "", scale: float = 1.0) -> dict[str, float]:
+    """The client code; ``say`` hears each line as it is measured. For quick probes only:
+    ``only`` runs one part (sync, batch, async, runs — with the search —, history), ``scale`` shrinks every count."""
     out = _Reported(say)
-    _workload(url, out)
+    _workload(url, out, only.lower(), scale)
     return dict(out)
 
 
@@ -77,64 +79,77 @@ class _Reported(dict):
         self.say(label, value)
 
 
-def _workload(url: str, out: dict[str, float]) -> None:
+def _scaled(count: int, scale: float) -> int:
+    """``count`` times ``scale``, kept a multiple of 1,000 (a batch) where it was one."""
+    unit = 1000 if count % 1000 == 0 else 1
+    return max(unit, round(count * scale / unit) * unit)
+
+
+def _workload(url: str, out: dict[str, float], only: str = "", scale: float = 1.0) -> None:
     import mlflow
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
+    sync_calls, batch_points, async_points, search_runs, history_points = (
+        _scaled(n, scale) for n in (SYNC_CALLS, BATCH_POINTS, ASYNC_POINTS, SEARCH_RUNS, HISTORY_POINTS))
     mlflow.set_tracking_uri(url)
     client = MlflowClient(url)
     experiment_id = client.create_experiment(f"bench-{time.time_ns()}")
     run_id = client.create_run(experiment_id).info.run_id
-
-    started = time.perf_counter()
-    for step in range(SYNC_CALLS):
-        client.log_metric(run_id, "sync", step * 0.5, step=step)
-    out["sync log_metric (calls/s)"] = SYNC_CALLS / (time.perf_counter() - started)
-
     now = int(time.time() * 1000)
-    started = time.perf_counter()
-    for first in range(0, BATCH_POINTS, 1000):
-        client.log_batch(run_id, metrics=[Metric(f"batch_{i % 10}", i * 0.1, now, i) for i in range(first, first + 1000)])
-    out["log_batch, 1,000 per call (points/s)"] = BATCH_POINTS / (time.perf_counter() - started)
 
-    with mlflow.start_run(experiment_id=experiment_id):
+    if only in ("", "sync"):
         started = time.perf_counter()
-        for step in range(ASYNC_POINTS):
-            mlflow.log_metric("async", step * 0.1, step=step, synchronous=False)
-        mlflow.flush_async_logging()
-        out["async log_metric until flushed (points/s)"] = ASYNC_POINTS / (time.perf_counter() - started)
+        for step in range(sync_calls):
+            client.log_metric(run_id, "sync", step * 0.5, step=step)
+        out["sync log_metric (calls/s)"] = sync_calls / (time.perf_counter() - started)
 
-    search_experiment = client.create_experiment(f"search-{time.time_ns()}")
+    if only in ("", "batch"):
+        started = time.perf_counter()
+        for first in range(0, batch_points, 1000):
+            client.log_batch(run_id, metrics=[Metric(f"batch_{i % 10}", i * 0.1, now, i) for i in range(first, first + 1000)])
+        out["log_batch, 1,000 per call (points/s)"] = batch_points / (time.perf_counter() - started)
 
-    def make_run(i: int) -> None:
-        run = client.create_run(search_experiment, run_name=f"r{i}")
-        client.log_batch(run.info.run_id, metrics=[Metric("acc", (i % 100) / 100, now, 0)], params=[])
-        client.set_terminated(run.info.run_id)
+    if only in ("", "async"):
+        with mlflow.start_run(experiment_id=experiment_id):
+            started = time.perf_counter()
+            for step in range(async_points):
+                mlflow.log_metric("async", step * 0.1, step=step, synchronous=False)
+            mlflow.flush_async_logging()
+            out["async log_metric until flushed (points/s)"] = async_points / (time.perf_counter() - started)
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(make_run, range(SEARCH_RUNS)))
-    out["create+log+end runs, 8 threads (runs/s)"] = SEARCH_RUNS / (time.perf_counter() - started)
+    if only in ("", "runs"):
+        search_experiment = client.create_experiment(f"search-{time.time_ns()}")
 
-    started = time.perf_counter()
-    found, token = 0, None
-    while True:
-        page = client.search_runs([search_experiment], filter_string="metrics.acc >= 0.5", order_by=["metrics.acc DESC"], max_results=1000, page_token=token)
-        found += len(page)
-        token = page.token
-        if not token:
-            break
-    assert found == SEARCH_RUNS // 2, found
-    out[f"search_runs over {SEARCH_RUNS:,} runs, every page (s)"] = time.perf_counter() - started
+        def make_run(i: int) -> None:
+            run = client.create_run(search_experiment, run_name=f"r{i}")
+            client.log_batch(run.info.run_id, metrics=[Metric("acc", (i % 100) / 100, now, 0)], params=[])
+            client.set_terminated(run.info.run_id)
 
-    history_run = client.create_run(experiment_id).info.run_id
-    for first in range(0, HISTORY_POINTS, 1000):
-        client.log_batch(history_run, metrics=[Metric("h", i * 0.1, now, i) for i in range(first, first + 1000)])
-    started = time.perf_counter()
-    history = client.get_metric_history(history_run, "h")
-    assert len(history) == HISTORY_POINTS
-    out[f"get_metric_history of {HISTORY_POINTS:,} points (s)"] = time.perf_counter() - started
+        started = time.perf_counter()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(make_run, range(search_runs)))
+        out["create+log+end runs, 8 threads (runs/s)"] = search_runs / (time.perf_counter() - started)
+
+        started = time.perf_counter()
+        found, token = 0, None
+        while True:
+            page = client.search_runs([search_experiment], filter_string="metrics.acc >= 0.5", order_by=["metrics.acc DESC"], max_results=1000, page_token=token)
+            found += len(page)
+            token = page.token
+            if not token:
+                break
+        assert found == search_runs // 2, found
+        out[f"search_runs over {SEARCH_RUNS:,} runs, every page (s)"] = time.perf_counter() - started
+
+    if only in ("", "history"):
+        history_run = client.create_run(experiment_id).info.run_id
+        for first in range(0, history_points, 1000):
+            client.log_batch(history_run, metrics=[Metric("h", i * 0.1, now, i) for i in range(first, first + 1000)])
+        started = time.perf_counter()
+        history = client.get_metric_history(history_run, "h")
+        assert len(history) == history_points
+        out[f"get_metric_history of {HISTORY_POINTS:,} points (s)"] = time.perf_counter() - started
 
 
 def better(label: str, theirs: float, ours: float) -> float:
@@ -146,10 +161,13 @@ def cell(label: str, value: float) -> str:
     return f"{value:,.3f}" if label.endswith("(s)") else f"{value:,.0f}"
 
 
+PROBE = {"only": "", "scale": 1.0}
+
+
 def measure(results: dict[str, dict[str, float]], name: str, url: str) -> None:
     """Run the workload on one server, printing each line as it finishes."""
     print(f"\n{name}:", flush=True)
-    results[name] = workload(url, lambda label, value: print(f"  {label:<48}{cell(label, value):>14}", flush=True))
+    results[name] = workload(url, lambda label, value: print(f"  {label:<48}{cell(label, value):>14}", flush=True), **PROBE)
 
 
 def table(results: dict[str, dict[str, float]], versus: list[tuple[str, str]] = ()) -> None:
@@ -178,7 +196,12 @@ def main() -> None:
     parser.add_argument("--auth", action="store_true", help="sign in: mlflow server --app-name basic-auth vs eventflow with auth (password, token) and without")
     parser.add_argument("--mlflow-auth-cache", type=int, default=60, metavar="SECONDS",
                         help="with --auth: how long MLflow's basic-auth caches a verified credential (0: MLflow's default, no cache)")
+    parser.add_argument("--only", default="", metavar="WORD",
+                        choices=("sync", "batch", "async", "runs", "history"), help="a quick probe: only that part of the workload")
+    parser.add_argument("--scale", type=float, default=1.0, help="a quick probe: every count times this (0.1: a tenth)")
+    parser.add_argument("--skip-mlflow", action="store_true", help="a quick probe: eventflow only (no × column)")
     args = parser.parse_args()
+    PROBE.update(only=args.only, scale=args.scale)
     import mlflow
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, mlflow {mlflow.__version__}")
@@ -203,8 +226,9 @@ def main() -> None:
                     measure(results, "eventflow auth, token", url)
             versus = [("eventflow auth, password", "eventflow, no auth"), ("eventflow auth, token", "eventflow, no auth")]
         else:
-            with mlflow_server(directory) as url:
-                measure(results, "mlflow server (SQLite)", url)
+            if not args.skip_mlflow:
+                with mlflow_server(directory) as url:
+                    measure(results, "mlflow server (SQLite)", url)
             with eventflow_server(f"{directory}/eventflow") as url:
                 measure(results, "eventflow (embedded)", url)
         if args.kafka:

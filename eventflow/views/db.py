@@ -32,8 +32,12 @@ def check_driver(url: str) -> None:
 def open_views(url: str) -> Engine:
     """An engine on the views, with every table created.
 
-    SQLite runs in WAL mode with ``synchronous=FULL``: the projector's offsets are
-    only as durable as its rows, and exactly-once needs both to survive a crash.
+    SQLite runs in WAL mode with ``synchronous=NORMAL``, PostgreSQL with
+    ``synchronous_commit=off``: the views are derived from the durable log and the
+    projector's offsets commit with its rows, so a crash can only take them back to an
+    earlier consistent state that the projector replays (its fence sees the offsets go
+    back). What the log cannot rebuild (eventflow/views/kept.py ``SECRETS``) is made
+    durable at its own commit (``_secrets_durable_at_commit``).
     """
     check_driver(url)
     if url.startswith("sqlite"):
@@ -48,7 +52,7 @@ def open_views(url: str) -> Engine:
 
             cursor = dbapi_connection.cursor()
             enable_wal(cursor)  # several processes may open a new views database at once
-            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=60000")
             # MLflow's LIKE is case-sensitive (ILIKE is not), as PostgreSQL's is; SQLite's
             # ignores ASCII case unless told otherwise.
@@ -60,8 +64,12 @@ def open_views(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN " + connection.get_execution_options().get(SQLITE_BEGIN, ""))
 
     else:
-        engine = create_engine(url)
+        # The same reasoning as SQLite's NORMAL: a commit of derived rows need not wait for
+        # its WAL flush (WAL order keeps a crash to an earlier consistent state, offsets
+        # included); a commit writing a secret turns it back on for itself.
+        engine = create_engine(url, connect_args={"options": "-c synchronous_commit=off"} if url.startswith("postgresql") else {})
         _ping_when_idle(engine)
+    _secrets_durable_at_commit(engine)
     from eventflow.auth.tables import metadata as access_metadata
     from eventflow.jobs.tables import metadata as jobs_metadata
 
@@ -71,6 +79,69 @@ def open_views(url: str) -> Engine:
         jobs_metadata.create_all(connection)
         _identify_metric_points(connection)
     return engine
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+def _secrets_durable_at_commit(engine: Engine) -> None:
+    """A transaction that writes a table the log cannot rebuild (kept.SECRETS) is as
+    durable as before the views stopped flushing every commit. SQLite: the WAL is
+    fsynced once the commit returns (``PRAGMA synchronous`` cannot change inside a
+    transaction; the WAL is appended in order, so one fsync covers every commit before
+    it). PostgreSQL: ``SET LOCAL synchronous_commit TO on`` before the write."""
+    import os
+    import re
+
+    from eventflow.views.kept import SECRETS
+
+    writes_secret = re.compile(rf"^\s*({'|'.join(_WRITES)})\b[^(]*?\b({'|'.join(SECRETS)})\b", re.IGNORECASE)
+    seen: dict[str, bool] = {}  # statements are few and cached: decide each once
+    sqlite = engine.dialect.name == "sqlite"
+    if not sqlite and engine.dialect.name != "postgresql":
+        return
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _note(connection: Connection, cursor: Any, statement: str, *_rest: Any) -> None:
+        wrote = seen.get(statement)
+        if wrote is None:
+            wrote = seen[statement] = bool(writes_secret.match(statement))
+        if not wrote:
+            return
+        info = connection.connection.info
+        if sqlite:
+            info["fsync_at_commit"] = True
+        elif not info.get("synchronous_commit"):
+            cursor.connection.execute("SET LOCAL synchronous_commit TO on")
+            info["synchronous_commit"] = True
+
+    def noted(dbapi_connection: Any) -> bool:
+        # The pool also rolls back connections that carry no info (its first connect).
+        try:
+            info = dbapi_connection.info
+        except (AttributeError, NotImplementedError):
+            return False
+        info.pop("synchronous_commit", None)
+        return bool(info.pop("fsync_at_commit", False))
+
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+    wal = f"{engine.url.database}-wal"
+
+    def do_commit(dbapi_connection: Any) -> None:
+        commit(dbapi_connection)
+        if noted(dbapi_connection):
+            descriptor = os.open(wal, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        noted(dbapi_connection)
+        rollback(dbapi_connection)
+
+    dialect.do_commit, dialect.do_rollback = do_commit, do_rollback  # this engine's dialect only
 
 
 def _identify_metric_points(connection: Connection) -> None:

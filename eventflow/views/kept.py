@@ -23,11 +23,14 @@ against; carried as one, the dispatcher resumes where it stood: nothing sent aga
 nothing missed, failure counts kept. (Left to replay, it would record and send again
 every delivery since each subscription was made.)
 
-Issue 19 wants the derived views on WAL + ``synchronous=NORMAL``, where a crash may lose
-the last commit. That is fine for ``CONSUMER_STATE`` (its offsets are lost with it: the
-batch is recorded again, at worst a delivery goes once more, with the same webhook-id),
-but not for ``SECRETS``: those go, with this carry, to a store of their own kept at
-``synchronous=FULL`` before that change is made — they have no offsets to stay with.
+The views commit without waiting for their flush (SQLite ``synchronous=NORMAL``,
+PostgreSQL ``synchronous_commit=off``, issue 19), where a machine crash may lose the last
+commits. That is fine for the derived rows and for ``CONSUMER_STATE`` (their offsets are
+lost with them: the batch is applied again, at worst a delivery goes once more, with the
+same webhook-id), but not for ``SECRETS``, which have no offsets to stay with: a
+transaction that writes one is flushed at its commit (eventflow/views/db.py
+``_secrets_durable_at_commit``, keyed on this tuple), so they stay in the one database
+this carry copies.
 """
 
 from __future__ import annotations

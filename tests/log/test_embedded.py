@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -9,7 +11,7 @@ import textwrap
 import pytest
 
 from contract import LogContract, drain, unique
-from eventflow.log import open_log
+from eventflow.log import Message, TopicPartition, open_log
 from eventflow.log.embedded import EmbeddedLog
 
 
@@ -101,3 +103,71 @@ def test_processes_that_open_a_new_log_at_the_same_moment_all_open_it(tmp_path):
             process.join(timeout=120)
         failures += [answer for answer in (answers.get(timeout=10) for _ in openers) if answer]
     assert failures == []
+
+
+def test_an_idle_consumer_does_not_reread_the_log_until_something_changes(tmp_path):
+    """Polling with nothing new asks SQLite whether the file changed (``data_version``)
+    instead of reading every partition's end again: the in-process consumers of a server
+    poll every few milliseconds, and each read cost the writers GIL time. Appends by
+    another connection (another process) and seeks are still seen at once."""
+    from eventflow.log import Message, TopicPartition
+
+    directory = str(tmp_path / "log")
+    topic = unique("idle")
+    with EmbeddedLog(directory) as log, EmbeddedLog(directory) as other:
+        log.append(topic, b"k", b"first")
+        consumer = log.consumer([topic])
+        assert [r.value for r in drain(consumer, 1)] == [b"first"]
+        reads: list[str] = []
+        consumer._conn.set_trace_callback(lambda sql: reads.append(sql) if "FROM partition_ends" in sql else None)
+        assert consumer.poll(timeout=0.5) == []
+        assert len(reads) <= 1, f"{len(reads)} reads of the partition ends in half a second of nothing"
+
+        other.append_batch([Message(topic, b"k", b"second")])
+        assert [r.value for r in consumer.poll(timeout=5)] == [b"second"]
+        tp = next(tp for tp in consumer.assignment() if consumer.position(tp) == 2)
+        assert consumer.poll(timeout=0.1) == []
+        consumer.seek(tp, 0)
+        assert [r.value for r in consumer.poll(timeout=5)] == [b"first", b"second"]
+        consumer.close()
+
+
+def test_a_consumers_bookkeeping_commits_without_an_fsync_and_survives_kill_9(tmp_path):
+    """Heartbeats, partition claims and group offsets are not records: a consumer's own
+    connection commits them at ``synchronous=NORMAL`` (no fsync; WAL frames are written
+    at commit, so a killed process loses none), while appends stay FULL. A consumer
+    killed with -9 right after committing resumes from that commit."""
+    directory = str(tmp_path / "log")
+    topic = unique("bookkeeping")
+    with EmbeddedLog(directory) as log:
+        log.append_batch([Message(topic, f"k{i}".encode(), f"{i}".encode()) for i in range(200)])
+        consumer = log.consumer([topic], "readers")
+        assert consumer._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert log._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: the record
+        consumer.close()
+    reader = textwrap.dedent(
+        f"""
+        import json
+        from eventflow.log import open_log
+        log = open_log({directory!r})
+        consumer = log.consumer([{topic!r}], "readers")
+        while True:
+            for record in consumer.poll(timeout=1.0, max_records=7):
+                consumer.commit({{record.tp: record.offset + 1}})
+                print(json.dumps([record.partition, record.offset + 1]), flush=True)
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", reader], stdout=subprocess.PIPE, text=True)
+    committed: dict[int, int] = {}
+    try:
+        while sum(committed.values()) < 100:
+            line = process.stdout.readline()
+            assert line, "the reader died before committing 100 offsets"
+            partition, offset = json.loads(line)
+            committed[partition] = offset
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    with EmbeddedLog(directory) as log, log.consumer([topic], "readers") as consumer:
+        for partition, offset in committed.items():
+            assert (consumer.committed(TopicPartition(topic, partition)) or 0) >= offset
