@@ -43,7 +43,8 @@ def fits(wire: dict[str, Any]) -> bool:
     return True
 
 
-def _varint(n: int) -> bytes:
+def avro_long(n: int) -> bytes:
+    """Avro's binary encoding of an int or a long: its zig-zag, as a base-128 varint."""
     zigzag = (n << 1) ^ (n >> 63)
     if zigzag < 0x80:
         return _SMALL[zigzag]
@@ -69,9 +70,9 @@ def _integers(items: Sequence[int], kind: str) -> bytes | None:
     if min(distinct) >= 0 and max(distinct) < 64:  # key indexes, early steps: a byte each, 2n
         body = bytes(items).translate(_TWICE)
     else:
-        encoded = {n: _varint(n) for n in distinct}
+        encoded = {n: avro_long(n) for n in distinct}
         body = b"".join(itemgetter(*items)(encoded)) if len(items) > 1 else encoded[items[0]]
-    return _varint(len(items)) + body + b"\x00"
+    return avro_long(len(items)) + body + b"\x00"
 
 
 def _doubles(items: Sequence[float]) -> bytes | None:
@@ -81,7 +82,7 @@ def _doubles(items: Sequence[float]) -> bytes | None:
         packed = struct.pack(f"<{len(items)}d", *items)
     except (struct.error, TypeError):
         return None
-    return _varint(len(items)) + packed + b"\x00"
+    return avro_long(len(items)) + packed + b"\x00"
 
 
 def _strings(items: Sequence[str]) -> bytes | None:
@@ -89,10 +90,10 @@ def _strings(items: Sequence[str]) -> bytes | None:
         return b"\x00"
     if set(map(type, items)) != {str}:
         return None
-    parts = [_varint(len(items))]
+    parts = [avro_long(len(items))]
     for item in items:
         data = item.encode("utf-8")
-        parts += (_varint(len(data)), data)
+        parts += (avro_long(len(data)), data)
     parts.append(b"\x00")
     return b"".join(parts)
 

@@ -43,6 +43,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.write import Writer
 
 from eventflow.codec import HEADER_SIZE, MARKER, Schema, registry
+from eventflow.codec.columns import avro_long
 from eventflow.events import FAMILIES
 from eventflow.log.base import Log, Record, TopicPartition
 from eventflow.log.chain import GENESIS, link
@@ -247,22 +248,11 @@ def _open_file(directory: Path, tp: TopicPartition, codec: str) -> _PartitionFil
     writer = Writer(handle, parse_schema(full), codec=codec, metadata=metadata)
     prefix = parse_schema({**full, "fields": [f for f in full["fields"] if f["name"] != "event"]})
     # branch 0 is null; the writer schemas follow in order
-    decoders = {s.fingerprint: (s, _zigzag(index + 1)) for index, s in enumerate(schemas)}
+    decoders = {s.fingerprint: (s, avro_long(index + 1)) for index, s in enumerate(schemas)}
     return _PartitionFile(path, handle, writer, decoders, prefix)
 
 
-def _zigzag(number: int) -> bytes:
-    """Avro's encoding of an int (a union's branch index)."""
-    value = (number << 1) ^ (number >> 63)
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-_NULL_BRANCH = _zigzag(0)
+_NULL_BRANCH = avro_long(0)
 _BLOCK_RECORDS = 2000
 
 

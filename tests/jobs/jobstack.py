@@ -6,8 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from serving import wait_for  # noqa: F401 - the job tests import it from here
 
 MLPROJECT = """\
 name: work
@@ -71,14 +72,6 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def wait_for(condition, what: str, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = condition()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def executions(marker: Path) -> list[tuple[str, int]]:

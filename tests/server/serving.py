@@ -79,6 +79,18 @@ def ok(url: str, method: str, path: str, *, auth: tuple[str, str] | None = None,
     return found
 
 
+def wait_for(condition, what: str, timeout: float = 90.0):
+    """``condition()``'s first truthy value, polled every 0.1 s for up to ``timeout`` seconds
+    (generous: a loaded CI machine is slow, and a condition met early returns at once)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = condition()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
 def next_ms(after: int) -> None:
     """Wait until the clock passed ``after``, so the next change is stamped later than a snapshot."""
     deadline = time.monotonic() + 5

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
-from serving import ok
+from serving import ok, wait_for  # noqa: F401 - the watchdog tests import it from here
 
 
 def run_of(url: str, run_id: str) -> dict:
@@ -21,13 +19,3 @@ def history_of(url: str, run_id: str) -> list[str]:
     entries = httpx.get(f"{url}/api/2.0/eventflow/audit", params={"target": run_id}, timeout=60).json()["entries"]
     return [e["event_type"] for e in entries]
 
-
-def wait_for(condition, what: str, timeout: float = 60.0):
-    """``condition()``'s first truthy value, polled until ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
