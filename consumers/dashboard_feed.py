@@ -4,14 +4,23 @@ Every server instance pushes to the browsers connected to it, so each one reads 
 partition itself (no group to share with: sharing would leave each server with a part
 of the events). It keeps its offsets in memory and starts at the end of the log: what
 came before is what the views' snapshots show.
+
+A page may answer an event by reading the REST API again (the model page does), so a
+lifecycle event is handed on only once the views have applied it: the read shows it.
+Metric batches — most of what a page gets, and applied by the page itself — need not wait.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from eventflow.consumers.base import Delivery, Subscriber
 from eventflow.log import Log, TopicPartition
+from eventflow.views.positions import Needed
+
+# Applied by the page from the event itself (its points), not re-read.
+SELF_CONTAINED = frozenset({"run.metrics_logged"})
 
 if TYPE_CHECKING:
     from eventflow.server.hub import Hub
@@ -23,9 +32,12 @@ class DashboardFeed(Subscriber):
     # what lets the loop read outside any group.
     keeps_offsets = True
 
-    def __init__(self, log: Log, hub: "Hub"):
+    def __init__(self, log: Log, hub: "Hub", views_applied: Callable[[Needed], bool] | None = None):
+        """``views_applied(needed)``: waits until the views have applied those offsets
+        (bounded: False at its timeout, and the events go on regardless, late views or not)."""
         self.log = log
         self.hub = hub
+        self.views_applied = views_applied
         self.next: dict[TopicPartition, int] = {}  # where to go on after a restart
 
     def stored_offsets(self, tps: set[TopicPartition]) -> dict[TopicPartition, int]:
@@ -40,6 +52,14 @@ class DashboardFeed(Subscriber):
         return start
 
     def apply(self, deliveries: list[Delivery], spans: dict[TopicPartition, tuple[int, int]]) -> None:
+        if self.views_applied is not None:
+            needed: Needed = {}
+            for delivery in deliveries:
+                if delivery.event.type not in SELF_CONTAINED:
+                    tp = (delivery.record.topic, delivery.record.partition)
+                    needed[tp] = max(needed.get(tp, -1), delivery.record.offset)
+            if needed:
+                self.views_applied(needed)
         self.hub.publish(deliveries, spans)
         self.next.update({tp: end for tp, (_, end) in spans.items()})
         return None

@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
+# How long the live feed holds a lifecycle event for the views to apply it (so a page
+# that re-reads on it reads it); then it goes on anyway, late views or not.
+FEED_WAITS_FOR_VIEWS = 10.0
 
 T = TypeVar("T")
 
@@ -154,7 +157,12 @@ class Runtime:
         from eventflow.consumers.base import ConsumerLoop
         from eventflow.consumers.dashboard_feed import DashboardFeed
 
-        loop = ConsumerLoop(self.log, DashboardFeed(self.log, self.hub), join_group=False, poll_timeout=0.2)
+        from eventflow.views.positions import wait_applied
+
+        def views_applied(needed: dict[tuple[str, int], int]) -> bool:
+            return wait_applied(self.engine, needed, FEED_WAITS_FOR_VIEWS, progress=self.progress)
+
+        loop = ConsumerLoop(self.log, DashboardFeed(self.log, self.hub, views_applied), join_group=False, poll_timeout=0.2)
         thread = threading.Thread(target=self._guard(loop.run), name="eventflow-dashboard-feed", daemon=True)
         thread.start()
         self._threads.append(thread)

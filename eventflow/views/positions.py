@@ -91,7 +91,11 @@ def wait_for(
     progress: Progress | None = None,
 ) -> bool:
     """True once every position is applied (next_offset beyond it), False at the timeout."""
-    needed = needed_for(positions)
+    return wait_applied(engine, needed_for(positions), timeout, consumer, progress)
+
+
+def wait_applied(engine: Engine, needed: Needed, timeout: float, consumer: str = PROJECTOR, progress: Progress | None = None) -> bool:
+    """True once every needed offset is applied, False at the timeout."""
     if not needed:
         return True
     deadline = time.monotonic() + timeout
