@@ -255,4 +255,5 @@ def _launch_project(job: dict[str, Any], run: JobRun, tags: dict[str, str], trac
 
     return run_project(job["project_uri"], job.get("entry_point") or "main", dict(run.parameters), env_manager=job.get("env_manager"),
                        experiment_name=job.get("experiment_name"), run_name=f"{job['name']} #{run.trigger_id[:8]}", synchronous=False,
-                       tracking_uri=tracking_uri, tags=tags, progress=lambda line: logger.info("agent: %s", line))
+                       tracking_uri=tracking_uri, tags=tags, progress=lambda line: logger.info("agent: %s", line),
+                       tethered=True)  # a killed agent's run ends with it: its retry never runs beside it

@@ -80,8 +80,11 @@ def run(
     build_only: bool = False,
     tags: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    tethered: bool = False,
 ) -> SubmittedRun | environments.BuiltEnvironment:
     """Run a project's entry point as a tracked run; with ``synchronous`` wait for its end.
+    ``tethered``: the run ends if this process dies (kill -9 included), for a caller that
+    owns its runs (a job agent); otherwise an asynchronous run outlives it, as MLflow's does.
 
     A synchronous run that ends other than FINISHED raises ``ExecutionError`` (as MLflow
     raises ExecutionException); SIGTERM or Ctrl-C while waiting cancel it (KILLED).
@@ -89,13 +92,13 @@ def run(
     say = progress or _stderr
     with sigterm_raises(synchronous):
         return _run(uri, entry_point, parameters, version, env_manager, experiment_name, experiment_id, run_name,
-                    synchronous, tracking_uri, build_only, tags, say)
+                    synchronous, tracking_uri, build_only, tags, say, tethered)
 
 
 def _run(uri: str, entry_point: str, parameters: dict[str, Any] | None, version: str | None, env_manager: str | None,
          experiment_name: str | None, experiment_id: str | None, run_name: str | None, synchronous: bool,
          tracking_uri: str | None, build_only: bool, tags: dict[str, Any] | None,
-         say: Callable[[str], None]) -> SubmittedRun | environments.BuiltEnvironment:
+         say: Callable[[str], None], tethered: bool = False) -> SubmittedRun | environments.BuiltEnvironment:
     if env_manager is not None:
         environments.check_manager(env_manager)
     if experiment_id is not None and experiment_name is not None:
@@ -117,7 +120,8 @@ def _run(uri: str, entry_point: str, parameters: dict[str, Any] | None, version:
             parameters={**declared, **extra},
         )
         submitted = execute(checkout, command, built, tracking_uri=tracking_uri, experiment_id=experiment_id,
-                            experiment_name=experiment_name, run_name=run_name, tags=tags, project_record=record)
+                            experiment_name=experiment_name, run_name=run_name, tags=tags, project_record=record,
+                            tethered=tethered)
     except Terminated:
         checkout.cleanup()
         raise SystemExit(128 + signal.SIGTERM) from None

@@ -15,11 +15,13 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import weakref
 from pathlib import Path
 from typing import IO, Any, Callable
 
 from eventflow import commands
 from eventflow import validation as v
+from eventflow.projects import tether
 from eventflow.projects.environments import BuiltEnvironment
 from eventflow.projects.loopback import LoopbackServer
 from eventflow.projects.records import PATCH_ARTIFACT, ProjectRecord
@@ -104,6 +106,7 @@ def execute(
     tags: dict[str, Any] | None = None,
     project_record: ProjectRecord | None = None,
     echo: IO[str] | None = sys.stdout,
+    tethered: bool = False,
 ) -> SubmittedRun:
     """Create a run for ``command`` and start it in ``checkout.directory``; returns at once.
 
@@ -129,7 +132,7 @@ def execute(
         # On the embedded log, opening the views costs seconds (imports, catching up): the
         # entry point starts now, and the SDK in it waits for the run written meanwhile
         # (as MLflow's client does: the loopback server answers once the run is written).
-        process = _start(checkout, command, environment, target, run_id, str(known or DEFAULT_EXPERIMENT), loopback)
+        process = _start(checkout, command, environment, target, run_id, str(known or DEFAULT_EXPERIMENT), loopback, tethered)
         output = OutputRelay(process, echo)  # seen on the terminal at once, stored once the run is
     store: Store | None = None
     try:
@@ -153,7 +156,7 @@ def execute(
         if checkout.patch:
             _store_patch(store, run_id, artifact_uri, checkout.patch)
         if process is None:
-            process = _start(checkout, command, environment, target, run_id, experiment, loopback)
+            process = _start(checkout, command, environment, target, run_id, experiment, loopback, tethered)
             output = OutputRelay(process, echo)
     except BaseException as error:
         if process is not None:  # started early for a run that could not be written: stop it
@@ -253,16 +256,30 @@ def child_environment(environment: BuiltEnvironment, target: str, run_id: str, e
 
 
 def _start(checkout: Checkout, command: str, environment: BuiltEnvironment, target: str, run_id: str, experiment_id: str,
-           loopback: LoopbackServer | None = None) -> subprocess.Popen[bytes]:
+           loopback: LoopbackServer | None = None, tethered: bool = False) -> subprocess.Popen[bytes]:
     env = child_environment(environment, target, run_id, experiment_id, loopback)
     if environment.manager == "docker":
         argv = docker_argv(checkout, command, environment, env)
     else:
         argv = ["bash", "-c", command]
-    return subprocess.Popen(
-        argv, cwd=checkout.directory, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, start_new_session=True,  # its own process group: cancel() ends all of it
-    )
+    if not tethered:
+        return subprocess.Popen(
+            argv, cwd=checkout.directory, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True,  # its own process group: cancel() ends all of it
+        )
+    argv, read, write = tether.tethered(argv)  # this process dying ends the run too
+    try:
+        process = subprocess.Popen(
+            argv, cwd=checkout.directory, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(read,),
+        )
+    except BaseException:
+        os.close(write)
+        raise
+    finally:
+        os.close(read)
+    weakref.finalize(process, os.close, write)  # the run's tie: held as long as it is watched
+    return process
 
 
 def docker_argv(checkout: Checkout, command: str, environment: BuiltEnvironment, env: dict[str, str]) -> list[str]:

@@ -8,6 +8,7 @@ import os
 import signal
 
 import httpx
+import psutil
 import pytest
 from jobstack import executions, project, start_agent, stop, wait_for
 from serving import running_server
@@ -56,8 +57,7 @@ def test_a_killed_agents_run_is_retried_by_the_other_or_failed(stack, tmp_path, 
     [(run_id, pid)] = executions(marker)
     assert running["run_id"] == run_id and running["attempt"] == 1
     owner = {p.pid: p for p in (first, second)}[_pid_of_agent(running["agent_id"])]
-    owner.send_signal(signal.SIGKILL)  # the agent dies, and its machine with it: its run too
-    os.killpg(os.getpgid(pid), signal.SIGKILL)
+    owner.send_signal(signal.SIGKILL)  # the agent dies: its run goes with it (the tether)
     owner.wait()
 
     ended = wait_for(lambda: (r := _run(jobs, job["job_id"], trigger))["status"] in ("SUCCEEDED", "FAILED") and r, "the run to end", timeout=120)
@@ -73,6 +73,29 @@ def test_a_killed_agents_run_is_retried_by_the_other_or_failed(stack, tmp_path, 
         assert ended["run_id"] == executions(marker)[1][0] != run_id
     else:
         assert [s["attempt"] for s in started] == [1] and len(executions(marker)) == 1
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_killed_agents_run_processes_die_with_it(stack, tmp_path):
+    """kill -9 of an agent ends the run it was running, so the retry elsewhere never
+    trains beside an orphan nobody watches."""
+    url, agent, directory = stack
+    only = agent()
+    jobs = Jobs(url)
+    marker = tmp_path / "executions.txt"
+    job = jobs.add("work", str(directory), parameters={"seconds": "600", "marker": str(marker)}, env_manager="local", retries=0)
+    jobs.run_now(job["job_id"])
+    [(_, pid)] = wait_for(lambda: executions(marker), "the run's process to start")
+    assert _running(pid)
+    only.send_signal(signal.SIGKILL)
+    only.wait()
+    wait_for(lambda: not _running(pid), "the run's process to end with its agent", timeout=60)
 
 
 def test_two_agents_never_run_one_job_run_twice(stack, tmp_path):
