@@ -91,3 +91,15 @@ def test_compose_runs_only_commands_the_cli_has():
             assert command is not None, f"service {name}: no command {sub_name!r}"
         command.make_context(args[0], rest, parent=context)
     assert (ROOT / "compose" / "Dockerfile").exists()
+
+
+def test_compose_runs_every_consumer_and_an_agent():
+    """The compose server runs with --no-consumers: a consumer without its own service
+    (alerts, the watchdog, the scheduler) would silently never run there."""
+    from eventflow.cli import CONSUMERS
+
+    compose = yaml.safe_load((ROOT / "compose" / "docker-compose.yml").read_text())
+    commands = [service.get("command") or [] for service in compose["services"].values()]
+    consumed = {command[2] for command in commands if command[:2] == ["eventflow", "consume"]}
+    assert consumed == set(CONSUMERS), f"consumers without a compose service: {sorted(set(CONSUMERS) - consumed)}"
+    assert any(command[:2] == ["eventflow", "agent"] for command in commands), "no agent runs the jobs"
