@@ -1,6 +1,6 @@
 """Issue 17's jobs, done when — with a real server and real agent processes: a cron job
 fires on time and its run starts; an alias move triggers the evaluation project, which logs
-into a new run linked to the triggering event."""
+into a new run linked to the triggering event. On the embedded log and on Kafka + PostgreSQL."""
 
 from __future__ import annotations
 
@@ -16,11 +16,28 @@ from eventflow.jobs.agent import TAG_CAUSE, TAG_JOB, TAG_TRIGGER
 from eventflow.sdk.jobs import Jobs
 
 
-@pytest.fixture
-def stack(tmp_path):
+@pytest.fixture(scope="module")
+def private_kafka(tmp_path_factory):
+    """A broker of this module's own: agents read the jobs topic from its start, and on the
+    session's shared broker they would find every earlier test's jobs."""
+    from eventflow.dev.kafka import LocalKafka
+
+    broker = LocalKafka(data_dir=tmp_path_factory.mktemp("jobs-kafka"), stop_timeout=20, quiet=True).start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(params=["embedded", "kafka+postgresql"])
+def stack(request, tmp_path):
+    """A server (its scheduler inside) and an agent, on the embedded log or on Kafka with
+    the views in PostgreSQL."""
     home = tmp_path / "home"
-    with running_server(home) as url:
-        agent = start_agent(home, url, tmp_path / "agent.out")
+    kafka = [] if request.param == "embedded" else ["--kafka", request.getfixturevalue("private_kafka")]
+    views = [] if request.param == "embedded" else ["--db", request.getfixturevalue("new_postgres_database")("jobs")]
+    with running_server(home, *kafka, *views) as url:
+        agent = start_agent(home, url, tmp_path / "agent.out", *kafka)
         yield url, project(tmp_path / "project")
         stop(agent)
 
