@@ -259,6 +259,7 @@ class EmbeddedLog(Log):
         self._partition_counts: dict[str, int] = {}
         self._round_robin = itertools.count()
         self._appended = threading.Condition()  # wakes this process's consumers at once
+        self.appends = 0  # this process's appends so far: a consumer notes it before it reads
         self._closed = False
 
     # -- topics ---------------------------------------------------------------------
@@ -368,6 +369,7 @@ class EmbeddedLog(Log):
                 [(end[0], end[1], end[2], tp.topic, tp.partition) for tp, end in ends.items()],
             )
         with self._appended:
+            self.appends += 1
             self._appended.notify_all()
         return positions
 
@@ -413,10 +415,13 @@ class EmbeddedLog(Log):
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
 
-    def wait_for_append(self, timeout: float) -> None:
-        """Block until this process appends something, or ``timeout`` passes."""
+    def wait_for_append(self, timeout: float, seen: int | None = None) -> None:
+        """Block until this process appends something, or ``timeout`` passes. ``seen``:
+        ``appends`` as it was before the caller last read; an append since then (after
+        the read, before this wait) returns at once instead of being slept through."""
         with self._appended:
-            self._appended.wait(timeout)
+            if seen is None or self.appends == seen:
+                self._appended.wait(timeout)
 
     def close(self) -> None:
         if not self._closed:
@@ -560,13 +565,14 @@ class EmbeddedConsumer(Consumer):
         deadline = time.monotonic() + timeout
         pause = 0.001
         while True:
+            seen = self._log.appends
             self._sync()
             records = self._read_if_changed(max_records)
             remaining = deadline - time.monotonic()
             if records or remaining <= 0:
                 return records
             # Same-process appends wake us at once; other processes' within `pause`.
-            self._log.wait_for_append(min(pause, remaining))
+            self._log.wait_for_append(min(pause, remaining), seen)
             pause = min(pause * 2, 0.02)
 
     def _read_if_changed(self, max_records: int) -> list[Record]:

@@ -132,6 +132,20 @@ def test_an_idle_consumer_does_not_reread_the_log_until_something_changes(tmp_pa
         consumer.close()
 
 
+def test_an_append_between_a_consumers_read_and_its_wait_does_not_wait(tmp_path):
+    """A consumer notes the appends it has seen before it reads; an append that lands after
+    its read and before its wait must not leave it asleep (the wait would be the first
+    thing the append's writer, waiting for the projector, pays for)."""
+    import time
+
+    with EmbeddedLog(str(tmp_path / "log")) as log:
+        seen = log.appends  # noted before the read that finds nothing
+        log.append(unique("wake"), b"k", b"v")  # then the append, before the wait
+        started = time.monotonic()
+        log.wait_for_append(60, seen)
+        assert time.monotonic() - started < 30, "the consumer slept through an append it had not read"
+
+
 def test_a_consumers_bookkeeping_commits_without_an_fsync_and_survives_kill_9(tmp_path):
     """Heartbeats, partition claims and group offsets are not records: a consumer's own
     connection commits them at ``synchronous=NORMAL`` (no fsync; WAL frames are written
