@@ -272,20 +272,27 @@ class LiveConnection:
             else:
                 since = resume
             backlog = Pending()
-            for _ in range(5):
-                if self.hub.covers(since):
-                    break
-                # The ring does not reach back there: read the log up to where the hub is.
-                target = dict(self.hub.positions)
-                batch = await run_in_threadpool(read_range, self.runtime, since, target, self.hub.owners if self.sight is not None else None)
-                subscription.take(batch, backlog, since)
-                since = {tp: max(since.get(tp, 0), target.get(tp, 0)) for tp in {*since, *target}}
             if self.subscriptions.get(subscription.id) is not subscription:
                 return  # unsubscribed meanwhile
-            more = self.hub.attach(subscription, since)  # atomic on the loop
+            if self.hub.covers(since):
+                more = self.hub.attach(subscription, since)  # atomic on the loop
+                covered = positions_json(subscription.positions)
+            else:
+                # The ring does not reach back there. Attach at where the hub is now (on the
+                # loop, nothing in between), then read the log from `since` up to there: the
+                # batches published meanwhile wait in the subscription's queue, so there is
+                # nothing to chase however fast the hub moves on.
+                target = dict(self.hub.positions)
+                more = self.hub.attach(subscription, {tp: max(since.get(tp, 0), target.get(tp, 0)) for tp in {*since, *target}})
+                covered = positions_json(subscription.positions)  # what the backlog reaches; the queue goes on from there
+                batch = await run_in_threadpool(read_range, self.runtime, since, target, self.hub.owners if self.sight is not None else None)
+                subscription.take(batch, backlog, since)
+                if self.subscriptions.get(subscription.id) is not subscription:
+                    self.hub.detach(subscription)
+                    return
             backlog.entries += more.entries
             backlog.chunks += more.chunks
-            positions = dumps(positions_json(subscription.positions))
+            positions = dumps(covered)
             sub = json.dumps(subscription.id)
             if data is not None:
                 head = f'{{"type":"snapshot","sub":{sub},"positions":{dumps(positions_json(since))},"data":{data}}}'
