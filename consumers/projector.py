@@ -127,7 +127,7 @@ class _Batch:
         run_ids = sorted({run_id for run_id, _ in self.latest})
         existing = {
             (row.run_id, row.key): {"step": row.step, "timestamp": row.timestamp, "value": math.nan if row.is_nan else row.value}
-            for row in connection.execute(select(latest_metrics).where(latest_metrics.c.run_id.in_(run_ids)))
+            for row in connection.execute(_LATEST_OF_RUNS, {"run_ids": run_ids})
         }
         winners = []
         for (run_id, key), candidate in self.latest.items():
@@ -140,11 +140,19 @@ class _Batch:
 
 Apply = Callable[[Connection, _Batch, Event], None]
 
+# The statements of a sync log_metric / log_batch, prebuilt as the registry's are: building
+# and keying them per batch cost the projector more than running them.
+_LATEST_OF_RUNS = select(latest_metrics).where(latest_metrics.c.run_id.in_(bindparam("run_ids", expanding=True)))
+_RUN_STAGE = select(runs.c.lifecycle_stage).where(runs.c.run_id == bindparam("run"))
+_PARAMS_OF_RUN = select(params.c.key, params.c.value).where(params.c.run_id == bindparam("run"))
+_INSERT_PARAMS = insert(params)
+_RENAME_RUN = update(runs).where(runs.c.run_id == bindparam("run")).values(run_name=bindparam("new_name"))
+
 
 def _usable_run(c: Connection, batch: _Batch, run_id: str) -> None:
     """A write about a run needs the run, active (``rules.run_usable``)."""
     if run_id not in batch.stages:
-        batch.stages[run_id] = c.execute(select(runs.c.lifecycle_stage).where(runs.c.run_id == run_id)).scalar()
+        batch.stages[run_id] = c.execute(_RUN_STAGE, {"run": run_id}).scalar()
     rules.run_usable(run_id, batch.stages[run_id])
 
 
@@ -280,7 +288,7 @@ def run_renamed(c: Connection, batch: _Batch, e: Event) -> None:
 def params_logged(c: Connection, batch: _Batch, e: Event) -> None:
     run_id = e.payload["run_id"]
     _usable_run(c, batch, run_id)
-    logged = {row.key: row.value for row in c.execute(select(params.c.key, params.c.value).where(params.c.run_id == run_id))}
+    logged = {row.key: row.value for row in c.execute(_PARAMS_OF_RUN, {"run": run_id})}
     new = []
     for param in e.payload["params"]:
         before = logged.get(param["key"])
@@ -289,7 +297,7 @@ def params_logged(c: Connection, batch: _Batch, e: Event) -> None:
             new.append({"run_id": run_id, **param})
             logged[param["key"]] = param["value"]
     if new:
-        c.execute(insert(params), new)
+        c.execute(_INSERT_PARAMS, new)
 
 
 def metrics_logged(c: Connection, batch: _Batch, e: Event) -> None:
@@ -304,7 +312,7 @@ def tags_set(c: Connection, batch: _Batch, e: Event) -> None:
     upsert(c, tags, [{"run_id": run_id, **t} for t in e.payload["tags"]], ["run_id", "key"])
     for tag in e.payload["tags"]:
         if tag["key"] == "mlflow.runName":
-            c.execute(update(runs).where(runs.c.run_id == run_id).values(run_name=tag["value"]))
+            c.execute(_RENAME_RUN, {"run": run_id, "new_name": tag["value"]})
 
 
 def tag_deleted(c: Connection, batch: _Batch, e: Event) -> None:

@@ -228,13 +228,36 @@ def _insert(connection: Connection, table: Table) -> Any:
     return (postgresql if connection.dialect.name == "postgresql" else sqlite).insert(table)
 
 
+# Statements built once per (dialect, table, shape): building one, and SQLAlchemy keying it
+# for its compiled cache, cost a projector batch more than running it (a key is memoized
+# on the statement object, so only a reused object skips it).
+_STATEMENTS: dict[tuple[str, Table, str, tuple[str, ...]], Any] = {}
+
+
+def _upsert_statement(connection: Connection, table: Table, keys: tuple[str, ...]) -> Any:
+    cached = (connection.dialect.name, table, "upsert", keys)
+    statement = _STATEMENTS.get(cached)
+    if statement is None:
+        statement = _insert(connection, table)
+        updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
+        statement = _STATEMENTS[cached] = statement.on_conflict_do_update(index_elements=list(keys), set_=updates)
+    return statement
+
+
+def _insert_new_statement(connection: Connection, table: Table, key: str | None) -> Any:
+    cached = (connection.dialect.name, table, "insert_new", (key,) if key else ())
+    statement = _STATEMENTS.get(cached)
+    if statement is None:
+        statement = _insert(connection, table).on_conflict_do_nothing()
+        statement = _STATEMENTS[cached] = statement if key is None else statement.returning(table.c[key])
+    return statement
+
+
 def upsert(connection: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
     """INSERT … ON CONFLICT (keys) DO UPDATE SET every other column, on SQLite or PostgreSQL."""
     if not rows:
         return
-    statement = _insert(connection, table)
-    updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
-    connection.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=updates), list(rows))
+    connection.execute(_upsert_statement(connection, table, tuple(keys)), list(rows))
 
 
 def insert_new(connection: Connection, table: Table, rows: Sequence[dict[str, Any]], key: str | None = None) -> set[Any]:
@@ -243,8 +266,8 @@ def insert_new(connection: Connection, table: Table, rows: Sequence[dict[str, An
     statement where a check first would be two."""
     if not rows:
         return set()
-    statement = _insert(connection, table).on_conflict_do_nothing()
+    statement = _insert_new_statement(connection, table, key)
     if key is None:
         connection.execute(statement, list(rows))
         return set()
-    return set(connection.execute(statement.returning(table.c[key]), list(rows)).scalars())
+    return set(connection.execute(statement, list(rows)).scalars())
