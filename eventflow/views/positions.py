@@ -179,7 +179,6 @@ def advance(connection: Connection, consumer: str, spans: dict[TopicPartition, t
 
     if not spans:
         return
-    mine = log_positions.c.consumer == consumer
     # In one order everywhere, so two instances racing for the same rows cannot deadlock.
     moves = [
         {"tp_consumer": consumer, "tp_topic": tp.topic, "tp_partition": tp.partition, "start": start, "end": end}
@@ -188,6 +187,7 @@ def advance(connection: Connection, consumer: str, spans: dict[TopicPartition, t
     moved = connection.execute(_MOVE, moves).rowcount
     if moved == len(spans):
         return
+    mine = log_positions.c.consumer == consumer
     topics = sorted({tp.topic for tp in spans})
     stored = {
         TopicPartition(t, p)
