@@ -17,10 +17,11 @@ import dataclasses
 import json
 import logging
 import math
+import sys
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, or_, select, update
 
 from eventflow import rules
 from eventflow.audit import index as entity_index
@@ -122,27 +123,29 @@ class _Batch:
             insert_new(connection, metrics, self.points)
         if self.model_points:
             self.write_model_points(connection)
-        if not self.latest:
-            return
-        run_ids = sorted({run_id for run_id, _ in self.latest})
-        existing = {
-            (row.run_id, row.key): {"step": row.step, "timestamp": row.timestamp, "value": math.nan if row.is_nan else row.value}
-            for row in connection.execute(_LATEST_OF_RUNS, {"run_ids": run_ids})
-        }
-        winners = []
-        for (run_id, key), candidate in self.latest.items():
-            before = existing.get((run_id, key))
-            if before is None or _rank(candidate) > _rank(before):
-                value = candidate["value"]
-                winners.append({**candidate, "value": 0.0 if math.isnan(value) else value})
-        upsert(connection, latest_metrics, winners, ["run_id", "key"])
+        # The batch's best per key against the stored one, decided in the upsert itself
+        # (``_outranks``): one statement, where a read first was two round trips.
+        candidates = [{**candidate, "value": 0.0 if math.isnan(candidate["value"]) else candidate["value"]} for candidate in self.latest.values()]
+        upsert(connection, latest_metrics, candidates, ["run_id", "key"], only_if=_outranks)
+
+
+def _outranks(offered: Any) -> Any:
+    """``_rank`` in SQL: the offered latest value replaces the stored one when its step,
+    then timestamp, then value is higher, NaN ranking as -inf (a tie keeps the stored)."""
+    stored = latest_metrics.c
+    # NaN is stored as 0.0 with is_nan; every number but -inf is above a stored NaN.
+    higher_value = and_(
+        ~offered.is_nan,
+        or_(and_(stored.is_nan, offered.value >= -sys.float_info.max), and_(~stored.is_nan, offered.value > stored.value)),
+    )
+    later_time = or_(offered.timestamp > stored.timestamp, and_(offered.timestamp == stored.timestamp, higher_value))
+    return or_(offered.step > stored.step, and_(offered.step == stored.step, later_time))
 
 
 Apply = Callable[[Connection, _Batch, Event], None]
 
 # The statements of a sync log_metric / log_batch, prebuilt as the registry's are: building
 # and keying them per batch cost the projector more than running them.
-_LATEST_OF_RUNS = select(latest_metrics).where(latest_metrics.c.run_id.in_(bindparam("run_ids", expanding=True)))
 _RUN_STAGE = select(runs.c.lifecycle_stage).where(runs.c.run_id == bindparam("run"))
 _PARAMS_OF_RUN = select(params.c.key, params.c.value).where(params.c.run_id == bindparam("run"))
 _INSERT_PARAMS = insert(params)

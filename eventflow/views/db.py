@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy import ColumnElement, Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -231,16 +231,21 @@ def _insert(connection: Connection, table: Table) -> Any:
 # Statements built once per (dialect, table, shape): building one, and SQLAlchemy keying it
 # for its compiled cache, cost a projector batch more than running it (a key is memoized
 # on the statement object, so only a reused object skips it).
-_STATEMENTS: dict[tuple[str, Table, str, tuple[str, ...]], Any] = {}
+_STATEMENTS: dict[tuple[Any, ...], Any] = {}
 
 
-def _upsert_statement(connection: Connection, table: Table, keys: tuple[str, ...]) -> Any:
-    cached = (connection.dialect.name, table, "upsert", keys)
+# Given the row offered (``excluded``), whether it replaces the row there.
+Replaces = Callable[[Any], ColumnElement[bool]]
+
+
+def _upsert_statement(connection: Connection, table: Table, keys: tuple[str, ...], only_if: Replaces | None) -> Any:
+    cached = (connection.dialect.name, table, "upsert", keys, only_if)
     statement = _STATEMENTS.get(cached)
     if statement is None:
         statement = _insert(connection, table)
         updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
-        statement = _STATEMENTS[cached] = statement.on_conflict_do_update(index_elements=list(keys), set_=updates)
+        where = None if only_if is None else only_if(statement.excluded)
+        statement = _STATEMENTS[cached] = statement.on_conflict_do_update(index_elements=list(keys), set_=updates, where=where)
     return statement
 
 
@@ -253,11 +258,15 @@ def _insert_new_statement(connection: Connection, table: Table, key: str | None)
     return statement
 
 
-def upsert(connection: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
-    """INSERT … ON CONFLICT (keys) DO UPDATE SET every other column, on SQLite or PostgreSQL."""
+def upsert(
+    connection: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str], only_if: Replaces | None = None
+) -> None:
+    """INSERT … ON CONFLICT (keys) DO UPDATE SET every other column, on SQLite or PostgreSQL;
+    with ``only_if`` (a module-level function: statements are cached by it), a row there
+    is replaced only where it says so, decided by the database in the same statement."""
     if not rows:
         return
-    connection.execute(_upsert_statement(connection, table, tuple(keys)), list(rows))
+    connection.execute(_upsert_statement(connection, table, tuple(keys), only_if), list(rows))
 
 
 def insert_new(connection: Connection, table: Table, rows: Sequence[dict[str, Any]], key: str | None = None) -> set[Any]:
