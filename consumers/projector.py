@@ -17,10 +17,11 @@ import dataclasses
 import json
 import logging
 import math
+import sys
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, or_, select, update
 
 from eventflow import rules
 from eventflow.audit import index as entity_index
@@ -122,29 +123,39 @@ class _Batch:
             insert_new(connection, metrics, self.points)
         if self.model_points:
             self.write_model_points(connection)
-        if not self.latest:
-            return
-        run_ids = sorted({run_id for run_id, _ in self.latest})
-        existing = {
-            (row.run_id, row.key): {"step": row.step, "timestamp": row.timestamp, "value": math.nan if row.is_nan else row.value}
-            for row in connection.execute(select(latest_metrics).where(latest_metrics.c.run_id.in_(run_ids)))
-        }
-        winners = []
-        for (run_id, key), candidate in self.latest.items():
-            before = existing.get((run_id, key))
-            if before is None or _rank(candidate) > _rank(before):
-                value = candidate["value"]
-                winners.append({**candidate, "value": 0.0 if math.isnan(value) else value})
-        upsert(connection, latest_metrics, winners, ["run_id", "key"])
+        # The batch's best per key against the stored one, decided in the upsert itself
+        # (``_outranks``): one statement, where a read first was two round trips.
+        candidates = [{**candidate, "value": 0.0 if math.isnan(candidate["value"]) else candidate["value"]} for candidate in self.latest.values()]
+        upsert(connection, latest_metrics, candidates, ["run_id", "key"], only_if=_outranks)
+
+
+def _outranks(offered: Any) -> Any:
+    """``_rank`` in SQL: the offered latest value replaces the stored one when its step,
+    then timestamp, then value is higher, NaN ranking as -inf (a tie keeps the stored)."""
+    stored = latest_metrics.c
+    # NaN is stored as 0.0 with is_nan; every number but -inf is above a stored NaN.
+    higher_value = and_(
+        ~offered.is_nan,
+        or_(and_(stored.is_nan, offered.value >= -sys.float_info.max), and_(~stored.is_nan, offered.value > stored.value)),
+    )
+    later_time = or_(offered.timestamp > stored.timestamp, and_(offered.timestamp == stored.timestamp, higher_value))
+    return or_(offered.step > stored.step, and_(offered.step == stored.step, later_time))
 
 
 Apply = Callable[[Connection, _Batch, Event], None]
+
+# The statements of a sync log_metric / log_batch, prebuilt as the registry's are: building
+# and keying them per batch cost the projector more than running them.
+_RUN_STAGE = select(runs.c.lifecycle_stage).where(runs.c.run_id == bindparam("run"))
+_PARAMS_OF_RUN = select(params.c.key, params.c.value).where(params.c.run_id == bindparam("run"))
+_INSERT_PARAMS = insert(params)
+_RENAME_RUN = update(runs).where(runs.c.run_id == bindparam("run")).values(run_name=bindparam("new_name"))
 
 
 def _usable_run(c: Connection, batch: _Batch, run_id: str) -> None:
     """A write about a run needs the run, active (``rules.run_usable``)."""
     if run_id not in batch.stages:
-        batch.stages[run_id] = c.execute(select(runs.c.lifecycle_stage).where(runs.c.run_id == run_id)).scalar()
+        batch.stages[run_id] = c.execute(_RUN_STAGE, {"run": run_id}).scalar()
     rules.run_usable(run_id, batch.stages[run_id])
 
 
@@ -280,7 +291,7 @@ def run_renamed(c: Connection, batch: _Batch, e: Event) -> None:
 def params_logged(c: Connection, batch: _Batch, e: Event) -> None:
     run_id = e.payload["run_id"]
     _usable_run(c, batch, run_id)
-    logged = {row.key: row.value for row in c.execute(select(params.c.key, params.c.value).where(params.c.run_id == run_id))}
+    logged = {row.key: row.value for row in c.execute(_PARAMS_OF_RUN, {"run": run_id})}
     new = []
     for param in e.payload["params"]:
         before = logged.get(param["key"])
@@ -289,7 +300,7 @@ def params_logged(c: Connection, batch: _Batch, e: Event) -> None:
             new.append({"run_id": run_id, **param})
             logged[param["key"]] = param["value"]
     if new:
-        c.execute(insert(params), new)
+        c.execute(_INSERT_PARAMS, new)
 
 
 def metrics_logged(c: Connection, batch: _Batch, e: Event) -> None:
@@ -304,7 +315,7 @@ def tags_set(c: Connection, batch: _Batch, e: Event) -> None:
     upsert(c, tags, [{"run_id": run_id, **t} for t in e.payload["tags"]], ["run_id", "key"])
     for tag in e.payload["tags"]:
         if tag["key"] == "mlflow.runName":
-            c.execute(update(runs).where(runs.c.run_id == run_id).values(run_name=tag["value"]))
+            c.execute(_RENAME_RUN, {"run": run_id, "new_name": tag["value"]})
 
 
 def tag_deleted(c: Connection, batch: _Batch, e: Event) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy import ColumnElement, Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -228,13 +228,45 @@ def _insert(connection: Connection, table: Table) -> Any:
     return (postgresql if connection.dialect.name == "postgresql" else sqlite).insert(table)
 
 
-def upsert(connection: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
-    """INSERT … ON CONFLICT (keys) DO UPDATE SET every other column, on SQLite or PostgreSQL."""
+# Statements built once per (dialect, table, shape): building one, and SQLAlchemy keying it
+# for its compiled cache, cost a projector batch more than running it (a key is memoized
+# on the statement object, so only a reused object skips it).
+_STATEMENTS: dict[tuple[Any, ...], Any] = {}
+
+
+# Given the row offered (``excluded``), whether it replaces the row there.
+Replaces = Callable[[Any], ColumnElement[bool]]
+
+
+def _upsert_statement(connection: Connection, table: Table, keys: tuple[str, ...], only_if: Replaces | None) -> Any:
+    cached = (connection.dialect.name, table, "upsert", keys, only_if)
+    statement = _STATEMENTS.get(cached)
+    if statement is None:
+        statement = _insert(connection, table)
+        updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
+        where = None if only_if is None else only_if(statement.excluded)
+        statement = _STATEMENTS[cached] = statement.on_conflict_do_update(index_elements=list(keys), set_=updates, where=where)
+    return statement
+
+
+def _insert_new_statement(connection: Connection, table: Table, key: str | None) -> Any:
+    cached = (connection.dialect.name, table, "insert_new", (key,) if key else ())
+    statement = _STATEMENTS.get(cached)
+    if statement is None:
+        statement = _insert(connection, table).on_conflict_do_nothing()
+        statement = _STATEMENTS[cached] = statement if key is None else statement.returning(table.c[key])
+    return statement
+
+
+def upsert(
+    connection: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str], only_if: Replaces | None = None
+) -> None:
+    """INSERT … ON CONFLICT (keys) DO UPDATE SET every other column, on SQLite or PostgreSQL;
+    with ``only_if`` (a module-level function: statements are cached by it), a row there
+    is replaced only where it says so, decided by the database in the same statement."""
     if not rows:
         return
-    statement = _insert(connection, table)
-    updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
-    connection.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=updates), list(rows))
+    connection.execute(_upsert_statement(connection, table, tuple(keys), only_if), list(rows))
 
 
 def insert_new(connection: Connection, table: Table, rows: Sequence[dict[str, Any]], key: str | None = None) -> set[Any]:
@@ -243,8 +275,8 @@ def insert_new(connection: Connection, table: Table, rows: Sequence[dict[str, An
     statement where a check first would be two."""
     if not rows:
         return set()
-    statement = _insert(connection, table).on_conflict_do_nothing()
+    statement = _insert_new_statement(connection, table, key)
     if key is None:
         connection.execute(statement, list(rows))
         return set()
-    return set(connection.execute(statement.returning(table.c[key]), list(rows)).scalars())
+    return set(connection.execute(statement, list(rows)).scalars())
