@@ -102,6 +102,8 @@ class KafkaLog(Log):
         self._admin: KafkaAdminClient | None = None
         self._metadata: KafkaConsumer | None = None
         self._known_topics: set[str] = set()
+        # kafka-python's admin client and metadata consumer are not safe across threads
+        # (calls at once fail with NodeNotReadyError, "max_in_flight"): one call at a time.
         self._lock = threading.RLock()
         self._closed = False
 
@@ -167,17 +169,10 @@ class KafkaLog(Log):
         if topic in self._known_topics:
             return
         try:
-            self.admin.create_topics(
-                [
-                    NewTopic(
-                        topic,
-                        partitions or self.default_partitions,
-                        self.replication_factor,
-                        topic_configs=topic_configs(self.replication_factor),
-                    )
-                ],
-                timeout_ms=int(self.timeout * 1000),
-            )
+            new = NewTopic(topic, partitions or self.default_partitions, self.replication_factor,
+                           topic_configs=topic_configs(self.replication_factor))
+            with self._lock:
+                self.admin.create_topics([new], timeout_ms=int(self.timeout * 1000))
         except TopicAlreadyExistsError:
             pass
         except KafkaError as error:
@@ -189,7 +184,8 @@ class KafkaLog(Log):
         """Block until the cluster metadata knows the topic's partitions (just created)."""
         deadline = time.monotonic() + self.timeout
         while True:
-            found = self.metadata.partitions_for_topic(topic)
+            with self._lock:
+                found = self.metadata.partitions_for_topic(topic)
             if found:
                 return found
             if time.monotonic() > deadline:
@@ -202,7 +198,8 @@ class KafkaLog(Log):
         keys = dict.fromkeys(("retention.ms", "retention.bytes", "cleanup.policy"))
         resources = [ConfigResource(ConfigResourceType.TOPIC, topic, dict(keys)) for topic in topics]
         try:
-            found = self.admin.describe_configs(resources, config_filter="all")
+            with self._lock:
+                found = self.admin.describe_configs(resources, config_filter="all")
         except KafkaError as error:
             raise LogError(f"cannot read the settings of topics {', '.join(topics)}: {error}") from error
         described = found.get("topic", {})
@@ -217,13 +214,15 @@ class KafkaLog(Log):
 
     def topics(self) -> list[str]:
         try:
-            names = self.admin.list_topics()
+            with self._lock:
+                names = self.admin.list_topics()
         except KafkaError as error:
             raise LogError(f"cannot list topics: {error}") from error
         return sorted(name for name in names if not name.startswith("__"))
 
     def partitions(self, topic: str) -> list[int]:
-        found = self.metadata.partitions_for_topic(topic)
+        with self._lock:
+            found = self.metadata.partitions_for_topic(topic)
         if not found:
             raise LogError(f"topic {topic!r} does not exist")
         return sorted(found)
