@@ -18,6 +18,24 @@ from webhook_stack import FAST, running_runtime  # noqa: E402
 from eventflow.server.runtime import Runtime  # noqa: E402
 
 
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory) -> Iterator[str]:
+    """A broker of the webhook tests' own. They run last, and on the session's broker each
+    fresh views database first replays every earlier test's events — on a slow machine for
+    longer than the tests wait (the views "did not apply it within 30 s")."""
+    given = os.environ.get("EVENTFLOW_KAFKA_BOOTSTRAP", "").strip()
+    if given:
+        yield given
+        return
+    from eventflow.dev.kafka import LocalKafka
+
+    broker = LocalKafka(data_dir=tmp_path_factory.mktemp("webhooks-kafka"), stop_timeout=20, quiet=True).start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
 @pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
 def log_uri(request, tmp_path) -> str:
     if request.param == "kafka":
