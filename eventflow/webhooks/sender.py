@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Select, bindparam, func, insert, or_, select, update
 
 from eventflow.events import Event, now_ms
 from eventflow.log import Log
@@ -86,6 +86,56 @@ def backoff(settings: Settings, failed_attempts: int) -> float:
     """Exponential, capped, with ±25 % jitter so a recovering endpoint is not hit in waves."""
     delay = min(settings.first_retry * 2 ** max(0, failed_attempts - 1), settings.max_retry_delay)
     return delay * random.uniform(0.75, 1.25)
+
+
+def _due_heads() -> Select:
+    """Due rows that head their (subscription, entity), in id order along the
+    (status, delivery_id) index, so the scan stops after a few due heads instead of
+    ranking every pending row."""
+    d, s = deliveries, subscriptions
+    h = deliveries.alias("h")
+    now = bindparam("b_now")
+    head = (
+        select(func.min(h.c.delivery_id))
+        .where(h.c.subscription_id == d.c.subscription_id, h.c.entity_key == d.c.entity_key, h.c.status == "PENDING")
+        .scalar_subquery()
+    )
+    return (
+        select(d, s.c.url, s.c.flavor)
+        .join(s, s.c.subscription_id == d.c.subscription_id)
+        .where(
+            d.c.status == "PENDING",
+            d.c.next_attempt_time <= now,
+            or_(d.c.lease_until.is_(None), d.c.lease_until < now),
+            s.c.status == "ACTIVE",
+            s.c.deleted.is_(False),
+            d.c.delivery_id == head,
+        )
+        .order_by(d.c.delivery_id)
+        .limit(bindparam("b_scan"))
+    )
+
+
+# Built once: the sender looks for due rows every few milliseconds, and building and
+# keying these statements cost more than running them (tests/webhooks/test_sender_cost.py).
+_DUE_HEADS = _due_heads()
+_LEASE = (
+    update(deliveries)
+    .where(
+        deliveries.c.delivery_id == bindparam("b_id"), deliveries.c.status == "PENDING",
+        deliveries.c.next_attempt_time <= bindparam("b_now"),
+        or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < bindparam("b_now")),
+    )
+    .values(lease_owner=bindparam("b_owner"), lease_until=bindparam("b_until"))
+)
+_SECRETS = (
+    select(secrets.c.subscription_id, secrets.c.secret)
+    .where(
+        secrets.c.subscription_id.in_(bindparam("b_ids", expanding=True)),
+        or_(secrets.c.expires_time.is_(None), secrets.c.expires_time > bindparam("b_now")),
+    )
+    .order_by(secrets.c.expires_time.is_not(None), secrets.c.created_time.desc())
+)
 
 
 class Claimed:
@@ -223,6 +273,8 @@ class Sender:
         # transaction that reads first cannot take the write lock once another writer
         # has committed (it fails at once instead of waiting); the lease update re-checks.
         candidates = self._candidates(free) if free > 0 else []
+        if not done and not candidates:
+            return []  # an idle turn: nothing to write, no transaction
         with self.engine.begin() as c:
             disabled = self._record(c, done) if done else []
             claimed = self._lease(c, candidates)
@@ -247,32 +299,8 @@ class Sender:
 
     def _candidates(self, limit: int) -> list[Any]:
         """Up to ``limit`` due heads, within the per-subscription cap (read, not leased)."""
-        now = now_ms()
-        d, s = deliveries, subscriptions
-        h = deliveries.alias("h")
-        head = (
-            select(func.min(h.c.delivery_id))
-            .where(h.c.subscription_id == d.c.subscription_id, h.c.entity_key == d.c.entity_key, h.c.status == "PENDING")
-            .scalar_subquery()
-        )
-        query = (
-            select(d, s.c.url, s.c.flavor)
-            .join(s, s.c.subscription_id == d.c.subscription_id)
-            .where(
-                d.c.status == "PENDING",
-                d.c.next_attempt_time <= now,
-                or_(d.c.lease_until.is_(None), d.c.lease_until < now),
-                s.c.status == "ACTIVE",
-                s.c.deleted.is_(False),
-                d.c.delivery_id == head,
-            )
-            # In id order along the (status, delivery_id) index: the scan stops after a few
-            # due heads instead of ranking every pending row.
-            .order_by(d.c.delivery_id)
-            .limit(limit * 4)
-        )
         with self.engine.connect() as c:
-            candidates = c.execute(query).all()
+            candidates = c.execute(_DUE_HEADS, {"b_now": now_ms(), "b_scan": limit * 4}).all()
         chosen, per_subscription = [], dict(self._in_flight)
         for row in candidates:
             if len(chosen) < limit and per_subscription.get(row.subscription_id, 0) < self.settings.in_flight_cap:
@@ -284,20 +312,10 @@ class Sender:
         """Lease the rows still free (another instance may have taken some meanwhile)."""
         now = now_ms()
         until = now + int(self.settings.lease * 1000)
-        d = deliveries
-        claimed = []
-        for row in chosen:
-            won = c.execute(
-                update(d)
-                .where(
-                    d.c.delivery_id == row.delivery_id, d.c.status == "PENDING", d.c.next_attempt_time <= now,
-                    or_(d.c.lease_until.is_(None), d.c.lease_until < now),
-                )
-                .values(lease_owner=self.name, lease_until=until)
-            ).rowcount
-            if won:
-                claimed.append(row)
-        return claimed
+        return [
+            row for row in chosen
+            if c.execute(_LEASE, {"b_id": row.delivery_id, "b_now": now, "b_owner": self.name, "b_until": until}).rowcount
+        ]
 
     # -- one attempt ----------------------------------------------------------------------
 
@@ -307,11 +325,7 @@ class Sender:
         now = now_ms()
         found: dict[str, list[str]] = {sid: [] for sid in subscription_ids}
         with self.engine.connect() as c:
-            rows = c.execute(
-                select(secrets.c.subscription_id, secrets.c.secret)
-                .where(secrets.c.subscription_id.in_(list(found)), or_(secrets.c.expires_time.is_(None), secrets.c.expires_time > now))
-                .order_by(secrets.c.expires_time.is_not(None), secrets.c.created_time.desc())
-            )
+            rows = c.execute(_SECRETS, {"b_ids": list(found), "b_now": now})
             for row in rows:
                 found[row.subscription_id].append(row.secret)
         return found
