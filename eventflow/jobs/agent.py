@@ -99,13 +99,18 @@ class Agent:
         p = event.payload
         if event.type in ("job.created", "job.updated"):
             self.jobs[p["job_id"]] = {**p, "deleted": False}
-        elif event.type == "job.deleted" and p["job_id"] in self.jobs:
-            self.jobs[p["job_id"]]["deleted"] = True
+        elif event.type == "job.deleted":
+            if p["job_id"] in self.jobs:
+                self.jobs[p["job_id"]]["deleted"] = True
+            for run in self.runs.values():  # the fold decides what the deletion does to each run of the job
+                if run.job_id == p["job_id"]:
+                    run.apply(event, job_deleted=True)
         elif event.type == "job.triggered":
-            self.runs.setdefault(p["trigger_id"], JobRun.triggered(event))
+            if p["trigger_id"] not in self.runs:
+                self.runs[p["trigger_id"]] = JobRun.triggered(event, bool(self.jobs.get(p["job_id"], {}).get("deleted")))
         elif event.type in RUN_EVENTS and p["trigger_id"] in self.runs:
             job = self.jobs.get(p["job_id"], {})
-            self.runs[p["trigger_id"]].apply(event, job.get("retry_delay") or 0.0)
+            self.runs[p["trigger_id"]].apply(event, job.get("retry_delay") or 0.0, bool(job.get("deleted")))
 
     # -- acting ----------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from eventflow.events import Event
 from eventflow.jobs.commands import DEFINITION_FIELDS
-from eventflow.jobs.runs import RUN_EVENTS, JobRun
+from eventflow.jobs.runs import ENDED, RUN_EVENTS, JobRun
 from eventflow.jobs.tables import job_runs, jobs
 from eventflow.views.db import insert_new
 
@@ -32,16 +32,29 @@ def job_updated(c: Connection, batch: Any, e: Event) -> None:
     c.execute(update(jobs).where(jobs.c.job_id == e.payload["job_id"], jobs.c.deleted.is_(False)).values(**values))
 
 
-def job_deleted(c: Connection, batch: Any, e: Event) -> None:
-    c.execute(update(jobs).where(jobs.c.job_id == e.payload["job_id"]).values(deleted=True, updated_time=e.time))
-
-
 _FOLDED = ("status", "attempt", "agent_id", "lease_ms", "renewed", "available", "run_id", "exit_code", "detail", "cancel_requested")
+
+
+def _fold(c: Connection, row: Any, e: Event, retry_delay_s: float, job_deleted: bool) -> None:
+    """``e`` folded into the run in ``row`` (eventflow/jobs/runs.py), written back if it changed it."""
+    run = JobRun(row.trigger_id, row.job_id, json.loads(row.parameters), row.cause_event_id,
+                 **{k: getattr(row, k) for k in _FOLDED})
+    if run.apply(e, retry_delay_s, job_deleted):
+        values = {k: getattr(run, k) for k in _FOLDED}
+        c.execute(update(job_runs).where(job_runs.c.trigger_id == row.trigger_id).values(**values, updated_time=e.time))
+
+
+def job_deleted(c: Connection, batch: Any, e: Event) -> None:
+    """The job, and its runs not yet ended: the fold decides what the deletion does to each."""
+    c.execute(update(jobs).where(jobs.c.job_id == e.payload["job_id"]).values(deleted=True, updated_time=e.time))
+    for row in c.execute(select(job_runs).where(job_runs.c.job_id == e.payload["job_id"], job_runs.c.status.not_in(ENDED))).all():
+        _fold(c, row, e, 0.0, True)
 
 
 def job_triggered(c: Connection, batch: Any, e: Event) -> None:
     p = e.payload
-    run = JobRun.triggered(e)
+    deleted = c.execute(select(jobs.c.deleted).where(jobs.c.job_id == p["job_id"])).scalar()
+    run = JobRun.triggered(e, bool(deleted))
     insert_new(c, job_runs, [{"trigger_id": p["trigger_id"], "job_id": p["job_id"], "reason": p["reason"],
                               "cause_event_id": p.get("cause_event_id"), "tick": p.get("tick"),
                               "parameters": json.dumps(p["parameters"], sort_keys=True), "triggered_time": e.time,
@@ -53,12 +66,8 @@ def job_run_event(c: Connection, batch: Any, e: Event) -> None:
     row = c.execute(select(job_runs).where(job_runs.c.trigger_id == e.payload["trigger_id"])).first()
     if row is None:
         return
-    run = JobRun(row.trigger_id, row.job_id, json.loads(row.parameters), row.cause_event_id,
-                 **{k: getattr(row, k) for k in _FOLDED})
-    delay = c.execute(select(jobs.c.retry_delay).where(jobs.c.job_id == row.job_id)).scalar() or 0.0
-    if run.apply(e, delay):
-        values = {k: getattr(run, k) for k in _FOLDED}
-        c.execute(update(job_runs).where(job_runs.c.trigger_id == row.trigger_id).values(**values, updated_time=e.time))
+    job = c.execute(select(jobs.c.retry_delay, jobs.c.deleted).where(jobs.c.job_id == row.job_id)).first()
+    _fold(c, row, e, (job.retry_delay if job else 0.0) or 0.0, bool(job and job.deleted))
 
 
 APPLY = {

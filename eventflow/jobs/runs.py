@@ -6,6 +6,16 @@ order wins it, later claims of that attempt lose; only the winner's ``job.starte
 ``job.succeeded`` count; a ``job.failed`` of the current attempt (from the agent, or from
 any agent that saw the claim's lease run out) ends it, and, with ``will_retry``, opens the
 next attempt after the job's retry delay.
+
+A job's deletion (``job.deleted``, on the job's key like every event of its runs, so in
+log order with them) reaches every run of the job. It ends a run still PENDING — its
+first attempt or a retry waiting its delay — as a cancel request does: CANCELLED, with
+``cancel_requested`` set, so no claim of it wins. It does not stop a CLAIMED or RUNNING
+run (only ``job.cancel_requested`` makes its agent kill it): that run goes on to its own
+end, SUCCEEDED or FAILED as it comes out, but its ``job.failed`` opens no retry once the
+job is deleted (the fold is told so, as it is told the retry delay) — it ends FAILED.
+A run triggered after the deletion in log order (a run-now or a trigger that raced it)
+is CANCELLED as it is created.
 """
 
 from __future__ import annotations
@@ -39,15 +49,23 @@ class JobRun:
     cancel_requested: bool = False
 
     @classmethod
-    def triggered(cls, event: Event) -> JobRun:
+    def triggered(cls, event: Event, job_deleted: bool = False) -> JobRun:
+        """A new run; ``job_deleted``: its job's ``job.deleted`` came first in log order (a
+        run-now or a trigger raced the deletion), so it ends at once as the deletion ends a
+        pending run."""
         p = event.payload
-        return cls(p["trigger_id"], p["job_id"], dict(p["parameters"]), p.get("cause_event_id"), available=event.time)
+        run = cls(p["trigger_id"], p["job_id"], dict(p["parameters"]), p.get("cause_event_id"), available=event.time)
+        if job_deleted:
+            run._job_deleted()
+        return run
 
     def _current(self, p: dict[str, Any], owner: bool = True) -> bool:
         return p["attempt"] == self.attempt and (not owner or p.get("agent_id") == self.agent_id)
 
-    def apply(self, event: Event, retry_delay_s: float = 0.0) -> bool:
-        """Fold one event of this run; True if it changed the run."""
+    def apply(self, event: Event, retry_delay_s: float = 0.0, job_deleted: bool = False) -> bool:
+        """Fold one event of this run (or ``job.deleted`` of its job); True if it changed
+        the run. ``retry_delay_s`` and ``job_deleted`` say what the job is at this point of
+        the log."""
         p, kind = event.payload, event.type
         if kind == "job.claimed":
             if self.status != PENDING or not self._current(p, owner=False) or self.cancel_requested:
@@ -70,11 +88,13 @@ class JobRun:
             if self.status in ENDED or not self._current(p, owner=False):
                 return False
             self.run_id, self.exit_code, self.detail = p.get("run_id") or self.run_id, p.get("exit_code"), p["reason"]
-            if p["will_retry"] and not self.cancel_requested:
+            if p["will_retry"] and not self.cancel_requested and not job_deleted:
                 self.status, self.attempt, self.agent_id = PENDING, self.attempt + 1, None
                 self.available = event.time + int(retry_delay_s * 1000)
             else:
                 self.status = CANCELLED if self.cancel_requested else FAILED
+                if p["will_retry"] and job_deleted and not self.cancel_requested:
+                    self.detail = f"{p['reason']}; not retried: its job was deleted"
         elif kind == "job.skipped":
             if self.status != PENDING or self.attempt != 1:
                 return False
@@ -85,8 +105,19 @@ class JobRun:
             self.cancel_requested = True
             if self.status == PENDING:
                 self.status, self.detail = CANCELLED, "cancelled before it started"
+        elif kind == "job.deleted":
+            if p["job_id"] != self.job_id:
+                return False
+            return self._job_deleted()
         else:
             return False
+        return True
+
+    def _job_deleted(self) -> bool:
+        if self.status != PENDING:
+            return False  # an active run goes on to its end (no retry: see job.failed); an ended one stays as it ended
+        self.cancel_requested = True
+        self.status, self.detail = CANCELLED, "cancelled before it started: its job was deleted"
         return True
 
     def expired(self, now: int) -> bool:
