@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -16,9 +17,15 @@ from jobstack import executions, project, start_agent, stop, wait_for
 from serving import running_server
 from sqlalchemy import create_engine, select
 
+from eventflow.codec import decode
+from eventflow.consumers.scheduler import triggered as job_triggered
 from eventflow.events import Event
+from eventflow.jobs import commands
+from eventflow.jobs.agent import JOBS_TOPIC, Agent
 from eventflow.jobs.runs import JobRun
 from eventflow.jobs.tables import job_runs
+from eventflow.log.embedded import EmbeddedLog
+from eventflow.log.event_log import EventLog
 from eventflow.sdk.jobs import Jobs
 
 
@@ -99,6 +106,8 @@ def test_a_deleted_jobs_running_run_is_not_killed_ends_as_it_ends_and_is_not_ret
                 assert "exit code 3" in ended["detail"] and "job was deleted" in ended["detail"], ended
             ends = [e for e in _events(url, trigger) if e["type"] in ("job.succeeded", "job.failed")]
             assert len(ends) == 1 and "killed" not in ends[0]["payload"].get("reason", "")  # it ran to its own end
+            if exit_code:  # what a webhook subscriber of job.failed reads: no retry is coming
+                assert ends[0]["payload"]["will_retry"] is False, ends[0]
         finally:
             stop(agent)
         assert len(executions(marker)) == 1
@@ -139,3 +148,73 @@ def test_the_fold_of_a_deleted_jobs_runs():
     retrying.apply(claim())
     assert retrying.apply(failed(will_retry=True), 60.0) and (retrying.status, retrying.attempt) == ("PENDING", 2)
     assert retrying.apply(deleted) and retrying.status == "CANCELLED"  # a retry waiting its delay is pending: cancelled
+
+
+class _Submitted:
+    """A project run the test ends: RUNNING until ``end``."""
+
+    run_id = "f" * 32
+
+    def __init__(self):
+        self.status, self.returncode = "RUNNING", None
+
+    def end(self, status: str, code: int) -> None:
+        self.status, self.returncode = status, code
+
+    def get_status(self) -> str:
+        return self.status
+
+    def wait(self, timeout: float) -> None:
+        pass
+
+    def cancel(self) -> None:
+        self.end("KILLED", -9)
+
+
+@pytest.mark.parametrize("deleted", [False, True])
+def test_the_job_failed_of_a_deleted_jobs_run_says_it_will_not_be_retried(tmp_path, deleted):
+    """The agent's job.failed (what webhooks of job.failed deliver, the dashboard and the
+    audit describe) says will_retry as the fold then does it: a deleted job's run, failing
+    with retries left, is not retried, and its event says so. Without the deletion, the
+    same failure is retried and says will_retry."""
+    log = EmbeddedLog(tmp_path / "log")
+    writer, submitted = EventLog(log), _Submitted()
+    agent = Agent(log, "unused", agent_id="agent-1", launch=lambda job, run, tags, uri: submitted)
+    reader = log.consumer([JOBS_TOPIC])
+    seen: list[Event] = []
+
+    def step_until(check, what: str):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            agent.step(0.05)
+            seen.extend(decode(r.value) for r in reader.poll(0.01, 1000))
+            if answer := check():
+                return answer
+        raise AssertionError(f"the agent did not {what} within 30 s; the log: {[e.type for e in seen]}")
+
+    try:
+        job = commands.create_job({"name": "work", "project_uri": str(tmp_path), "retries": 2})
+        job_id = job.payload["job_id"]
+        trigger = job_triggered(job_id, "manual", "manual/1", {})
+        writer.append_many([job, trigger])
+        trigger_id = trigger.payload["trigger_id"]
+        step_until(lambda: agent.runs.get(trigger_id) and agent.runs[trigger_id].status == "RUNNING", "start the run")
+        if deleted:
+            writer.append(commands.delete_job(job_id))
+            step_until(lambda: agent.jobs[job_id]["deleted"], "fold the deletion")
+            assert agent.runs[trigger_id].status == "RUNNING"  # not killed
+        submitted.end("FAILED", 3)
+        [failed] = step_until(lambda: [e for e in seen if e.type == "job.failed"], "append job.failed")
+        run = step_until(lambda: agent.runs[trigger_id].status not in ("CLAIMED", "RUNNING") and agent.runs[trigger_id], "fold it")
+        assert failed.payload["attempt"] == 1 and failed.payload["exit_code"] == 3
+        if deleted:
+            assert failed.payload["will_retry"] is False, failed.payload
+            assert (run.status, run.attempt) == ("FAILED", 1)
+            assert "job was deleted" in run.detail, run.detail
+        else:
+            assert failed.payload["will_retry"] is True, failed.payload
+            assert (run.status, run.attempt) == ("PENDING", 2)
+    finally:
+        reader.close()
+        agent._consumer.close()
+        log.close()
