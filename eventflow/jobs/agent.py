@@ -7,7 +7,8 @@ wins, so exactly one agent runs each attempt, however many claim it. The winner 
 project (eventflow.projects, the run tagged with the job, the trigger and the causing
 event), appends ``job.started``, renews its claim every third of its lease while the run
 lasts, kills it at the job's timeout or on ``jobs cancel``, and appends ``job.succeeded``
-or ``job.failed`` (with ``will_retry`` while retries are left). An agent that sees another
+or ``job.failed`` (its ``will_retry`` asked of the fold, ``JobRun.will_retry``: while
+retries are left, not after a cancel or the job's deletion). An agent that sees another
 agent's claim unrenewed past its lease (it was killed, its machine lost) appends the
 attempt's ``job.failed`` — with an id derived from the attempt, so two agents seeing it
 append one event — and the run is retried or failed as its job says; the agent that lost
@@ -133,13 +134,15 @@ class Agent:
         return {"job_id": run.job_id, "trigger_id": run.trigger_id, "attempt": attempt or run.attempt}
 
     def _will_retry(self, run: JobRun) -> bool:
-        return run.attempt <= int(self.jobs.get(run.job_id, {}).get("retries") or 0)
+        """What the fold will do with this run's failure, the job as this agent folded it."""
+        job = self.jobs.get(run.job_id, {})
+        return run.will_retry(int(job.get("retries") or 0), bool(job.get("deleted")))
 
     def _fail(self, run: JobRun, attempt: int, reason: str, *, exit_code: int | None = None, run_id: str | None = None,
-              agent_id: str | None = None, event_id: str | None = None, retry: bool | None = None) -> None:
+              agent_id: str | None = None, event_id: str | None = None) -> None:
         self._append("job.failed", {**self._base(run, attempt), "agent_id": agent_id, "run_id": run_id, "exit_code": exit_code,
-                                    "cause_event_id": run.cause_event_id, "reason": reason,
-                                    "will_retry": self._will_retry(run) if retry is None else retry}, event_id)
+                                    "cause_event_id": run.cause_event_id, "reason": reason, "will_retry": self._will_retry(run)},
+                     event_id)
 
     def _claim(self, now: int) -> None:
         busy = len(self.mine)
@@ -194,7 +197,7 @@ class Agent:
             if lost or run.cancel_requested:
                 submitted.cancel()
                 if not lost:
-                    self._fail(run, mine.attempt, "cancelled", run_id=submitted.run_id, agent_id=self.id, retry=False)
+                    self._fail(run, mine.attempt, "cancelled", run_id=submitted.run_id, agent_id=self.id)  # cancel_requested: no retry
                 del self.mine[trigger_id]
                 continue
             timeout = self.jobs.get(run.job_id, {}).get("timeout")

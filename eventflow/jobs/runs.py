@@ -5,15 +5,19 @@ view), so they agree on who runs what: the first ``job.claimed`` of an attempt i
 order wins it, later claims of that attempt lose; only the winner's ``job.started`` and
 ``job.succeeded`` count; a ``job.failed`` of the current attempt (from the agent, or from
 any agent that saw the claim's lease run out) ends it, and, with ``will_retry``, opens the
-next attempt after the job's retry delay.
+next attempt after the job's retry delay. Whether a failure is retried is decided here
+(``JobRun.will_retry``): the agent appending a ``job.failed`` asks it for the event's
+``will_retry``, so the event (what webhooks of ``job.failed`` deliver) says what the fold
+then does.
 
 A job's deletion (``job.deleted``, on the job's key like every event of its runs, so in
 log order with them) reaches every run of the job. It ends a run still PENDING — its
 first attempt or a retry waiting its delay — as a cancel request does: CANCELLED, with
 ``cancel_requested`` set, so no claim of it wins. It does not stop a CLAIMED or RUNNING
 run (only ``job.cancel_requested`` makes its agent kill it): that run goes on to its own
-end, SUCCEEDED or FAILED as it comes out, but its ``job.failed`` opens no retry once the
-job is deleted (the fold is told so, as it is told the retry delay) — it ends FAILED.
+end, SUCCEEDED or FAILED as it comes out, but it is not retried once the job is deleted
+(the fold is told so, as it is told the retry delay): its agent's ``job.failed`` says
+``will_retry`` false, and the run ends FAILED.
 A run triggered after the deletion in log order (a run-now or a trigger that raced it)
 is CANCELLED as it is created.
 """
@@ -88,13 +92,13 @@ class JobRun:
             if self.status in ENDED or not self._current(p, owner=False):
                 return False
             self.run_id, self.exit_code, self.detail = p.get("run_id") or self.run_id, p.get("exit_code"), p["reason"]
-            if p["will_retry"] and not self.cancel_requested and not job_deleted:
+            if p["will_retry"] and self._may_retry(job_deleted):
                 self.status, self.attempt, self.agent_id = PENDING, self.attempt + 1, None
                 self.available = event.time + int(retry_delay_s * 1000)
             else:
                 self.status = CANCELLED if self.cancel_requested else FAILED
-                if p["will_retry"] and job_deleted and not self.cancel_requested:
-                    self.detail = f"{p['reason']}; not retried: its job was deleted"
+                if job_deleted and not self.cancel_requested:  # 'not retried': the event said will_retry (it raced the deletion)
+                    self.detail = f"{p['reason']}; {'not retried: ' if p['will_retry'] else ''}its job was deleted"
         elif kind == "job.skipped":
             if self.status != PENDING or self.attempt != 1:
                 return False
@@ -112,6 +116,19 @@ class JobRun:
         else:
             return False
         return True
+
+    def will_retry(self, retries: int, job_deleted: bool = False) -> bool:
+        """Whether the current attempt, failing now, is tried again — the one home of the
+        rule: while the job's ``retries`` last, unless a cancel was requested or the job
+        was deleted. The agent that appends a ``job.failed`` asks it, with the job as it
+        folded it, for the event's ``will_retry``. The fold, which is not told the job's
+        retries, takes the count as that event recorded it and applies the rest
+        (``_may_retry``) at the event's place in the log, so only a cancel or deletion
+        appended between the agent's read and its append can overrule the event."""
+        return self.attempt <= retries and self._may_retry(job_deleted)
+
+    def _may_retry(self, job_deleted: bool) -> bool:
+        return not self.cancel_requested and not job_deleted
 
     def _job_deleted(self) -> bool:
         if self.status != PENDING:
