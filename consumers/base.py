@@ -84,11 +84,13 @@ class ConsumerLoop:
         """``join_group=False`` reads every partition alone: for a subscriber that keeps
         its own offsets and may run beside the group (a process catching up its views).
 
-        ``linger``: once records arrive, keep reading this long (up to ``max_batch``)
-        before applying them. Under a stream of small appends, a subscriber whose batch
-        costs a transaction then writes a few large batches instead of one per append;
-        it suits a subscriber nobody waits on (the webhook dispatcher), not the projector,
-        whose every batch a writer is waiting for."""
+        ``linger``: the consumer's ``patience`` (``Log.consumer``): records are gathered
+        for up to this long (up to ``max_batch``) before they are applied. Under a
+        stream of small appends, a subscriber whose batch costs a transaction then writes
+        a few large batches instead of one per append, and on Kafka it is not woken per
+        append at all; it suits a subscriber nobody waits on (the webhook dispatcher,
+        alerts, the watchdog, the scheduler), not the projector, whose every batch a
+        writer is waiting for."""
         if not join_group and not subscriber.keeps_offsets:
             raise ValueError("only a subscriber that keeps its own offsets can read outside its group")
         self.log = log
@@ -106,11 +108,11 @@ class ConsumerLoop:
         if self._consumer is None:
             topics = list(self.subscriber.topics)
             if self.join_group:
-                self._consumer = self.log.consumer(topics, self.subscriber.group, on_assign=self._resume)
+                self._consumer = self.log.consumer(topics, self.subscriber.group, on_assign=self._resume, patience=self.linger)
             else:
                 # Alone, every partition is assigned at once, before a callback could
                 # reach this consumer: resume here instead.
-                self._consumer = self.log.consumer(topics)
+                self._consumer = self.log.consumer(topics, patience=self.linger)
                 self._resume(self._consumer.assignment())
         return self._consumer
 
@@ -128,13 +130,6 @@ class ConsumerLoop:
         records = self.consumer.poll(self.poll_timeout if timeout is None else timeout, self.max_batch)
         if not records:
             return 0
-        if self.linger:
-            # Keep reading until the linger is over: a delay of at most ``linger``. (Sleeping
-            # through it and reading once costs fewer polls, but a Kafka fetch answers with
-            # what it found when it was sent, so the rest waited a whole turn more.)
-            until = time.monotonic() + self.linger
-            while len(records) < self.max_batch and (left := until - time.monotonic()) > 0:
-                records = [*records, *self.consumer.poll(left, self.max_batch - len(records))]
         deliveries: list[Delivery] = []
         poison: list[tuple[Record, str]] = []
         spans: dict[TopicPartition, tuple[int, int]] = {}

@@ -227,7 +227,9 @@ class Scheduler:
 
     def __init__(self, log: Log, engine: Engine, clock: Callable[[], int] = now_ms):
         self.subscriber = JobScheduler(log, engine, clock=clock)
-        self.loop = ConsumerLoop(log, self.subscriber, linger=0.02)
+        # A trigger 0.1 s later is lost in a job's start (process, environment); on Kafka the
+        # scheduler is then not woken by every append (see ConsumerLoop's linger).
+        self.loop = ConsumerLoop(log, self.subscriber, linger=0.1)
 
     def run(self, stop: threading.Event) -> None:
         ticking = threading.Thread(target=self._tick, args=(stop,), name="eventflow-scheduler-clock", daemon=True)

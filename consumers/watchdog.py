@@ -189,7 +189,9 @@ class Watchdog:
 
     def __init__(self, log: Log, engine: Engine, timeout_s: float, stall_s: float = 0.0):
         self.subscriber = RunWatchdog(log, engine, int(timeout_s * 1000), stall_ms=int(stall_s * 1000))
-        self.loop = ConsumerLoop(log, self.subscriber, linger=0.05)
+        # Its clock ticks every 0.2 s at the least: seeing events up to that late changes nothing,
+        # and on Kafka it is then not woken by every append (see ConsumerLoop's linger).
+        self.loop = ConsumerLoop(log, self.subscriber, linger=0.2)
         self.tick = max(0.2, min(5.0, min(timeout_s, stall_s or timeout_s) / 4))
 
     def run(self, stop: threading.Event) -> None:

@@ -164,6 +164,7 @@ class Log(abc.ABC):
         on_assign: RebalanceCallback | None = None,
         on_revoke: RebalanceCallback | None = None,
         from_beginning: bool = True,
+        patience: float = 0.0,
     ) -> Consumer:
         """A consumer of ``topics``.
 
@@ -172,6 +173,12 @@ class Log(abc.ABC):
         partition. Where nothing is committed it starts at the beginning, or at the end
         when ``from_beginning`` is false. ``on_revoke`` runs before partitions are handed
         away (commit there), ``on_assign`` after new ones arrive (seek there).
+
+        ``patience`` (seconds): how long a record may wait to be handed over with the
+        ones after it. A poll that finds records keeps gathering for up to that long (up
+        to its ``max_records``), so a reader nobody waits on wakes once per burst instead
+        of once per append; on Kafka the broker does the gathering (``fetch.max.wait.ms``),
+        so the reader does not even wake.
         """
 
     @abc.abstractmethod

@@ -384,6 +384,7 @@ class EmbeddedLog(Log):
         on_revoke: RebalanceCallback | None = None,
         from_beginning: bool = True,
         session_timeout: float = 10.0,
+        patience: float = 0.0,
     ) -> "EmbeddedConsumer":
         self._check_open()
         if isinstance(topics, str):
@@ -398,6 +399,7 @@ class EmbeddedLog(Log):
             on_revoke=on_revoke,
             from_beginning=from_beginning,
             session_timeout=session_timeout,
+            patience=patience,
         )
 
     def unchecked(self) -> int:
@@ -450,9 +452,11 @@ class EmbeddedConsumer(Consumer):
         on_revoke: RebalanceCallback | None,
         from_beginning: bool,
         session_timeout: float,
+        patience: float = 0.0,
     ):
         self._log = log
         self._topics = topics
+        self._patience = patience
         self._group = group
         self._on_assign = on_assign
         self._on_revoke = on_revoke
@@ -562,6 +566,14 @@ class EmbeddedConsumer(Consumer):
 
     def poll(self, timeout: float = 1.0, max_records: int = 500) -> list[Record]:
         self._check_open()
+        records = self._poll(timeout, max_records)
+        if records and self._patience:
+            until = time.monotonic() + self._patience
+            while len(records) < max_records and (left := until - time.monotonic()) > 0:
+                records += self._poll(left, max_records - len(records))
+        return records
+
+    def _poll(self, timeout: float, max_records: int) -> list[Record]:
         deadline = time.monotonic() + timeout
         pause = 0.001
         while True:
