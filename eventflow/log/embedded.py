@@ -567,10 +567,11 @@ class EmbeddedConsumer(Consumer):
     def poll(self, timeout: float = 1.0, max_records: int = 500) -> list[Record]:
         self._check_open()
         records = self._poll(timeout, max_records)
-        if records and self._patience:
-            until = time.monotonic() + self._patience
-            while len(records) < max_records and (left := until - time.monotonic()) > 0:
-                records += self._poll(left, max_records - len(records))
+        if records and self._patience and len(records) < max_records:
+            # Sleep through the patience, then read once: reading on at every append woke
+            # each patient reader per append, as it gathered.
+            time.sleep(self._patience)
+            records += self._poll(0.0, max_records - len(records))
         return records
 
     def _poll(self, timeout: float, max_records: int) -> list[Record]:
