@@ -86,6 +86,8 @@ def _scaled(count: int, scale: float) -> int:
 
 
 def _workload(url: str, out: dict[str, float], only: str = "", scale: float = 1.0) -> None:
+    # mlflow 3 prints a "View run … at" line per run for http(s) URIs: 20,000 lines here.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "1")
     import mlflow
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
@@ -140,7 +142,7 @@ def _workload(url: str, out: dict[str, float], only: str = "", scale: float = 1.
             if not token:
                 break
         assert found == search_runs // 2, found
-        out[f"search_runs over {SEARCH_RUNS:,} runs, every page (s)"] = time.perf_counter() - started
+        out[f"search_runs over {search_runs:,} runs, every page (s)"] = time.perf_counter() - started
 
     if only in ("", "history"):
         history_run = client.create_run(experiment_id).info.run_id
@@ -149,7 +151,7 @@ def _workload(url: str, out: dict[str, float], only: str = "", scale: float = 1.
         started = time.perf_counter()
         history = client.get_metric_history(history_run, "h")
         assert len(history) == history_points
-        out[f"get_metric_history of {HISTORY_POINTS:,} points (s)"] = time.perf_counter() - started
+        out[f"get_metric_history of {history_points:,} points (s)"] = time.perf_counter() - started
 
 
 def better(label: str, theirs: float, ours: float) -> float:
