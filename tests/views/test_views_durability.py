@@ -194,14 +194,21 @@ def test_on_postgresql_a_crashed_database_loses_nothing_acknowledged(tmp_path):
             postgres = LocalPostgres(port=postgres.port, data_dir=data, durable=True, quiet=True).start()
             assert "not properly shut down" in postgres.log_tail(400), "PostgreSQL recovered from a crash, not a clean stop"
 
+            missing: dict[str, object] = {}
+
             def served() -> bool:
                 for run_id, steps in acknowledged.items():
                     status, history = call(url, "GET", "metrics/get-history", run_id=run_id, metric_key="m", max_results=100_000)
-                    if status != 200 or not set(steps) <= {int(m["step"]) for m in history.get("metrics", [])}:
+                    gone = set(steps) - {int(m["step"]) for m in history.get("metrics", [])} if status == 200 else history
+                    if gone:
+                        missing[run_id] = gone if status != 200 else sorted(gone)[:10]
                         return False
                 return True
 
-            wait_for(served, "every acknowledged point served after PostgreSQL came back", timeout=180)
+            try:
+                wait_for(served, "every acknowledged point served after PostgreSQL came back", timeout=180)
+            except AssertionError:
+                raise AssertionError(f"not served after 180 s: {missing}") from None
             ok(url, "POST", "runs/log-metric", run_id=runs[0], key="after", value=1.0, timestamp=1, step=0)
             assert ok(url, "GET", "runs/get", run_id=runs[0])["run"]["data"]["metrics"], "a write after the crash is served"
             latest = {m["key"] for m in ok(url, "GET", "runs/get", run_id=runs[0])["run"]["data"]["metrics"]}
