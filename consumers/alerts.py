@@ -73,6 +73,7 @@ class AlertWatcher(Subscriber):
     """Judges metric points against the alert rules; appends the alerts they cause."""
 
     keeps_offsets = True
+    offsets_may_go_back = True  # they commit with its effects, in the views
 
     def __init__(self, log: Log, engine: Engine, group: str = GROUP):
         self.writer = EventLog(log)

@@ -26,6 +26,10 @@ from eventflow.log.base import Consumer, Log, Record, TopicPartition
 
 logger = logging.getLogger(__name__)
 
+# How often an idle loop whose subscriber keeps its offsets checks they did not go back
+# (one small query per consumer each time).
+STORED_RECHECK = 1.0
+
 
 class StalePosition(Exception):
     """Another instance applied these offsets first: re-read from the stored offsets."""
@@ -47,6 +51,9 @@ class Subscriber(abc.ABC):
     # True when apply() stores the offsets with its effects (then stored_offsets says
     # where to resume); False when the loop commits to the log's consumer group.
     keeps_offsets: bool = False
+    # True when stored_offsets reads a database that a crash can take back to an earlier
+    # state (the views: see ConsumerLoop._check_stored); False for offsets held in memory.
+    offsets_may_go_back: bool = False
 
     @abc.abstractmethod
     def apply(self, deliveries: list[Delivery], spans: dict[TopicPartition, tuple[int, int]]) -> list[tuple[Delivery, str]] | None:
@@ -100,6 +107,7 @@ class ConsumerLoop:
         self.poll_timeout = poll_timeout
         self.linger = linger
         self.dead_letters = 0  # records this loop skipped (dead-lettered by it or before it)
+        self._next_check = 0.0  # when idle, when to look at the stored offsets next
         self._box = DeadLetterBox(log, subscriber.group)
         self._consumer: Consumer | None = None
 
@@ -129,6 +137,7 @@ class ConsumerLoop:
         """Read one batch, apply it and record its offsets. Returns the records handled."""
         records = self.consumer.poll(self.poll_timeout if timeout is None else timeout, self.max_batch)
         if not records:
+            self._check_stored()
             return 0
         deliveries: list[Delivery] = []
         poison: list[tuple[Record, str]] = []
@@ -155,6 +164,25 @@ class ConsumerLoop:
         if not self.subscriber.keeps_offsets:
             self.consumer.commit({tp: end for tp, (_, end) in spans.items()})
         return len(records)
+
+    def _check_stored(self) -> None:
+        """While idle, now and then: have the subscriber's stored offsets gone back?
+
+        A crash of the views database can lose its last commits (PostgreSQL's
+        ``synchronous_commit=off``; SQLite's ``synchronous=NORMAL`` on a machine crash),
+        offsets with them. The fence notices at the next batch, but with nothing new to
+        read there is none, and what the log still holds stays missing from the views.
+        Seek back to what the store says instead."""
+        if not self.subscriber.offsets_may_go_back or time.monotonic() < self._next_check:
+            return
+        self._next_check = time.monotonic() + STORED_RECHECK
+        assigned = self.consumer.assignment()
+        stored = self.subscriber.stored_offsets(assigned)
+        for tp in sorted(assigned):
+            if (back := stored.get(tp, 0)) < self.consumer.position(tp):
+                logger.warning("%s: the stored offset of %s[%d] went back to %d: applying again from there",
+                               self.subscriber.group, tp.topic, tp.partition, back)
+                self.consumer.seek(tp, back)
 
     def _dead_letter(self, poison: list[tuple[Record, str]]) -> None:
         for record, reason in poison:

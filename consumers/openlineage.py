@@ -273,6 +273,7 @@ class LineageEmitter(Subscriber):
 
     topics = _TOPICS
     keeps_offsets = True
+    offsets_may_go_back = True  # they commit with its effects, in the views
 
     def __init__(self, engine: Engine, emitter: Emitter, namespace: str = DEFAULT_NAMESPACE, group: str = GROUP):
         self.engine = engine

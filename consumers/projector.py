@@ -694,6 +694,8 @@ class Projector(Subscriber):
 
     keeps_offsets = True
 
+    offsets_may_go_back = True  # they commit with its effects, in the views
+
     def __init__(self, engine: Engine, name: str = PROJECTOR, progress: Progress | None = None):
         """``progress`` hears of each committed batch, to wake this process's waiting writers."""
         self.engine = engine

@@ -102,6 +102,8 @@ class JobScheduler(Subscriber):
 
     keeps_offsets = True
 
+    offsets_may_go_back = True  # they commit with its effects, in the views
+
     def __init__(self, log: Log, engine: Engine, group: str = GROUP, clock: Callable[[], int] = now_ms):
         self.log = log
         self.writer = EventLog(log)

@@ -66,6 +66,8 @@ class RunWatchdog(Subscriber):
     """Notes the runs' signs of life; ``check`` appends ``run.crashed`` for the silent ones."""
 
     keeps_offsets = True
+
+    offsets_may_go_back = True  # they commit with its effects, in the views
     topics = (RUNS_TOPIC,)
 
     def __init__(self, log: Log, engine: Engine, timeout_ms: int, group: str = GROUP, stall_ms: int = 0):

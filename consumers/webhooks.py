@@ -106,6 +106,8 @@ class WebhookRecorder(Subscriber):
 
     keeps_offsets = True
 
+    offsets_may_go_back = True  # they commit with its effects, in the views
+
     def __init__(self, engine: Engine, group: str = "webhooks", on_recorded: Callable[[], object] | None = None):
         """``on_recorded`` hears of each batch that recorded deliveries (the sender of the
         same instance wakes at once instead of at its next poll)."""
