@@ -388,7 +388,16 @@ class KafkaLogConsumer(Consumer):
         except KafkaError as error:
             raise LogError(f"cannot reach Kafka at {','.join(log.bootstrap)}: {error}") from error
         if group is not None:
+            # Learn the topics' partitions before joining: a member that joined first
+            # was assigned nothing ("No partition metadata for topic") and waited for a
+            # metadata refresh to bring a second rebalance.
+            for topic in topics:
+                self._consumer.partitions_for_topic(topic)
             self._consumer.subscribe(topics, listener=_Listener(self))
+            # ... and tell the coordinator, whose snapshot of them is taken at metadata
+            # updates only: compared with a stale one after the join, it rebalanced again.
+            coordinator = self._consumer._coordinator
+            coordinator._handle_metadata_update(coordinator._cluster)
         else:
             tps = [KafkaTopicPartition(topic, p) for topic in topics for p in log.partitions(topic)]
             self._consumer.assign(tps)
