@@ -71,6 +71,11 @@ class Subscriber(abc.ABC):
         when ``keeps_offsets`` is true."""
         return {}
 
+    def patience(self, linger: float) -> float:
+        """How long its records may wait now (``Log.consumer``'s patience), asked before
+        every read: by default the loop's ``linger``."""
+        return linger
+
 
 __all__ = ["ConsumerLoop", "Delivery", "StalePosition", "Subscriber", "dead_letter"]
 
@@ -108,6 +113,7 @@ class ConsumerLoop:
         self.linger = linger
         self.dead_letters = 0  # records this loop skipped (dead-lettered by it or before it)
         self._next_check = 0.0  # when idle, when to look at the stored offsets next
+        self._patience = subscriber.patience(linger)  # the consumer's, as last set
         self._box = DeadLetterBox(log, subscriber.group)
         self._consumer: Consumer | None = None
 
@@ -116,11 +122,11 @@ class ConsumerLoop:
         if self._consumer is None:
             topics = list(self.subscriber.topics)
             if self.join_group:
-                self._consumer = self.log.consumer(topics, self.subscriber.group, on_assign=self._resume, patience=self.linger)
+                self._consumer = self.log.consumer(topics, self.subscriber.group, on_assign=self._resume, patience=self._patience)
             else:
                 # Alone, every partition is assigned at once, before a callback could
                 # reach this consumer: resume here instead.
-                self._consumer = self.log.consumer(topics, patience=self.linger)
+                self._consumer = self.log.consumer(topics, patience=self._patience)
                 self._resume(self._consumer.assignment())
         return self._consumer
 
@@ -135,6 +141,9 @@ class ConsumerLoop:
 
     def step(self, timeout: float | None = None) -> int:
         """Read one batch, apply it and record its offsets. Returns the records handled."""
+        if (patience := self.subscriber.patience(self.linger)) != self._patience:
+            self.consumer.set_patience(patience)
+            self._patience = patience
         records = self.consumer.poll(self.poll_timeout if timeout is None else timeout, self.max_batch)
         if not records:
             self._check_stored()

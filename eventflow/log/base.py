@@ -134,6 +134,12 @@ class Consumer(abc.ABC):
         """Read from the first record at or after ``timestamp_ms`` (the end if none)."""
 
     @abc.abstractmethod
+    def set_patience(self, seconds: float) -> None:
+        """Change the ``patience`` it was opened with (``Log.consumer``), from the next
+        read on: a reader whose audience comes and goes (the dashboard feed, patient
+        while no page watches) need not reopen."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Leave the group (handing partitions to the others) and release resources."""
 

@@ -562,6 +562,9 @@ class EmbeddedConsumer(Consumer):
     def assignment(self) -> set[TopicPartition]:
         return set(self._positions)
 
+    def set_patience(self, seconds: float) -> None:
+        self._patience = seconds
+
     # -- reading --------------------------------------------------------------------
 
     def poll(self, timeout: float = 1.0, max_records: int = 500) -> list[Record]:

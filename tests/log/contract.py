@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -218,6 +219,34 @@ class LogContract:
             assert consumer.poll(timeout=0.5) == []
             log.append(topic, b"k", b"new")
             assert values(drain(consumer, 1)) == [b"new"]
+
+    def test_a_reader_made_patient_gathers_a_burst_into_one_read(self, log: Log):
+        """``set_patience``: a reader opened impatient hands each append over alone; made
+        patient, the records of a burst arrive in one read (on Kafka the broker holds the
+        fetch). The dashboard feed is patient so while no page watches."""
+        topic = unique("patience")
+        log.create_topic(topic, partitions=1)
+        with log.consumer([topic]) as consumer:
+            log.append(topic, b"k", b"alone")
+            assert values(drain(consumer, 1)) == [b"alone"]
+            consumer.set_patience(3.0)
+            for _ in range(3):  # a fetch sent impatient before may still be at the broker
+                assert consumer.poll(timeout=1.0) == []
+            burst = [f"burst-{i}".encode() for i in range(5)]
+
+            def append_burst() -> None:
+                for value in burst:
+                    log.append(topic, b"k", value)
+
+            appender = threading.Thread(target=append_burst)
+            appender.start()
+            got: list[Record] = []
+            deadline = time.monotonic() + 30
+            while not got:
+                assert time.monotonic() < deadline, "the burst never arrived"
+                got = consumer.poll(timeout=0.5)
+            appender.join()
+            assert values(got) == burst
 
     # -- replay ---------------------------------------------------------------------
 
