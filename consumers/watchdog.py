@@ -35,7 +35,7 @@ from eventflow.consumers.base import ConsumerLoop, Delivery, Subscriber
 from eventflow.events import FAMILIES, Event, server_source, now_ms
 from eventflow.log import Log, TopicPartition
 from eventflow.log.event_log import EventLog
-from eventflow.views.db import upsert
+from eventflow.views.db import reading, upsert
 from eventflow.views.positions import advance, stored_offsets
 
 logger = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ class RunWatchdog(Subscriber):
         if not self.caught_up():
             return []
         now = now_ms() if now is None else now
-        with self.engine.connect() as c:
+        with reading(self.engine).connect() as c:
             rows = c.execute(select(watched).where(watched.c.crashed.is_(False))).all()
         judged: list[tuple[Event, str]] = []
         for row in rows:

@@ -44,6 +44,7 @@ from sqlalchemy import Connection, Engine, Select, bindparam, func, insert, or_,
 from eventflow.events import Event, now_ms
 from eventflow.log import Log
 from eventflow.log.event_log import EventLog
+from eventflow.views.db import reading
 from eventflow.webhooks import guard, mlflow, signing
 from eventflow.webhooks.settings import Settings
 from eventflow.webhooks.tables import attempts, create_tables, deliveries, secrets, subscriptions
@@ -299,7 +300,10 @@ class Sender:
 
     def _candidates(self, limit: int) -> list[Any]:
         """Up to ``limit`` due heads, within the per-subscription cap (read, not leased)."""
-        with self.engine.connect() as c:
+        # Autocommit reads (``reading``): on PostgreSQL a read in a transaction ends in a
+        # ROLLBACK, which makes psycopg drop the connection's prepared statements — the
+        # projector's among them, on a pooled connection it uses next.
+        with reading(self.engine).connect() as c:
             candidates = c.execute(_DUE_HEADS, {"b_now": now_ms(), "b_scan": limit * 4}).all()
         chosen, per_subscription = [], dict(self._in_flight)
         for row in candidates:
@@ -324,7 +328,7 @@ class Sender:
         grace period. Read once per claim, for all the claimed rows."""
         now = now_ms()
         found: dict[str, list[str]] = {sid: [] for sid in subscription_ids}
-        with self.engine.connect() as c:
+        with reading(self.engine).connect() as c:
             rows = c.execute(_SECRETS, {"b_ids": list(found), "b_now": now})
             for row in rows:
                 found[row.subscription_id].append(row.secret)
