@@ -25,9 +25,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from eventflow.codec import decode
 from eventflow.consumers.base import Delivery
 from eventflow.events import Event, metric_points
-from eventflow.log import TopicPartition
+from eventflow.log import Record, TopicPartition
 from eventflow.proto_json import replace_non_finite
 from eventflow.webhooks.filters import ONLY_BY_NAME, type_matches
 
@@ -116,17 +117,51 @@ class Item:
     about: tuple[tuple[str, str], ...] | None = None
 
 
-@dataclass
 class Batch:
-    items: list[Item]
-    starts: Positions
-    ends: Positions  # the next offset of each partition read, poison records included
-    size: int
+    """A batch of the feed, prepared for subscriptions; or, read while no page watched,
+    still the log's records, prepared only if a page attaches from a position within it
+    (most never are: the ring drops them unread)."""
+
+    def __init__(self, items: list[Item] | None, starts: Positions, ends: Positions, size: int, records: list[Record] | None = None):
+        self._items = items
+        self._records = records
+        self.starts = starts
+        self.ends = ends  # the next offset of each partition read, poison records included
+        # Bytes held: the prepared JSON, or the records' own while unprepared (the ring's
+        # budget counts what it holds; a batch prepared later keeps the size it came with).
+        self.size = size
+        self.count = len(items) if items is not None else len(records or ())
+
+    @classmethod
+    def unprepared(cls, records: list[Record], spans: dict[TopicPartition, tuple[int, int]]) -> "Batch":
+        return cls(None, {tp: s for tp, (s, _) in spans.items()}, {tp: e for tp, (_, e) in spans.items()},
+                   sum(len(r.value) for r in records), records)
+
+    @property
+    def items(self) -> list[Item]:
+        return self.prepared()
+
+    def prepared(self, owners: "Owners | None" = None) -> list[Item]:
+        """The items, prepared now if need be (see ``prepare_items`` for ``owners``). Safe
+        from any thread: two that race both prepare the same items, and either stands."""
+        items = self._items
+        if items is None:
+            items, _ = prepare_items([Delivery(decode(r.value), r) for r in self._records or ()], owners)
+            self._items = items
+        return items
 
 
 def prepare(deliveries: Iterable[Delivery], spans: dict[TopicPartition, tuple[int, int]], owners: "Owners | None" = None) -> Batch:
     """Encode a batch once (in the feed's thread, off the event loop); with ``owners``
     (auth on), also say what each event is about, so that the loop only looks it up."""
+    items, size = prepare_items(deliveries, owners)
+    return Batch(items, {tp: s for tp, (s, _) in spans.items()}, {tp: e for tp, (_, e) in spans.items()}, size)
+
+
+def prepare_items(deliveries: Iterable[Delivery], owners: "Owners | None" = None) -> tuple[list[Item], int]:
+    """Every event encoded once: the items and their size in bytes. Without ``owners``
+    an item's ``about`` is looked up when a subscription of a user who may not read
+    everything first needs it."""
     deliveries = list(deliveries)
     abouts = owners.about_all([(d.event.type, d.event.payload) for d in deliveries]) if owners is not None else None
     items = []
@@ -167,7 +202,7 @@ def prepare(deliveries: Iterable[Delivery], spans: dict[TopicPartition, tuple[in
         )
         size += item.size
         items.append(item)
-    return Batch(items, {tp: s for tp, (s, _) in spans.items()}, {tp: e for tp, (_, e) in spans.items()}, size)
+    return items, size
 
 
 MODEL_FAMILIES = ("registered_model.", "model_version.", "logged_model.", "deployment.")
@@ -322,7 +357,12 @@ class Hub:
         self._call(self._start, dict(positions))
 
     def publish(self, deliveries: list[Delivery], spans: dict[TopicPartition, tuple[int, int]]) -> None:
-        batch = prepare(deliveries, spans, self.owners)
+        # Read from another thread: a page attaching meanwhile gets the batch prepared on
+        # the loop instead (Batch.items), late but whole.
+        if self.subscriptions:
+            batch = prepare(deliveries, spans, self.owners)
+        else:  # preparing a 1,000-point batch costs 1.8 ms, most of it for a ring nobody reads
+            batch = Batch.unprepared([d.record for d in deliveries], spans)
         # Bounded hand-over: if the loop falls behind, the feed waits (the log keeps the rest).
         while not self._in_flight.acquire(timeout=1.0):
             if self.loop is None or self.loop.is_closed():
@@ -345,7 +385,7 @@ class Hub:
     def _dispatch(self, batch: Batch) -> None:
         self._in_flight.release()
         self.positions.update(batch.ends)
-        self.dispatched += len(batch.items)
+        self.dispatched += batch.count
         self.ring.append(batch)
         self._ring_size += batch.size
         while self._ring_size > self.ring_bytes and len(self.ring) > 1:
@@ -354,6 +394,14 @@ class Hub:
             self.ring_base.update(old.ends)
         for subscription in list(self.subscriptions):
             subscription.receive(batch)
+
+    def prepare_since(self, positions: Positions) -> None:
+        """Prepare the ring's unprepared batches past ``positions`` (in a worker thread,
+        before ``attach``), so that attaching leaves at most the few published meanwhile
+        to prepare on the loop."""
+        for batch in list(self.ring):  # a copy: the loop appends and drops meanwhile
+            if any(batch.ends.get(tp, 0) > positions.get(tp, 0) for tp in batch.ends):
+                batch.prepared(self.owners)
 
     def covers(self, positions: Positions) -> bool:
         """Whether the ring holds every event from ``positions`` up to now."""

@@ -275,6 +275,7 @@ class LiveConnection:
             if self.subscriptions.get(subscription.id) is not subscription:
                 return  # unsubscribed meanwhile
             if self.hub.covers(since):
+                await run_in_threadpool(self.hub.prepare_since, since)  # off the loop: read while no page watched
                 more = self.hub.attach(subscription, since)  # atomic on the loop
                 covered = positions_json(subscription.positions)
             else:
